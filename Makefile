@@ -1,0 +1,45 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA := ../shared/data
+
+.PHONY: run test install lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	@if [ -d $(DATA)/windows ] && [ -d $(DATA)/sigma/rules ]; then \
+		$(BIN)/vigil scan $(DATA)/windows \
+			$(foreach d,$(wildcard $(DATA)/sigma/rules*),--rules $(d)) \
+			--min-level high --stats vigil-scan-stats.json; \
+	else \
+		echo "Reference data not found in $(DATA)."; \
+		echo "Scan your own logs:  $(BIN)/vigil scan PATH... --rules SIGMA_RULES_DIR"; \
+		echo "Check rules:         $(BIN)/vigil rules check SIGMA_RULES_DIR"; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy src
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q -n 2
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/scan.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

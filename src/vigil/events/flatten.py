@@ -1,0 +1,142 @@
+"""Flattening of Windows event shapes (evtx-rs JSON, nxlog, Winlogbeat) to the names Sigma rules use."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+ATTRS = "#attributes"
+TEXT = "#text"
+
+# nxlog / Mordor export names -> the EVTX names Sigma rules use.
+NXLOG_RENAMES = {"Hostname": "Computer", "SourceName": "Provider_Name"}
+
+# Winlogbeat `winlog.*` names -> EVTX names.
+WINLOGBEAT_RENAMES = {
+    "channel": "Channel",
+    "event_id": "EventID",
+    "provider_name": "Provider_Name",
+    "provider_guid": "Provider_Guid",
+    "computer_name": "Computer",
+    "record_id": "EventRecordID",
+    "task": "Task",
+    "opcode": "Opcode",
+    "version": "Version",
+}
+
+
+def _scalar(value: Any) -> Any:
+    """A leaf value: `{"#text": x}` becomes x, lists of such become lists."""
+    if isinstance(value, Mapping):
+        if TEXT in value:
+            return _scalar(value[TEXT])
+        return None if not value or set(value) == {ATTRS} else value
+    return value
+
+
+def _system(system: Mapping[str, Any], out: dict[str, Any]) -> None:
+    for key, value in system.items():
+        if isinstance(value, Mapping):
+            attrs = value.get(ATTRS)
+            if isinstance(attrs, Mapping):
+                for attr, attr_value in attrs.items():
+                    # Provider.Name -> Provider_Name, Execution.ProcessID -> Execution_ProcessID
+                    out[f"{key}_{attr}"] = attr_value
+            if TEXT in value:
+                out[key] = _scalar(value[TEXT])
+            elif not attrs:
+                out[key] = None
+        else:
+            out[key] = value
+
+
+def _data(section: Any, out: dict[str, Any]) -> None:
+    """EventData / UserData: every leaf by its own name; unnamed <Data> items as a `Data` list."""
+    if not isinstance(section, Mapping):
+        if section is not None:
+            out.setdefault("Data", section)
+        return
+    for key, value in section.items():
+        if key == ATTRS:
+            continue
+        if isinstance(value, Mapping) and TEXT not in value:
+            # UserData wraps its fields in one element (with an xmlns attribute).
+            _data(value, out)
+        else:
+            out[key] = _scalar(value)
+
+
+def flatten_evtx_json(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Flatten the evtx-rs JSON of one record (`{"Event": {"System": ..., "EventData": ...}}`)."""
+    event = doc.get("Event", doc)
+    out: dict[str, Any] = {}
+    if not isinstance(event, Mapping):
+        return out
+    system = event.get("System")
+    if isinstance(system, Mapping):
+        _system(system, out)
+    for section in ("EventData", "UserData"):
+        if section in event:
+            _data(event[section], out)
+    rendering = event.get("RenderingInfo")
+    if isinstance(rendering, Mapping):
+        for key, value in rendering.items():
+            if key != ATTRS and not isinstance(value, Mapping):
+                out.setdefault(key, value)
+    return out
+
+
+def flatten_nxlog(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat nxlog-style records (OTRF Mordor): EVTX names for host and provider, the rest as is."""
+    out = dict(doc)
+    for old, new in NXLOG_RENAMES.items():
+        if old in doc and new not in doc:
+            out[new] = doc[old]
+    return out
+
+
+def flatten_winlogbeat(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Winlogbeat / Elastic Agent records: `winlog.event_data.*` by own name, `winlog.*` renamed."""
+    winlog = doc.get("winlog")
+    out: dict[str, Any] = {}
+    if not isinstance(winlog, Mapping):
+        return out
+    for key, value in winlog.items():
+        if key in ("event_data", "user_data") and isinstance(value, Mapping):
+            _data(value, out)
+        elif key in WINLOGBEAT_RENAMES:
+            out[WINLOGBEAT_RENAMES[key]] = value
+        elif not isinstance(value, Mapping):
+            out[key] = value
+    if "Computer" not in out:
+        host = doc.get("host")
+        if isinstance(host, Mapping) and host.get("name"):
+            out["Computer"] = host["name"]
+    message = doc.get("message")
+    if message is not None:
+        out.setdefault("Message", message)
+    return out
+
+
+def flatten_dotted(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Generic JSON: nested objects become dotted names (`a.b.c`), lists stay lists."""
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten_dotted(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def windows_shape(doc: Mapping[str, Any]) -> str | None:
+    """Which Windows shape a JSON record has: 'evtx', 'winlogbeat', 'nxlog' or None."""
+    event = doc.get("Event")
+    if isinstance(event, Mapping) and "System" in event:
+        return "evtx"
+    if isinstance(doc.get("winlog"), Mapping):
+        return "winlogbeat"
+    if "EventID" in doc and ("Channel" in doc or "SourceName" in doc):
+        return "nxlog"
+    return None

@@ -1,0 +1,74 @@
+"""The `Event` type: one log record with its native, flattened fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+FieldValue = str | int | float | bool | None | list[Any]
+
+
+@dataclass(slots=True)
+class Event:
+    """One record, with fields named the way Sigma rules name them.
+
+    ``fields`` holds the log's native field names, flattened (EVTX: ``EventID``,
+    ``Channel``, ``Provider_Name``, ``Computer`` and each ``EventData`` field by
+    its own name). ``product``/``service``/``category`` are what the reader knows
+    about the log source; Sigma logsource routing starts from them.
+    """
+
+    fields: dict[str, Any]
+    source: str
+    record: int | str | None = None
+    time: float | None = None
+    product: str | None = None
+    service: str | None = None
+    category: str | None = None
+    format: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def timestamp(self) -> str | None:
+        """The event time as ISO 8601 UTC, or None when the log has none."""
+        return format_time(self.time)
+
+    @property
+    def host(self) -> str | None:
+        for name in HOST_FIELDS:
+            value = self.fields.get(name)
+            if value:
+                return str(value)
+        return None
+
+
+HOST_FIELDS = ("Computer", "Hostname", "host.name", "hostname", "ComputerName")
+
+
+def format_time(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    stamp = datetime.fromtimestamp(epoch, tz=UTC)
+    return stamp.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_time(text: Any) -> float | None:
+    """Epoch seconds from the time stamps logs carry (ISO 8601, evtx-rs style), or None."""
+    if text is None:
+        return None
+    if isinstance(text, int | float):
+        value = float(text)
+        return value / 1000.0 if value > 1e11 else value
+    raw = str(text).strip()
+    if not raw:
+        return None
+    if raw.endswith(" UTC"):
+        raw = raw[:-4]
+    try:
+        stamp = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp.timestamp()

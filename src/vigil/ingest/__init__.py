@@ -1,0 +1,142 @@
+"""Reading logs: one reader per format, format detection, directories and archives."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vigil.errors import InputError
+from vigil.events import Event
+from vigil.ingest import evtx, jsonlog
+from vigil.ingest.base import FileReport, Input, Problem, file_input
+
+
+@dataclass(frozen=True)
+class Reader:
+    name: str
+    sniff: Callable[[bytes], bool]
+    read: Callable[[Input, FileReport], Iterator[list[Any]]]
+    to_events: Callable[[list[Any], FileReport], list[Event]]
+
+
+READERS: dict[str, Reader] = {
+    evtx.NAME: Reader(evtx.NAME, evtx.sniff, evtx.read, evtx.to_events),
+    jsonlog.NAME: Reader(jsonlog.NAME, jsonlog.sniff, jsonlog.read, jsonlog.to_events),
+}
+
+ZIP_MAGIC = b"PK\x03\x04"
+# Members of archives that are metadata, not logs.
+_ARCHIVE_JUNK = ("__MACOSX/", ".DS_Store")
+_KNOWN_NOT_LOGS = {
+    b"\xd4\xc3\xb2\xa1": "pcap capture",
+    b"\xa1\xb2\xc3\xd4": "pcap capture",
+    b"\x0a\x0d\x0d\x0a": "pcapng capture",
+}
+
+
+def detect_format(head: bytes) -> str | None:
+    """The reader for content starting with `head` (already decompressed), or None."""
+    for reader in READERS.values():
+        if reader.sniff(head):
+            return reader.name
+    return None
+
+
+def discover(paths: Iterable[str | Path]) -> list[Input]:
+    """Every log input under the given paths: files, directories (recursed, sorted) and zip
+    members. A missing path is an `InputError`."""
+    inputs: list[Input] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise InputError(f"no such file or directory: {path}")
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            inputs.extend(_expand(file))
+    return inputs
+
+
+def _expand(path: Path) -> list[Input]:
+    try:
+        source = file_input(path)
+        head = source.head(4)
+    except OSError as exc:
+        return [Input(str(path), _raiser(exc))]
+    if head != ZIP_MAGIC or source.compressed:
+        return [source]
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [i.filename for i in archive.infolist() if not i.is_dir()]
+    except zipfile.BadZipFile:
+        return [source]
+    return [_member(path, name) for name in names]
+
+
+def _member(path: Path, name: str) -> Input:
+    def opener() -> Any:
+        archive = zipfile.ZipFile(path)
+        stream = archive.open(name)
+        original_close = stream.close
+
+        def close() -> None:
+            original_close()
+            archive.close()
+
+        stream.close = close  # type: ignore[method-assign]
+        return stream
+
+    return Input(f"{path}/{name}", opener, compressed=True)
+
+
+def _raiser(exc: OSError) -> Callable[[], Any]:
+    def opener() -> Any:
+        raise exc
+
+    return opener
+
+
+def read_events(source: Input, report: FileReport) -> Iterator[list[Event]]:
+    """Events of one input in batches. Problems go to `report`; nothing raises but bugs."""
+    name = source.name
+    if any(part in name for part in _ARCHIVE_JUNK):
+        report.format = "skipped"
+        report.warn(None, "archive metadata (macOS resource fork), not a log")
+        return
+    try:
+        head = source.head(4096)
+    except OSError as exc:
+        report.format = "unreadable"
+        report.reject(None, f"cannot read: {exc.strerror or exc}")
+        return
+    fmt = detect_format(head)
+    if fmt is None:
+        report.format = "unknown"
+        kind = _KNOWN_NOT_LOGS.get(head[:4])
+        report.warn(None, f"not a log format Vigil reads ({kind})" if kind else
+                    "format not recognised (not EVTX or JSON); skipped")
+        return
+    reader = READERS[fmt]
+    report.format = fmt
+    try:
+        for records in reader.read(source, report):
+            events = reader.to_events(records, report)
+            report.records_read += len(events)
+            yield events
+    except (OSError, EOFError, RuntimeError, ValueError, InputError) as exc:
+        # A file the reader cannot go on with: what was read stays read.
+        report.reject(None, f"reading stopped: {exc}")
+
+
+__all__ = [
+    "READERS",
+    "FileReport",
+    "Input",
+    "Problem",
+    "Reader",
+    "detect_format",
+    "discover",
+    "read_events",
+]

@@ -1,0 +1,163 @@
+"""What every reader shares: the per-file report, rejects, and opened inputs."""
+
+from __future__ import annotations
+
+import io
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from vigil.errors import InputError
+
+GZIP_MAGIC = b"\x1f\x8b"
+# Inputs are read whole into memory only up to this size; larger inputs stream.
+MAX_WHOLE_READ = 512 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class Problem:
+    """A record set aside (reject) or a file-level finding (warning), with where and why."""
+
+    record: int | str | None
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"record": self.record, "reason": self.reason}
+
+
+@dataclass
+class FileReport:
+    """What reading one file gave: counts, rejects with reasons, and file-level warnings."""
+
+    path: str
+    format: str = "unknown"
+    records_read: int = 0
+    records_rejected: int = 0
+    rejects: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    detections: int = 0
+
+    # A hostile file could hold millions of bad records: count them all, keep the first ones.
+    MAX_KEPT = 1000
+
+    def reject(self, record: int | str | None, reason: str) -> None:
+        self.records_rejected += 1
+        if len(self.rejects) < self.MAX_KEPT:
+            self.rejects.append(Problem(record, reason))
+
+    def warn(self, where: int | str | None, reason: str) -> None:
+        if len(self.warnings) < self.MAX_KEPT:
+            self.warnings.append(Problem(where, reason))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "records_read": self.records_read,
+            "records_rejected": self.records_rejected,
+            "rejects": [p.as_dict() for p in self.rejects],
+            "warnings": [p.as_dict() for p in self.warnings],
+            "detections": self.detections,
+        }
+
+
+@dataclass(slots=True)
+class Input:
+    """One log stream to read: a file, a gzip'd file, or a member of a zip archive."""
+
+    name: str
+    opener: Callable[[], IO[bytes]]
+    compressed: bool = False
+
+    def open(self) -> IO[bytes]:
+        return self.opener()
+
+    def read_all(self, report: FileReport | None = None) -> bytes:
+        with self.open() as stream:
+            data = stream.read(MAX_WHOLE_READ + 1)
+            if report is not None:
+                self.finish(stream, report)
+        if len(data) > MAX_WHOLE_READ:
+            raise InputError(f"{self.name}: larger than {MAX_WHOLE_READ >> 20} MiB once decompressed")
+        return data
+
+    def head(self, size: int = 4096) -> bytes:
+        with self.open() as stream:
+            return stream.read(size)
+
+    @staticmethod
+    def finish(stream: IO[bytes], report: FileReport) -> None:
+        """Report what the decompressor noticed (truncation, trailing garbage) once read."""
+        problem = getattr(getattr(stream, "raw", stream), "problem", None)
+        if problem:
+            report.warn(None, problem)
+
+
+def file_input(path: Path) -> Input:
+    """An `Input` for a path, transparently gunzipping `.gz` content (decided by magic, not name)."""
+    with path.open("rb") as probe:
+        magic = probe.read(2)
+    if magic == GZIP_MAGIC:
+        return Input(str(path), lambda: io.BufferedReader(_GzipReader(path)), compressed=True)
+    return Input(str(path), lambda: path.open("rb"))
+
+
+class _GzipReader(io.RawIOBase):
+    """Streams a gzip file; trailing garbage after the last member ends the stream instead of
+    raising, so a gzip with a stray trailing byte still yields all of its data."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("rb")
+        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._pending = b""
+        self._eof = False
+        self.problem: str | None = None
+        self._inflated = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self._pending and not self._eof:
+            self._fill()
+        size = min(len(view), len(self._pending))
+        view[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def _fill(self) -> None:
+        chunk = self._file.read(1 << 16)
+        if not chunk:
+            self._pending += self._inflate.flush()
+            if not self._inflate.eof:
+                self.problem = f"gzip stream truncated after {self._inflated} bytes; read up to there"
+            self._eof = True
+            return
+        while chunk:
+            try:
+                data = self._inflate.decompress(chunk)
+            except zlib.error as exc:
+                self.problem = f"gzip data corrupt after {self._inflated} bytes ({exc}); read up to there"
+                self._eof = True
+                return
+            self._inflated += len(data)
+            self._pending += data
+            if not self._inflate.eof:
+                return
+            # End of one gzip member: another member may follow, or garbage.
+            rest = self._inflate.unused_data
+            if rest[:2] != GZIP_MAGIC:
+                extra = len(rest) + len(self._file.read())
+                if rest.strip(b"\0") or extra > 1024:
+                    self.problem = f"{extra} byte(s) of trailing garbage after the gzip data (ignored)"
+                self._eof = True
+                return
+            self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            chunk = rest
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()

@@ -1,0 +1,200 @@
+"""Windows EVTX through pyevtx-rs, with chunk integrity checks and per-chunk loss accounting."""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from evtx import PyEvtxParser
+
+from vigil.events import Event, flatten_evtx_json, parse_time
+from vigil.ingest.base import FileReport, Input
+
+NAME = "evtx"
+MAGIC = b"ElfFile\x00"
+CHUNK_MAGIC = b"ElfChnk\x00"
+HEADER_SIZE = 4096
+CHUNK_SIZE = 65536
+BATCH = 2048
+
+_CHUNK_ERROR = re.compile(r"chunk number (\d+)")
+
+
+def sniff(head: bytes) -> bool:
+    return head.startswith(MAGIC)
+
+
+@dataclass(slots=True)
+class Chunk:
+    index: int
+    first_record: int
+    last_record: int
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Layout:
+    """What the file's own headers say: chunks in use, their record ranges, checksum failures."""
+
+    chunk_count: int = 0
+    chunks: dict[int, Chunk] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    slack: list[int] = field(default_factory=list)
+
+
+def inspect(data: bytes) -> Layout:
+    """Check the file header and every chunk against their CRC32 checksums.
+
+    pyevtx-rs skips checksums by default (and reading with validation would drop whole
+    chunks), so records are read regardless and a mismatch is reported as a finding.
+    """
+    layout = Layout()
+    if len(data) < HEADER_SIZE:
+        layout.problems.append(("file", f"file is {len(data)} bytes, shorter than the EVTX header"))
+        return layout
+    (stored,) = struct.unpack_from("<I", data, 124)
+    layout.chunk_count = struct.unpack_from("<H", data, 42)[0]
+    if zlib.crc32(data[:120]) != stored:
+        layout.problems.append(("file header", "file header CRC32 mismatch"))
+    count = (len(data) - HEADER_SIZE) // CHUNK_SIZE
+    for index in range(count):
+        start = HEADER_SIZE + index * CHUNK_SIZE
+        chunk = data[start : start + CHUNK_SIZE]
+        where = f"chunk {index} (offset {start:#x})"
+        if chunk[:8] != CHUNK_MAGIC:
+            if not chunk.strip(b"\0"):
+                continue  # never used
+            if index >= layout.chunk_count:
+                # Past the chunks the header counts and not a chunk: unallocated slack space.
+                layout.slack.append(index)
+            else:
+                layout.problems.append((where, "chunk signature missing (expected ElfChnk)"))
+            continue
+        first, last = struct.unpack_from("<QQ", chunk, 24)
+        entry = Chunk(index, first, last)
+        layout.chunks[index] = entry
+        free = struct.unpack_from("<I", chunk, 48)[0]
+        records_crc, header_crc = struct.unpack_from("<I", chunk, 52)[0], struct.unpack_from(
+            "<I", chunk, 124
+        )[0]
+        if zlib.crc32(chunk[:120] + chunk[128:512]) != header_crc:
+            entry.problems.append("chunk header CRC32 mismatch (string/template tables may be damaged)")
+        if 512 <= free <= CHUNK_SIZE and zlib.crc32(chunk[512:free]) != records_crc:
+            entry.problems.append("event records CRC32 mismatch")
+        for problem in entry.problems:
+            layout.problems.append((where, problem))
+    return layout
+
+
+def read(source: Input, report: FileReport) -> Iterator[list[dict[str, Any]]]:
+    """Raw records (pyevtx-rs dicts) in batches; every record the parser can read is read."""
+    data = source.read_all(report)
+    layout = inspect(data)
+    for where, problem in layout.problems:
+        report.warn(where, problem)
+    parser = PyEvtxParser(io.BytesIO(data))
+    records = parser.records_json()
+    seen: dict[int, int] = {}
+    errors: list[str] = []
+    batch: list[dict[str, Any]] = []
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            break
+        except RuntimeError as exc:  # the parser goes on with the next chunk after this
+            errors.append(_one_line(str(exc)))
+            continue
+        seen[record["event_record_id"]] = 1
+        batch.append(record)
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+    _account(layout, seen, errors, report)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+def _account(layout: Layout, seen: dict[int, int], errors: list[str], report: FileReport) -> None:
+    """Turn parser errors and records missing from chunks into rejects that say where and why."""
+    chunk_errors: dict[int, list[str]] = {}
+    loose: list[str] = []
+    for message in errors:
+        found = _CHUNK_ERROR.search(message)
+        if found and int(found.group(1)) not in layout.chunks:
+            index = int(found.group(1))
+            if index in layout.slack:
+                continue
+            where = f"chunk {index} (offset {HEADER_SIZE + index * CHUNK_SIZE:#x})"
+            report.reject(where, f"chunk unreadable, its records are lost: {message}")
+        elif found:
+            chunk_errors.setdefault(int(found.group(1)), []).append(message)
+        else:
+            loose.append(message)
+    for index, chunk in sorted(layout.chunks.items()):
+        missing = [rid for rid in range(chunk.first_record, chunk.last_record + 1) if rid not in seen]
+        if not missing:
+            continue
+        reasons = chunk_errors.pop(index, []) or loose[:1]
+        if loose and reasons == loose[:1]:
+            loose.pop(0)
+        why = reasons[0] if reasons else "not returned by the parser"
+        where = f"chunk {index} (offset {HEADER_SIZE + index * CHUNK_SIZE:#x})"
+        for span in _spans(missing):
+            report.reject(f"{where} records {span}", f"unreadable: {why}")
+    for message in loose:
+        report.reject(None, message)
+    for index, messages in chunk_errors.items():
+        report.reject(f"chunk {index}", messages[0])
+
+
+def _spans(ids: list[int]) -> list[str]:
+    spans: list[str] = []
+    start = prev = ids[0]
+    for rid in ids[1:]:
+        if rid != prev + 1:
+            spans.append(f"{start}-{prev}" if start != prev else str(start))
+            start = rid
+        prev = rid
+    spans.append(f"{start}-{prev}" if start != prev else str(start))
+    return spans
+
+
+def to_events(records: list[dict[str, Any]], report: FileReport) -> list[Event]:
+    events: list[Event] = []
+    loads = orjson.loads
+    name = report.path
+    for record in records:
+        try:
+            fields = flatten_evtx_json(loads(record["data"]))
+        except orjson.JSONDecodeError as exc:
+            report.reject(record.get("event_record_id"), f"parser gave invalid JSON: {exc}")
+            continue
+        record_id = fields.get("EventRecordID")
+        if not isinstance(record_id, int):
+            try:
+                record_id = int(record_id) if record_id is not None else record["event_record_id"]
+            except (TypeError, ValueError):
+                record_id = record["event_record_id"]
+        stamp = fields.get("TimeCreated_SystemTime") or record.get("timestamp")
+        events.append(
+            Event(
+                fields=fields,
+                source=name,
+                record=record_id,
+                time=parse_time(stamp),
+                product="windows",
+                format=NAME,
+            )
+        )
+    return events

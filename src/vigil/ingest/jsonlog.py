@@ -1,0 +1,155 @@
+"""JSON logs: JSON lines, JSON arrays and concatenated JSON documents, Windows shapes recognised."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import orjson
+
+from vigil.events import (
+    Event,
+    flatten_dotted,
+    flatten_evtx_json,
+    flatten_nxlog,
+    flatten_winlogbeat,
+    parse_time,
+    windows_shape,
+)
+from vigil.ingest.base import FileReport, Input
+
+NAME = "json"
+BATCH = 2048
+
+TIME_FIELDS = ("TimeCreated_SystemTime", "TimeCreated", "@timestamp", "timestamp", "eventTime",
+               "time", "ts", "EventTime", "UtcTime")
+
+
+def sniff(head: bytes) -> bool:
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    return text[:1] in (b"{", b"[")
+
+
+Raw = tuple[int, Any]  # (record number, decoded JSON value or the undecodable line)
+
+
+def read(source: Input, report: FileReport) -> Iterator[list[Raw]]:
+    """Records as (number, object). JSON lines stream; arrays and pretty-printed documents
+    are decoded whole. Numbers are 1-based line numbers for JSON lines, item numbers otherwise."""
+    with source.open() as stream:
+        first = stream.readline()
+        second = stream.readline()
+        if _is_json_lines(first, second):
+            report.format = "jsonl"
+            yield from _read_lines([first, second], stream, report)
+        else:
+            report.format = "json"
+            rest = stream.read()
+            yield from _read_documents(first + second + rest, report)
+        Input.finish(stream, report)
+
+
+def _is_json_lines(first: bytes, second: bytes) -> bool:
+    try:
+        value = orjson.loads(first)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(value, dict):
+        return False
+    return not second.strip() or second.lstrip()[:1] == b"{"
+
+
+def _read_lines(head: list[bytes], stream: Any, report: FileReport) -> Iterator[list[Raw]]:
+    batch: list[Raw] = []
+    number = 0
+    loads = orjson.loads
+    for lines in (head, stream):
+        for line in lines:
+            number += 1
+            if not line.strip():
+                continue
+            try:
+                batch.append((number, loads(line)))
+            except orjson.JSONDecodeError as exc:
+                report.reject(number, f"invalid JSON: {exc}")
+                continue
+            if len(batch) >= BATCH:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def _read_documents(data: bytes, report: FileReport) -> Iterator[list[Raw]]:
+    """One JSON value, an array, or several values one after another (`{..}\\n{..}`)."""
+    try:
+        whole = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        whole = None
+        text = data.decode("utf-8", errors="replace").lstrip("\ufeff")
+    else:
+        text = ""
+    if whole is not None or not text:
+        values = whole if isinstance(whole, list) else [whole]
+        yield from _batches(values)
+        return
+    decoder = json.JSONDecoder()
+    values = []
+    pos, end = 0, len(text)
+    while pos < end:
+        while pos < end and text[pos] in " \t\r\n":
+            pos += 1
+        if pos >= end:
+            break
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            report.reject(len(values) + 1, f"invalid JSON at line {exc.lineno} column {exc.colno}: "
+                          f"{exc.msg}; the rest of the file cannot be split into records")
+            break
+        if isinstance(value, list):
+            values.extend(value)
+        else:
+            values.append(value)
+    yield from _batches(values)
+
+
+def _batches(values: list[Any]) -> Iterator[list[Raw]]:
+    for start in range(0, len(values), BATCH):
+        yield [(start + i + 1, v) for i, v in enumerate(values[start : start + BATCH])]
+
+
+FLATTENERS = {
+    "evtx": flatten_evtx_json,
+    "winlogbeat": flatten_winlogbeat,
+    "nxlog": flatten_nxlog,
+}
+
+
+def to_event(value: Mapping[str, Any], source: str, number: int | str) -> Event:
+    """One decoded JSON object as an Event; Windows shapes get EVTX field names."""
+    shape = windows_shape(value)
+    if shape is None:
+        fields = flatten_dotted(value)
+        product = None
+    else:
+        fields = FLATTENERS[shape](value)
+        product = "windows"
+    stamp = None
+    for name in TIME_FIELDS:
+        stamp = parse_time(fields.get(name))
+        if stamp is not None:
+            break
+    return Event(fields=fields, source=source, record=number, time=stamp, product=product,
+                 format=NAME)
+
+
+def to_events(records: list[Raw], report: FileReport) -> list[Event]:
+    events = []
+    for number, value in records:
+        if not isinstance(value, dict):
+            report.reject(number, f"a JSON {type(value).__name__}, not an object")
+            continue
+        events.append(to_event(value, report.path, number))
+    return events
