@@ -1,0 +1,262 @@
+"""Running a plan over events: route, prefilter (Hyperscan), then exact tests of candidates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import hyperscan
+
+from vigil.detect.sigma.compiler import Node
+from vigil.detect.sigma.evaluate import EventView, Test, atom_test, node_test, texts_of
+from vigil.detect.sigma.logsource import EventClass, LogsourceMap
+from vigil.detect.sigma.plan import OTHER_FIELD, SEG, VAL, Plan
+from vigil.events import Event
+
+_EMPTY: tuple[int, ...] = ()
+
+
+@dataclass(slots=True)
+class Route:
+    """What matching does for one class of event (same product, channel, event id, ...)."""
+
+    variants: tuple[int, ...]
+    prefixes: dict[str, str]  # field -> "\0<id>\1" for fields the prefilter must see
+    all_fields: bool  # keyword rules apply: every field goes to the prefilter
+    by_literal: dict[int, tuple[int, ...]]  # literal id -> variants it makes candidates
+    always: tuple[int, ...]  # variants with no literal cover: tested on every event
+
+
+@dataclass(slots=True)
+class Match:
+    """A variant whose condition held on an event."""
+
+    event: Event
+    rule: int
+    variant: int
+    matched_fields: dict[str, Any]
+
+
+class Engine:
+    """Matches events against a compiled plan. Not thread-safe (one Hyperscan scratch)."""
+
+    def __init__(self, plan: Plan, logsources: LogsourceMap) -> None:
+        self.plan = plan
+        self.logsources = logsources
+        self.atom_tests: list[Test] = [
+            atom_test(atom, plan.atom_literal[i]) for i, atom in enumerate(plan.atoms)
+        ]
+        # Test the cheapest children first: literal-gated atoms fail fast.
+        self.variant_tests: list[Test] = [
+            node_test(_ordered(v.tree, plan.atom_literal), self.atom_tests) for v in plan.variants
+        ]
+        self.routes: dict[EventClass, Route] = {}
+        self._variants_of_rule: dict[int, list[int]] = {}
+        for index, variant in enumerate(plan.variants):
+            self._variants_of_rule.setdefault(variant.rule, []).append(index)
+        self.database: Any = None
+        if plan.database:
+            self.database = hyperscan.loadb(plan.database, hyperscan.HS_MODE_BLOCK)
+            self.database.scratch = hyperscan.Scratch(self.database)
+        self.present: set[int] = set()
+        add = self.present.add
+
+        def on_match(literal: int, start: int, end: int, flags: int, context: Any) -> None:
+            add(literal)
+
+        self._on_match = on_match
+        self.counters = {"events": 0, "routed": 0, "candidates": 0, "matches": 0}
+
+    def route(self, event_class: EventClass) -> Route:
+        found = self.routes.get(event_class)
+        if found is None:
+            found = self._build_route(event_class)
+            self.routes[event_class] = found
+        return found
+
+    def _build_route(self, event_class: EventClass) -> Route:
+        plan = self.plan
+        chosen: list[int] = []
+        for rule_index, meta in enumerate(plan.rules):
+            fieldmap = meta.logsource.fieldmap(event_class)
+            if fieldmap is None:
+                continue
+            for variant_index in self._variants_of_rule.get(rule_index, ()):
+                if plan.variants[variant_index].fieldmap == fieldmap:
+                    chosen.append(variant_index)
+                    break
+        prefixes: dict[str, str] = {}
+        all_fields = False
+        by_literal: dict[int, list[int]] = {}
+        always: list[int] = []
+        for variant_index in chosen:
+            for name in plan.variant_fields[variant_index]:
+                if name is None:
+                    all_fields = True
+                elif name not in prefixes:
+                    prefixes[name] = SEG + plan.field_ids.get(name, OTHER_FIELD) + VAL
+            cover = plan.covers[variant_index]
+            if cover is None:
+                always.append(variant_index)
+            else:
+                for literal in cover:
+                    by_literal.setdefault(literal, []).append(variant_index)
+        return Route(
+            variants=tuple(chosen),
+            prefixes=prefixes,
+            all_fields=all_fields,
+            by_literal={k: tuple(v) for k, v in by_literal.items()},
+            always=tuple(always),
+        )
+
+    def match(self, events: Iterable[Event]) -> Iterator[Match]:
+        """Every (event, rule) whose condition holds, in event order."""
+        classify = self.logsources.classify
+        route_of = self.route
+        present = self.present
+        database = self.database
+        on_match = self._on_match
+        tests = self.variant_tests
+        variants = self.plan.variants
+        counters = self.counters
+        for event in events:
+            counters["events"] += 1
+            route = route_of(classify(event))
+            if not route.variants:
+                continue
+            counters["routed"] += 1
+            view = EventView(event.fields, present)
+            present.clear()
+            if database is not None and (route.prefixes or route.all_fields):
+                buffer = _prefilter_buffer(event.fields, route, view)
+                database.scan(buffer, match_event_handler=on_match)
+            if present:
+                candidates = set(route.always)
+                by_literal = route.by_literal
+                for literal in present:
+                    hit = by_literal.get(literal)
+                    if hit is not None:
+                        candidates.update(hit)
+                ordered: Sequence[int] = sorted(candidates)
+            else:
+                ordered = route.always
+            counters["candidates"] += len(ordered)
+            for variant_index in ordered:
+                if tests[variant_index](view):
+                    counters["matches"] += 1
+                    variant = variants[variant_index]
+                    yield Match(event, variant.rule, variant_index,
+                                self.matched_fields(variant_index, view))
+
+    def matched_fields(self, variant_index: int, view: EventView) -> dict[str, Any]:
+        """The fields whose values made the rule true (positive atoms that hold)."""
+        out: dict[str, Any] = {}
+        atoms = self.plan.atoms
+        for atom_index in _positive_atoms(self.plan.variants[variant_index].tree):
+            atom = atoms[atom_index]
+            if not self.atom_tests[atom_index](view):
+                continue
+            if atom.field is not None:
+                if atom.field in view.fields:
+                    out[atom.field] = view.fields[atom.field]
+            else:
+                out.update(_keyword_fields(atom.args, view))
+        return out
+
+
+def _keyword_fields(args: tuple[Any, ...], view: EventView) -> dict[str, Any]:
+    """Which fields hold a keyword (for the report only)."""
+    mode, pattern = args[0], args[1]
+    found: dict[str, Any] = {}
+    if mode != "has":
+        return found
+    for name, value in view.fields.items():
+        for text in texts_of(value) or ():
+            if str(pattern) in text.casefold():
+                found[name] = value
+                break
+    return found
+
+
+def _prefilter_buffer(fields: dict[str, Any], route: Route, view: EventView) -> bytes:
+    """`SEG <field id> VAL <case-folded value>` for each value the route's rules look at."""
+    parts: list[str] = []
+    append = parts.append
+    prefixes = route.prefixes
+    all_fields = route.all_fields
+    text_cache = view.text_cache
+    folded_cache = view.folded_cache
+    other = SEG + OTHER_FIELD + VAL
+    for name, value in fields.items():
+        prefix = prefixes.get(name)
+        if prefix is None:
+            if not all_fields:
+                continue
+            prefix = other
+        if type(value) is str:
+            texts: list[str] | None = [value]
+        else:
+            texts = texts_of(value)
+            if texts is None:
+                continue
+        folded = [t.casefold() for t in texts]
+        text_cache[name] = texts
+        folded_cache[name] = folded
+        for text in folded:
+            append(prefix)
+            append(text)
+    append(SEG)
+    joined = "".join(parts)
+    if joined.count(SEG) != len(parts) // 2 + 1:
+        joined = _sanitised(parts)
+    try:
+        return joined.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a value holds a lone surrogate
+        return _sanitised(parts).encode("utf-8", "surrogateescape")
+
+
+def _sanitised(parts: list[str]) -> str:
+    """The buffer with values stripped of separator characters and lone surrogates."""
+    out = []
+    for index, part in enumerate(parts[:-1]):
+        if index % 2:
+            part = part.replace(SEG, "\ufffd").replace(VAL, "\ufffd")
+            part = part.encode("utf-8", "replace").decode("utf-8")
+        out.append(part)
+    out.append(SEG)
+    return "".join(out)
+
+
+def _positive_atoms(node: Node, negated: bool = False) -> Iterator[int]:
+    kind = node[0]
+    if kind == "atom":
+        if not negated:
+            yield node[1]
+    elif kind == "not":
+        yield from _positive_atoms(node[1], not negated)
+    elif kind in ("and", "or"):
+        for child in node[1]:
+            yield from _positive_atoms(child, negated)
+
+
+def _weight(node: Node, atom_literal: list[int | None]) -> int:
+    kind = node[0]
+    if kind == "atom":
+        return 1 if atom_literal[node[1]] is not None else 8
+    if kind == "not":
+        return _weight(node[1], atom_literal) + 1
+    if kind in ("and", "or"):
+        return sum(_weight(c, atom_literal) for c in node[1])
+    return 0
+
+
+def _ordered(node: Node, atom_literal: list[int | None]) -> Node:
+    kind = node[0]
+    if kind == "not":
+        return ("not", _ordered(node[1], atom_literal))
+    if kind in ("and", "or"):
+        children = [_ordered(c, atom_literal) for c in node[1]]
+        children.sort(key=lambda c: _weight(c, atom_literal))
+        return (kind, tuple(children))
+    return node

@@ -1,0 +1,337 @@
+"""Exact evaluation of atoms and condition trees on one event (the per-event hot path)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import re2
+
+from vigil.detect.sigma.atoms import ANY, DASH, DASHES, MARKERS, ONE, Atom
+from vigil.detect.sigma.compiler import Node
+from vigil.detect.sigma.regex import compile_search
+from vigil.events.model import parse_time
+
+Test = Callable[["EventView"], bool]
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+_RE2_OPTIONS.dot_nl = True
+
+
+def text_of(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int or kind is float:
+        return str(value)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def texts_of(value: Any) -> list[str] | None:
+    """A field's values as strings; None when the field has no value (absent, null, [])."""
+    if value is None:
+        return None
+    if type(value) is str:
+        return [value]
+    if type(value) is list:
+        out = [text_of(v) for v in value if v is not None]
+        return out or None
+    return [text_of(value)]
+
+
+class EventView:
+    """One event as the evaluator sees it: fields, prefilter hits, memoised string forms."""
+
+    __slots__ = ("fields", "folded_cache", "present", "text_cache")
+
+    def __init__(self, fields: dict[str, Any], present: set[int]) -> None:
+        self.fields = fields
+        self.present = present
+        self.text_cache: dict[str | None, list[str] | None] = {}
+        self.folded_cache: dict[str | None, list[str] | None] = {}
+
+    def texts(self, name: str | None) -> list[str] | None:
+        try:
+            return self.text_cache[name]
+        except KeyError:
+            pass
+        if name is None:  # every value of every field, for keyword searches
+            found: list[str] | None = [
+                t for v in self.fields.values() for t in (texts_of(v) or ())
+            ]
+        else:
+            found = texts_of(self.fields.get(name))
+        self.text_cache[name] = found
+        return found
+
+    def folded(self, name: str | None) -> list[str] | None:
+        try:
+            return self.folded_cache[name]
+        except KeyError:
+            pass
+        texts = self.texts(name)
+        found = [t.casefold() for t in texts] if texts is not None else None
+        self.folded_cache[name] = found
+        return found
+
+
+def glob_regex(parts: tuple[str, ...]) -> str:
+    out = []
+    for part in parts:
+        if part == ANY:
+            out.append(".*")
+        elif part == ONE:
+            out.append(".")
+        elif part == DASH:
+            out.append("[" + "".join(f"\\x{{{ord(c):x}}}" for c in DASHES) + "]")
+        else:
+            out.append(re2.escape(part))
+    return "".join(out)
+
+
+def atom_test(atom: Atom, literal_id: int | None) -> Test:
+    """The predicate for one atom; literal-gated atoms return False unless the prefilter saw
+    their literal."""
+    kind = atom.kind
+    field = atom.field
+    if kind in ("str", "kw"):
+        inner = _string_test(atom)
+    elif kind == "re":
+        search, _ = compile_search(str(atom.args[0]), str(atom.args[1]))
+
+        def inner(view: EventView) -> bool:
+            values = view.texts(field)
+            return values is not None and any(search(v) for v in values)
+
+    elif kind == "cidr":
+        inner = _cidr_test(field, str(atom.args[0]))
+    elif kind == "cmp":
+        inner = _compare_test(field, str(atom.args[0]), float(atom.args[1]))  # type: ignore[arg-type]
+    elif kind == "null":
+
+        def inner(view: EventView) -> bool:
+            return texts_of(view.fields.get(field)) is None  # type: ignore[arg-type]
+
+    elif kind == "exists":
+        wanted = bool(atom.args[0])
+
+        def inner(view: EventView) -> bool:
+            return (field in view.fields) == wanted
+
+    elif kind == "ref":
+        inner = _reference_test(field, str(atom.args[0]), str(atom.args[1]))
+    elif kind == "bool":
+        wanted_text = "true" if atom.args[0] else "false"
+
+        def inner(view: EventView) -> bool:
+            values = view.folded(field)
+            return values is not None and wanted_text in values
+
+    elif kind == "time":
+        inner = _time_test(field, str(atom.args[0]), int(atom.args[1]))  # type: ignore[call-overload]
+    else:
+        raise ValueError(f"unknown atom kind {kind}")
+    if literal_id is None:
+        return inner
+    if atom.exact:
+
+        def exact(view: EventView) -> bool:
+            return literal_id in view.present
+
+        return exact
+
+    def gated(view: EventView) -> bool:
+        return literal_id in view.present and inner(view)
+
+    return gated
+
+
+def _string_test(atom: Atom) -> Test:
+    mode, pattern, cased = atom.args
+    field = atom.field
+
+    def values_of(view: EventView) -> list[str] | None:
+        return view.texts(field) if cased else view.folded(field)
+
+    if mode == "any":
+
+        def test_any(view: EventView) -> bool:
+            return view.texts(field) is not None
+
+        return test_any
+    if mode == "glob":
+        matcher = re2.compile(glob_regex(pattern), _RE2_OPTIONS).fullmatch  # type: ignore[arg-type]
+        if field is None:
+            # keyword globs are unanchored (normalised to *..* by the compiler)
+            pass
+
+        def test_glob(view: EventView) -> bool:
+            values = values_of(view)
+            return values is not None and any(matcher(v) is not None for v in values)
+
+        return test_glob
+    text = str(pattern)
+    if mode == "eq":
+
+        def test_eq(view: EventView) -> bool:
+            values = values_of(view)
+            return values is not None and text in values
+
+        return test_eq
+    if mode == "start":
+
+        def test_start(view: EventView) -> bool:
+            values = values_of(view)
+            return values is not None and any(v.startswith(text) for v in values)
+
+        return test_start
+    if mode == "end":
+
+        def test_end(view: EventView) -> bool:
+            values = values_of(view)
+            return values is not None and any(v.endswith(text) for v in values)
+
+        return test_end
+
+    def test_has(view: EventView) -> bool:
+        values = values_of(view)
+        return values is not None and any(text in v for v in values)
+
+    return test_has
+
+
+def _cidr_test(field: str | None, network: str) -> Test:
+    net = ipaddress.ip_network(network)
+
+    def test(view: EventView) -> bool:
+        for text in view.texts(field) or ():
+            try:
+                address = ipaddress.ip_address(text.strip().strip("[]"))
+            except ValueError:
+                continue
+            if address.version == net.version and address in net:
+                return True
+        return False
+
+    return test
+
+
+_COMPARE = {
+    "gt": float.__gt__,
+    "gte": float.__ge__,
+    "lt": float.__lt__,
+    "lte": float.__le__,
+    "neq": float.__ne__,
+}
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        try:
+            return float(int(text, 0))
+        except ValueError:
+            return None
+
+
+def _compare_test(field: str | None, op: str, number: float) -> Test:
+    compare = _COMPARE[op]
+
+    def test(view: EventView) -> bool:
+        for text in view.texts(field) or ():
+            value = _number(text)
+            if value is not None and compare(value, number):
+                return True
+        return False
+
+    return test
+
+
+def _reference_test(field: str | None, other: str, mode: str) -> Test:
+    def test(view: EventView) -> bool:
+        left = view.folded(field)
+        right = view.folded(other)
+        if left is None or right is None:
+            return False
+        for a in left:
+            for b in right:
+                if (
+                    (mode == "eq" and a == b)
+                    or (mode == "has" and b in a)
+                    or (mode == "start" and a.startswith(b))
+                    or (mode == "end" and a.endswith(b))
+                ):
+                    return True
+        return False
+
+    return test
+
+
+_TIME_PARTS: dict[str, Callable[[datetime], int]] = {
+    "minute": lambda d: d.minute,
+    "hour": lambda d: d.hour,
+    "day": lambda d: d.day,
+    "week": lambda d: d.isocalendar().week,
+    "month": lambda d: d.month,
+    "year": lambda d: d.year,
+}
+
+
+def _time_test(field: str | None, part: str, number: int) -> Test:
+    extract = _TIME_PARTS[part]
+
+    def test(view: EventView) -> bool:
+        for text in view.texts(field) or ():
+            epoch = parse_time(text)
+            if epoch is not None and extract(datetime.fromtimestamp(epoch, tz=UTC)) == number:
+                return True
+        return False
+
+    return test
+
+
+def node_test(node: Node, tests: list[Test]) -> Test:
+    """A closure evaluating a condition tree; AND/OR short-circuit in the given order."""
+    kind = node[0]
+    if kind == "atom":
+        return tests[node[1]]
+    if kind == "const":
+        value = bool(node[1])
+        return lambda view: value
+    if kind == "not":
+        inner = node_test(node[1], tests)
+        return lambda view: not inner(view)
+    children = [node_test(child, tests) for child in node[1]]
+    if kind == "and":
+        if len(children) == 2:
+            first, second = children
+            return lambda view: first(view) and second(view)
+
+        def all_of(view: EventView) -> bool:
+            for child in children:
+                if not child(view):
+                    return False
+            return True
+
+        return all_of
+    if len(children) == 2:
+        first, second = children
+        return lambda view: first(view) or second(view)
+
+    def any_of(view: EventView) -> bool:
+        for child in children:
+            if child(view):
+                return True
+        return False
+
+    return any_of
+
+
+__all__ = ["MARKERS", "EventView", "Test", "atom_test", "node_test", "text_of", "texts_of"]

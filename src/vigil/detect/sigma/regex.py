@@ -1,0 +1,117 @@
+"""Regular expressions for rules: RE2 (linear time) where the pattern allows, else a guarded engine.
+
+Also extracts a literal every match must contain, so a regex only runs on events that hold it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from re import _parser as sre_parse  # type: ignore[attr-defined]
+from typing import Any
+
+import re2
+import regex as guarded_regex
+
+# A pattern RE2 rejects runs on `regex` with this budget per value; a value that would take
+# longer counts as no match and is counted in the scan's statistics.
+GUARD_TIMEOUT_S = 0.05
+GUARD_MAX_INPUT = 1 << 20
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+
+
+class RegexStats:
+    """Counts of regex evaluations that ran on the guarded engine and hit its time limit."""
+
+    timeouts = 0
+
+
+Matcher = Callable[[str], bool]
+
+
+def compile_search(pattern: str, flags: str) -> tuple[Matcher, str]:
+    """A `search` predicate for the pattern with Sigma flags (subset of "ims"), and the engine
+    used ("re2" or "guarded")."""
+    prefix = "".join(sorted(set(flags) & set("ims")))
+    full = f"(?{prefix}){pattern}" if prefix else pattern
+    try:
+        compiled = re2.compile(full, _RE2_OPTIONS)
+    except re2.error:
+        return _guarded(pattern, prefix), "guarded"
+    search = compiled.search
+
+    def run(text: str) -> bool:
+        return search(text) is not None
+
+    return run, "re2"
+
+
+def _guarded(pattern: str, prefix: str) -> Matcher:
+    flag_bits = 0
+    for char, bit in (("i", guarded_regex.IGNORECASE), ("m", guarded_regex.MULTILINE),
+                      ("s", guarded_regex.DOTALL)):
+        if char in prefix:
+            flag_bits |= bit
+    compiled = guarded_regex.compile(pattern, flag_bits)
+
+    def run(text: str) -> bool:
+        if len(text) > GUARD_MAX_INPUT:
+            text = text[:GUARD_MAX_INPUT]
+        try:
+            return compiled.search(text, timeout=GUARD_TIMEOUT_S) is not None
+        except TimeoutError:
+            RegexStats.timeouts += 1
+            return False
+
+    return run
+
+
+def check(pattern: str, flags: str) -> str | None:
+    """Why the pattern cannot be used, or None."""
+    try:
+        compile_search(pattern, flags)
+    except (guarded_regex.error, re.error, ValueError, OverflowError) as exc:
+        return f"invalid regular expression {pattern!r}: {exc}"
+    return None
+
+
+def required_literal(pattern: str, flags: str) -> str | None:
+    """The longest run of plain ASCII characters every match must contain (case-folded), or
+    None when there is no such run of at least 3 characters."""
+    try:
+        parsed = sre_parse.parse(pattern, re.IGNORECASE if "i" in flags else 0)
+    except (re.error, RecursionError, OverflowError):
+        return None
+    runs: list[str] = []
+    _walk(list(parsed), runs)
+    best = max(runs, key=len, default="")
+    return best.casefold() if len(best) >= 3 else None
+
+
+def _walk(items: list[tuple[Any, Any]], runs: list[str]) -> None:
+    current: list[str] = []
+
+    def flush() -> None:
+        if current:
+            runs.append("".join(current))
+            current.clear()
+
+    for op, arg in items:
+        name = str(op)
+        if name == "LITERAL" and arg < 128 and chr(arg).isprintable():
+            current.append(chr(arg))
+            continue
+        if name == "SUBPATTERN":
+            # a plain group: its content is required in sequence, but keep runs separate
+            flush()
+            _walk(list(arg[-1]), runs)
+            continue
+        if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT") and arg[0] >= 1:
+            flush()
+            _walk(list(arg[2]), runs)
+            continue
+        # anything else (branches, classes, anchors, optional parts) breaks the run
+        flush()
+    flush()
