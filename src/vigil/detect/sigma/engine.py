@@ -27,6 +27,10 @@ class Route:
     by_literal: dict[int, tuple[int, ...]]  # literal id -> variants it makes candidates
     always: tuple[int, ...]  # variants with no literal cover: tested on every event
 
+    @property
+    def scan(self) -> bool:
+        return bool(self.prefixes) or self.all_fields
+
 
 @dataclass(slots=True)
 class Match:
@@ -45,13 +49,15 @@ class Engine:
         self.plan = plan
         self.logsources = logsources
         self.atom_tests: list[Test] = [
-            atom_test(atom, plan.atom_literal[i]) for i, atom in enumerate(plan.atoms)
+            atom_test(atom, plan.atom_gate[i]) for i, atom in enumerate(plan.atoms)
         ]
         # Test the cheapest children first: literal-gated atoms fail fast.
         self.variant_tests: list[Test] = [
-            node_test(_ordered(v.tree, plan.atom_literal), self.atom_tests) for v in plan.variants
+            node_test(_ordered(v.tree, plan.atom_gate), self.atom_tests) for v in plan.variants
         ]
         self.routes: dict[EventClass, Route] = {}
+        self._routes_by_key: dict[tuple[Any, ...], Route] = {}
+        self._key_fields = {name: pmap.key_fields for name, pmap in logsources.products.items()}
         self._variants_of_rule: dict[int, list[int]] = {}
         for index, variant in enumerate(plan.variants):
             self._variants_of_rule.setdefault(variant.rule, []).append(index)
@@ -110,44 +116,64 @@ class Engine:
             always=tuple(always),
         )
 
+    def route_for(self, event: Event) -> Route:
+        """The route of an event, cached on the fields routing looks at."""
+        product = event.product
+        key_fields = self._key_fields.get(product)
+        fields = event.fields
+        if key_fields is None:
+            key: tuple[Any, ...] = (product, event.service, event.category)
+        else:
+            key = (product, event.service, event.category, *map(fields.get, key_fields))
+        found = self._routes_by_key.get(key)
+        if found is None:
+            found = self.route(self.logsources.classify(event))
+            self._routes_by_key[key] = found
+        return found
+
     def match(self, events: Iterable[Event]) -> Iterator[Match]:
         """Every (event, rule) whose condition holds, in event order."""
-        classify = self.logsources.classify
-        route_of = self.route
+        route_for = self.route_for
         present = self.present
         database = self.database
         on_match = self._on_match
         tests = self.variant_tests
         variants = self.plan.variants
         counters = self.counters
-        for event in events:
-            counters["events"] += 1
-            route = route_of(classify(event))
-            if not route.variants:
-                continue
-            counters["routed"] += 1
-            view = EventView(event.fields, present)
-            present.clear()
-            if database is not None and (route.prefixes or route.all_fields):
-                buffer = _prefilter_buffer(event.fields, route, view)
-                database.scan(buffer, match_event_handler=on_match)
-            if present:
-                candidates = set(route.always)
-                by_literal = route.by_literal
-                for literal in present:
-                    hit = by_literal.get(literal)
-                    if hit is not None:
-                        candidates.update(hit)
-                ordered: Sequence[int] = sorted(candidates)
-            else:
-                ordered = route.always
-            counters["candidates"] += len(ordered)
-            for variant_index in ordered:
-                if tests[variant_index](view):
-                    counters["matches"] += 1
-                    variant = variants[variant_index]
-                    yield Match(event, variant.rule, variant_index,
-                                self.matched_fields(variant_index, view))
+        seen = routed = tried = 0
+        try:
+            for event in events:
+                seen += 1
+                route = route_for(event)
+                if not route.variants:
+                    continue
+                routed += 1
+                fields = event.fields
+                view = EventView(fields, present)
+                present.clear()
+                if database is not None and route.scan:
+                    database.scan(_prefilter_buffer(fields, route), match_event_handler=on_match)
+                if present:
+                    candidates = set(route.always)
+                    by_literal = route.by_literal
+                    for literal in present:
+                        hit = by_literal.get(literal)
+                        if hit is not None:
+                            candidates.update(hit)
+                    ordered: Sequence[int] = sorted(candidates)
+                else:
+                    ordered = route.always
+                tried += len(ordered)
+                for variant_index in ordered:
+                    if tests[variant_index](view):
+                        counters["matches"] += 1
+                        variant = variants[variant_index]
+                        yield Match(event, variant.rule, variant_index,
+                                    self.matched_fields(variant_index, view))
+        finally:
+            counters["events"] += seen
+            counters["routed"] += routed
+            counters["candidates"] += tried
 
     def matched_fields(self, variant_index: int, view: EventView) -> dict[str, Any]:
         """The fields whose values made the rule true (positive atoms that hold)."""
@@ -179,14 +205,12 @@ def _keyword_fields(args: tuple[Any, ...], view: EventView) -> dict[str, Any]:
     return found
 
 
-def _prefilter_buffer(fields: dict[str, Any], route: Route, view: EventView) -> bytes:
-    """`SEG <field id> VAL <case-folded value>` for each value the route's rules look at."""
+def _prefilter_buffer(fields: dict[str, Any], route: Route) -> bytes:
+    """`SEG <field id> VAL <value>` for each value the route's rules look at, case-folded."""
     parts: list[str] = []
     append = parts.append
     prefixes = route.prefixes
     all_fields = route.all_fields
-    text_cache = view.text_cache
-    folded_cache = view.folded_cache
     other = SEG + OTHER_FIELD + VAL
     for name, value in fields.items():
         prefix = prefixes.get(name)
@@ -195,25 +219,20 @@ def _prefilter_buffer(fields: dict[str, Any], route: Route, view: EventView) -> 
                 continue
             prefix = other
         if type(value) is str:
-            texts: list[str] | None = [value]
-        else:
-            texts = texts_of(value)
-            if texts is None:
-                continue
-        folded = [t.casefold() for t in texts]
-        text_cache[name] = texts
-        folded_cache[name] = folded
-        for text in folded:
             append(prefix)
-            append(text)
+            append(value)
+        elif value is not None:
+            for text in texts_of(value) or ():
+                append(prefix)
+                append(text)
     append(SEG)
-    joined = "".join(parts)
+    joined = "".join(parts).casefold()
     if joined.count(SEG) != len(parts) // 2 + 1:
-        joined = _sanitised(parts)
+        joined = _sanitised(parts).casefold()
     try:
         return joined.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:  # a value holds a lone surrogate
-        return _sanitised(parts).encode("utf-8", "surrogateescape")
+        return _sanitised(parts).casefold().encode("utf-8", "surrogateescape")
 
 
 def _sanitised(parts: list[str]) -> str:

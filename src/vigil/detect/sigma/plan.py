@@ -31,7 +31,8 @@ VAL = "\udcfe"
 # Field ids: private-use characters, which case folding leaves alone.
 _ID_BASE = 0xE000
 _ID_LIMIT = 0xF8FF
-OTHER_FIELD = chr(_ID_LIMIT)  # fields no rule names, present only for keyword searches
+OTHER_FIELD = chr(_ID_LIMIT)
+MAX_COMMON_IN_COVER = 2  # fields no rule names, present only for keyword searches
 
 
 @dataclass
@@ -41,7 +42,8 @@ class Plan:
     rules: list[RuleMeta]
     variants: list[Variant]
     atoms: list[Atom]
-    atom_literal: list[int | None]
+    atom_literal: list[int | None]  # the literal every match of the atom holds
+    atom_gate: list[int | None]  # that literal when the prefilter looks for it (a cover literal)
     literals: list[bytes]
     field_ids: dict[str, str]
     covers: list[tuple[int, ...] | None]
@@ -66,15 +68,25 @@ def encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def _cost(literal: bytes) -> float:
-    """How often a literal is expected in events: short, numeric or boolean text is common."""
+def _cost(literal: bytes, routing_ids: set[bytes]) -> float:
+    """How often a literal is expected in events (for choosing between covers). Very short
+    text, numbers and values of the fields routing already decided (Channel, EventID, ...)
+    are common; long and non-ASCII text is rare."""
     core = literal.replace(b"\xff", b"").replace(b"\xfe", b"")
-    if literal.startswith(b"\xff"):  # strip the private-use field id (3 bytes in UTF-8)
+    anchored = literal.startswith(b"\xff")
+    if anchored:  # strip the private-use field id (3 bytes in UTF-8)
+        if literal[1:4] in routing_ids:
+            return 20.0
         core = core[3:]
-    if not core or core.isdigit() or core in (b"true", b"false", b"-"):
+    if not core.isascii():
+        return 0.01
+    if len(core) <= 2 or core in (b"true", b"false") or (core.isdigit() and len(core) <= 4):
         return 1.0
-    bonus = 0.5 if literal.startswith(b"\xff") else 1.0
-    return bonus / (1 + len(core))
+    return (0.5 if anchored else 1.0) / (1 + len(core))
+
+
+def _common(cost: float) -> bool:
+    return cost >= 1.0
 
 
 def _cover(node: Node, atom_literal: list[int | None], cost: list[float]) -> tuple[int, ...] | None:
@@ -107,15 +119,15 @@ def _cover(node: Node, atom_literal: list[int | None], cost: list[float]) -> tup
     return None  # not, const true
 
 
-def _fields(node: Node, atoms: list[Atom], atom_literal: list[int | None], out: set[str | None]) -> None:
+def _fields(node: Node, atoms: list[Atom], gate: list[int | None], out: set[str | None]) -> None:
     if node[0] == "atom":
-        if atom_literal[node[1]] is not None:
+        if gate[node[1]] is not None:
             out.add(atoms[node[1]].field)
     elif node[0] in ("and", "or"):
         for child in node[1]:
-            _fields(child, atoms, atom_literal, out)
+            _fields(child, atoms, gate, out)
     elif node[0] == "not":
-        _fields(node[1], atoms, atom_literal, out)
+        _fields(node[1], atoms, gate, out)
 
 
 def build(ruleset: RuleSet, logsources: LogsourceMap,
@@ -145,18 +157,31 @@ def build(ruleset: RuleSet, logsources: LogsourceMap,
             literal_index[data] = len(literals)
             literals.append(data)
         atom_literal.append(literal_index[data])
-    cost = [_cost(lit) for lit in literals]
+    routing_ids = {
+        encode(field_ids[name]) for pmap in logsources.products.values()
+        for name in pmap.key_fields if name in field_ids
+    }
+    cost = [_cost(lit, routing_ids) for lit in literals]
     covers = [_cover(v.tree, atom_literal, cost) for v in variants]
+    # A cover made of common literals costs every event a prefilter hit; testing such a rule
+    # on each event of its logsource is cheaper.
+    covers = [c if c is None or sum(_common(cost[i]) for i in c) <= MAX_COMMON_IN_COVER else None
+              for c in covers]
+    # The prefilter looks only for cover literals: they pick candidate rules, and atoms with
+    # those literals get a free first check. Other atoms are tested directly.
+    scanned = {lit for cover in covers if cover for lit in cover}
+    atom_gate = [lit if lit in scanned else None for lit in atom_literal]
     variant_fields = []
     for variant in variants:
         names: set[str | None] = set()
-        _fields(variant.tree, atoms.atoms, atom_literal, names)
+        _fields(variant.tree, atoms.atoms, atom_gate, names)
         variant_fields.append(tuple(sorted(names, key=lambda n: (n is None, n or ""))))
     plan = Plan(
         rules=metas,
         variants=variants,
         atoms=atoms.atoms,
         atom_literal=atom_literal,
+        atom_gate=atom_gate,
         literals=literals,
         field_ids=field_ids,
         covers=covers,
@@ -165,23 +190,24 @@ def build(ruleset: RuleSet, logsources: LogsourceMap,
         problems=problems,
         files=ruleset.files,
     )
-    plan.database = compile_database(literals)
+    plan.database = compile_database({i: literals[i] for i in sorted(scanned)})
     plan.stats = {
         "atoms": len(atoms.atoms),
         "literals": len(literals),
+        "scanned_literals": len(scanned),
         "variants": len(variants),
         "uncovered_variants": sum(1 for c in covers if c is None),
     }
     return plan
 
 
-def compile_database(literals: list[bytes]) -> bytes | None:
+def compile_database(literals: dict[int, bytes]) -> bytes | None:
     if not literals:
         return None
     database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
     database.compile(
-        expressions=literals,
-        ids=list(range(len(literals))),
+        expressions=list(literals.values()),
+        ids=list(literals),
         elements=len(literals),
         flags=hyperscan.HS_FLAG_SINGLEMATCH,
         literal=True,

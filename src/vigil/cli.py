@@ -1,0 +1,361 @@
+"""The `vigil` command line: thin wrappers that parse input, call one function, render results."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from vigil import __version__
+from vigil.detect import LEVELS, Detection, tactics_of
+from vigil.detect.sigma import LoadedRules, load_rules
+from vigil.errors import InputError, VigilError
+from vigil.ingest import FileReport
+from vigil.scan import ScanResult, scan_inputs
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Vigil: proactive threat defense.")
+rules_app = typer.Typer(no_args_is_help=True, help="Work with Sigma rule sets.")
+app.add_typer(rules_app, name="rules")
+
+err = Console(stderr=True)
+out = Console()
+
+LEVEL_STYLE = {
+    "critical": "bold white on red",
+    "high": "bold red",
+    "medium": "yellow",
+    "low": "cyan",
+    "informational": "dim",
+}
+KEY_FIELDS = (
+    "EventID", "Channel", "Image", "CommandLine", "ParentImage", "TargetFilename",
+    "TargetObject", "ScriptBlockText", "ServiceName", "ImagePath", "TargetUserName",
+    "SubjectUserName", "IpAddress", "DestinationIp", "QueryName", "User",
+)
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(2)
+
+
+def _placeholders(path: Path | None) -> dict[str, list[str]] | None:
+    if path is None:
+        return None
+    try:
+        data = yaml.safe_load(path.read_text("utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"cannot read placeholders file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: placeholders file must map names to values")
+    return {str(k): [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in data.items()}
+
+
+def _load(rules: list[Path], placeholders: Path | None, no_cache: bool) -> LoadedRules:
+    with err.status("Loading Sigma rules…"):
+        loaded = load_rules(rules, placeholders=_placeholders(placeholders), use_cache=not no_cache)
+    plan = loaded.plan
+    how = "from cache" if loaded.from_cache else "compiled"
+    err.print(
+        f"Loaded [bold]{len(plan.rules)}[/] rules and [bold]{len(plan.correlations)}[/] "
+        f"correlations from {plan.files} files in {loaded.seconds:.2f}s ({how}); "
+        f"{len(plan.problems)} unusable (see `vigil rules check`).",
+        highlight=False,
+    )
+    return loaded
+
+
+class BarProgress:
+    """Rich progress bar: files done, events read, detections found."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: TaskID | None = None
+        self.events = 0
+        self.detections = 0
+
+    def start(self, files: int) -> None:
+        self.task = self.progress.add_task("scanning", total=files, events=0, detections=0)
+
+    def file_started(self, name: str) -> None:
+        assert self.task is not None
+        short = name if len(name) < 50 else "…" + name[-49:]
+        self.progress.update(self.task, description=short)
+
+    def advanced(self, events: int, detections: int) -> None:
+        assert self.task is not None
+        self.events += events
+        self.detections += detections
+        self.progress.update(self.task, events=self.events, detections=self.detections)
+
+    def file_done(self, report: FileReport) -> None:
+        assert self.task is not None
+        self.progress.advance(self.task)
+
+
+@app.command()
+def scan(
+    paths: Annotated[list[Path], typer.Argument(help="Log files or folders (recursed).")],
+    rules: Annotated[list[Path], typer.Option("--rules", "-r", help="Sigma rules folder or file; "
+                                               "repeat for more.")] = [],  # noqa: B006
+    min_level: Annotated[str | None, typer.Option(help="Report only this level and above: "
+                                                   + ", ".join(LEVELS))] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, jsonl or csv")] = "table",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write detections to this "
+                                                 "file instead of standard output.")] = None,
+    stats: Annotated[Path | None, typer.Option(help="Write per-file and total figures as JSON.")
+                     ] = None,
+    placeholders: Annotated[Path | None, typer.Option(help="YAML file of values for rule "
+                                                       "placeholders (%name%).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompile the rules.")] = False,
+    limit: Annotated[int, typer.Option(help="Rows of the timeline table (0: all).")] = 200,
+) -> None:
+    """Hunt through logs with Sigma rules and print a timeline of detections."""
+    if fmt not in ("table", "jsonl", "csv"):
+        raise fail(f"unknown format {fmt!r} (use table, jsonl or csv)")
+    if min_level is not None and min_level not in LEVELS:
+        raise fail(f"unknown level {min_level!r} (use {', '.join(LEVELS)})")
+    if not rules:
+        raise fail("no rules given: use --rules DIR (a folder of Sigma rules)")
+    for path in [*paths, *rules]:
+        if not path.exists():
+            raise fail(f"no such file or directory: {path}")
+    try:
+        loaded = _load(rules, placeholders, no_cache)
+        columns = (
+            TextColumn("{task.description}", style="cyan"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("files · [bold]{task.fields[events]:,}[/] events · "
+                       "[bold red]{task.fields[detections]:,}[/] detections"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=err, transient=False) as bar:
+            result = scan_inputs(paths, loaded, min_level=min_level, progress=BarProgress(bar))
+    except VigilError as exc:
+        raise fail(str(exc)) from None
+    _print_summary(result)
+    _print_problems(result.files)
+    _write_detections(result, fmt, output, limit)
+    if stats is not None:
+        stats.write_bytes(orjson.dumps(result.stats(), option=orjson.OPT_INDENT_2))
+        err.print(f"Figures written to {stats}", highlight=False)
+
+
+def _print_summary(result: ScanResult) -> None:
+    totals = result.totals
+    seconds = totals["parse_seconds"] + totals["match_seconds"]
+    rate = totals["records_read"] / seconds if seconds else 0.0
+    err.print(
+        f"\nRead [bold]{totals['records_read']:,}[/] records from {totals['files']} files "
+        f"({totals['records_rejected']:,} rejected) in {seconds:.2f}s ({rate:,.0f} events/s): "
+        f"[bold red]{totals['detections']:,}[/] detections.",
+        highlight=False,
+    )
+    if not result.detections:
+        return
+    levels = Counter(d.level for d in result.detections)
+    by_level = Table(title="By level", title_justify="left")
+    by_level.add_column("level")
+    by_level.add_column("detections", justify="right")
+    for level in reversed(LEVELS):
+        if levels.get(level):
+            by_level.add_row(f"[{LEVEL_STYLE[level]}]{level}[/]", f"{levels[level]:,}")
+    err.print(by_level)
+    rules = Counter((d.level, d.rule_title) for d in result.detections)
+    by_rule = Table(title="By rule (top 25)", title_justify="left")
+    by_rule.add_column("level")
+    by_rule.add_column("rule")
+    by_rule.add_column("detections", justify="right")
+    for (level, title), count in rules.most_common(25):
+        by_rule.add_row(f"[{LEVEL_STYLE.get(level, '')}]{level}[/]", title, f"{count:,}")
+    err.print(by_rule)
+    tactics = Counter(t for d in result.detections for t in tactics_of(d.tags))
+    if tactics:
+        by_tactic = Table(title="By ATT&CK tactic", title_justify="left")
+        by_tactic.add_column("tactic")
+        by_tactic.add_column("detections", justify="right")
+        for tactic, count in tactics.most_common():
+            by_tactic.add_row(tactic, f"{count:,}")
+        err.print(by_tactic)
+
+
+def _print_problems(files: list[FileReport]) -> None:
+    troubled = [f for f in files if f.rejects or (f.warnings and f.format != "unknown")]
+    skipped = [f for f in files if f.format in ("unknown", "skipped")]
+    if troubled:
+        table = Table(title="Files with problems", title_justify="left")
+        table.add_column("file", overflow="fold")
+        table.add_column("read", justify="right")
+        table.add_column("rejected", justify="right")
+        table.add_column("where")
+        table.add_column("reason", overflow="fold")
+        for report in troubled:
+            problems = [*report.rejects, *report.warnings] or []
+            for i, problem in enumerate(problems[:5]):
+                table.add_row(
+                    report.path if i == 0 else "",
+                    f"{report.records_read:,}" if i == 0 else "",
+                    f"{report.records_rejected:,}" if i == 0 else "",
+                    str(problem.record) if problem.record is not None else "",
+                    problem.reason,
+                )
+        err.print(table)
+    if skipped:
+        err.print(f"{len(skipped)} file(s) skipped as not a log format Vigil reads "
+                  "(listed with --stats).", highlight=False)
+
+
+def _key_fields(detection: Detection) -> str:
+    shown: dict[str, Any] = dict(detection.matched_fields)
+    for name in KEY_FIELDS:
+        if len(shown) >= 4:
+            break
+        if name in detection.event and name not in shown:
+            shown[name] = detection.event[name]
+    parts = []
+    for name, value in shown.items():
+        text = str(value)
+        parts.append(f"{name}={text if len(text) <= 120 else text[:117] + '…'}")
+    return "\n".join(parts)
+
+
+def _write_detections(result: ScanResult, fmt: str, output: Path | None, limit: int) -> None:
+    detections = result.detections
+    if fmt == "jsonl":
+        data = b"".join(
+            orjson.dumps(d.as_dict(), option=orjson.OPT_NON_STR_KEYS, default=str) + b"\n"
+            for d in detections
+        )
+        _emit(data, output)
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["timestamp", "level", "rule_title", "rule_id", "kind", "host",
+                         "source_file", "record_id", "tags", "matched_fields"])
+        for d in detections:
+            writer.writerow([d.timestamp or "", d.level, d.rule_title, d.rule_id, d.kind,
+                             d.host or "", d.source_file, d.record_id if d.record_id is not None
+                             else "", " ".join(d.tags),
+                             orjson.dumps(d.matched_fields, default=str).decode()])
+        _emit(buffer.getvalue().encode(), output)
+    else:
+        table = _timeline(detections, limit)
+        if output is None:
+            out.print(table)
+        else:
+            with output.open("w", encoding="utf-8") as handle:
+                Console(file=handle, width=200).print(_timeline(detections, 0))
+            err.print(f"Timeline written to {output}", highlight=False)
+
+
+def _emit(data: bytes, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        output.write_bytes(data)
+        err.print(f"Detections written to {output}", highlight=False)
+
+
+def _timeline(detections: list[Detection], limit: int) -> Table:
+    shown = detections if limit <= 0 else detections[:limit]
+    title = "Timeline" if len(shown) == len(detections) else (
+        f"Timeline (first {len(shown)} of {len(detections):,}; use --limit 0 or --format jsonl)")
+    table = Table(title=title, title_justify="left", show_lines=False)
+    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("level")
+    table.add_column("rule", overflow="fold")
+    table.add_column("host")
+    table.add_column("source", overflow="fold")
+    table.add_column("details", overflow="fold")
+    for d in shown:
+        source = f"{Path(d.source_file).name}#{d.record_id}" if d.record_id is not None else Path(
+            d.source_file).name
+        table.add_row(
+            (d.timestamp or "")[:23].replace("T", " "),
+            f"[{LEVEL_STYLE.get(d.level, '')}]{d.level}[/]",
+            d.rule_title,
+            d.host or "",
+            source,
+            _key_fields(d),
+        )
+    return table
+
+
+@rules_app.command("check")
+def rules_check(
+    folders: Annotated[list[Path], typer.Argument(help="Sigma rule folders or files.")],
+    placeholders: Annotated[Path | None, typer.Option(help="YAML file of placeholder values.")
+                            ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompile the rules.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Load rules and report what loads and every rule that cannot be used, with why."""
+    for folder in folders:
+        if not folder.exists():
+            raise fail(f"no such file or directory: {folder}")
+    try:
+        loaded = load_rules(folders, placeholders=_placeholders(placeholders),
+                            use_cache=not no_cache)
+    except VigilError as exc:
+        raise fail(str(exc)) from None
+    plan = loaded.plan
+    usable = len(plan.rules) + len(plan.correlations)
+    total = usable + len(plan.problems)
+    share = 100.0 * usable / total if total else 100.0
+    report = {
+        "files": plan.files,
+        "rules": len(plan.rules),
+        "correlations": len(plan.correlations),
+        "unusable": len(plan.problems),
+        "loaded_percent": round(share, 2),
+        "seconds": round(loaded.seconds, 2),
+        "problems": [p.as_dict() for p in plan.problems],
+    }
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+        return
+    summary = Table(title="Rule set", title_justify="left", show_header=False)
+    summary.add_row("rule files", f"{plan.files:,}")
+    summary.add_row("detection rules loaded", f"{len(plan.rules):,}")
+    summary.add_row("correlation rules loaded", f"{len(plan.correlations):,}")
+    summary.add_row("unusable", f"{len(plan.problems):,}")
+    summary.add_row("loaded", f"{share:.2f}%")
+    summary.add_row("time", f"{loaded.seconds:.2f}s")
+    out.print(summary)
+    if plan.problems:
+        table = Table(title="Rules that cannot be used", title_justify="left")
+        table.add_column("file", overflow="fold")
+        table.add_column("rule", overflow="fold")
+        table.add_column("reason", overflow="fold")
+        for problem in plan.problems:
+            table.add_row(problem.path, problem.title or problem.rule_id or "", problem.reason)
+        out.print(table)
+
+
+@app.command()
+def version() -> None:
+    """Print Vigil's version."""
+    out.print(f"vigil {__version__}")
+
+
+def main() -> None:
+    app()
