@@ -27,21 +27,21 @@ WINLOGBEAT_RENAMES = {
 
 def _scalar(value: Any) -> Any:
     """A leaf value: `{"#text": x}` becomes x, lists of such become lists."""
-    if isinstance(value, Mapping):
+    if type(value) is dict:
         if TEXT in value:
             return _scalar(value[TEXT])
         return None if not value or set(value) == {ATTRS} else value
     return value
 
 
-def _system(system: Mapping[str, Any], out: dict[str, Any]) -> None:
+def _system(system: dict[str, Any], out: dict[str, Any]) -> None:
     for key, value in system.items():
-        if isinstance(value, Mapping):
+        if type(value) is dict:
             attrs = value.get(ATTRS)
-            if isinstance(attrs, Mapping):
+            if type(attrs) is dict:
                 for attr, attr_value in attrs.items():
                     # Provider.Name -> Provider_Name, Execution.ProcessID -> Execution_ProcessID
-                    out[f"{key}_{attr}"] = attr_value
+                    out[key + "_" + attr] = attr_value
             if TEXT in value:
                 out[key] = _scalar(value[TEXT])
             elif not attrs:
@@ -52,36 +52,44 @@ def _system(system: Mapping[str, Any], out: dict[str, Any]) -> None:
 
 def _data(section: Any, out: dict[str, Any]) -> None:
     """EventData / UserData: every leaf by its own name; unnamed <Data> items as a `Data` list."""
-    if not isinstance(section, Mapping):
+    if type(section) is not dict:
         if section is not None:
             out.setdefault("Data", section)
         return
+    # Most values are plain: copy them at C speed, then mend the few nested ones.
+    out.update(section)
+    if dict not in map(type, section.values()):
+        return
+    out.pop(ATTRS, None)
     for key, value in section.items():
-        if key == ATTRS:
-            continue
-        if isinstance(value, Mapping) and TEXT not in value:
-            # UserData wraps its fields in one element (with an xmlns attribute).
-            _data(value, out)
-        else:
-            out[key] = _scalar(value)
+        if type(value) is dict and key != ATTRS:
+            if TEXT in value:
+                out[key] = _scalar(value)
+            else:
+                del out[key]
+                # UserData wraps its fields in one element (with an xmlns attribute).
+                _data(value, out)
 
 
 def flatten_evtx_json(doc: Mapping[str, Any]) -> dict[str, Any]:
     """Flatten the evtx-rs JSON of one record (`{"Event": {"System": ..., "EventData": ...}}`)."""
     event = doc.get("Event", doc)
     out: dict[str, Any] = {}
-    if not isinstance(event, Mapping):
+    if type(event) is not dict:
         return out
     system = event.get("System")
-    if isinstance(system, Mapping):
+    if type(system) is dict:
         _system(system, out)
-    for section in ("EventData", "UserData"):
-        if section in event:
-            _data(event[section], out)
+    data = event.get("EventData")
+    if data is not None:
+        _data(data, out)
+    data = event.get("UserData")
+    if data is not None:
+        _data(data, out)
     rendering = event.get("RenderingInfo")
-    if isinstance(rendering, Mapping):
+    if type(rendering) is dict:
         for key, value in rendering.items():
-            if key != ATTRS and not isinstance(value, Mapping):
+            if key != ATTRS and type(value) is not dict:
                 out.setdefault(key, value)
     return out
 

@@ -129,7 +129,7 @@ class _GzipReader(io.RawIOBase):
         return size
 
     def _fill(self) -> None:
-        chunk = self._file.read(1 << 16)
+        chunk = self._file.read(1 << 13)
         if not chunk:
             self._pending += self._inflate.flush()
             if not self._inflate.eof:

@@ -22,6 +22,7 @@ CHUNK_MAGIC = b"ElfChnk\x00"
 HEADER_SIZE = 4096
 CHUNK_SIZE = 65536
 BATCH = 2048
+_ZERO_CHUNK = bytes(CHUNK_SIZE)
 
 _CHUNK_ERROR = re.compile(r"chunk number (\d+)")
 
@@ -68,7 +69,7 @@ def inspect(data: bytes) -> Layout:
         chunk = data[start : start + CHUNK_SIZE]
         where = f"chunk {index} (offset {start:#x})"
         if chunk[:8] != CHUNK_MAGIC:
-            if not chunk.strip(b"\0"):
+            if chunk == _ZERO_CHUNK[: len(chunk)]:
                 continue  # never used
             if index >= layout.chunk_count:
                 # Past the chunks the header counts and not a chunk: unallocated slack space.

@@ -34,19 +34,25 @@ def sniff(head: bytes) -> bool:
 Raw = tuple[int, Any]  # (record number, decoded JSON value or the undecodable line)
 
 
+CHUNK = 1 << 22
+
+
 def read(source: Input, report: FileReport) -> Iterator[list[Raw]]:
     """Records as (number, object). JSON lines stream; arrays and pretty-printed documents
     are decoded whole. Numbers are 1-based line numbers for JSON lines, item numbers otherwise."""
     with source.open() as stream:
-        first = stream.readline()
-        second = stream.readline()
+        head = stream.read(CHUNK)
+        first_end = head.find(b"\n")
+        first = head if first_end < 0 else head[: first_end + 1]
+        rest = head[len(first) :]
+        second_end = rest.find(b"\n")
+        second = rest if second_end < 0 else rest[: second_end + 1]
         if _is_json_lines(first, second):
             report.format = "jsonl"
-            yield from _read_lines([first, second], stream, report)
+            yield from _read_lines(head, stream, report)
         else:
             report.format = "json"
-            rest = stream.read()
-            yield from _read_documents(first + second + rest, report)
+            yield from _read_documents(head + stream.read(), report)
         Input.finish(stream, report)
 
 
@@ -60,11 +66,27 @@ def _is_json_lines(first: bytes, second: bytes) -> bool:
     return not second.strip() or second.lstrip()[:1] == b"{"
 
 
-def _read_lines(head: list[bytes], stream: Any, report: FileReport) -> Iterator[list[Raw]]:
+def _lines(head: bytes, stream: Any) -> Iterator[list[bytes]]:
+    """Lines in large chunks (the last line of a chunk waits for the next chunk)."""
+    pending = head
+    while True:
+        chunk = stream.read(CHUNK)
+        if not chunk:
+            if pending:
+                yield pending.split(b"\n")
+            return
+        pending += chunk
+        cut = pending.rfind(b"\n")
+        if cut >= 0:
+            yield pending[:cut].split(b"\n")
+            pending = pending[cut + 1 :]
+
+
+def _read_lines(head: bytes, stream: Any, report: FileReport) -> Iterator[list[Raw]]:
     batch: list[Raw] = []
     number = 0
     loads = orjson.loads
-    for lines in (head, stream):
+    for lines in _lines(head, stream):
         for line in lines:
             number += 1
             if not line.strip():

@@ -192,8 +192,9 @@ def _glob_literal(field: str | None, parts: tuple[str, ...]) -> Literal | None:
 
 
 def _usable(text: str) -> bool:
-    """Whether text can be a prefilter literal (no NUL, no lone surrogates)."""
-    return "\x00" not in text and not any("\ud800" <= c <= "\udfff" for c in text)
+    """Whether text can be a prefilter literal: no NUL (Hyperscan's literal API stops there), no
+    buffer separator, no lone surrogate."""
+    return not any(c in "\x00\x1e\x1f" or "\ud800" <= c <= "\udfff" for c in text)
 
 
 def value_atoms(field: str | None, value: SigmaType, *, windash: bool = False,

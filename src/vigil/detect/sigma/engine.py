@@ -22,14 +22,11 @@ class Route:
     """What matching does for one class of event (same product, channel, event id, ...)."""
 
     variants: tuple[int, ...]
-    prefixes: dict[str, str]  # field -> "\0<id>\1" for fields the prefilter must see
-    all_fields: bool  # keyword rules apply: every field goes to the prefilter
+    prefixes: dict[str, str]  # field -> "SEG <id> VAL" for fields the prefilter must see
+    field_scans: tuple[Any, ...]  # Hyperscan databases to run over those field values
+    keyword_scans: tuple[Any, ...]  # databases to run over every value (keyword rules)
     by_literal: dict[int, tuple[int, ...]]  # literal id -> variants it makes candidates
     always: tuple[int, ...]  # variants with no literal cover: tested on every event
-
-    @property
-    def scan(self) -> bool:
-        return bool(self.prefixes) or self.all_fields
 
 
 @dataclass(slots=True)
@@ -53,7 +50,8 @@ class Engine:
         ]
         # Test the cheapest children first: literal-gated atoms fail fast.
         self.variant_tests: list[Test] = [
-            node_test(_ordered(v.tree, plan.atom_gate), self.atom_tests) for v in plan.variants
+            node_test(_ordered(v.tree, plan.atom_gate), self.atom_tests, plan.atoms, plan.atom_gate)
+            for v in plan.variants
         ]
         self.routes: dict[EventClass, Route] = {}
         self._routes_by_key: dict[tuple[Any, ...], Route] = {}
@@ -61,10 +59,9 @@ class Engine:
         self._variants_of_rule: dict[int, list[int]] = {}
         for index, variant in enumerate(plan.variants):
             self._variants_of_rule.setdefault(variant.rule, []).append(index)
-        self.database: Any = None
-        if plan.database:
-            self.database = hyperscan.loadb(plan.database, hyperscan.HS_MODE_BLOCK)
-            self.database.scratch = hyperscan.Scratch(self.database)
+        self.group_databases = [
+            (_load(on_fields), _load(on_keywords)) for on_fields, on_keywords in plan.group_databases
+        ]
         self.present: set[int] = set()
         add = self.present.add
 
@@ -93,14 +90,12 @@ class Engine:
                     chosen.append(variant_index)
                     break
         prefixes: dict[str, str] = {}
-        all_fields = False
         by_literal: dict[int, list[int]] = {}
         always: list[int] = []
+        groups = sorted({plan.variant_group[v] for v in chosen})
         for variant_index in chosen:
             for name in plan.variant_fields[variant_index]:
-                if name is None:
-                    all_fields = True
-                elif name not in prefixes:
+                if name is not None and name not in prefixes:
                     prefixes[name] = SEG + plan.field_ids.get(name, OTHER_FIELD) + VAL
             cover = plan.covers[variant_index]
             if cover is None:
@@ -111,7 +106,12 @@ class Engine:
         return Route(
             variants=tuple(chosen),
             prefixes=prefixes,
-            all_fields=all_fields,
+            field_scans=tuple(
+                self.group_databases[g][0] for g in groups if self.group_databases[g][0]
+            ),
+            keyword_scans=tuple(
+                self.group_databases[g][1] for g in groups if self.group_databases[g][1]
+            ),
             by_literal={k: tuple(v) for k, v in by_literal.items()},
             always=tuple(always),
         )
@@ -135,7 +135,6 @@ class Engine:
         """Every (event, rule) whose condition holds, in event order."""
         route_for = self.route_for
         present = self.present
-        database = self.database
         on_match = self._on_match
         tests = self.variant_tests
         variants = self.plan.variants
@@ -151,8 +150,14 @@ class Engine:
                 fields = event.fields
                 view = EventView(fields, present)
                 present.clear()
-                if database is not None and route.scan:
-                    database.scan(_prefilter_buffer(fields, route), match_event_handler=on_match)
+                if route.field_scans:
+                    buffer = _prefilter_buffer(fields, route.prefixes)
+                    for database in route.field_scans:
+                        database.scan(buffer, match_event_handler=on_match)
+                if route.keyword_scans:
+                    buffer = _keyword_buffer(fields)
+                    for database in route.keyword_scans:
+                        database.scan(buffer, match_event_handler=on_match)
                 if present:
                     candidates = set(route.always)
                     by_literal = route.by_literal
@@ -205,46 +210,72 @@ def _keyword_fields(args: tuple[Any, ...], view: EventView) -> dict[str, Any]:
     return found
 
 
-def _prefilter_buffer(fields: dict[str, Any], route: Route) -> bytes:
-    """`SEG <field id> VAL <value>` for each value the route's rules look at, case-folded."""
-    parts: list[str] = []
-    append = parts.append
-    prefixes = route.prefixes
-    all_fields = route.all_fields
-    other = SEG + OTHER_FIELD + VAL
+def _load(data: bytes | None) -> Any:
+    if data is None:
+        return None
+    database = hyperscan.loadb(data, hyperscan.HS_MODE_BLOCK)
+    database.scratch = hyperscan.Scratch(database)
+    return database
+
+
+def _prefilter_buffer(fields: dict[str, Any], prefixes: dict[str, str]) -> bytes:
+    """`SEG <field id> VAL <value>` for each value the route's rules look at, case-folded.
+
+    Built with a comprehension over C iterators: this runs once per event."""
+    parts = [
+        prefix
+        + (
+            value
+            if type(value) is str
+            else str(value)
+            if type(value) is int
+            else _joined(value, prefix)
+        )
+        for prefix, value in zip(map(prefixes.get, fields), fields.values(), strict=True)
+        if prefix is not None and value is not None and value != []
+    ]
+    parts.append(SEG)
+    joined = "".join(parts).casefold()
+    if joined.count(SEG) == joined.count(VAL) + 1:
+        try:
+            return joined.encode("utf-8")
+        except UnicodeEncodeError:  # a value holds a lone surrogate
+            pass
+    return _sanitised(fields, prefixes)  # a value carries a separator or surrogate itself
+
+
+def _keyword_buffer(fields: dict[str, Any]) -> bytes:
+    """Every value of the event, case-folded, separated by SEG: what keyword literals search."""
+    text = SEG.join(
+        [
+            value if type(value) is str else str(value) if type(value) is int else _any_text(value)
+            for value in fields.values()
+        ]
+    )
+    return text.casefold().encode("utf-8", "replace")
+
+
+def _any_text(value: Any) -> str:
+    return SEG.join(texts_of(value) or ())
+
+
+def _joined(value: Any, prefix: str) -> str:
+    """A non-string value as buffer text: list items become segments of their own."""
+    return prefix.join(texts_of(value) or ("",))
+
+
+def _sanitised(fields: dict[str, Any], prefixes: dict[str, str]) -> bytes:
+    """The slow, careful buffer: values stripped of separator characters and lone surrogates."""
+    out = []
     for name, value in fields.items():
         prefix = prefixes.get(name)
         if prefix is None:
-            if not all_fields:
-                continue
-            prefix = other
-        if type(value) is str:
-            append(prefix)
-            append(value)
-        elif value is not None:
-            for text in texts_of(value) or ():
-                append(prefix)
-                append(text)
-    append(SEG)
-    joined = "".join(parts).casefold()
-    if joined.count(SEG) != len(parts) // 2 + 1:
-        joined = _sanitised(parts).casefold()
-    try:
-        return joined.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a value holds a lone surrogate
-        return _sanitised(parts).casefold().encode("utf-8", "surrogateescape")
-
-
-def _sanitised(parts: list[str]) -> str:
-    """The buffer with values stripped of separator characters and lone surrogates."""
-    out = []
-    for index, part in enumerate(parts[:-1]):
-        if index % 2:
-            part = part.replace(SEG, "\ufffd").replace(VAL, "\ufffd")
-            part = part.encode("utf-8", "replace").decode("utf-8")
-        out.append(part)
+            continue
+        for text in texts_of(value) or ():
+            clean = text.replace(SEG, "\ufffd").replace(VAL, "\ufffd")
+            out.append(prefix + clean.encode("utf-8", "replace").decode("utf-8"))
     out.append(SEG)
-    return "".join(out)
+    return "".join(out).casefold().encode("utf-8")
 
 
 def _positive_atoms(node: Node, negated: bool = False) -> Iterator[int]:

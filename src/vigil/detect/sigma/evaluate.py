@@ -45,8 +45,14 @@ def texts_of(value: Any) -> list[str] | None:
     return [text_of(value)]
 
 
+_MISSING: Any = object()
+
+
 class EventView:
-    """One event as the evaluator sees it: fields, prefilter hits, memoised string forms."""
+    """One event as the evaluator sees it: fields, prefilter hits, memoised string forms.
+
+    `fold(name)` gives the case-folded value: a str for a single value, a list for several,
+    None when the field has no value; `name=None` means every value of every field."""
 
     __slots__ = ("fields", "folded_cache", "present", "text_cache")
 
@@ -54,7 +60,7 @@ class EventView:
         self.fields = fields
         self.present = present
         self.text_cache: dict[str | None, list[str] | None] = {}
-        self.folded_cache: dict[str | None, list[str] | None] = {}
+        self.folded_cache: dict[str | None, Any] = {}
 
     def texts(self, name: str | None) -> list[str] | None:
         try:
@@ -70,15 +76,22 @@ class EventView:
         self.text_cache[name] = found
         return found
 
+    def fold(self, name: str | None) -> Any:
+        value = self.fields.get(name) if name is not None else _MISSING  # type: ignore[arg-type]
+        if type(value) is str:
+            folded: Any = value.casefold()
+        else:
+            texts = self.texts(name)
+            folded = None if texts is None else [t.casefold() for t in texts]
+        self.folded_cache[name] = folded
+        return folded
+
     def folded(self, name: str | None) -> list[str] | None:
-        try:
-            return self.folded_cache[name]
-        except KeyError:
-            pass
-        texts = self.texts(name)
-        found = [t.casefold() for t in texts] if texts is not None else None
-        self.folded_cache[name] = found
-        return found
+        """The case-folded values as a list (None when there is none)."""
+        value = self.folded_cache.get(name, _MISSING)
+        if value is _MISSING:
+            value = self.fold(name)
+        return [value] if type(value) is str else value  # type: ignore[no-any-return]
 
 
 def glob_regex(parts: tuple[str, ...]) -> str:
@@ -152,58 +165,90 @@ def atom_test(atom: Atom, literal_id: int | None) -> Test:
     return gated
 
 
-def _string_test(atom: Atom) -> Test:
-    mode, pattern, cased = atom.args
-    field = atom.field
+def _values_getter(field: str | None, cased: bool) -> Callable[[EventView], Any]:
+    """str, list of str, or None: the field's (case-folded unless cased) value."""
+    if cased:
 
-    def values_of(view: EventView) -> list[str] | None:
-        return view.texts(field) if cased else view.folded(field)
+        def texts(view: EventView) -> Any:
+            found = view.texts(field)
+            return found[0] if found is not None and len(found) == 1 else found
 
+        return texts
+
+    def folded(view: EventView) -> Any:
+        value = view.folded_cache.get(field, _MISSING)
+        if value is _MISSING:
+            return view.fold(field)
+        return value
+
+    return folded
+
+
+def string_group_test(field: str | None, mode: str, cased: bool, patterns: list[Any]) -> Test:
+    """One test for an OR of string comparisons of one kind on one field (a Sigma value list):
+    a set lookup for equality, one C call for prefixes/suffixes, a loop for substrings."""
+    get = _values_getter(field, cased)
     if mode == "any":
 
         def test_any(view: EventView) -> bool:
             return view.texts(field) is not None
 
         return test_any
-    if mode == "glob":
-        matcher = re2.compile(glob_regex(pattern), _RE2_OPTIONS).fullmatch  # type: ignore[arg-type]
-        if field is None:
-            # keyword globs are unanchored (normalised to *..* by the compiler)
-            pass
-
-        def test_glob(view: EventView) -> bool:
-            values = values_of(view)
-            return values is not None and any(matcher(v) is not None for v in values)
-
-        return test_glob
-    text = str(pattern)
     if mode == "eq":
+        wanted = frozenset(str(p) for p in patterns)
 
         def test_eq(view: EventView) -> bool:
-            values = values_of(view)
-            return values is not None and text in values
+            value = get(view)
+            if value is None:
+                return False
+            if type(value) is str:
+                return value in wanted
+            return not wanted.isdisjoint(value)
 
         return test_eq
-    if mode == "start":
+    if mode in ("start", "end"):
+        texts = tuple(str(p) for p in patterns)
+        method = str.startswith if mode == "start" else str.endswith
 
-        def test_start(view: EventView) -> bool:
-            values = values_of(view)
-            return values is not None and any(v.startswith(text) for v in values)
+        def test_edge(view: EventView) -> bool:
+            value = get(view)
+            if value is None:
+                return False
+            if type(value) is str:
+                return method(value, texts)
+            return any(method(v, texts) for v in value)
 
-        return test_start
-    if mode == "end":
+        return test_edge
+    if mode == "has":
+        needles = tuple(str(p) for p in patterns)
 
-        def test_end(view: EventView) -> bool:
-            values = values_of(view)
-            return values is not None and any(v.endswith(text) for v in values)
+        def test_has(view: EventView) -> bool:
+            value = get(view)
+            if value is None:
+                return False
+            if type(value) is str:
+                for needle in needles:
+                    if needle in value:
+                        return True
+                return False
+            return any(needle in v for v in value for needle in needles)
 
-        return test_end
+        return test_has
+    matchers = [re2.compile(glob_regex(p), _RE2_OPTIONS).fullmatch for p in patterns]
 
-    def test_has(view: EventView) -> bool:
-        values = values_of(view)
-        return values is not None and any(text in v for v in values)
+    def test_glob(view: EventView) -> bool:
+        value = get(view)
+        if value is None:
+            return False
+        values = [value] if type(value) is str else value
+        return any(m(v) is not None for v in values for m in matchers)
 
-    return test_has
+    return test_glob
+
+
+def _string_test(atom: Atom) -> Test:
+    mode, pattern, cased = atom.args
+    return string_group_test(atom.field, str(mode), bool(cased), [pattern])
 
 
 def _cidr_test(field: str | None, network: str) -> Test:
@@ -297,8 +342,10 @@ def _time_test(field: str | None, part: str, number: int) -> Test:
     return test
 
 
-def node_test(node: Node, tests: list[Test]) -> Test:
-    """A closure evaluating a condition tree; AND/OR short-circuit in the given order."""
+def node_test(node: Node, tests: list[Test], atoms: list[Atom] | None = None,
+              gates: list[int | None] | None = None) -> Test:
+    """A closure evaluating a condition tree; AND/OR short-circuit in the given order. With the
+    atoms, OR-ed string comparisons of one kind on one field run as one test."""
     kind = node[0]
     if kind == "atom":
         return tests[node[1]]
@@ -306,9 +353,14 @@ def node_test(node: Node, tests: list[Test]) -> Test:
         value = bool(node[1])
         return lambda view: value
     if kind == "not":
-        inner = node_test(node[1], tests)
+        inner = node_test(node[1], tests, atoms, gates)
         return lambda view: not inner(view)
-    children = [node_test(child, tests) for child in node[1]]
+    if kind == "or" and atoms is not None and gates is not None:
+        children = _merged_or(node[1], tests, atoms, gates)
+    else:
+        children = [node_test(child, tests, atoms, gates) for child in node[1]]
+    if len(children) == 1:
+        return children[0]
     if kind == "and":
         if len(children) == 2:
             first, second = children
@@ -332,6 +384,47 @@ def node_test(node: Node, tests: list[Test]) -> Test:
         return False
 
     return any_of
+
+
+def _merged_or(children: tuple[Node, ...], tests: list[Test], atoms: list[Atom],
+               gates: list[int | None]) -> list[Test]:
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    out: list[Test] = []
+    for child in children:
+        if child[0] == "atom":
+            atom = atoms[child[1]]
+            if atom.kind in ("str", "kw") and atom.args[0] != "any":
+                key = (atom.kind, atom.field, atom.args[0], atom.args[2])
+                groups.setdefault(key, []).append(child[1])
+                continue
+        out.append(node_test(child, tests, atoms, gates))
+    merged: list[Test] = []
+    for (_, field, mode, cased), members in groups.items():
+        if len(members) == 1:
+            merged.append(tests[members[0]])
+            continue
+        inner = string_group_test(field, str(mode), bool(cased),
+                                  [atoms[i].args[1] for i in members])
+        member_gates = [gates[i] for i in members]
+        if all(g is not None for g in member_gates):
+            gate_set = frozenset(g for g in member_gates if g is not None)
+            if all(atoms[i].exact for i in members):
+
+                def exact_any(view: EventView, gate_set: frozenset[int] = gate_set) -> bool:
+                    return not view.present.isdisjoint(gate_set)
+
+                merged.append(exact_any)
+            else:
+
+                def gated_any(view: EventView, gate_set: frozenset[int] = gate_set,
+                              inner: Test = inner) -> bool:
+                    return not view.present.isdisjoint(gate_set) and inner(view)
+
+                merged.append(gated_any)
+        else:
+            merged.append(inner)
+    # merged groups first: they are cheap and usually decide
+    return merged + out
 
 
 __all__ = ["MARKERS", "EventView", "Test", "atom_test", "node_test", "text_of", "texts_of"]

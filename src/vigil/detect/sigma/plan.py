@@ -6,6 +6,7 @@ plain data, so it is cached on disk and a later run with the same rules loads it
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,18 +22,19 @@ from vigil.detect.sigma.compiler import (
 )
 from vigil.detect.sigma.correlation import CorrelationSpec, compile_correlations
 from vigil.detect.sigma.loader import RuleProblem, RuleSet
-from vigil.detect.sigma.logsource import LogsourceMap
+from vigil.detect.sigma.logsource import LogsourceMap, RuleSource
 
 # The prefilter buffer holds `SEG <field id> VAL <case-folded value>` per value and ends with SEG.
-# SEG and VAL become the bytes 0xFF and 0xFE, which never occur in UTF-8 text (lone surrogates
-# encoded with "surrogateescape"); Hyperscan's pure-literal API cannot take NUL bytes.
-SEG = "\udcff"
-VAL = "\udcfe"
-# Field ids: private-use characters, which case folding leaves alone.
-_ID_BASE = 0xE000
-_ID_LIMIT = 0xF8FF
-OTHER_FIELD = chr(_ID_LIMIT)
-MAX_COMMON_IN_COVER = 2  # fields no rule names, present only for keyword searches
+# All ASCII, so that for the usual all-ASCII event the buffer is an ASCII string, which Python
+# case-folds and encodes at memory speed. (Hyperscan's pure-literal API cannot take NUL.) A value
+# that itself holds SEG or VAL is caught and neutralised when the buffer is built.
+SEG = "\x1e"
+VAL = "\x1f"
+# Field ids: two characters that case folding leaves alone.
+_ID_CHARS = "0123456789abcdefghijklmnopqrstuvwxyz!#$%&()*+,-./:;<=>?@[]^_`{|}"
+OTHER_FIELD = "~~"  # fields no rule names, present only for keyword searches
+# A cover with more common literals than this is worse than testing the rule on every event.
+MAX_COMMON_IN_COVER = 2
 
 
 @dataclass
@@ -51,8 +53,20 @@ class Plan:
     correlations: list[CorrelationSpec]
     problems: list[RuleProblem]
     files: int
-    database: bytes | None = None
+    # Rules are grouped by logsource; each group has its own prefilter databases (serialised
+    # Hyperscan), one over the looked-at field values and one over all values for keywords,
+    # so an event is only scanned for literals its own rules can use.
+    groups: list[RuleSource] = field(default_factory=list)
+    variant_group: list[int] = field(default_factory=list)
+    group_databases: list[tuple[bytes | None, bytes | None]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _field_id(index: int) -> str:
+    base = len(_ID_CHARS)
+    if index >= base * base:
+        raise ValueError("too many distinct fields in the rule set")
+    return _ID_CHARS[index // base] + _ID_CHARS[index % base]
 
 
 def _literal_bytes(literal: Literal, field_ids: dict[str, str]) -> bytes:
@@ -65,19 +79,19 @@ def _literal_bytes(literal: Literal, field_ids: dict[str, str]) -> bytes:
 
 
 def encode(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")
+    return text.encode("utf-8")
 
 
 def _cost(literal: bytes, routing_ids: set[bytes]) -> float:
     """How often a literal is expected in events (for choosing between covers). Very short
     text, numbers and values of the fields routing already decided (Channel, EventID, ...)
     are common; long and non-ASCII text is rare."""
-    core = literal.replace(b"\xff", b"").replace(b"\xfe", b"")
-    anchored = literal.startswith(b"\xff")
+    core = literal.replace(b"\x1e", b"").replace(b"\x1f", b"")
+    anchored = literal.startswith(b"\x1e")
     if anchored:  # strip the private-use field id (3 bytes in UTF-8)
-        if literal[1:4] in routing_ids:
+        if literal[1:3] in routing_ids:
             return 20.0
-        core = core[3:]
+        core = core[2:]
     if not core.isascii():
         return 0.01
     if len(core) <= 2 or core in (b"true", b"false") or (core.isdigit() and len(core) <= 4):
@@ -119,6 +133,17 @@ def _cover(node: Node, atom_literal: list[int | None], cost: list[float]) -> tup
     return None  # not, const true
 
 
+def _gated_atoms(node: Node, gate: list[int | None]) -> Iterator[int]:
+    if node[0] == "atom":
+        if gate[node[1]] is not None:
+            yield node[1]
+    elif node[0] in ("and", "or"):
+        for child in node[1]:
+            yield from _gated_atoms(child, gate)
+    elif node[0] == "not":
+        yield from _gated_atoms(node[1], gate)
+
+
 def _fields(node: Node, atoms: list[Atom], gate: list[int | None], out: set[str | None]) -> None:
     if node[0] == "atom":
         if gate[node[1]] is not None:
@@ -142,9 +167,7 @@ def build(ruleset: RuleSet, logsources: LogsourceMap,
         if atom.literal is not None and atom.literal.field is not None:
             name = atom.literal.field
             if name not in field_ids:
-                if _ID_BASE + len(field_ids) >= _ID_LIMIT:
-                    raise ValueError("too many distinct fields in the rule set")
-                field_ids[name] = chr(_ID_BASE + len(field_ids))
+                field_ids[name] = _field_id(len(field_ids))
     literal_index: dict[bytes, int] = {}
     literals: list[bytes] = []
     atom_literal: list[int | None] = []
@@ -190,11 +213,33 @@ def build(ruleset: RuleSet, logsources: LogsourceMap,
         problems=problems,
         files=ruleset.files,
     )
-    plan.database = compile_database({i: literals[i] for i in sorted(scanned)})
+    group_index: dict[RuleSource, int] = {}
+    group_literals: list[tuple[set[int], set[int]]] = []
+    for index, variant in enumerate(variants):
+        source = metas[variant.rule].logsource
+        if source not in group_index:
+            group_index[source] = len(plan.groups)
+            plan.groups.append(source)
+            group_literals.append((set(), set()))
+        group = group_index[source]
+        plan.variant_group.append(group)
+        # every gated atom's literal, not just the cover's: a gate is only sound if the
+        # literal is looked for wherever the atom is tested
+        on_fields, on_keywords = group_literals[group]
+        for atom_index in _gated_atoms(variant.tree, atom_gate):
+            gate = atom_gate[atom_index]
+            assert gate is not None
+            (on_keywords if atoms.atoms[atom_index].field is None else on_fields).add(gate)
+    plan.group_databases = [
+        (compile_database({i: literals[i] for i in sorted(on_fields)}),
+         compile_database({i: literals[i] for i in sorted(on_keywords)}))
+        for on_fields, on_keywords in group_literals
+    ]
     plan.stats = {
         "atoms": len(atoms.atoms),
         "literals": len(literals),
         "scanned_literals": len(scanned),
+        "groups": len(plan.groups),
         "variants": len(variants),
         "uncovered_variants": sum(1 for c in covers if c is None),
     }
