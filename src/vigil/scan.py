@@ -162,7 +162,7 @@ def scan_inputs(
                     if match.event.time is None:
                         untimed += 1
                     else:
-                        hits.append(Hit(match.event.time, ("rule", match.rule), match.event.fields,
+                        hits.append(Hit(match.event.time, ("rule", match.rule), match.rule_fields(),
                                         ((match.event.source, match.event.record),)))
                 if not meta.output or level_rank(meta.level) < threshold:
                     continue

@@ -701,12 +701,6 @@ def test_correlation_groups_sysmon_events_by_rule_field(whoami_by_parent, event,
     assert groups(correlate(whoami_by_parent, events)) == [{"ParentImage": PARENT}]
 
 
-@pytest.mark.xfail(
-    reason="engine bug: correlation group-by reads raw event fields; the logsource field "
-    "mapping used for matching (ParentImage -> ParentProcessName on Security 4688) is not "
-    "applied, so 4688 events have no ParentImage and never group",
-    strict=True,
-)
 def test_correlation_groups_security_4688_events_through_the_field_mapping(
     whoami_by_parent, event, correlate
 ):

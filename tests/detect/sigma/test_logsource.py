@@ -109,12 +109,6 @@ def test_rule_for_an_unmapped_product_applies_to_that_product_only(sigma_rule):
     assert not rule.matches({"A": "x"}, product="otherprod")
 
 
-@pytest.mark.xfail(
-    reason="engine bug: the field mapping renames the field of a fieldref item but not the "
-    "referenced field, so on Security 4688 `Image|fieldref: ParentImage` compares "
-    "NewProcessName with a field `ParentImage` the event does not have",
-    strict=True,
-)
 def test_fieldref_reads_both_fields_through_the_field_mapping(sigma_rule):
     rule = sigma_rule(
         """

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sigma.types import (
     Placeholder,
@@ -28,6 +29,7 @@ from sigma.types import (
     SpecialChars,
 )
 
+from vigil.detect.sigma.folding import fold
 from vigil.detect.sigma.regex import check as check_regex
 from vigil.detect.sigma.regex import required_literal
 
@@ -81,8 +83,9 @@ def string_parts(value: SigmaString, placeholders: dict[str, list[str]] | None =
                  windash: bool = False) -> list[tuple[str, ...]]:
     """The pattern(s) of a SigmaString as tuples of text and markers; placeholders expand to
     one pattern per configured value."""
-    patterns: list[list[str]] = [[]]
+    patterns: list[list[Any]] = [[]]
     for part in value.s:
+        options: list[Any]
         if isinstance(part, str):
             options = [part]
         elif part == SpecialChars.WILDCARD_MULTI:
@@ -95,14 +98,15 @@ def string_parts(value: SigmaString, placeholders: dict[str, list[str]] | None =
                 raise UnsupportedValue(
                     f"placeholder %{part.name}% has no value (give it with --placeholders)"
                 )
-            options = list(values)
+            # a placeholder value is a pattern in its own right (`srv*`)
+            options = [_pattern_text(SigmaString(v)) for v in values]
         else:
             raise UnsupportedValue(f"unsupported string part {part!r}")
         patterns = [p + [o] for p in patterns for o in options]
     result = []
     for pattern in patterns:
         parts: list[str] = []
-        for piece in pattern:
+        for piece in _flatten(pattern):
             if piece in MARKERS:
                 parts.append(piece)
                 continue
@@ -113,6 +117,29 @@ def string_parts(value: SigmaString, placeholders: dict[str, list[str]] | None =
                 parts.append(piece)
         result.append(_normalise(parts))
     return result
+
+
+def _pattern_text(value: SigmaString) -> list[str]:
+    """A SigmaString's parts as text and markers (no placeholders inside)."""
+    parts: list[str] = []
+    for part in value.s:
+        if isinstance(part, str):
+            parts.append(part)
+        elif part == SpecialChars.WILDCARD_MULTI:
+            parts.append(ANY)
+        elif part == SpecialChars.WILDCARD_SINGLE:
+            parts.append(ONE)
+    return parts
+
+
+def _flatten(pattern: list[Any]) -> list[str]:
+    out: list[str] = []
+    for piece in pattern:
+        if isinstance(piece, list):
+            out.extend(piece)
+        else:
+            out.append(piece)
+    return out
 
 
 def _normalise(parts: list[str]) -> tuple[str, ...]:
@@ -149,7 +176,7 @@ def string_atom(field: str | None, parts: tuple[str, ...], cased: bool) -> Atom:
         mode, text = "has", parts[1]
     else:
         mode, text = "glob", ""
-    folded = text.casefold()
+    folded = fold(text)
     literal: Literal | None = None
     exact = False
     usable = _usable(folded)
@@ -167,10 +194,10 @@ def string_atom(field: str | None, parts: tuple[str, ...], cased: bool) -> Atom:
         literal = _glob_literal(field, parts)
     args: tuple[object, ...]
     if mode == "glob":
-        args = (mode, tuple(p if p in MARKERS else (p if cased else p.casefold()) for p in parts),
+        args = (mode, tuple(p if p in MARKERS else (p if cased else p.lower()) for p in parts),
                 cased)
     else:
-        args = (mode, text if cased else folded, cased)
+        args = (mode, text if cased else text.lower(), cased)
     return Atom("kw" if keyword else "str", field, args, literal, exact)
 
 
@@ -179,7 +206,7 @@ def _glob_literal(field: str | None, parts: tuple[str, ...]) -> Literal | None:
     for index, part in enumerate(parts):
         if part in MARKERS:
             continue
-        folded = part.casefold()
+        folded = fold(part)
         if not _usable(folded):
             continue
         anchored = index == 0 and field is not None

@@ -183,9 +183,17 @@ class RuleCompiler:
                 ]
             else:
                 atoms = value_atoms(name, value, windash=windash, placeholders=self.placeholders)
+            # a field reference names a rule field too: rename it alike (4688: Image ->
+            # NewProcessName on both sides of `Image|fieldref: ParentImage`)
+            atoms = [_renamed_reference(a, rename) if a.kind == "ref" else a for a in atoms]
             values.append(_or([("atom", self.atoms.add(a)) for a in atoms]))
         node = _and(values) if item.value_linking is ConditionAND else _or(values)
         return _not(node) if item.negated else node
+
+
+def _renamed_reference(atom: Atom, rename: Callable[[str], str]) -> Atom:
+    other, mode = atom.args
+    return Atom(atom.kind, atom.field, (rename(str(other)), mode), atom.literal, atom.exact)
 
 
 def rule_meta(rule: SigmaRule, output: bool = True) -> RuleMeta:

@@ -10,6 +10,7 @@ import hyperscan
 
 from vigil.detect.sigma.compiler import Node
 from vigil.detect.sigma.evaluate import EventView, Test, atom_test, node_test, texts_of
+from vigil.detect.sigma.folding import fold
 from vigil.detect.sigma.logsource import EventClass, LogsourceMap
 from vigil.detect.sigma.plan import OTHER_FIELD, SEG, VAL, Plan
 from vigil.events import Event
@@ -37,6 +38,16 @@ class Match:
     rule: int
     variant: int
     matched_fields: dict[str, Any]
+    fieldmap: tuple[tuple[str, str], ...] = ()
+
+    def rule_fields(self) -> dict[str, Any]:
+        """The event's fields, plus each renamed field under the rule's name for it (so a
+        correlation grouping by `Image` groups Security 4688 events by NewProcessName)."""
+        fields = self.event.fields
+        if not self.fieldmap:
+            return fields
+        extra = {rule: fields[event] for rule, event in self.fieldmap if event in fields}
+        return {**fields, **extra}
 
 
 class Engine:
@@ -174,7 +185,7 @@ class Engine:
                         counters["matches"] += 1
                         variant = variants[variant_index]
                         yield Match(event, variant.rule, variant_index,
-                                    self.matched_fields(variant_index, view))
+                                    self.matched_fields(variant_index, view), variant.fieldmap)
         finally:
             counters["events"] += seen
             counters["routed"] += routed
@@ -204,7 +215,7 @@ def _keyword_fields(args: tuple[Any, ...], view: EventView) -> dict[str, Any]:
         return found
     for name, value in view.fields.items():
         for text in texts_of(value) or ():
-            if str(pattern) in text.casefold():
+            if str(pattern) in text.lower():
                 found[name] = value
                 break
     return found
@@ -235,7 +246,7 @@ def _prefilter_buffer(fields: dict[str, Any], prefixes: dict[str, str]) -> bytes
         if prefix is not None and value is not None and value != []
     ]
     parts.append(SEG)
-    joined = "".join(parts).casefold()
+    joined = fold("".join(parts))
     if joined.count(SEG) == joined.count(VAL) + 1:
         try:
             return joined.encode("utf-8")
@@ -252,7 +263,7 @@ def _keyword_buffer(fields: dict[str, Any]) -> bytes:
             for value in fields.values()
         ]
     )
-    return text.casefold().encode("utf-8", "replace")
+    return fold(text).encode("utf-8", "replace")
 
 
 def _any_text(value: Any) -> str:
@@ -275,7 +286,7 @@ def _sanitised(fields: dict[str, Any], prefixes: dict[str, str]) -> bytes:
             clean = text.replace(SEG, "\ufffd").replace(VAL, "\ufffd")
             out.append(prefix + clean.encode("utf-8", "replace").decode("utf-8"))
     out.append(SEG)
-    return "".join(out).casefold().encode("utf-8")
+    return fold("".join(out)).encode("utf-8")
 
 
 def _positive_atoms(node: Node, negated: bool = False) -> Iterator[int]:

@@ -79,10 +79,10 @@ class EventView:
     def fold(self, name: str | None) -> Any:
         value = self.fields.get(name) if name is not None else _MISSING  # type: ignore[arg-type]
         if type(value) is str:
-            folded: Any = value.casefold()
+            folded: Any = value.lower()
         else:
             texts = self.texts(name)
-            folded = None if texts is None else [t.casefold() for t in texts]
+            folded = None if texts is None else [t.lower() for t in texts]
         self.folded_cache[name] = folded
         return folded
 

@@ -13,12 +13,16 @@ from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError, SigmaRuleLocation
 from sigma.filters import SigmaFilter
+from sigma.modifiers import SigmaWideModifier, modifier_mapping
 from sigma.policy.profiles import TrustedPolicy
 from sigma.rule import SigmaRule, SigmaYAMLLoader
 
 from vigil.errors import InputError
 
 RULE_SUFFIXES = (".yml", ".yaml")
+
+# The specification names `utf16le`; pySigma 2.0.1 knows it only as its alias `wide`.
+modifier_mapping.setdefault("utf16le", SigmaWideModifier)
 # pySigma takes one operator per correlation condition; the specification allows a range
 # (`gt: 100` with `lte: 200`). The full condition travels to Vigil under this key.
 RANGE_KEY = "vigil_condition_range"

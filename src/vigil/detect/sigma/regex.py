@@ -13,6 +13,8 @@ from typing import Any
 import re2
 import regex as guarded_regex
 
+from vigil.detect.sigma.folding import fold
+
 # A pattern RE2 rejects runs on `regex` with this budget per value; a value that would take
 # longer counts as no match and is counted in the scan's statistics.
 GUARD_TIMEOUT_S = 0.05
@@ -35,7 +37,8 @@ def compile_search(pattern: str, flags: str) -> tuple[Matcher, str]:
     """A `search` predicate for the pattern with Sigma flags (subset of "ims"), and the engine
     used ("re2" or "guarded")."""
     prefix = "".join(sorted(set(flags) & set("ims")))
-    full = f"(?{prefix}){pattern}" if prefix else pattern
+    body = pattern if "m" in prefix else _pcre_dollar(pattern)
+    full = f"(?{prefix}){body}" if prefix else body
     try:
         compiled = re2.compile(full, _RE2_OPTIONS)
     except re2.error:
@@ -46,6 +49,27 @@ def compile_search(pattern: str, flags: str) -> tuple[Matcher, str]:
         return search(text) is not None
 
     return run, "re2"
+
+
+def _pcre_dollar(pattern: str) -> str:
+    """PCRE's `$` (outside multi-line mode) also matches before a final newline; RE2's only at
+    the very end. Rewrite each unescaped `$` outside a character class as `\\n?\\z`."""
+    out = []
+    escaped = in_class = False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "$":
+            out.append("(?:\\n?\\z)")
+            continue
+        out.append(char)
+    return "".join(out)
 
 
 def _guarded(pattern: str, prefix: str) -> Matcher:
@@ -87,7 +111,7 @@ def required_literal(pattern: str, flags: str) -> str | None:
     runs: list[str] = []
     _walk(list(parsed), runs)
     best = max(runs, key=len, default="")
-    return best.casefold() if len(best) >= 3 else None
+    return fold(best) if len(best) >= 3 else None
 
 
 def _walk(items: list[tuple[Any, Any]], runs: list[str]) -> None:
