@@ -141,9 +141,9 @@ def flatten_dotted(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def windows_shape(doc: Mapping[str, Any]) -> str | None:
     """Which Windows shape a JSON record has: 'evtx', 'winlogbeat', 'nxlog' or None."""
     event = doc.get("Event")
-    if isinstance(event, Mapping) and "System" in event:
+    if type(event) is dict and "System" in event:
         return "evtx"
-    if isinstance(doc.get("winlog"), Mapping):
+    if type(doc.get("winlog")) is dict:
         return "winlogbeat"
     if "EventID" in doc and ("Channel" in doc or "SourceName" in doc):
         return "nxlog"

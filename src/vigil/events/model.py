@@ -2,32 +2,62 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 FieldValue = str | int | float | bool | None | list[Any]
 
+HOST_FIELDS = ("Computer", "Hostname", "host.name", "hostname", "ComputerName")
 
-@dataclass(slots=True)
+
 class Event:
     """One record, with fields named the way Sigma rules name them.
 
-    ``fields`` holds the log's native field names, flattened (EVTX: ``EventID``,
-    ``Channel``, ``Provider_Name``, ``Computer`` and each ``EventData`` field by
-    its own name). ``product``/``service``/``category`` are what the reader knows
-    about the log source; Sigma logsource routing starts from them.
+    `fields` holds the log's native field names, flattened (EVTX: `EventID`, `Channel`,
+    `Provider_Name`, `Computer` and each `EventData` field by its own name). `product`,
+    `service` and `category` are what the reader knows about the log source; Sigma logsource
+    routing starts from them. `time` is epoch seconds; readers may hand over the raw time
+    stamp (`stamp`) instead, parsed only when the time is asked for.
     """
 
-    fields: dict[str, Any]
-    source: str
-    record: int | str | None = None
-    time: float | None = None
-    product: str | None = None
-    service: str | None = None
-    category: str | None = None
-    format: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("_stamp", "_time", "category", "extra", "fields", "format", "product", "record",
+                 "service", "source")
+
+    def __init__(
+        self,
+        fields: dict[str, Any],
+        source: str,
+        record: int | str | None = None,
+        time: float | None = None,
+        product: str | None = None,
+        service: str | None = None,
+        category: str | None = None,
+        format: str = "",  # noqa: A002 - the log format's name
+        extra: dict[str, Any] | None = None,
+        stamp: Any = None,
+    ) -> None:
+        self.fields = fields
+        self.source = source
+        self.record = record
+        self._time = time
+        self._stamp = stamp
+        self.product = product
+        self.service = service
+        self.category = category
+        self.format = format
+        self.extra = extra if extra is not None else {}
+
+    @property
+    def time(self) -> float | None:
+        if self._time is None and self._stamp is not None:
+            self._time = parse_time(self._stamp)
+            self._stamp = None
+        return self._time
+
+    @time.setter
+    def time(self, value: float | None) -> None:
+        self._time = value
+        self._stamp = None
 
     @property
     def timestamp(self) -> str | None:
@@ -42,8 +72,8 @@ class Event:
                 return str(value)
         return None
 
-
-HOST_FIELDS = ("Computer", "Hostname", "host.name", "hostname", "ComputerName")
+    def __repr__(self) -> str:
+        return f"Event(source={self.source!r}, record={self.record!r}, fields={self.fields!r})"
 
 
 def format_time(epoch: float | None) -> str | None:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from evtx import PyEvtxParser
 
-from vigil.events import Event, flatten_evtx_json, parse_time
+from vigil.events import Event, flatten_evtx_json
 from vigil.ingest.base import FileReport, Input
 
 NAME = "evtx"
@@ -193,7 +193,7 @@ def to_events(records: list[dict[str, Any]], report: FileReport) -> list[Event]:
                 fields=fields,
                 source=name,
                 record=record_id,
-                time=parse_time(stamp),
+                stamp=stamp,
                 product="windows",
                 format=NAME,
             )

@@ -14,7 +14,6 @@ from vigil.events import (
     flatten_evtx_json,
     flatten_nxlog,
     flatten_winlogbeat,
-    parse_time,
     windows_shape,
 )
 from vigil.ingest.base import FileReport, Input
@@ -160,10 +159,10 @@ def to_event(value: Mapping[str, Any], source: str, number: int | str) -> Event:
         product = "windows"
     stamp = None
     for name in TIME_FIELDS:
-        stamp = parse_time(fields.get(name))
+        stamp = fields.get(name)
         if stamp is not None:
             break
-    return Event(fields=fields, source=source, record=number, time=stamp, product=product,
+    return Event(fields=fields, source=source, record=number, stamp=stamp, product=product,
                  format=NAME)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import compress
+from operator import add
 from typing import Any
 
 import hyperscan
@@ -229,24 +231,27 @@ def _load(data: bytes | None) -> Any:
     return database
 
 
-def _prefilter_buffer(fields: dict[str, Any], prefixes: dict[str, str]) -> bytes:
-    """`SEG <field id> VAL <value>` for each value the route's rules look at, case-folded.
+_PLAIN = frozenset((str, int, float, bool))
 
-    Built with a comprehension over C iterators: this runs once per event."""
-    parts = [
-        prefix
-        + (
-            value
-            if type(value) is str
-            else str(value)
-            if type(value) is int
-            else _joined(value, prefix)
+
+def _prefilter_buffer(fields: dict[str, Any], prefixes: dict[str, str]) -> bytes:
+    """`SEG <field id> VAL <value>` for each value the route's rules look at, folded.
+
+    This runs once per event, so the usual case (plain scalar values) is built from C-level
+    iterators only; None, lists and objects take the careful path."""
+    names = list(compress(fields, map(prefixes.__contains__, fields)))
+    values = list(map(fields.__getitem__, names))
+    if _PLAIN.issuperset(map(type, values)):
+        joined = "".join(map(add, map(prefixes.__getitem__, names), map(str, values)))
+    else:
+        joined = "".join(
+            [
+                prefixes[name] + (value if type(value) is str else _joined(value, prefixes[name]))
+                for name, value in zip(names, values, strict=True)
+                if value is not None and value != []
+            ]
         )
-        for prefix, value in zip(map(prefixes.get, fields), fields.values(), strict=True)
-        if prefix is not None and value is not None and value != []
-    ]
-    parts.append(SEG)
-    joined = fold("".join(parts))
+    joined = fold(joined + SEG)
     if joined.count(SEG) == joined.count(VAL) + 1:
         try:
             return joined.encode("utf-8")
@@ -256,13 +261,15 @@ def _prefilter_buffer(fields: dict[str, Any], prefixes: dict[str, str]) -> bytes
 
 
 def _keyword_buffer(fields: dict[str, Any]) -> bytes:
-    """Every value of the event, case-folded, separated by SEG: what keyword literals search."""
-    text = SEG.join(
-        [
-            value if type(value) is str else str(value) if type(value) is int else _any_text(value)
-            for value in fields.values()
-        ]
-    )
+    """Every value of the event, folded, separated by SEG: what keyword literals search.
+
+    Extra text only costs a prefilter hit, so scalars go through str() at C speed and the
+    items of lists and objects are appended as text of their own."""
+    values = fields.values()
+    text = SEG.join(map(str, values))
+    kinds = set(map(type, values))
+    if list in kinds or dict in kinds:
+        text += SEG + SEG.join(_any_text(v) for v in values if type(v) is list or type(v) is dict)
     return fold(text).encode("utf-8", "replace")
 
 

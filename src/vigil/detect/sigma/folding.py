@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-# Letters case-insensitive regex engines equate with ASCII ones that lower() leaves alone.
-_EXTRA = {0x17F: "s"}  # long s
+# A letter case-insensitive regex engines equate with an ASCII one that lower() leaves alone.
+_LONG_S = "\u017f"
 
 
 def fold(text: str) -> str:
-    """The prefilter's form of text: lower case (and long s as s, for non-ASCII text).
+    """The prefilter's form of text: lower case, and long s as s.
 
     A per-character mapping, so a substring of a value stays a substring once folded."""
     lowered = text.lower()
-    return lowered if lowered.isascii() else lowered.translate(_EXTRA)
+    if lowered.isascii() or _LONG_S not in lowered:
+        return lowered
+    return lowered.replace(_LONG_S, "s")
