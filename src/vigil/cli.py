@@ -30,7 +30,9 @@ from vigil.errors import InputError, VigilError
 from vigil.ingest import FileReport
 from vigil.scan import ScanResult, scan_inputs
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Vigil: proactive threat defense.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Vigil: proactive threat defense."
+)
 rules_app = typer.Typer(no_args_is_help=True, help="Work with Sigma rule sets.")
 app.add_typer(rules_app, name="rules")
 
@@ -45,9 +47,22 @@ LEVEL_STYLE = {
     "informational": "dim",
 }
 KEY_FIELDS = (
-    "EventID", "Channel", "Image", "CommandLine", "ParentImage", "TargetFilename",
-    "TargetObject", "ScriptBlockText", "ServiceName", "ImagePath", "TargetUserName",
-    "SubjectUserName", "IpAddress", "DestinationIp", "QueryName", "User",
+    "EventID",
+    "Channel",
+    "Image",
+    "CommandLine",
+    "ParentImage",
+    "TargetFilename",
+    "TargetObject",
+    "ScriptBlockText",
+    "ServiceName",
+    "ImagePath",
+    "TargetUserName",
+    "SubjectUserName",
+    "IpAddress",
+    "DestinationIp",
+    "QueryName",
+    "User",
 )
 
 
@@ -113,17 +128,26 @@ class BarProgress:
 @app.command()
 def scan(
     paths: Annotated[list[Path], typer.Argument(help="Log files or folders (recursed).")],
-    rules: Annotated[list[Path], typer.Option("--rules", "-r", help="Sigma rules folder or file; "
-                                               "repeat for more.")] = [],  # noqa: B006
-    min_level: Annotated[str | None, typer.Option(help="Report only this level and above: "
-                                                   + ", ".join(LEVELS))] = None,
+    rules: Annotated[
+        list[Path],
+        typer.Option("--rules", "-r", help="Sigma rules folder or file; repeat for more."),
+    ] = [],  # noqa: B006
+    min_level: Annotated[
+        str | None, typer.Option(help="Report only this level and above: " + ", ".join(LEVELS))
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, jsonl or csv")] = "table",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write detections to this "
-                                                 "file instead of standard output.")] = None,
-    stats: Annotated[Path | None, typer.Option(help="Write per-file and total figures as JSON.")
-                     ] = None,
-    placeholders: Annotated[Path | None, typer.Option(help="YAML file of values for rule "
-                                                       "placeholders (%name%).")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write detections to this file instead of standard output."
+        ),
+    ] = None,
+    stats: Annotated[
+        Path | None, typer.Option(help="Write per-file and total figures as JSON.")
+    ] = None,
+    placeholders: Annotated[
+        Path | None, typer.Option(help="YAML file of values for rule placeholders (%name%).")
+    ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompile the rules.")] = False,
     limit: Annotated[int, typer.Option(help="Rows of the timeline table (0: all).")] = 200,
 ) -> None:
@@ -143,8 +167,10 @@ def scan(
             TextColumn("{task.description}", style="cyan"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("files · [bold]{task.fields[events]:,}[/] events · "
-                       "[bold red]{task.fields[detections]:,}[/] detections"),
+            TextColumn(
+                "files · [bold]{task.fields[events]:,}[/] events · "
+                "[bold red]{task.fields[detections]:,}[/] detections"
+            ),
             TimeElapsedColumn(),
         )
         with Progress(*columns, console=err, transient=False) as bar:
@@ -219,8 +245,11 @@ def _print_problems(files: list[FileReport]) -> None:
                 )
         err.print(table)
     if skipped:
-        err.print(f"{len(skipped)} file(s) skipped as not a log format Vigil reads "
-                  "(listed with --stats).", highlight=False)
+        err.print(
+            f"{len(skipped)} file(s) skipped as not a log format Vigil reads "
+            "(listed with --stats).",
+            highlight=False,
+        )
 
 
 def _key_fields(detection: Detection) -> str:
@@ -248,13 +277,35 @@ def _write_detections(result: ScanResult, fmt: str, output: Path | None, limit: 
     elif fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["timestamp", "level", "rule_title", "rule_id", "kind", "host",
-                         "source_file", "record_id", "tags", "matched_fields"])
+        writer.writerow(
+            [
+                "timestamp",
+                "level",
+                "rule_title",
+                "rule_id",
+                "kind",
+                "host",
+                "source_file",
+                "record_id",
+                "tags",
+                "matched_fields",
+            ]
+        )
         for d in detections:
-            writer.writerow([d.timestamp or "", d.level, d.rule_title, d.rule_id, d.kind,
-                             d.host or "", d.source_file, d.record_id if d.record_id is not None
-                             else "", " ".join(d.tags),
-                             orjson.dumps(d.matched_fields, default=str).decode()])
+            writer.writerow(
+                [
+                    d.timestamp or "",
+                    d.level,
+                    d.rule_title,
+                    d.rule_id,
+                    d.kind,
+                    d.host or "",
+                    d.source_file,
+                    d.record_id if d.record_id is not None else "",
+                    " ".join(d.tags),
+                    orjson.dumps(d.matched_fields, default=str).decode(),
+                ]
+            )
         _emit(buffer.getvalue().encode(), output)
     else:
         table = _timeline(detections, limit)
@@ -277,8 +328,13 @@ def _emit(data: bytes, output: Path | None) -> None:
 
 def _timeline(detections: list[Detection], limit: int) -> Table:
     shown = detections if limit <= 0 else detections[:limit]
-    title = "Timeline" if len(shown) == len(detections) else (
-        f"Timeline (first {len(shown)} of {len(detections):,}; use --limit 0 or --format jsonl)")
+    title = (
+        "Timeline"
+        if len(shown) == len(detections)
+        else (
+            f"Timeline (first {len(shown)} of {len(detections):,}; use --limit 0 or --format jsonl)"
+        )
+    )
     table = Table(title=title, title_justify="left", show_lines=False)
     table.add_column("time (UTC)", no_wrap=True)
     table.add_column("level")
@@ -287,8 +343,11 @@ def _timeline(detections: list[Detection], limit: int) -> Table:
     table.add_column("source", overflow="fold")
     table.add_column("details", overflow="fold")
     for d in shown:
-        source = f"{Path(d.source_file).name}#{d.record_id}" if d.record_id is not None else Path(
-            d.source_file).name
+        source = (
+            f"{Path(d.source_file).name}#{d.record_id}"
+            if d.record_id is not None
+            else Path(d.source_file).name
+        )
         table.add_row(
             (d.timestamp or "")[:23].replace("T", " "),
             f"[{LEVEL_STYLE.get(d.level, '')}]{d.level}[/]",
@@ -303,8 +362,9 @@ def _timeline(detections: list[Detection], limit: int) -> Table:
 @rules_app.command("check")
 def rules_check(
     folders: Annotated[list[Path], typer.Argument(help="Sigma rule folders or files.")],
-    placeholders: Annotated[Path | None, typer.Option(help="YAML file of placeholder values.")
-                            ] = None,
+    placeholders: Annotated[
+        Path | None, typer.Option(help="YAML file of placeholder values.")
+    ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompile the rules.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -313,8 +373,9 @@ def rules_check(
         if not folder.exists():
             raise fail(f"no such file or directory: {folder}")
     try:
-        loaded = load_rules(folders, placeholders=_placeholders(placeholders),
-                            use_cache=not no_cache)
+        loaded = load_rules(
+            folders, placeholders=_placeholders(placeholders), use_cache=not no_cache
+        )
     except VigilError as exc:
         raise fail(str(exc)) from None
     plan = loaded.plan

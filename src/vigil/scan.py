@@ -91,8 +91,9 @@ def detection_of(match: Match, loaded: LoadedRules, detected_at: str) -> Detecti
 def correlation_detection(fired: Fired, detected_at: str) -> Detection:
     spec = fired.spec
     refs = [ref for hit in fired.hits for ref in hit.refs]
-    host = next((str(v) for k, v in fired.group.items() if k in ("Computer", "Hostname",
-                                                                 "host.name")), None)
+    host = next(
+        (str(v) for k, v in fired.group.items() if k in ("Computer", "Hostname", "host.name")), None
+    )
     first_source = refs[0][0] if refs else ""
     return Detection(
         kind="correlation",
@@ -162,8 +163,14 @@ def scan_inputs(
                     if match.event.time is None:
                         untimed += 1
                     else:
-                        hits.append(Hit(match.event.time, ("rule", match.rule), match.rule_fields(),
-                                        ((match.event.source, match.event.record),)))
+                        hits.append(
+                            Hit(
+                                match.event.time,
+                                ("rule", match.rule),
+                                match.rule_fields(),
+                                ((match.event.source, match.event.record),),
+                            )
+                        )
                 if not meta.output or level_rank(meta.level) < threshold:
                     continue
                 result.detections.append(detection_of(match, loaded, detected_at))
@@ -186,8 +193,11 @@ def scan_inputs(
             result.detections.append(correlation_detection(fired, detected_at))
     result.match_seconds += time.perf_counter() - started
     result.detections.sort(key=_timeline_key)
-    result.counters = {**engine.counters, "correlation_hits_without_time": untimed,
-                       "regex_timeouts": RegexStats.timeouts - timeouts_before}
+    result.counters = {
+        **engine.counters,
+        "correlation_hits_without_time": untimed,
+        "regex_timeouts": RegexStats.timeouts - timeouts_before,
+    }
     return result
 
 

@@ -45,7 +45,9 @@ class Detection:
 
     @property
     def techniques(self) -> tuple[str, ...]:
-        return tuple(t[7:].upper() for t in self.tags if t.startswith("attack.t") and t[8:9].isdigit())
+        return tuple(
+            t[7:].upper() for t in self.tags if t.startswith("attack.t") and t[8:9].isdigit()
+        )
 
     @property
     def tactics(self) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""Flattening of Windows event shapes (evtx-rs JSON, nxlog, Winlogbeat) to the names Sigma rules use."""
+"""Flattening of Windows event shapes (evtx-rs JSON, nxlog, Winlogbeat) to Sigma's field names."""
 
 from __future__ import annotations
 

@@ -20,8 +20,18 @@ class Event:
     stamp (`stamp`) instead, parsed only when the time is asked for.
     """
 
-    __slots__ = ("_stamp", "_time", "category", "extra", "fields", "format", "product", "record",
-                 "service", "source")
+    __slots__ = (
+        "_stamp",
+        "_time",
+        "category",
+        "extra",
+        "fields",
+        "format",
+        "product",
+        "record",
+        "service",
+        "source",
+    )
 
     def __init__(
         self,
@@ -32,7 +42,7 @@ class Event:
         product: str | None = None,
         service: str | None = None,
         category: str | None = None,
-        format: str = "",  # noqa: A002 - the log format's name
+        format: str = "",
         extra: dict[str, Any] | None = None,
         stamp: Any = None,
     ) -> None:

@@ -115,8 +115,12 @@ def read_events(source: Input, report: FileReport) -> Iterator[list[Event]]:
     if fmt is None:
         report.format = "unknown"
         kind = _KNOWN_NOT_LOGS.get(head[:4])
-        report.warn(None, f"not a log format Vigil reads ({kind})" if kind else
-                    "format not recognised (not EVTX or JSON); skipped")
+        report.warn(
+            None,
+            f"not a log format Vigil reads ({kind})"
+            if kind
+            else "format not recognised (not EVTX or JSON); skipped",
+        )
         return
     reader = READERS[fmt]
     report.format = fmt

@@ -80,7 +80,9 @@ class Input:
             if report is not None:
                 self.finish(stream, report)
         if len(data) > MAX_WHOLE_READ:
-            raise InputError(f"{self.name}: larger than {MAX_WHOLE_READ >> 20} MiB once decompressed")
+            raise InputError(
+                f"{self.name}: larger than {MAX_WHOLE_READ >> 20} MiB once decompressed"
+            )
         return data
 
     def head(self, size: int = 4096) -> bytes:
@@ -96,7 +98,7 @@ class Input:
 
 
 def file_input(path: Path) -> Input:
-    """An `Input` for a path, transparently gunzipping `.gz` content (decided by magic, not name)."""
+    """An `Input` for a path; gzip content (known by its magic, not its name) is gunzipped."""
     with path.open("rb") as probe:
         magic = probe.read(2)
     if magic == GZIP_MAGIC:
@@ -133,14 +135,18 @@ class _GzipReader(io.RawIOBase):
         if not chunk:
             self._pending += self._inflate.flush()
             if not self._inflate.eof:
-                self.problem = f"gzip stream truncated after {self._inflated} bytes; read up to there"
+                self.problem = (
+                    f"gzip stream truncated after {self._inflated} bytes; read up to there"
+                )
             self._eof = True
             return
         while chunk:
             try:
                 data = self._inflate.decompress(chunk)
             except zlib.error as exc:
-                self.problem = f"gzip data corrupt after {self._inflated} bytes ({exc}); read up to there"
+                self.problem = (
+                    f"gzip data corrupt after {self._inflated} bytes ({exc}); read up to there"
+                )
                 self._eof = True
                 return
             self._inflated += len(data)
@@ -152,7 +158,9 @@ class _GzipReader(io.RawIOBase):
             if rest[:2] != GZIP_MAGIC:
                 extra = len(rest) + len(self._file.read())
                 if rest.strip(b"\0") or extra > 1024:
-                    self.problem = f"{extra} byte(s) of trailing garbage after the gzip data (ignored)"
+                    self.problem = (
+                        f"{extra} byte(s) of trailing garbage after the gzip data (ignored)"
+                    )
                 self._eof = True
                 return
             self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)

@@ -81,11 +81,14 @@ def inspect(data: bytes) -> Layout:
         entry = Chunk(index, first, last)
         layout.chunks[index] = entry
         free = struct.unpack_from("<I", chunk, 48)[0]
-        records_crc, header_crc = struct.unpack_from("<I", chunk, 52)[0], struct.unpack_from(
-            "<I", chunk, 124
-        )[0]
+        records_crc, header_crc = (
+            struct.unpack_from("<I", chunk, 52)[0],
+            struct.unpack_from("<I", chunk, 124)[0],
+        )
         if zlib.crc32(chunk[:120] + chunk[128:512]) != header_crc:
-            entry.problems.append("chunk header CRC32 mismatch (string/template tables may be damaged)")
+            entry.problems.append(
+                "chunk header CRC32 mismatch (string/template tables may be damaged)"
+            )
         if 512 <= free <= CHUNK_SIZE and zlib.crc32(chunk[512:free]) != records_crc:
             entry.problems.append("event records CRC32 mismatch")
         for problem in entry.problems:
@@ -111,6 +114,8 @@ def read(source: Input, report: FileReport) -> Iterator[list[dict[str, Any]]]:
             break
         except RuntimeError as exc:  # the parser goes on with the next chunk after this
             errors.append(_one_line(str(exc)))
+            continue
+        if record is None:
             continue
         seen[record["event_record_id"]] = 1
         batch.append(record)
@@ -143,7 +148,9 @@ def _account(layout: Layout, seen: dict[int, int], errors: list[str], report: Fi
         else:
             loose.append(message)
     for index, chunk in sorted(layout.chunks.items()):
-        missing = [rid for rid in range(chunk.first_record, chunk.last_record + 1) if rid not in seen]
+        missing = [
+            rid for rid in range(chunk.first_record, chunk.last_record + 1) if rid not in seen
+        ]
         if not missing:
             continue
         reasons = chunk_errors.pop(index, []) or loose[:1]

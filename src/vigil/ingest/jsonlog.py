@@ -21,8 +21,17 @@ from vigil.ingest.base import FileReport, Input
 NAME = "json"
 BATCH = 2048
 
-TIME_FIELDS = ("TimeCreated_SystemTime", "TimeCreated", "@timestamp", "timestamp", "eventTime",
-               "time", "ts", "EventTime", "UtcTime")
+TIME_FIELDS = (
+    "TimeCreated_SystemTime",
+    "TimeCreated",
+    "@timestamp",
+    "timestamp",
+    "eventTime",
+    "time",
+    "ts",
+    "EventTime",
+    "UtcTime",
+)
 
 
 def sniff(head: bytes) -> bool:
@@ -126,8 +135,11 @@ def _read_documents(data: bytes, report: FileReport) -> Iterator[list[Raw]]:
         try:
             value, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            report.reject(len(values) + 1, f"invalid JSON at line {exc.lineno} column {exc.colno}: "
-                          f"{exc.msg}; the rest of the file cannot be split into records")
+            report.reject(
+                len(values) + 1,
+                f"invalid JSON at line {exc.lineno} column {exc.colno}: "
+                f"{exc.msg}; the rest of the file cannot be split into records",
+            )
             break
         if isinstance(value, list):
             values.extend(value)
@@ -162,8 +174,9 @@ def to_event(value: Mapping[str, Any], source: str, number: int | str) -> Event:
         stamp = fields.get(name)
         if stamp is not None:
             break
-    return Event(fields=fields, source=source, record=number, stamp=stamp, product=product,
-                 format=NAME)
+    return Event(
+        fields=fields, source=source, record=number, stamp=stamp, product=product, format=NAME
+    )
 
 
 def to_events(records: list[Raw], report: FileReport) -> list[Event]:

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
 
-import hyperscan
-
 from vigil.detect.sigma import cache, loader
 from vigil.detect.sigma.correlation import CorrelationEngine, CorrelationSpec, Fired, Hit
 from vigil.detect.sigma.engine import Engine, Match
@@ -44,7 +42,7 @@ def _version_key(placeholders: dict[str, list[str]] | None) -> list[str]:
     return [
         metadata.version("vigil"),
         metadata.version("pysigma"),
-        hyperscan.__version__,
+        metadata.version("hyperscan"),
         hasher.hexdigest(),
         repr(sorted((placeholders or {}).items())),
     ]

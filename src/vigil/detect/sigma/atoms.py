@@ -79,8 +79,9 @@ class Atom:
         return Atom(self.kind, name, self.args, literal, self.exact)
 
 
-def string_parts(value: SigmaString, placeholders: dict[str, list[str]] | None = None,
-                 windash: bool = False) -> list[tuple[str, ...]]:
+def string_parts(
+    value: SigmaString, placeholders: dict[str, list[str]] | None = None, windash: bool = False
+) -> list[tuple[str, ...]]:
     """The pattern(s) of a SigmaString as tuples of text and markers; placeholders expand to
     one pattern per configured value."""
     patterns: list[list[Any]] = [[]]
@@ -102,7 +103,7 @@ def string_parts(value: SigmaString, placeholders: dict[str, list[str]] | None =
             options = [_pattern_text(SigmaString(v)) for v in values]
         else:
             raise UnsupportedValue(f"unsupported string part {part!r}")
-        patterns = [p + [o] for p in patterns for o in options]
+        patterns = [[*p, o] for p in patterns for o in options]
     result = []
     for pattern in patterns:
         parts: list[str] = []
@@ -194,8 +195,11 @@ def string_atom(field: str | None, parts: tuple[str, ...], cased: bool) -> Atom:
         literal = _glob_literal(field, parts)
     args: tuple[object, ...]
     if mode == "glob":
-        args = (mode, tuple(p if p in MARKERS else (p if cased else p.lower()) for p in parts),
-                cased)
+        args = (
+            mode,
+            tuple(p if p in MARKERS else (p if cased else p.lower()) for p in parts),
+            cased,
+        )
     else:
         args = (mode, text if cased else text.lower(), cased)
     return Atom("kw" if keyword else "str", field, args, literal, exact)
@@ -224,13 +228,19 @@ def _usable(text: str) -> bool:
     return not any(c in "\x00\x1e\x1f" or "\ud800" <= c <= "\udfff" for c in text)
 
 
-def value_atoms(field: str | None, value: SigmaType, *, windash: bool = False,
-                placeholders: dict[str, list[str]] | None = None) -> list[Atom]:
+def value_atoms(
+    field: str | None,
+    value: SigmaType,
+    *,
+    windash: bool = False,
+    placeholders: dict[str, list[str]] | None = None,
+) -> list[Atom]:
     """Atoms for one rule value (several when placeholders expand); OR-ed by the caller."""
     if isinstance(value, SigmaString):
         cased = isinstance(value, SigmaCasedString)
-        return [string_atom(field, parts, cased)
-                for parts in string_parts(value, placeholders, windash)]
+        return [
+            string_atom(field, parts, cased) for parts in string_parts(value, placeholders, windash)
+        ]
     if isinstance(value, SigmaTimestampPart):
         _need_field(field, "a time part modifier")
         return [Atom("time", field, (value.timestamp_part.name.lower(), int(value.number)))]
@@ -257,8 +267,12 @@ def value_atoms(field: str | None, value: SigmaType, *, windash: bool = False,
         return [Atom("cmp", field, (op, float(value.number.number)))]
     if isinstance(value, SigmaFieldReference):
         _need_field(field, "fieldref")
-        mode = {(False, False): "eq", (True, True): "has", (True, False): "start",
-                (False, True): "end"}[(value.starts_with, value.ends_with)]
+        mode = {
+            (False, False): "eq",
+            (True, True): "has",
+            (True, False): "start",
+            (False, True): "end",
+        }[(value.starts_with, value.ends_with)]
         return [Atom("ref", field, (value.field, mode))]
     raise UnsupportedValue(f"unsupported value type {type(value).__name__}")
 
@@ -274,8 +288,9 @@ def _number_text(number: int | float) -> str:
     return str(number)
 
 
-def regex_atom(field: str | None, value: SigmaRegularExpression,
-               placeholders: dict[str, list[str]] | None) -> Atom:
+def regex_atom(
+    field: str | None, value: SigmaRegularExpression, placeholders: dict[str, list[str]] | None
+) -> Atom:
     if value.regexp.contains_placeholder():
         raise UnsupportedValue("placeholders inside regular expressions are not supported")
     pattern = str(value.regexp)

@@ -32,8 +32,16 @@ def load(key: str) -> Plan | None:
     try:
         with path.open("rb") as handle:
             stored_key, plan = pickle.load(handle)  # noqa: S301 - our own file, keyed by content
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
-            ImportError, IndexError):
+    except (
+        OSError,
+        EOFError,
+        pickle.UnpicklingError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        ImportError,
+        IndexError,
+    ):
         return None
     if stored_key != key or not isinstance(plan, Plan):
         return None

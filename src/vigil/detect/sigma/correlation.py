@@ -20,8 +20,7 @@ from sigma.correlations import (
 
 from vigil.detect.sigma.loader import RANGE_KEY, RuleProblem, rule_path
 
-SUPPORTED = ("event_count", "value_count", "value_sum", "value_avg", "temporal",
-             "temporal_ordered")
+SUPPORTED = ("event_count", "value_count", "value_sum", "value_avg", "temporal", "temporal_ordered")
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "gt": operator.gt,
     "gte": operator.ge,
@@ -110,24 +109,32 @@ def compile_correlations(
             break
     for rule in pending:
         missing = [r.reference for r in (rule.rules or []) if r.reference not in by_name]
-        problems.append(RuleProblem(rule_path(rule), "references rules that could not be used: "
-                                    + ", ".join(missing), str(rule.id), rule.title))
+        problems.append(
+            RuleProblem(
+                rule_path(rule),
+                "references rules that could not be used: " + ", ".join(missing),
+                str(rule.id),
+                rule.title,
+            )
+        )
     return specs, problems
 
 
-def _spec(rule: SigmaCorrelationRule, refs: list[str], by_name: dict[str, tuple[str, int]]
-          ) -> CorrelationSpec:
+def _spec(
+    rule: SigmaCorrelationRule, refs: list[str], by_name: dict[str, tuple[str, int]]
+) -> CorrelationSpec:
     kind = str(rule.type)
     if kind not in SUPPORTED:
-        raise ValueError(f"correlation type {kind} is not supported (supported: "
-                         + ", ".join(SUPPORTED) + ")")
+        raise ValueError(
+            f"correlation type {kind} is not supported (supported: " + ", ".join(SUPPORTED) + ")"
+        )
     condition = rule.condition
     conditions: list[tuple[str, float]] = []
     value_fields: tuple[str, ...] = ()
     expression = None
     if isinstance(condition, SigmaExtendedCorrelationCondition):
         expression = _expression(condition.parsed)
-        refs = refs or sorted({r.reference for r in condition.get_referenced_rules()})
+        refs = refs or sorted(set(condition.get_referenced_rules()))
     elif condition is not None:
         extra = (rule.custom_attributes or {}).get(RANGE_KEY)
         if isinstance(extra, dict):
@@ -135,8 +142,9 @@ def _spec(rule: SigmaCorrelationRule, refs: list[str], by_name: dict[str, tuple[
         else:
             conditions = [(condition.op.name.lower(), float(condition.count))]
         if condition.fieldref:
-            value_fields = tuple([condition.fieldref] if isinstance(condition.fieldref, str)
-                                 else condition.fieldref)
+            value_fields = tuple(
+                [condition.fieldref] if isinstance(condition.fieldref, str) else condition.fieldref
+            )
     if kind in ("value_count", "value_sum", "value_avg") and not value_fields:
         raise ValueError(f"{kind} needs `field` in its condition")
     if not refs:
@@ -226,8 +234,14 @@ class CorrelationEngine:
             for spec_index, position in self.listeners.get(current.source, ()):
                 for fired in self._feed_one(spec_index, position, current):
                     yield fired
-                    queue.append(Hit(fired.last, ("corr", spec_index), fired.group,
-                                     tuple(r for h in fired.hits for r in h.refs)))
+                    queue.append(
+                        Hit(
+                            fired.last,
+                            ("corr", spec_index),
+                            fired.group,
+                            tuple(r for h in fired.hits for r in h.refs),
+                        )
+                    )
 
     def finish(self) -> Iterator[Fired]:
         """End of input: windows still open are judged on what they hold."""
@@ -282,8 +296,9 @@ class CorrelationEngine:
                 yield fired
         items.append((position, hit))
 
-    def _judge(self, spec_index: int, key: tuple[Any, ...], items: list[tuple[int, Hit]]
-               ) -> Fired | None:
+    def _judge(
+        self, spec_index: int, key: tuple[Any, ...], items: list[tuple[int, Hit]]
+    ) -> Fired | None:
         spec = self.specs[spec_index]
         hits = [h for _, h in items]
         value = _measure(spec, items)
@@ -349,7 +364,7 @@ def _in_order(spec: CorrelationSpec, items: list[tuple[int, Hit]]) -> bool:
 def _evaluate(expression: Any, present: set[str]) -> bool:
     kind = expression[0]
     if kind == "ref":
-        return expression[1] in present  # type: ignore[no-any-return]
+        return expression[1] in present
     if kind == "not":
         return not _evaluate(expression[1], present)
     results = [_evaluate(e, present) for e in expression[1:]]

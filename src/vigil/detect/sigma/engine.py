@@ -73,7 +73,8 @@ class Engine:
         for index, variant in enumerate(plan.variants):
             self._variants_of_rule.setdefault(variant.rule, []).append(index)
         self.group_databases = [
-            (_load(on_fields), _load(on_keywords)) for on_fields, on_keywords in plan.group_databases
+            (_load(on_fields), _load(on_keywords))
+            for on_fields, on_keywords in plan.group_databases
         ]
         self.present: set[int] = set()
         add = self.present.add
@@ -132,7 +133,7 @@ class Engine:
     def route_for(self, event: Event) -> Route:
         """The route of an event, cached on the fields routing looks at."""
         product = event.product
-        key_fields = self._key_fields.get(product)
+        key_fields = self._key_fields.get(product or "")
         fields = event.fields
         if key_fields is None:
             key: tuple[Any, ...] = (product, event.service, event.category)
@@ -186,8 +187,13 @@ class Engine:
                     if tests[variant_index](view):
                         counters["matches"] += 1
                         variant = variants[variant_index]
-                        yield Match(event, variant.rule, variant_index,
-                                    self.matched_fields(variant_index, view), variant.fieldmap)
+                        yield Match(
+                            event,
+                            variant.rule,
+                            variant_index,
+                            self.matched_fields(variant_index, view),
+                            variant.fieldmap,
+                        )
         finally:
             counters["events"] += seen
             counters["routed"] += routed

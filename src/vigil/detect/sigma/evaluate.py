@@ -68,16 +68,14 @@ class EventView:
         except KeyError:
             pass
         if name is None:  # every value of every field, for keyword searches
-            found: list[str] | None = [
-                t for v in self.fields.values() for t in (texts_of(v) or ())
-            ]
+            found: list[str] | None = [t for v in self.fields.values() for t in (texts_of(v) or ())]
         else:
             found = texts_of(self.fields.get(name))
         self.text_cache[name] = found
         return found
 
     def fold(self, name: str | None) -> Any:
-        value = self.fields.get(name) if name is not None else _MISSING  # type: ignore[arg-type]
+        value = self.fields.get(name) if name is not None else _MISSING
         if type(value) is str:
             folded: Any = value.lower()
         else:
@@ -91,7 +89,7 @@ class EventView:
         value = self.folded_cache.get(name, _MISSING)
         if value is _MISSING:
             value = self.fold(name)
-        return [value] if type(value) is str else value  # type: ignore[no-any-return]
+        return [value] if type(value) is str else value
 
 
 def glob_regex(parts: tuple[str, ...]) -> str:
@@ -342,8 +340,12 @@ def _time_test(field: str | None, part: str, number: int) -> Test:
     return test
 
 
-def node_test(node: Node, tests: list[Test], atoms: list[Atom] | None = None,
-              gates: list[int | None] | None = None) -> Test:
+def node_test(
+    node: Node,
+    tests: list[Test],
+    atoms: list[Atom] | None = None,
+    gates: list[int | None] | None = None,
+) -> Test:
     """A closure evaluating a condition tree; AND/OR short-circuit in the given order. With the
     atoms, OR-ed string comparisons of one kind on one field run as one test."""
     kind = node[0]
@@ -386,8 +388,9 @@ def node_test(node: Node, tests: list[Test], atoms: list[Atom] | None = None,
     return any_of
 
 
-def _merged_or(children: tuple[Node, ...], tests: list[Test], atoms: list[Atom],
-               gates: list[int | None]) -> list[Test]:
+def _merged_or(
+    children: tuple[Node, ...], tests: list[Test], atoms: list[Atom], gates: list[int | None]
+) -> list[Test]:
     groups: dict[tuple[Any, ...], list[int]] = {}
     out: list[Test] = []
     for child in children:
@@ -403,8 +406,9 @@ def _merged_or(children: tuple[Node, ...], tests: list[Test], atoms: list[Atom],
         if len(members) == 1:
             merged.append(tests[members[0]])
             continue
-        inner = string_group_test(field, str(mode), bool(cased),
-                                  [atoms[i].args[1] for i in members])
+        inner = string_group_test(
+            field, str(mode), bool(cased), [atoms[i].args[1] for i in members]
+        )
         member_gates = [gates[i] for i in members]
         if all(g is not None for g in member_gates):
             gate_set = frozenset(g for g in member_gates if g is not None)
@@ -416,8 +420,9 @@ def _merged_or(children: tuple[Node, ...], tests: list[Test], atoms: list[Atom],
                 merged.append(exact_any)
             else:
 
-                def gated_any(view: EventView, gate_set: frozenset[int] = gate_set,
-                              inner: Test = inner) -> bool:
+                def gated_any(
+                    view: EventView, gate_set: frozenset[int] = gate_set, inner: Test = inner
+                ) -> bool:
                     return not view.present.isdisjoint(gate_set) and inner(view)
 
                 merged.append(gated_any)

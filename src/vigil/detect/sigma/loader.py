@@ -45,7 +45,12 @@ class RuleProblem:
     title: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "rule_id": self.rule_id, "title": self.title, "reason": self.reason}
+        return {
+            "path": self.path,
+            "rule_id": self.rule_id,
+            "title": self.title,
+            "reason": self.reason,
+        }
 
 
 @dataclass
@@ -109,7 +114,9 @@ def parse_file(rule_file: RuleFile, ruleset: RuleSet) -> None:
         ruleset.problems.append(RuleProblem(path, "empty file"))
         return
     if not all(isinstance(d, dict) for d in docs):
-        ruleset.problems.append(RuleProblem(path, "not a Sigma rule (a YAML document is not a map)"))
+        ruleset.problems.append(
+            RuleProblem(path, "not a Sigma rule (a YAML document is not a map)")
+        )
         return
     docs = [_split_range(d) for d in docs]
     try:
@@ -137,14 +144,17 @@ def parse_file(rule_file: RuleFile, ruleset: RuleSet) -> None:
             for condition in rule.detection.parsed_condition:
                 condition.parse()
         except Exception as exc:
-            ruleset.problems.append(RuleProblem(path, f"condition: {_reason(exc)}", rule_id,
-                                                rule.title))
+            ruleset.problems.append(
+                RuleProblem(path, f"condition: {_reason(exc)}", rule_id, rule.title)
+            )
             continue
         ruleset.rules.append(rule)
     for sigma_filter in collection.filters:
         if sigma_filter.errors:
             reasons = "; ".join(_reason(e) for e in sigma_filter.errors)
-            ruleset.problems.append(RuleProblem(path, reasons, str(sigma_filter.id), sigma_filter.title))
+            ruleset.problems.append(
+                RuleProblem(path, reasons, str(sigma_filter.id), sigma_filter.title)
+            )
         else:
             ruleset.filters.append(sigma_filter)
     if not collection.rules and not collection.filters and collection.errors:
@@ -163,8 +173,11 @@ def _split_range(doc: dict[str, Any]) -> dict[str, Any]:
     if len(ops) < 2:
         return doc
     first = {k: v for k, v in condition.items() if k not in ops or k == ops[0]}
-    return {**doc, RANGE_KEY: {k: condition[k] for k in ops},
-            "correlation": {**correlation, "condition": first}}
+    return {
+        **doc,
+        RANGE_KEY: {k: condition[k] for k in ops},
+        "correlation": {**correlation, "condition": first},
+    }
 
 
 def _names(rule: SigmaRule | SigmaCorrelationRule) -> list[str]:
@@ -199,8 +212,12 @@ def link(ruleset: RuleSet) -> None:
         missing = [r.reference for r in (corr.rules or []) if r.reference not in known]
         path = str(corr.source.path) if corr.source else "<correlation>"
         ruleset.problems.append(
-            RuleProblem(path, f"references rules that are not loaded: {', '.join(missing)}",
-                        str(corr.id) if corr.id else None, corr.title)
+            RuleProblem(
+                path,
+                f"references rules that are not loaded: {', '.join(missing)}",
+                str(corr.id) if corr.id else None,
+                corr.title,
+            )
         )
     items: list[Any] = [*ruleset.rules, *kept, *ruleset.filters]
     collection = SigmaCollection(items, collect_filters=False, resolve_references=True)

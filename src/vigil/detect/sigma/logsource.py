@@ -86,8 +86,12 @@ class LogsourceMap:
         fields = event.fields
         if pmap is None:
             return (event.product, event.service, event.category)
-        return (event.product, event.service, event.category,
-                *[fields.get(name) for name in pmap.key_fields])
+        return (
+            event.product,
+            event.service,
+            event.category,
+            *[fields.get(name) for name in pmap.key_fields],
+        )
 
     def classify(self, event: Event) -> EventClass:
         key = self.key(event)

@@ -155,8 +155,9 @@ def _fields(node: Node, atoms: list[Atom], gate: list[int | None], out: set[str 
         _fields(node[1], atoms, gate, out)
 
 
-def build(ruleset: RuleSet, logsources: LogsourceMap,
-          placeholders: dict[str, list[str]] | None = None) -> Plan:
+def build(
+    ruleset: RuleSet, logsources: LogsourceMap, placeholders: dict[str, list[str]] | None = None
+) -> Plan:
     atoms = AtomTable()
     metas, variants, problems = compile_rules(ruleset.rules, logsources, atoms, placeholders)
     correlations, corr_problems = compile_correlations(ruleset.correlations, metas)
@@ -181,15 +182,19 @@ def build(ruleset: RuleSet, logsources: LogsourceMap,
             literals.append(data)
         atom_literal.append(literal_index[data])
     routing_ids = {
-        encode(field_ids[name]) for pmap in logsources.products.values()
-        for name in pmap.key_fields if name in field_ids
+        encode(field_ids[name])
+        for pmap in logsources.products.values()
+        for name in pmap.key_fields
+        if name in field_ids
     }
     cost = [_cost(lit, routing_ids) for lit in literals]
     covers = [_cover(v.tree, atom_literal, cost) for v in variants]
     # A cover made of common literals costs every event a prefilter hit; testing such a rule
     # on each event of its logsource is cheaper.
-    covers = [c if c is None or sum(_common(cost[i]) for i in c) <= MAX_COMMON_IN_COVER else None
-              for c in covers]
+    covers = [
+        c if c is None or sum(_common(cost[i]) for i in c) <= MAX_COMMON_IN_COVER else None
+        for c in covers
+    ]
     # The prefilter looks only for cover literals: they pick candidate rules, and atoms with
     # those literals get a free first check. Other atoms are tested directly.
     scanned = {lit for cover in covers if cover for lit in cover}
@@ -215,7 +220,7 @@ def build(ruleset: RuleSet, logsources: LogsourceMap,
     )
     group_index: dict[RuleSource, int] = {}
     group_literals: list[tuple[set[int], set[int]]] = []
-    for index, variant in enumerate(variants):
+    for variant in variants:
         source = metas[variant.rule].logsource
         if source not in group_index:
             group_index[source] = len(plan.groups)
@@ -231,8 +236,10 @@ def build(ruleset: RuleSet, logsources: LogsourceMap,
             assert gate is not None
             (on_keywords if atoms.atoms[atom_index].field is None else on_fields).add(gate)
     plan.group_databases = [
-        (compile_database({i: literals[i] for i in sorted(on_fields)}),
-         compile_database({i: literals[i] for i in sorted(on_keywords)}))
+        (
+            compile_database({i: literals[i] for i in sorted(on_fields)}),
+            compile_database({i: literals[i] for i in sorted(on_keywords)}),
+        )
         for on_fields, on_keywords in group_literals
     ]
     plan.stats = {
@@ -257,4 +264,4 @@ def compile_database(literals: dict[int, bytes]) -> bytes | None:
         flags=hyperscan.HS_FLAG_SINGLEMATCH,
         literal=True,
     )
-    return hyperscan.dumpb(database)  # type: ignore[no-any-return]
+    return hyperscan.dumpb(database)

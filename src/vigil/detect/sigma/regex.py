@@ -74,8 +74,11 @@ def _pcre_dollar(pattern: str) -> str:
 
 def _guarded(pattern: str, prefix: str) -> Matcher:
     flag_bits = 0
-    for char, bit in (("i", guarded_regex.IGNORECASE), ("m", guarded_regex.MULTILINE),
-                      ("s", guarded_regex.DOTALL)):
+    for char, bit in (
+        ("i", guarded_regex.IGNORECASE),
+        ("m", guarded_regex.MULTILINE),
+        ("s", guarded_regex.DOTALL),
+    ):
         if char in prefix:
             flag_bits |= bit
     compiled = guarded_regex.compile(pattern, flag_bits)
