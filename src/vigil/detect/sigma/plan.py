@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import hyperscan
+import orjson
 
 from vigil.detect.sigma.atoms import Atom, Literal
 from vigil.detect.sigma.compiler import (
@@ -71,7 +72,11 @@ def _field_id(index: int) -> str:
 
 def _literal_bytes(literal: Literal, field_ids: dict[str, str]) -> bytes:
     text = literal.text
-    if literal.anchored and literal.field is not None:
+    if literal.field is None:
+        # keywords are looked for in the event serialised as JSON (see engine), so in their
+        # JSON-escaped form; escaping maps each character on its own, keeping substrings
+        return orjson.dumps(text)[1:-1]
+    if literal.anchored:
         text = SEG + field_ids[literal.field] + VAL + text
     if literal.terminated:
         text += SEG
