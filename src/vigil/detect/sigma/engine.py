@@ -59,24 +59,16 @@ class Engine:
     def __init__(self, plan: Plan, logsources: LogsourceMap) -> None:
         self.plan = plan
         self.logsources = logsources
-        self.atom_tests: list[Test] = [
-            atom_test(atom, plan.atom_gate[i]) for i, atom in enumerate(plan.atoms)
-        ]
-        # Test the cheapest children first: literal-gated atoms fail fast.
-        self.variant_tests: list[Test] = [
-            node_test(_ordered(v.tree, plan.atom_gate), self.atom_tests, plan.atoms, plan.atom_gate)
-            for v in plan.variants
-        ]
+        # Tests are built on first use: a scan of one kind of log touches a fraction of rules.
+        self.atom_tests = _AtomTests(plan)
+        self.variant_tests: list[Test | None] = [None] * len(plan.variants)
         self.routes: dict[EventClass, Route] = {}
         self._routes_by_key: dict[tuple[Any, ...], Route] = {}
         self._key_fields = {name: pmap.key_fields for name, pmap in logsources.products.items()}
         self._variants_of_rule: dict[int, list[int]] = {}
         for index, variant in enumerate(plan.variants):
             self._variants_of_rule.setdefault(variant.rule, []).append(index)
-        self.group_databases = [
-            (_load(on_fields), _load(on_keywords))
-            for on_fields, on_keywords in plan.group_databases
-        ]
+        self._group_databases: dict[int, tuple[Any, Any]] = {}
         self.present: set[int] = set()
         add = self.present.add
 
@@ -85,6 +77,24 @@ class Engine:
 
         self._on_match = on_match
         self.counters = {"events": 0, "routed": 0, "candidates": 0, "matches": 0}
+
+    def variant_test(self, index: int) -> Test:
+        test = self.variant_tests[index]
+        if test is None:
+            plan = self.plan
+            # the cheapest children first: literal-gated atoms fail fast
+            tree = _ordered(plan.variants[index].tree, plan.atom_gate)
+            test = node_test(tree, self.atom_tests, plan.atoms, plan.atom_gate)
+            self.variant_tests[index] = test
+        return test
+
+    def group_databases(self, group: int) -> tuple[Any, Any]:
+        found = self._group_databases.get(group)
+        if found is None:
+            on_fields, on_keywords = self.plan.group_databases[group]
+            found = (_load(on_fields), _load(on_keywords))
+            self._group_databases[group] = found
+        return found
 
     def route(self, event_class: EventClass) -> Route:
         found = self.routes.get(event_class)
@@ -122,10 +132,10 @@ class Engine:
             variants=tuple(chosen),
             prefixes=prefixes,
             field_scans=tuple(
-                self.group_databases[g][0] for g in groups if self.group_databases[g][0]
+                self.group_databases(g)[0] for g in groups if self.group_databases(g)[0]
             ),
             keyword_scans=tuple(
-                self.group_databases[g][1] for g in groups if self.group_databases[g][1]
+                self.group_databases(g)[1] for g in groups if self.group_databases(g)[1]
             ),
             by_literal={k: tuple(v) for k, v in by_literal.items()},
             always=tuple(always),
@@ -152,6 +162,7 @@ class Engine:
         present = self.present
         on_match = self._on_match
         tests = self.variant_tests
+        variant_test = self.variant_test
         variants = self.plan.variants
         counters = self.counters
         seen = routed = tried = 0
@@ -185,7 +196,8 @@ class Engine:
                     ordered = route.always
                 tried += len(ordered)
                 for variant_index in ordered:
-                    if tests[variant_index](view):
+                    test = tests[variant_index] or variant_test(variant_index)
+                    if test(view):
                         counters["matches"] += 1
                         variant = variants[variant_index]
                         yield Match(
@@ -228,6 +240,21 @@ def _keyword_fields(args: tuple[Any, ...], view: EventView) -> dict[str, Any]:
                 found[name] = value
                 break
     return found
+
+
+class _AtomTests:
+    """Atom tests by index, each built the first time it is asked for."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.built: dict[int, Test] = {}
+
+    def __getitem__(self, index: int) -> Test:
+        test = self.built.get(index)
+        if test is None:
+            test = atom_test(self.plan.atoms[index], self.plan.atom_gate[index])
+            self.built[index] = test
+        return test
 
 
 def _load(data: bytes | None) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import re2
@@ -16,6 +16,13 @@ from vigil.detect.sigma.regex import compile_search
 from vigil.events.model import parse_time
 
 Test = Callable[["EventView"], bool]
+
+
+class TestSource(Protocol):
+    """Atom tests by atom index."""
+
+    def __getitem__(self, index: int) -> Test: ...
+
 
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False
@@ -342,7 +349,7 @@ def _time_test(field: str | None, part: str, number: int) -> Test:
 
 def node_test(
     node: Node,
-    tests: list[Test],
+    tests: TestSource,
     atoms: list[Atom] | None = None,
     gates: list[int | None] | None = None,
 ) -> Test:
@@ -389,7 +396,7 @@ def node_test(
 
 
 def _merged_or(
-    children: tuple[Node, ...], tests: list[Test], atoms: list[Atom], gates: list[int | None]
+    children: tuple[Node, ...], tests: TestSource, atoms: list[Atom], gates: list[int | None]
 ) -> list[Test]:
     groups: dict[tuple[Any, ...], list[int]] = {}
     out: list[Test] = []
