@@ -165,6 +165,7 @@ def _scan(
     result = ScanResult([], [], loaded)
     hits: list[Hit] = []
     untimed = 0
+    routes_seen = engine.routes_built
     timeouts_before = RegexStats.timeouts
     if progress:
         progress.start(len(inputs))
@@ -180,6 +181,10 @@ def _scan(
             result.parse_seconds += time.perf_counter() - started
             if batch is None:
                 break
+            if engine.routes_built != routes_seen:
+                # rule tests built for new kinds of events live on: keep the GC off them too
+                routes_seen = engine.routes_built
+                gc.freeze()
             started = time.perf_counter()
             detected_at = _now()
             found = 0

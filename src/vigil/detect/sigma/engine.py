@@ -63,6 +63,7 @@ class Engine:
         self.atom_tests = _AtomTests(plan)
         self.variant_tests: list[Test | None] = [None] * len(plan.variants)
         self.routes: dict[EventClass, Route] = {}
+        self.routes_built = 0
         self._routes_by_key: dict[tuple[Any, ...], Route] = {}
         self._key_fields = {name: pmap.key_fields for name, pmap in logsources.products.items()}
         self._variants_of_rule: dict[int, list[int]] = {}
@@ -128,6 +129,9 @@ class Engine:
             else:
                 for literal in cover:
                     by_literal.setdefault(literal, []).append(variant_index)
+        for variant_index in chosen:
+            self.variant_test(variant_index)
+        self.routes_built += 1
         return Route(
             variants=tuple(chosen),
             prefixes=prefixes,
@@ -161,8 +165,7 @@ class Engine:
         route_for = self.route_for
         present = self.present
         on_match = self._on_match
-        tests = self.variant_tests
-        variant_test = self.variant_test
+        tests = self.variant_tests  # built with the route
         variants = self.plan.variants
         counters = self.counters
         seen = routed = tried = 0
@@ -174,7 +177,6 @@ class Engine:
                     continue
                 routed += 1
                 fields = event.fields
-                view = EventView(fields, present)
                 present.clear()
                 if route.field_scans:
                     buffer = _prefilter_buffer(fields, route.prefixes)
@@ -184,20 +186,20 @@ class Engine:
                     buffer = _keyword_buffer(fields)
                     for database in route.keyword_scans:
                         database.scan(buffer, match_event_handler=on_match)
+                ordered: Sequence[int] = route.always
                 if present:
-                    candidates = set(route.always)
-                    by_literal = route.by_literal
-                    for literal in present:
-                        hit = by_literal.get(literal)
-                        if hit is not None:
-                            candidates.update(hit)
-                    ordered: Sequence[int] = sorted(candidates)
-                else:
-                    ordered = route.always
+                    hits = [hit for hit in map(route.by_literal.get, present) if hit]
+                    if hits:
+                        if len(hits) == 1 and not ordered:
+                            ordered = hits[0]
+                        else:
+                            ordered = sorted(set(ordered).union(*hits))
+                if not ordered:
+                    continue
                 tried += len(ordered)
+                view = EventView(fields, present)
                 for variant_index in ordered:
-                    test = tests[variant_index] or variant_test(variant_index)
-                    if test(view):
+                    if tests[variant_index](view):  # type: ignore[misc]
                         counters["matches"] += 1
                         variant = variants[variant_index]
                         yield Match(
