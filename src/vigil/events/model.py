@@ -17,7 +17,8 @@ class Event:
     `Provider_Name`, `Computer` and each `EventData` field by its own name). `product`,
     `service` and `category` are what the reader knows about the log source; Sigma logsource
     routing starts from them. `time` is epoch seconds; readers may hand over the raw time
-    stamp (`stamp`) instead, parsed only when the time is asked for.
+    stamp (`stamp`) instead, parsed only when the time is asked for. `raw` is the record as
+    the reader got it (a JSON text), when there is one.
     """
 
     __slots__ = (
@@ -28,6 +29,7 @@ class Event:
         "fields",
         "format",
         "product",
+        "raw",
         "record",
         "service",
         "source",
@@ -45,6 +47,7 @@ class Event:
         format: str = "",
         extra: dict[str, Any] | None = None,
         stamp: Any = None,
+        raw: bytes | str | None = None,
     ) -> None:
         self.fields = fields
         self.source = source
@@ -56,6 +59,7 @@ class Event:
         self.category = category
         self.format = format
         self.extra = extra if extra is not None else {}
+        self.raw = raw
 
     @property
     def time(self) -> float | None:

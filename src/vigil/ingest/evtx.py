@@ -201,6 +201,7 @@ def to_events(records: list[dict[str, Any]], report: FileReport) -> list[Event]:
                 source=name,
                 record=record_id,
                 stamp=stamp,
+                raw=record["data"],
                 product="windows",
                 format=NAME,
             )

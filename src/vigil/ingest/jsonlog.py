@@ -39,7 +39,8 @@ def sniff(head: bytes) -> bool:
     return text[:1] in (b"{", b"[")
 
 
-Raw = tuple[int, Any]  # (record number, decoded JSON value or the undecodable line)
+# (record number, decoded JSON value, the line it came from for JSON lines)
+Raw = tuple[int, Any, bytes | None]
 
 
 CHUNK = 1 << 22
@@ -100,7 +101,7 @@ def _read_lines(head: bytes, stream: Any, report: FileReport) -> Iterator[list[R
             if not line.strip():
                 continue
             try:
-                batch.append((number, loads(line)))
+                batch.append((number, loads(line), line))
             except orjson.JSONDecodeError as exc:
                 report.reject(number, f"invalid JSON: {exc}")
                 continue
@@ -150,7 +151,7 @@ def _read_documents(data: bytes, report: FileReport) -> Iterator[list[Raw]]:
 
 def _batches(values: list[Any]) -> Iterator[list[Raw]]:
     for start in range(0, len(values), BATCH):
-        yield [(start + i + 1, v) for i, v in enumerate(values[start : start + BATCH])]
+        yield [(start + i + 1, v, None) for i, v in enumerate(values[start : start + BATCH])]
 
 
 FLATTENERS = {
@@ -160,7 +161,9 @@ FLATTENERS = {
 }
 
 
-def to_event(value: Mapping[str, Any], source: str, number: int | str) -> Event:
+def to_event(
+    value: Mapping[str, Any], source: str, number: int | str, raw: bytes | None = None
+) -> Event:
     """One decoded JSON object as an Event; Windows shapes get EVTX field names."""
     shape = windows_shape(value)
     if shape is None:
@@ -175,15 +178,21 @@ def to_event(value: Mapping[str, Any], source: str, number: int | str) -> Event:
         if stamp is not None:
             break
     return Event(
-        fields=fields, source=source, record=number, stamp=stamp, product=product, format=NAME
+        fields=fields,
+        source=source,
+        record=number,
+        stamp=stamp,
+        product=product,
+        format=NAME,
+        raw=raw,
     )
 
 
 def to_events(records: list[Raw], report: FileReport) -> list[Event]:
     events = []
-    for number, value in records:
-        if not isinstance(value, dict):
+    for number, value, line in records:
+        if type(value) is not dict:
             report.reject(number, f"a JSON {type(value).__name__}, not an object")
             continue
-        events.append(to_event(value, report.path, number))
+        events.append(to_event(value, report.path, number, line))
     return events

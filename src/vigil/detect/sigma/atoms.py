@@ -180,7 +180,8 @@ def string_atom(field: str | None, parts: tuple[str, ...], cased: bool) -> Atom:
     folded = fold(text)
     literal: Literal | None = None
     exact = False
-    usable = _usable(folded)
+    # keywords are looked for in JSON text: control characters escape differently per writer
+    usable = _usable(folded) and not (keyword and any(c < " " for c in folded))
     if mode == "eq" and usable and not keyword:
         literal = Literal(folded, field, anchored=True, terminated=True)
         exact = not cased
@@ -211,7 +212,7 @@ def _glob_literal(field: str | None, parts: tuple[str, ...]) -> Literal | None:
         if part in MARKERS:
             continue
         folded = fold(part)
-        if not _usable(folded):
+        if not _usable(folded) or (field is None and any(c < " " for c in folded)):
             continue
         anchored = index == 0 and field is not None
         terminated = index == len(parts) - 1 and field is not None

@@ -66,9 +66,9 @@ class Engine:
         self.routes_built = 0
         self._routes_by_key: dict[tuple[Any, ...], Route] = {}
         self._key_fields = {name: pmap.key_fields for name, pmap in logsources.products.items()}
-        self._variants_of_rule: dict[int, list[int]] = {}
-        for index, variant in enumerate(plan.variants):
-            self._variants_of_rule.setdefault(variant.rule, []).append(index)
+        self._variants_of_group: list[list[int]] = [[] for _ in plan.groups]
+        for index, group in enumerate(plan.variant_group):
+            self._variants_of_group[group].append(index)
         self._group_databases: dict[int, tuple[Any, Any]] = {}
         self.present: set[int] = set()
         add = self.present.add
@@ -107,14 +107,14 @@ class Engine:
     def _build_route(self, event_class: EventClass) -> Route:
         plan = self.plan
         chosen: list[int] = []
-        for rule_index, meta in enumerate(plan.rules):
-            fieldmap = meta.logsource.fieldmap(event_class)
+        for group, source in enumerate(plan.groups):
+            fieldmap = source.fieldmap(event_class)
             if fieldmap is None:
                 continue
-            for variant_index in self._variants_of_rule.get(rule_index, ()):
+            for variant_index in self._variants_of_group[group]:
                 if plan.variants[variant_index].fieldmap == fieldmap:
                     chosen.append(variant_index)
-                    break
+        chosen.sort()
         prefixes: dict[str, str] = {}
         by_literal: dict[int, list[int]] = {}
         always: list[int] = []
@@ -183,7 +183,7 @@ class Engine:
                     for database in route.field_scans:
                         database.scan(buffer, match_event_handler=on_match)
                 if route.keyword_scans:
-                    buffer = _keyword_buffer(fields)
+                    buffer = _keyword_buffer(event)
                     for database in route.keyword_scans:
                         database.scan(buffer, match_event_handler=on_match)
                 ordered: Sequence[int] = route.always
@@ -296,12 +296,18 @@ def _prefilter_buffer(fields: dict[str, Any], prefixes: dict[str, str]) -> bytes
     return _sanitised(fields, prefixes)  # a value carries a separator or surrogate itself
 
 
-def _keyword_buffer(fields: dict[str, Any]) -> bytes:
+def _keyword_buffer(event: Event) -> bytes:
     """The whole event as JSON, folded: what keyword literals (JSON-escaped) search.
 
-    orjson writes it at C speed; field names and JSON syntax around the values only add text,
-    which can cost a prefilter hit but never hide a value."""
-    data = orjson.dumps(fields, default=str)
+    The record's own JSON text when it escapes as orjson would (plain ASCII, no \\u or \\/
+    escapes), else the fields written by orjson. Field names and JSON syntax around the values
+    only add text, which can cost a prefilter hit but never hide a value."""
+    raw = event.raw
+    if raw is not None:
+        data = raw if type(raw) is bytes else raw.encode("utf-8", "replace")  # type: ignore[union-attr]
+        if data.isascii() and b"\\u" not in data and b"\\/" not in data:
+            return data.lower()
+    data = orjson.dumps(event.fields, default=str)
     if data.isascii():
         return data.lower()
     return fold(data.decode("utf-8")).encode("utf-8")
