@@ -185,11 +185,6 @@ def test_rules_check_of_a_missing_folder_exits_2(
     assert_clean_usage_error(result, "no-such-rules")
 
 
-@pytest.mark.xfail(
-    reason="bug: cli.fail prints through a rich Console that wraps at the terminal width "
-    "(80 columns when stderr is redirected), so an error naming a long path spans lines",
-    strict=True,
-)
 def test_error_naming_a_long_missing_path_stays_on_one_line(
     rules_dir: Path, tmp_path: Path
 ) -> None:
@@ -203,11 +198,6 @@ def test_error_naming_a_long_missing_path_stays_on_one_line(
     assert str(missing) in lines[0]
 
 
-@pytest.mark.xfail(
-    reason="bug: cli.fail passes the message to rich as markup unescaped, so '[host42]' in a "
-    "path is taken for a style tag and dropped from the error",
-    strict=True,
-)
 def test_error_names_a_path_with_brackets_verbatim(
     run_cli, rules_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -216,11 +206,6 @@ def test_error_names_a_path_with_brackets_verbatim(
     assert_clean_usage_error(result, "cases/[host42]/Security.evtx")
 
 
-@pytest.mark.xfail(
-    reason="bug: cli._print_problems puts file paths into the rich table as markup "
-    "unescaped, so '[a]' in a file name is dropped from the 'Files with problems' table",
-    strict=True,
-)
 def test_problem_table_names_a_file_with_brackets_verbatim(rules_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "[a].jsonl").write_text('{"a": 1}\n{"a": oops}\n')
     result = vigil_process(

@@ -13,6 +13,7 @@ import orjson
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -67,7 +68,9 @@ KEY_FIELDS = (
 
 
 def fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    """One plain line on standard error (never wrapped, never read as markup); exit code 2."""
+    sys.stderr.write(f"error: {' '.join(message.split())}\n")
+    sys.stderr.flush()
     return typer.Exit(2)
 
 
@@ -112,7 +115,7 @@ class BarProgress:
     def file_started(self, name: str) -> None:
         assert self.task is not None
         short = name if len(name) < 50 else "…" + name[-49:]
-        self.progress.update(self.task, description=short)
+        self.progress.update(self.task, description=escape(short))
 
     def advanced(self, events: int, detections: int) -> None:
         assert self.task is not None
@@ -182,7 +185,7 @@ def scan(
     _write_detections(result, fmt, output, limit)
     if stats is not None:
         stats.write_bytes(orjson.dumps(result.stats(), option=orjson.OPT_INDENT_2))
-        err.print(f"Figures written to {stats}", highlight=False)
+        err.print(f"Figures written to {escape(str(stats))}", highlight=False)
 
 
 def _print_summary(result: ScanResult) -> None:
@@ -211,7 +214,9 @@ def _print_summary(result: ScanResult) -> None:
     by_rule.add_column("rule")
     by_rule.add_column("detections", justify="right")
     for (level, title), count in rules.most_common(25):
-        by_rule.add_row(f"[{LEVEL_STYLE.get(level, '')}]{level}[/]", title, f"{count:,}")
+        by_rule.add_row(
+            f"[{LEVEL_STYLE.get(level, '')}]{escape(level)}[/]", escape(title), f"{count:,}"
+        )
     err.print(by_rule)
     tactics = Counter(t for d in result.detections for t in tactics_of(d.tags))
     if tactics:
@@ -219,7 +224,7 @@ def _print_summary(result: ScanResult) -> None:
         by_tactic.add_column("tactic")
         by_tactic.add_column("detections", justify="right")
         for tactic, count in tactics.most_common():
-            by_tactic.add_row(tactic, f"{count:,}")
+            by_tactic.add_row(escape(tactic), f"{count:,}")
         err.print(by_tactic)
 
 
@@ -237,11 +242,11 @@ def _print_problems(files: list[FileReport]) -> None:
             problems = [*report.rejects, *report.warnings] or []
             for i, problem in enumerate(problems[:5]):
                 table.add_row(
-                    report.path if i == 0 else "",
+                    escape(report.path) if i == 0 else "",
                     f"{report.records_read:,}" if i == 0 else "",
                     f"{report.records_rejected:,}" if i == 0 else "",
-                    str(problem.record) if problem.record is not None else "",
-                    problem.reason,
+                    escape(str(problem.record)) if problem.record is not None else "",
+                    escape(problem.reason),
                 )
         err.print(table)
     if skipped:
@@ -314,7 +319,7 @@ def _write_detections(result: ScanResult, fmt: str, output: Path | None, limit: 
         else:
             with output.open("w", encoding="utf-8") as handle:
                 Console(file=handle, width=200).print(_timeline(detections, 0))
-            err.print(f"Timeline written to {output}", highlight=False)
+            err.print(f"Timeline written to {escape(str(output))}", highlight=False)
 
 
 def _emit(data: bytes, output: Path | None) -> None:
@@ -323,7 +328,7 @@ def _emit(data: bytes, output: Path | None) -> None:
         sys.stdout.flush()
     else:
         output.write_bytes(data)
-        err.print(f"Detections written to {output}", highlight=False)
+        err.print(f"Detections written to {escape(str(output))}", highlight=False)
 
 
 def _timeline(detections: list[Detection], limit: int) -> Table:
@@ -350,11 +355,11 @@ def _timeline(detections: list[Detection], limit: int) -> Table:
         )
         table.add_row(
             (d.timestamp or "")[:23].replace("T", " "),
-            f"[{LEVEL_STYLE.get(d.level, '')}]{d.level}[/]",
-            d.rule_title,
-            d.host or "",
-            source,
-            _key_fields(d),
+            f"[{LEVEL_STYLE.get(d.level, '')}]{escape(d.level)}[/]",
+            escape(d.rule_title),
+            escape(d.host or ""),
+            escape(source),
+            escape(_key_fields(d)),
         )
     return table
 
@@ -408,7 +413,11 @@ def rules_check(
         table.add_column("rule", overflow="fold")
         table.add_column("reason", overflow="fold")
         for problem in plan.problems:
-            table.add_row(problem.path, problem.title or problem.rule_id or "", problem.reason)
+            table.add_row(
+                escape(problem.path),
+                escape(problem.title or problem.rule_id or ""),
+                escape(problem.reason),
+            )
         out.print(table)
 
 

@@ -91,13 +91,6 @@ def test_file_order_does_not_change_the_detections(regression, sigma_rules) -> N
     assert [d.rule_id for d in forward.detections] == [d.rule_id for d in backward.detections]
 
 
-@pytest.mark.xfail(
-    reason="bug: flatten lets UserData 'Channel' (the log that was cleared) overwrite the "
-    "System Channel, and logsource routing reads that field, so an EID 104 from the System "
-    "log that clears e.g. 'Application' is not routed to `service: system` rules and "
-    "'Eventlog Cleared' (a62b37e0) never fires",
-    strict=True,
-)
 def test_every_event_log_clear_in_the_t1070_001_recording_is_detected(
     need_data: Callable[..., Path], sigma_rules
 ) -> None:

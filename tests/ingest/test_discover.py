@@ -123,11 +123,6 @@ def test_gzip_is_known_by_its_magic_not_its_name(tmp_path: Path) -> None:
     assert (report.format, count) == ("jsonl", 4)
 
 
-@pytest.mark.xfail(
-    reason="bug: zip members are opened raw (Input(compressed=True)) and never gunzipped, "
-    "so a .gz member of a zip is skipped as 'format not recognised'",
-    strict=True,
-)
 def test_gzipped_member_of_a_zip_is_decompressed_and_read(tmp_path: Path) -> None:
     path = tmp_path / "case.zip"
     with zipfile.ZipFile(path, "w") as archive:
@@ -138,13 +133,6 @@ def test_gzipped_member_of_a_zip_is_decompressed_and_read(tmp_path: Path) -> Non
     assert (report.format, count) == ("jsonl", 5)
 
 
-@pytest.mark.xfail(
-    reason="bug: read_events catches only OSError around source.head(); zipfile raises "
-    "RuntimeError ('File ... is encrypted, password required') for an encrypted member, "
-    "and it escapes read_events and ends the scan",
-    raises=RuntimeError,
-    strict=True,
-)
 def test_password_protected_zip_member_is_reported_not_raised(tmp_path: Path) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:

@@ -155,11 +155,6 @@ def test_zero_data_size_event_reject_names_the_lost_record_range(samples, need_d
     assert "data size" in naming[0].reason
 
 
-@pytest.mark.xfail(
-    reason="bug: evtx._account counts one reject per lost record *range*, so the 115 records "
-    "3-117 lost in chunk 0 count as records_rejected == 1",
-    strict=True,
-)
 def test_records_rejected_counts_every_lost_record(samples, need_data) -> None:
     name = "sample-with-zero-data-size-event.evtx.gz"
     data = gzip.decompress((need_data(*FOLDER) / name).read_bytes())

@@ -56,23 +56,11 @@ GOOD = [b'{"EventID": 4624, "n": 1}', b'{"EventID": 4625, "n": 2}', b'{"EventID"
             b'{"EventID": 4688, "n": oops}',
             1,
             id="first-line",
-            marks=pytest.mark.xfail(
-                reason="bug: jsonlog._is_json_lines decides the layout from line 1 alone; a "
-                "malformed line 1 sends the file to the document parser, which rejects the "
-                "first record and drops every line after it",
-                strict=True,
-            ),
         ),
         pytest.param(
             b"<garbage>",
             2,
             id="second-line-not-an-object",
-            marks=pytest.mark.xfail(
-                reason="bug: jsonlog._is_json_lines requires line 2 to start with '{'; any "
-                "other malformed line 2 sends the file to the document parser, which stops "
-                "there and drops lines 3 and on",
-                strict=True,
-            ),
         ),
     ],
 )
@@ -233,12 +221,6 @@ def _gzip_member_of_exact_size(data: bytes, size: int) -> tuple[bytes, int]:
         5000,
         pytest.param(
             8192,
-            marks=pytest.mark.xfail(
-                reason="bug: base._GzipReader reads 8 KiB at a time; when a gzip member ends "
-                "exactly at a read boundary, unused_data is empty, so the next member is "
-                "taken for 'trailing garbage' and its data is dropped",
-                strict=True,
-            ),
         ),
     ],
 )

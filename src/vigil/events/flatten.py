@@ -80,12 +80,17 @@ def flatten_evtx_json(doc: Mapping[str, Any]) -> dict[str, Any]:
     system = event.get("System")
     if type(system) is dict:
         _system(system, out)
+    channel = out.get("Channel")
     data = event.get("EventData")
     if data is not None:
         _data(data, out)
     data = event.get("UserData")
     if data is not None:
         _data(data, out)
+    if channel is not None and out.get("Channel") != channel:
+        # Event data may carry a field of the same name (1102/104: the log that was cleared):
+        # rules read the event's own field, routing reads the log's channel, kept here.
+        out["System_Channel"] = channel
     rendering = event.get("RenderingInfo")
     if type(rendering) is dict:
         for key, value in rendering.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 from vigil.errors import InputError
 from vigil.events import Event
 from vigil.ingest import evtx, jsonlog
-from vigil.ingest.base import FileReport, Input, Problem, file_input
+from vigil.ingest.base import FileReport, Input, Problem, file_input, maybe_gunzipped
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,11 @@ def _expand(path: Path) -> list[Input]:
 def _member(path: Path, name: str) -> Input:
     def opener() -> Any:
         archive = zipfile.ZipFile(path)
-        stream = archive.open(name)
+        try:
+            stream = maybe_gunzipped(archive.open(name))
+        except BaseException:
+            archive.close()
+            raise
         original_close = stream.close
 
         def close() -> None:
@@ -107,9 +112,11 @@ def read_events(source: Input, report: FileReport) -> Iterator[list[Event]]:
         return
     try:
         head = source.head(4096)
-    except OSError as exc:
+    except (OSError, RuntimeError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        # unreadable file, encrypted or damaged archive member
         report.format = "unreadable"
-        report.reject(None, f"cannot read: {exc.strerror or exc}")
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        report.reject(None, f"cannot read: {reason}")
         return
     fmt = detect_format(head)
     if fmt is None:
@@ -129,7 +136,15 @@ def read_events(source: Input, report: FileReport) -> Iterator[list[Event]]:
             events = reader.to_events(records, report)
             report.records_read += len(events)
             yield events
-    except (OSError, EOFError, RuntimeError, ValueError, InputError) as exc:
+    except (
+        OSError,
+        EOFError,
+        RuntimeError,
+        ValueError,
+        InputError,
+        zipfile.BadZipFile,
+        zlib.error,
+    ) as exc:
         # A file the reader cannot go on with: what was read stays read.
         report.reject(None, f"reading stopped: {exc}")
 

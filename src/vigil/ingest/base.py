@@ -42,8 +42,9 @@ class FileReport:
     # A hostile file could hold millions of bad records: count them all, keep the first ones.
     MAX_KEPT = 1000
 
-    def reject(self, record: int | str | None, reason: str) -> None:
-        self.records_rejected += 1
+    def reject(self, record: int | str | None, reason: str, count: int = 1) -> None:
+        """Set a record aside (or `count` records, e.g. a range lost together)."""
+        self.records_rejected += count
         if len(self.rejects) < self.MAX_KEPT:
             self.rejects.append(Problem(record, reason))
 
@@ -102,16 +103,29 @@ def file_input(path: Path) -> Input:
     with path.open("rb") as probe:
         magic = probe.read(2)
     if magic == GZIP_MAGIC:
-        return Input(str(path), lambda: io.BufferedReader(_GzipReader(path)), compressed=True)
+        return Input(str(path), lambda: gunzipped(path.open("rb")), compressed=True)
     return Input(str(path), lambda: path.open("rb"))
 
 
+def gunzipped(stream: IO[bytes]) -> IO[bytes]:
+    """A reader of the decompressed content of a gzip stream (all members)."""
+    return io.BufferedReader(_GzipReader(stream))
+
+
+def maybe_gunzipped(stream: IO[bytes]) -> IO[bytes]:
+    """The stream itself, or its decompressed content when it starts with the gzip magic."""
+    buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream)  # type: ignore[arg-type]
+    if buffered.peek(2)[:2] == GZIP_MAGIC:  # type: ignore[attr-defined]
+        return gunzipped(buffered)
+    return buffered
+
+
 class _GzipReader(io.RawIOBase):
-    """Streams a gzip file; trailing garbage after the last member ends the stream instead of
+    """Streams gzip data; trailing garbage after the last member ends the stream instead of
     raising, so a gzip with a stray trailing byte still yields all of its data."""
 
-    def __init__(self, path: Path) -> None:
-        self._file = path.open("rb")
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._file = stream
         self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._pending = b""
         self._eof = False
@@ -155,6 +169,11 @@ class _GzipReader(io.RawIOBase):
                 return
             # End of one gzip member: another member may follow, or garbage.
             rest = self._inflate.unused_data
+            if len(rest) < 2:  # the member ended at the end of what was read: look further
+                rest += self._file.read(2 - len(rest))
+                if not rest:
+                    self._eof = True
+                    return
             if rest[:2] != GZIP_MAGIC:
                 extra = len(rest) + len(self._file.read())
                 if rest.strip(b"\0") or extra > 1024:

@@ -158,23 +158,25 @@ def _account(layout: Layout, seen: dict[int, int], errors: list[str], report: Fi
             loose.pop(0)
         why = reasons[0] if reasons else "not returned by the parser"
         where = f"chunk {index} (offset {HEADER_SIZE + index * CHUNK_SIZE:#x})"
-        for span in _spans(missing):
-            report.reject(f"{where} records {span}", f"unreadable: {why}")
+        for span, count in _spans(missing):
+            report.reject(f"{where} records {span}", f"unreadable: {why}", count)
     for message in loose:
         report.reject(None, message)
     for index, messages in chunk_errors.items():
         report.reject(f"chunk {index}", messages[0])
 
 
-def _spans(ids: list[int]) -> list[str]:
-    spans: list[str] = []
+def _spans(ids: list[int]) -> list[tuple[str, int]]:
+    """Consecutive record numbers as ("first-last", count) ranges."""
+    spans: list[tuple[str, int]] = []
     start = prev = ids[0]
-    for rid in ids[1:]:
-        if rid != prev + 1:
-            spans.append(f"{start}-{prev}" if start != prev else str(start))
+    for rid in [*ids[1:], None]:
+        if rid is None or rid != prev + 1:
+            spans.append((f"{start}-{prev}" if start != prev else str(start), prev - start + 1))
+            if rid is None:
+                break
             start = rid
         prev = rid
-    spans.append(f"{start}-{prev}" if start != prev else str(start))
     return spans
 
 

@@ -51,12 +51,7 @@ def read(source: Input, report: FileReport) -> Iterator[list[Raw]]:
     are decoded whole. Numbers are 1-based line numbers for JSON lines, item numbers otherwise."""
     with source.open() as stream:
         head = stream.read(CHUNK)
-        first_end = head.find(b"\n")
-        first = head if first_end < 0 else head[: first_end + 1]
-        rest = head[len(first) :]
-        second_end = rest.find(b"\n")
-        second = rest if second_end < 0 else rest[: second_end + 1]
-        if _is_json_lines(first, second):
+        if _is_json_lines(head):
             report.format = "jsonl"
             yield from _read_lines(head, stream, report)
         else:
@@ -65,14 +60,24 @@ def read(source: Input, report: FileReport) -> Iterator[list[Raw]]:
         Input.finish(stream, report)
 
 
-def _is_json_lines(first: bytes, second: bytes) -> bool:
-    try:
-        value = orjson.loads(first)
-    except orjson.JSONDecodeError:
+SAMPLE_LINES = 16
+
+
+def _is_json_lines(head: bytes) -> bool:
+    """JSON lines when most of the first lines are JSON objects each on their own (so a
+    malformed line among them does not change how the file is read); a pretty-printed or
+    array document has lines that are not."""
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"[":
         return False
-    if not isinstance(value, dict):
-        return False
-    return not second.strip() or second.lstrip()[:1] == b"{"
+    lines = [line for line in head.split(b"\n", SAMPLE_LINES)[:SAMPLE_LINES] if line.strip()]
+    objects = 0
+    for line in lines:
+        try:
+            objects += type(orjson.loads(line)) is dict
+        except orjson.JSONDecodeError:
+            continue
+    # one line of slack: the last sampled line may be cut short by the read boundary
+    return objects > 0 and 2 * objects >= len(lines) - 1
 
 
 def _lines(head: bytes, stream: Any) -> Iterator[list[bytes]]:

@@ -107,7 +107,10 @@ def run_correlations(loaded: LoadedRules, events: Iterable[Event]) -> list[Fired
     for match in loaded.engine.match(ordered):
         event = match.event
         hit = Hit(
-            event.time or 0.0, ("rule", match.rule), match.rule_fields(), ((event.source, event.record),)
+            event.time or 0.0,
+            ("rule", match.rule),
+            match.rule_fields(),
+            ((event.source, event.record),),
         )
         fired.extend(engine.feed(hit))
     fired.extend(engine.finish())

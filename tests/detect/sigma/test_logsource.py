@@ -11,8 +11,6 @@ Expectations come from /work/shared/docs/sigma-specification/specification/:
 
 from __future__ import annotations
 
-import pytest
-
 SYSMON = "Microsoft-Windows-Sysmon/Operational"
 
 PROCESS_CREATION = r"""

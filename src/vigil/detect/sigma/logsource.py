@@ -25,6 +25,7 @@ class Alternative:
 @dataclass
 class ProductMap:
     key_fields: tuple[str, ...] = ()
+    prefer: dict[str, str] = field(default_factory=dict)
     services: dict[str, frozenset[str]] = field(default_factory=dict)  # service -> channels
     categories: dict[str, list[Alternative]] = field(default_factory=dict)
 
@@ -54,7 +55,9 @@ class LogsourceMap:
     def __init__(self, data: Mapping[str, Any]) -> None:
         self.products: dict[str, ProductMap] = {}
         for product, spec in data.items():
-            pmap = ProductMap(key_fields=tuple(spec.get("key_fields", ())))
+            pmap = ProductMap(
+                key_fields=tuple(spec.get("key_fields", ())), prefer=dict(spec.get("prefer") or {})
+            )
             for service, channels in (spec.get("services") or {}).items():
                 pmap.services[service] = frozenset(_norm(c) for c in channels)
             for category, alternatives in (spec.get("categories") or {}).items():
@@ -112,6 +115,9 @@ class LogsourceMap:
         pmap = self.products.get(product or "")
         if pmap is not None:
             values = {name: event.fields.get(name) for name in pmap.key_fields}
+            for name, preferred in pmap.prefer.items():
+                if values.get(preferred) is not None:
+                    values[name] = values[preferred]
             channel = _norm(values.get("Channel")) if values.get("Channel") is not None else None
             for service, channels in pmap.services.items():
                 if channel in channels:
