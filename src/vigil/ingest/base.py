@@ -114,10 +114,12 @@ def gunzipped(stream: IO[bytes]) -> IO[bytes]:
 
 def maybe_gunzipped(stream: IO[bytes]) -> IO[bytes]:
     """The stream itself, or its decompressed content when it starts with the gzip magic."""
-    buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream)  # type: ignore[arg-type]
-    if buffered.peek(2)[:2] == GZIP_MAGIC:  # type: ignore[attr-defined]
+    buffered: Any = stream
+    if not hasattr(buffered, "peek"):
+        buffered = io.BufferedReader(buffered)
+    if buffered.peek(2)[:2] == GZIP_MAGIC:
         return gunzipped(buffered)
-    return buffered
+    return buffered  # type: ignore[no-any-return]
 
 
 class _GzipReader(io.RawIOBase):
