@@ -7,6 +7,7 @@ multi-pattern prefilter looks for; `exact` atoms are decided by that literal alo
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -180,16 +181,19 @@ def string_atom(field: str | None, parts: tuple[str, ...], cased: bool) -> Atom:
     folded = fold(text)
     literal: Literal | None = None
     exact = False
-    # keywords are looked for in JSON text: control characters escape differently per writer
-    usable = _usable(folded) and not (keyword and any(c < " " for c in folded))
-    if mode == "eq" and usable and not keyword:
+    usable = _usable(folded)
+    if keyword:
+        literal = _keyword_literal(folded) if mode in ("has", "end") else None
+        if mode == "glob":
+            literal = _glob_literal(field, parts)
+    elif mode == "eq" and usable:
         literal = Literal(folded, field, anchored=True, terminated=True)
         exact = not cased
-    elif mode == "start" and usable and not keyword:
+    elif mode == "start" and usable:
         literal = Literal(folded, field, anchored=True)
         exact = not cased
     elif mode == "end" and usable and folded:
-        literal = Literal(folded, field, terminated=not keyword)
+        literal = Literal(folded, field, terminated=True)
     elif mode == "has" and usable and folded:
         literal = Literal(folded, field)
     elif mode == "glob":
@@ -206,13 +210,27 @@ def string_atom(field: str | None, parts: tuple[str, ...], cased: bool) -> Atom:
     return Atom("kw" if keyword else "str", field, args, literal, exact)
 
 
+# Keywords are looked for in the record's JSON text, as its writer escaped it. Writers agree on
+# `"` and `\\`, but some escape `/`, `<`, `>`, `&`, `'` or any non-ASCII character as `\\uXXXX`,
+# and control characters vary: a keyword's literal is its longest run of other characters.
+_KEYWORD_RUN = re.compile(r"[ !#-%(-.0-;=?-~]{3,}")
+
+
+def _keyword_literal(folded: str) -> Literal | None:
+    runs = _KEYWORD_RUN.findall(folded)
+    return Literal(max(runs, key=len)) if runs else None
+
+
 def _glob_literal(field: str | None, parts: tuple[str, ...]) -> Literal | None:
+    if field is None:
+        runs = [_keyword_literal(fold(p)) for p in parts if p not in MARKERS]
+        return max((r for r in runs if r), key=lambda lit: len(lit.text), default=None)
     candidates: list[Literal] = []
     for index, part in enumerate(parts):
         if part in MARKERS:
             continue
         folded = fold(part)
-        if not _usable(folded) or (field is None and any(c < " " for c in folded)):
+        if not _usable(folded):
             continue
         anchored = index == 0 and field is not None
         terminated = index == len(parts) - 1 and field is not None

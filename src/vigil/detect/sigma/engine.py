@@ -303,10 +303,12 @@ def _keyword_buffer(event: Event) -> bytes:
     escapes), else the fields written by orjson. Field names and JSON syntax around the values
     only add text, which can cost a prefilter hit but never hide a value."""
     raw = event.raw
-    if raw is not None:
-        data = raw if type(raw) is bytes else raw.encode("utf-8", "replace")  # type: ignore[union-attr]
-        if data.isascii() and b"\\u" not in data and b"\\/" not in data:
-            return data.lower()
+    if type(raw) is str:
+        return (raw.lower() if raw.isascii() else fold(raw)).encode("utf-8", "replace")
+    if type(raw) is bytes:
+        if raw.isascii():
+            return raw.lower()
+        return fold(raw.decode("utf-8", "replace")).encode("utf-8")
     data = orjson.dumps(event.fields, default=str)
     if data.isascii():
         return data.lower()
