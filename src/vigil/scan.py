@@ -166,6 +166,7 @@ def _scan(
     hits: list[Hit] = []
     untimed = 0
     routes_seen = engine.routes_built
+    before = dict(engine.counters)
     timeouts_before = RegexStats.timeouts
     if progress:
         progress.start(len(inputs))
@@ -184,6 +185,7 @@ def _scan(
             if engine.routes_built != routes_seen:
                 # rule tests built for new kinds of events live on: keep the GC off them too
                 routes_seen = engine.routes_built
+    before = dict(engine.counters)
                 gc.freeze()
             started = time.perf_counter()
             detected_at = _now()
@@ -225,7 +227,7 @@ def _scan(
     result.match_seconds += time.perf_counter() - started
     result.detections.sort(key=_timeline_key)
     result.counters = {
-        **engine.counters,
+        **{name: engine.counters[name] - before.get(name, 0) for name in engine.counters},
         "correlation_hits_without_time": untimed,
         "regex_timeouts": RegexStats.timeouts - timeouts_before,
     }
