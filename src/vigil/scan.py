@@ -185,7 +185,6 @@ def _scan(
             if engine.routes_built != routes_seen:
                 # rule tests built for new kinds of events live on: keep the GC off them too
                 routes_seen = engine.routes_built
-    before = dict(engine.counters)
                 gc.freeze()
             started = time.perf_counter()
             detected_at = _now()
