@@ -6,6 +6,7 @@ plain data, so it is cached on disk and a later run with the same rules loads it
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,15 @@ VAL = "\x1f"
 # Field ids: two characters that case folding leaves alone.
 _ID_CHARS = "0123456789abcdefghijklmnopqrstuvwxyz!#$%&()*+,-./:;<=>?@[]^_`{|}"
 OTHER_FIELD = "~~"  # fields no rule names, present only for keyword searches
+# Text that says little about an event because most events of its kind carry it: system paths,
+# extensions, registry roots. A literal is judged by what is left without it.
+COMMON_TEXT = re.compile(
+    rb"c:\\windows\\(?:system32|syswow64)\\|c:\\windows\\|c:\\program files(?: \(x86\))?\\"
+    rb"|:?\\windows\\(?:system32|syswow64)\\|\\system32\\|c:\\users\\|c:\\programdata\\"
+    rb"|\\registry\\machine\\|\\registry\\user\\|hklm\\|hkcu\\|hku\\"
+    rb"|\\?software\\microsoft\\windows(?: nt)?\\currentversion\\|\\?software\\microsoft\\"
+    rb"|(?:ntdll|kernelbase|kernel32|wow64|wow64win|wow64cpu)\.dll\+?|\.exe|\.dll|\.sys"
+)
 # A cover with more common literals than this is worse than testing the rule on every event.
 MAX_COMMON_IN_COVER = 2
 
@@ -101,7 +111,10 @@ def _cost(literal: bytes, routing_ids: set[bytes]) -> float:
         return 0.01
     if len(core) <= 2 or core in (b"true", b"false") or (core.isdigit() and len(core) <= 4):
         return 1.0
-    return (0.5 if anchored else 1.0) / (1 + len(core))
+    informative = len(COMMON_TEXT.sub(b"", core))
+    if informative <= 2:
+        return 1.0
+    return (0.5 if anchored else 1.0) / (1 + informative)
 
 
 def _common(cost: float) -> bool:
