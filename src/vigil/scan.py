@@ -12,9 +12,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vigil.detect import Detection, level_rank
-from vigil.detect.sigma import CorrelationEngine, Fired, Hit, LoadedRules, Match, load_rules
-from vigil.detect.sigma.regex import RegexStats
-from vigil.events import format_time
+from vigil.detect.sigma import (
+    CorrelationEngine,
+    CorrelationSpec,
+    Fired,
+    Hit,
+    LoadedRules,
+    Match,
+    RegexStats,
+    RuleMeta,
+    load_rules,
+)
+from vigil.events import HOST_FIELDS, format_time
 from vigil.ingest import FileReport, discover, read_events
 
 
@@ -68,16 +77,22 @@ def _now() -> str:
     return datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _rule_part(rule: RuleMeta | CorrelationSpec) -> dict[str, Any]:
+    return {
+        "rule_id": rule.rule_id,
+        "rule_title": rule.title,
+        "level": rule.level,
+        "status": rule.status,
+        "tags": rule.tags,
+        "rule_path": rule.path,
+    }
+
+
 def detection_of(match: Match, loaded: LoadedRules, detected_at: str) -> Detection:
-    meta = loaded.plan.rules[match.rule]
     event = match.event
     return Detection(
         kind="sigma",
-        rule_id=meta.rule_id,
-        rule_title=meta.title,
-        level=meta.level,
-        status=meta.status,
-        tags=meta.tags,
+        **_rule_part(loaded.plan.rules[match.rule]),
         time=event.time,
         timestamp=event.timestamp,
         host=event.host,
@@ -86,24 +101,17 @@ def detection_of(match: Match, loaded: LoadedRules, detected_at: str) -> Detecti
         matched_fields=match.matched_fields,
         event=event.fields,
         detected_at=detected_at,
-        rule_path=meta.path,
     )
 
 
 def correlation_detection(fired: Fired, detected_at: str) -> Detection:
     spec = fired.spec
     refs = [ref for hit in fired.hits for ref in hit.refs]
-    host = next(
-        (str(v) for k, v in fired.group.items() if k in ("Computer", "Hostname", "host.name")), None
-    )
+    host = next((str(fired.group[k]) for k in HOST_FIELDS if fired.group.get(k)), None)
     first_source = refs[0][0] if refs else ""
     return Detection(
         kind="correlation",
-        rule_id=spec.rule_id,
-        rule_title=spec.title,
-        level=spec.level,
-        status=spec.status,
-        tags=spec.tags,
+        **_rule_part(spec),
         time=fired.last,
         timestamp=format_time(fired.last),
         host=host,
@@ -112,7 +120,6 @@ def correlation_detection(fired: Fired, detected_at: str) -> Detection:
         matched_fields=dict(fired.group),
         event={},
         detected_at=detected_at,
-        rule_path=spec.path,
         details={
             "type": spec.type,
             "group": dict(fired.group),

@@ -7,9 +7,10 @@ from vigil.events.flatten import (
     flatten_winlogbeat,
     windows_shape,
 )
-from vigil.events.model import Event, format_time, parse_time
+from vigil.events.model import HOST_FIELDS, Event, format_time, parse_time
 
 __all__ = [
+    "HOST_FIELDS",
     "Event",
     "flatten_dotted",
     "flatten_evtx_json",

@@ -10,11 +10,13 @@ from importlib import metadata, resources
 from pathlib import Path
 
 from vigil.detect.sigma import cache, loader
+from vigil.detect.sigma.compiler import RuleMeta
 from vigil.detect.sigma.correlation import CorrelationEngine, CorrelationSpec, Fired, Hit
 from vigil.detect.sigma.engine import Engine, Match
 from vigil.detect.sigma.loader import RuleProblem
 from vigil.detect.sigma.logsource import LogsourceMap
 from vigil.detect.sigma.plan import Plan, build
+from vigil.detect.sigma.regex import RegexStats
 
 
 @dataclass
@@ -97,6 +99,8 @@ __all__ = [
     "LogsourceMap",
     "Match",
     "Plan",
+    "RegexStats",
+    "RuleMeta",
     "RuleProblem",
     "load_rules",
     "rules_from_text",

@@ -18,7 +18,7 @@ from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 from sigma.types import SigmaExpansion, SigmaString
 
 from vigil.detect.sigma.atoms import Atom, UnsupportedValue, value_atoms
-from vigil.detect.sigma.loader import RuleProblem, rule_path
+from vigil.detect.sigma.loader import RuleProblem, identity
 from vigil.detect.sigma.logsource import FieldMap, LogsourceMap, RuleSource
 
 # A condition tree, as plain data: ("and", (nodes)), ("or", (nodes)), ("not", node),
@@ -203,14 +203,8 @@ def rule_meta(rule: SigmaRule, output: bool = True) -> RuleMeta:
         (rule.logsource.service or "").lower() or None,
     )
     return RuleMeta(
-        rule_id=str(rule.id) if rule.id else rule_path(rule),
-        title=rule.title or "",
-        level=str(rule.level) if rule.level else "",
-        status=str(rule.status) if rule.status else "",
-        tags=tuple(str(t) for t in rule.tags),
-        path=rule_path(rule),
+        **identity(rule),
         logsource=source,
-        name=rule.name,
         output=output,
         description=(rule.description or "").strip(),
         author=rule.author or "",

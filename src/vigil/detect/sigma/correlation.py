@@ -18,7 +18,7 @@ from sigma.correlations import (
     SigmaRuleReference,
 )
 
-from vigil.detect.sigma.loader import RANGE_KEY, RuleProblem, rule_path
+from vigil.detect.sigma.loader import RANGE_KEY, RuleProblem, identity, rule_path
 
 SUPPORTED = ("event_count", "value_count", "value_sum", "value_avg", "temporal", "temporal_ordered")
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -163,13 +163,7 @@ def _spec(
         for a in (rule.aliases.aliases.values() if rule.aliases else [])
     )
     return CorrelationSpec(
-        rule_id=str(rule.id) if rule.id else rule_path(rule),
-        title=rule.title or "",
-        level=str(rule.level) if rule.level else "",
-        status=str(rule.status) if rule.status else "",
-        tags=tuple(str(t) for t in rule.tags),
-        path=rule_path(rule),
-        name=rule.name,
+        **identity(rule),
         type=kind,
         inputs=tuple(inputs),
         input_names=tuple(names),

@@ -236,3 +236,16 @@ def parse(files: Iterable[RuleFile]) -> RuleSet:
 
 def rule_path(rule: SigmaRule | SigmaCorrelationRule) -> str:
     return str(rule.source.path) if rule.source is not None else "<rule>"
+
+
+def identity(rule: SigmaRule | SigmaCorrelationRule) -> dict[str, Any]:
+    """What every detection says about its rule: id, title, level, status, tags, path, name."""
+    return {
+        "rule_id": str(rule.id) if rule.id else rule_path(rule),
+        "title": rule.title or "",
+        "level": str(rule.level) if rule.level else "",
+        "status": str(rule.status) if rule.status else "",
+        "tags": tuple(str(t) for t in rule.tags),
+        "path": rule_path(rule),
+        "name": rule.name,
+    }
