@@ -153,6 +153,9 @@ def scan(
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompile the rules.")] = False,
     limit: Annotated[int, typer.Option(help="Rows of the timeline table (0: all).")] = 200,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, help="Worker processes reading files in parallel.")
+    ] = 1,
 ) -> None:
     """Hunt through logs with Sigma rules and print a timeline of detections."""
     if fmt not in ("table", "jsonl", "csv"):
@@ -177,7 +180,9 @@ def scan(
             TimeElapsedColumn(),
         )
         with Progress(*columns, console=err, transient=False) as bar:
-            result = scan_inputs(paths, loaded, min_level=min_level, progress=BarProgress(bar))
+            result = scan_inputs(
+                paths, loaded, min_level=min_level, progress=BarProgress(bar), jobs=jobs
+            )
     except VigilError as exc:
         raise fail(str(exc)) from None
     _print_summary(result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from vigil.detect.sigma import (
     load_rules,
 )
 from vigil.events import HOST_FIELDS, format_time
-from vigil.ingest import FileReport, discover, read_events
+from vigil.ingest import FileReport, Input, discover, read_events
 
 
 class Progress(Protocol):
@@ -151,10 +152,90 @@ def scan_inputs(
     *,
     min_level: str | None = None,
     progress: Progress | None = None,
+    jobs: int = 1,
 ) -> ScanResult:
-    """Read every log under `paths`, match it against the loaded rules, return the timeline."""
+    """Read every log under `paths`, match it against the loaded rules, return the timeline.
+
+    With `jobs` > 1, files are read and matched in that many worker processes (forked, so
+    they share the loaded rules); correlation and the timeline are built here either way."""
     with _collector_tuned():
-        return _scan(paths, loaded, min_level, progress)
+        return _scan(paths, loaded, min_level, progress, jobs)
+
+
+@dataclass
+class _InputResult:
+    """What scanning one input gave; picklable, so worker processes can send it back."""
+
+    report: FileReport
+    detections: list[Detection] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)
+    untimed: int = 0
+    parse_seconds: float = 0.0
+    match_seconds: float = 0.0
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+class _Batches(Protocol):
+    def __call__(self, events: int, detections: int) -> None: ...
+
+
+def _scan_input(
+    source: Input,
+    loaded: LoadedRules,
+    wanted_rules: set[int],
+    threshold: int,
+    on_batch: _Batches | None = None,
+) -> _InputResult:
+    engine = loaded.engine
+    plan = loaded.plan
+    out = _InputResult(FileReport(source.name))
+    before = dict(engine.counters)
+    timeouts_before = RegexStats.timeouts
+    batches = read_events(source, out.report)
+    while True:
+        started = time.perf_counter()
+        batch = next(batches, None)
+        out.parse_seconds += time.perf_counter() - started
+        if batch is None:
+            break
+        routes_seen = engine.routes_built
+        started = time.perf_counter()
+        detected_at = _now()
+        found = 0
+        for match in engine.match(batch):
+            meta = plan.rules[match.rule]
+            if match.rule in wanted_rules:
+                if match.event.time is None:
+                    out.untimed += 1
+                else:
+                    refs = ((match.event.source, match.event.record),)
+                    hit = Hit(match.event.time, ("rule", match.rule), match.rule_fields(), refs)
+                    out.hits.append(hit)
+            if not meta.output or level_rank(meta.level) < threshold:
+                continue
+            out.detections.append(detection_of(match, loaded, detected_at))
+            found += 1
+        out.report.detections += found
+        out.match_seconds += time.perf_counter() - started
+        if engine.routes_built != routes_seen:
+            # rule tests built for new kinds of events live on: keep the GC off them too
+            gc.freeze()
+        if on_batch:
+            on_batch(len(batch), found)
+    out.counters = {name: engine.counters[name] - before.get(name, 0) for name in engine.counters}
+    out.counters["regex_timeouts"] = RegexStats.timeouts - timeouts_before
+    return out
+
+
+# Set in the parent before worker processes fork; workers inherit the loaded rules and inputs.
+_SHARED: dict[str, Any] = {}
+
+
+def _scan_shared(index: int) -> tuple[int, _InputResult]:
+    # the GC settings of the parent's scan (frozen rules, rare collections) carry over the fork
+    return index, _scan_input(
+        _SHARED["inputs"][index], _SHARED["loaded"], _SHARED["wanted_rules"], _SHARED["threshold"]
+    )
 
 
 def _scan(
@@ -162,64 +243,40 @@ def _scan(
     loaded: LoadedRules,
     min_level: str | None,
     progress: Progress | None,
+    jobs: int,
 ) -> ScanResult:
     inputs = discover(paths)
-    engine = loaded.engine
     plan = loaded.plan
     correlation = CorrelationEngine(plan.correlations)
     wanted_rules = {i for i in range(len(plan.rules)) if correlation.wants(i)}
     threshold = level_rank(min_level) if min_level else -1
     result = ScanResult([], [], loaded)
-    hits: list[Hit] = []
-    untimed = 0
-    routes_seen = engine.routes_built
-    before = dict(engine.counters)
-    timeouts_before = RegexStats.timeouts
     if progress:
         progress.start(len(inputs))
-    for source in inputs:
-        report = FileReport(source.name)
-        result.files.append(report)
-        if progress:
-            progress.file_started(source.name)
-        batches = read_events(source, report)
-        while True:
-            started = time.perf_counter()
-            batch = next(batches, None)
-            result.parse_seconds += time.perf_counter() - started
-            if batch is None:
-                break
-            if engine.routes_built != routes_seen:
-                # rule tests built for new kinds of events live on: keep the GC off them too
-                routes_seen = engine.routes_built
-                gc.freeze()
-            started = time.perf_counter()
-            detected_at = _now()
-            found = 0
-            for match in engine.match(batch):
-                meta = plan.rules[match.rule]
-                if match.rule in wanted_rules:
-                    if match.event.time is None:
-                        untimed += 1
-                    else:
-                        hits.append(
-                            Hit(
-                                match.event.time,
-                                ("rule", match.rule),
-                                match.rule_fields(),
-                                ((match.event.source, match.event.record),),
-                            )
-                        )
-                if not meta.output or level_rank(meta.level) < threshold:
-                    continue
-                result.detections.append(detection_of(match, loaded, detected_at))
-                found += 1
-            report.detections += found
-            result.match_seconds += time.perf_counter() - started
+    parts: list[_InputResult] = []
+    if jobs > 1 and len(inputs) > 1:
+        parts = _scan_parallel(inputs, loaded, wanted_rules, threshold, progress, jobs)
+    else:
+        for source in inputs:
             if progress:
-                progress.advanced(len(batch), found)
-        if progress:
-            progress.file_done(report)
+                progress.file_started(source.name)
+            part = _scan_input(
+                source, loaded, wanted_rules, threshold, progress.advanced if progress else None
+            )
+            parts.append(part)
+            if progress:
+                progress.file_done(part.report)
+    hits: list[Hit] = []
+    counters: dict[str, int] = {"correlation_hits_without_time": 0}
+    for part in parts:
+        result.files.append(part.report)
+        result.detections.extend(part.detections)
+        hits.extend(part.hits)
+        result.parse_seconds += part.parse_seconds
+        result.match_seconds += part.match_seconds
+        counters["correlation_hits_without_time"] += part.untimed
+        for name, value in part.counters.items():
+            counters[name] = counters.get(name, 0) + value
     started = time.perf_counter()
     detected_at = _now()
     hits.sort(key=lambda h: h.time)
@@ -232,12 +289,34 @@ def _scan(
             result.detections.append(correlation_detection(fired, detected_at))
     result.match_seconds += time.perf_counter() - started
     result.detections.sort(key=_timeline_key)
-    result.counters = {
-        **{name: engine.counters[name] - before.get(name, 0) for name in engine.counters},
-        "correlation_hits_without_time": untimed,
-        "regex_timeouts": RegexStats.timeouts - timeouts_before,
-    }
+    result.counters = counters
     return result
+
+
+def _scan_parallel(
+    inputs: list[Input],
+    loaded: LoadedRules,
+    wanted_rules: set[int],
+    threshold: int,
+    progress: Progress | None,
+    jobs: int,
+) -> list[_InputResult]:
+    """Inputs spread over forked worker processes (they inherit the loaded rules); results come
+    back in input order, so the timeline does not depend on which worker read what."""
+    _SHARED.update(inputs=inputs, loaded=loaded, wanted_rules=wanted_rules, threshold=threshold)
+    context = multiprocessing.get_context("fork")
+    parts: list[_InputResult | None] = [None] * len(inputs)
+    try:
+        with context.Pool(min(jobs, len(inputs))) as pool:
+            for index, part in pool.imap_unordered(_scan_shared, range(len(inputs))):
+                parts[index] = part
+                if progress:
+                    progress.file_started(part.report.path)
+                    progress.advanced(part.report.records_read, len(part.detections))
+                    progress.file_done(part.report)
+    finally:
+        _SHARED.clear()
+    return [p for p in parts if p is not None]
 
 
 def _timeline_key(d: Detection) -> tuple[Any, ...]:
