@@ -100,11 +100,14 @@ def flatten_evtx_json(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def flatten_nxlog(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """Flat nxlog-style records (OTRF Mordor): EVTX names for host and provider, the rest as is."""
-    out = dict(doc)
+    """Flat nxlog-style records (OTRF Mordor): EVTX names for host and provider, the rest as is.
+
+    A dict is completed in place (readers hand over records they own); other mappings are
+    copied."""
+    out = doc if type(doc) is dict else dict(doc)
     for old, new in NXLOG_RENAMES.items():
-        if old in doc and new not in doc:
-            out[new] = doc[old]
+        if old in out and new not in out:
+            out[new] = out[old]
     return out
 
 
