@@ -375,7 +375,7 @@ def rules_check(
     placeholders: Annotated[
         Path | None, typer.Option(help="YAML file of placeholder values.")
     ] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompile the rules.")] = True,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompile the rules.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Load rules and report what loads and every rule that cannot be used, with why."""
