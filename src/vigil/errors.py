@@ -1,4 +1,5 @@
-"""The one exception hierarchy of Vigil: every error names the file, record or rule at fault."""
+"""The one exception hierarchy of Vigil. Problems with single records or rules are not raised:
+they are reported (`vigil.ingest.Problem`, `vigil.detect.sigma.RuleProblem`) and work goes on."""
 
 from __future__ import annotations
 
@@ -9,23 +10,3 @@ class VigilError(Exception):
 
 class InputError(VigilError):
     """A path, folder or option given by the user cannot be used."""
-
-
-class RecordError(VigilError):
-    """One record of a log cannot be read; the rest of the file goes on."""
-
-    def __init__(self, reason: str, *, record: int | str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.record = record
-
-
-class RuleError(VigilError):
-    """A detection rule cannot be used; names the rule file and why."""
-
-    def __init__(self, reason: str, *, path: str | None = None, rule_id: str | None = None) -> None:
-        where = path or rule_id or "<rule>"
-        super().__init__(f"{where}: {reason}")
-        self.reason = reason
-        self.path = path
-        self.rule_id = rule_id

@@ -25,7 +25,6 @@ class Event:
         "_stamp",
         "_time",
         "category",
-        "extra",
         "fields",
         "format",
         "product",
@@ -45,7 +44,6 @@ class Event:
         service: str | None = None,
         category: str | None = None,
         format: str = "",
-        extra: dict[str, Any] | None = None,
         stamp: Any = None,
         raw: bytes | str | None = None,
     ) -> None:
@@ -58,7 +56,6 @@ class Event:
         self.service = service
         self.category = category
         self.format = format
-        self.extra = extra if extra is not None else {}
         self.raw = raw
 
     @property
@@ -90,29 +87,44 @@ class Event:
         return f"Event(source={self.source!r}, record={self.record!r}, fields={self.fields!r})"
 
 
+# The instants datetime can represent (years 1 to 9999), in epoch seconds.
+_FIRST = -62135596800.0
+_LAST = 253402300799.0
+
+
 def format_time(epoch: float | None) -> str | None:
-    if epoch is None:
+    """ISO 8601 UTC with microseconds, or None for no time or one out of datetime's range."""
+    if epoch is None or not _FIRST <= epoch <= _LAST:
         return None
-    stamp = datetime.fromtimestamp(epoch, tz=UTC)
+    try:
+        stamp = datetime.fromtimestamp(epoch, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
     return stamp.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_time(text: Any) -> float | None:
-    """Epoch seconds from the time stamps logs carry (ISO 8601, evtx-rs style), or None."""
-    if text is None:
+    """Epoch seconds from the time stamps logs carry (ISO 8601, evtx-rs style, epoch seconds or
+    milliseconds), or None when there is none or it is out of range."""
+    if text is None or isinstance(text, bool):
         return None
     if isinstance(text, int | float):
-        value = float(text)
-        return value / 1000.0 if value > 1e11 else value
+        try:
+            value = float(text)
+        except OverflowError:
+            return None
+        if value > 1e11 or value < -1e11:
+            value /= 1000.0
+        return value if _FIRST <= value <= _LAST else None  # also rejects NaN
     raw = str(text).strip()
-    if not raw:
+    if not raw or len(raw) > 64:
         return None
     if raw.endswith(" UTC"):
         raw = raw[:-4]
     try:
         stamp = datetime.fromisoformat(raw)
-    except ValueError:
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
+        return stamp.timestamp()
+    except (ValueError, OverflowError, OSError):
         return None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=UTC)
-    return stamp.timestamp()

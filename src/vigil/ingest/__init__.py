@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -72,31 +73,39 @@ def _expand(path: Path) -> list[Input]:
         with zipfile.ZipFile(path) as archive:
             names = [i.filename for i in archive.infolist() if not i.is_dir()]
     except zipfile.BadZipFile:
-        return [source]
+        return [source]  # zip magic but no archive: read (and reported) as what it is
+    except (OSError, EOFError, ValueError, NotImplementedError) as exc:
+        # a damaged directory, names that are not UTF-8, an unsupported zip feature
+        return [Input(str(path), _raiser(exc))]
     return [_member(path, name) for name in names]
+
+
+class _OpenArchive:
+    """The zip archive members are being read from, kept open while its members are read in
+    turn (opening an archive reads its whole directory: once per member would be quadratic).
+    One per process: a forked worker opens its own."""
+
+    path: Path | None = None
+    pid = 0
+    archive: zipfile.ZipFile | None = None
+
+    @classmethod
+    def get(cls, path: Path) -> zipfile.ZipFile:
+        if cls.archive is None or cls.path != path or cls.pid != os.getpid():
+            if cls.archive is not None and cls.pid == os.getpid():
+                cls.archive.close()
+            cls.archive, cls.path, cls.pid = zipfile.ZipFile(path), path, os.getpid()
+        return cls.archive
 
 
 def _member(path: Path, name: str) -> Input:
     def opener() -> Any:
-        archive = zipfile.ZipFile(path)
-        try:
-            stream = maybe_gunzipped(archive.open(name))
-        except BaseException:
-            archive.close()
-            raise
-        original_close = stream.close
-
-        def close() -> None:
-            original_close()
-            archive.close()
-
-        stream.close = close  # type: ignore[method-assign]
-        return stream
+        return maybe_gunzipped(_OpenArchive.get(path).open(name))
 
     return Input(f"{path}/{name}", opener, compressed=True)
 
 
-def _raiser(exc: OSError) -> Callable[[], Any]:
+def _raiser(exc: Exception) -> Callable[[], Any]:
     def opener() -> Any:
         raise exc
 
@@ -113,7 +122,7 @@ def read_events(source: Input, report: FileReport) -> Iterator[list[Event]]:
     try:
         head = source.head(4096)
     except (OSError, RuntimeError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        # unreadable file, encrypted or damaged archive member
+        # unreadable file, encrypted or damaged archive member, unsupported zip feature
         report.format = "unreadable"
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         report.reject(None, f"cannot read: {reason}")

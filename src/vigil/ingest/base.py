@@ -122,6 +122,14 @@ def maybe_gunzipped(stream: IO[bytes]) -> IO[bytes]:
     return buffered  # type: ignore[no-any-return]
 
 
+def _drain(stream: IO[bytes]) -> int:
+    """How many bytes are left in a stream (read and dropped in blocks)."""
+    total = 0
+    while block := stream.read(1 << 16):
+        total += len(block)
+    return total
+
+
 class _GzipReader(io.RawIOBase):
     """Streams gzip data; trailing garbage after the last member ends the stream instead of
     raising, so a gzip with a stray trailing byte still yields all of its data."""
@@ -177,7 +185,7 @@ class _GzipReader(io.RawIOBase):
                     self._eof = True
                     return
             if rest[:2] != GZIP_MAGIC:
-                extra = len(rest) + len(self._file.read())
+                extra = len(rest) + _drain(self._file)
                 if rest.strip(b"\0") or extra > 1024:
                     self.problem = (
                         f"{extra} byte(s) of trailing garbage after the gzip data (ignored)"

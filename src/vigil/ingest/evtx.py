@@ -6,6 +6,7 @@ import io
 import re
 import struct
 import zlib
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,9 @@ CHUNK_MAGIC = b"ElfChnk\x00"
 HEADER_SIZE = 4096
 CHUNK_SIZE = 65536
 BATCH = 2048
+# A record takes at least 24 bytes of a chunk's 65,024 bytes of record space; a header that claims
+# more records than fit is damaged, and its range is not used to count lost records.
+MAX_CHUNK_RECORDS = (CHUNK_SIZE - 512) // 24
 _ZERO_CHUNK = bytes(CHUNK_SIZE)
 
 _CHUNK_ERROR = re.compile(r"chunk number (\d+)")
@@ -80,6 +84,8 @@ def inspect(data: bytes) -> Layout:
         first, last = struct.unpack_from("<QQ", chunk, 24)
         entry = Chunk(index, first, last)
         layout.chunks[index] = entry
+        if not 0 <= last - first < MAX_CHUNK_RECORDS:
+            entry.problems.append(f"chunk header claims records {first}-{last}, more than fit")
         free = struct.unpack_from("<I", chunk, 48)[0]
         records_crc, header_crc = (
             struct.unpack_from("<I", chunk, 52)[0],
@@ -147,10 +153,11 @@ def _account(layout: Layout, seen: dict[int, int], errors: list[str], report: Fi
             chunk_errors.setdefault(int(found.group(1)), []).append(message)
         else:
             loose.append(message)
+    ordered = sorted(seen)
     for index, chunk in sorted(layout.chunks.items()):
-        missing = [
-            rid for rid in range(chunk.first_record, chunk.last_record + 1) if rid not in seen
-        ]
+        if not 0 <= chunk.last_record - chunk.first_record < MAX_CHUNK_RECORDS:
+            continue  # a damaged header, reported as such
+        missing = _gaps(chunk.first_record, chunk.last_record, ordered)
         if not missing:
             continue
         reasons = chunk_errors.pop(index, []) or loose[:1]
@@ -158,26 +165,26 @@ def _account(layout: Layout, seen: dict[int, int], errors: list[str], report: Fi
             loose.pop(0)
         why = reasons[0] if reasons else "not returned by the parser"
         where = f"chunk {index} (offset {HEADER_SIZE + index * CHUNK_SIZE:#x})"
-        for span, count in _spans(missing):
-            report.reject(f"{where} records {span}", f"unreadable: {why}", count)
+        for first, last in missing:
+            span = f"{first}-{last}" if first != last else str(first)
+            report.reject(f"{where} records {span}", f"unreadable: {why}", last - first + 1)
     for message in loose:
         report.reject(None, message)
     for index, messages in chunk_errors.items():
         report.reject(f"chunk {index}", messages[0])
 
 
-def _spans(ids: list[int]) -> list[tuple[str, int]]:
-    """Consecutive record numbers as ("first-last", count) ranges."""
-    spans: list[tuple[str, int]] = []
-    start = prev = ids[0]
-    for rid in [*ids[1:], None]:
-        if rid is None or rid != prev + 1:
-            spans.append((f"{start}-{prev}" if start != prev else str(start), prev - start + 1))
-            if rid is None:
-                break
-            start = rid
-        prev = rid
-    return spans
+def _gaps(first: int, last: int, ordered: list[int]) -> list[tuple[int, int]]:
+    """The ranges of record numbers in first..last that are not in `ordered` (sorted)."""
+    gaps: list[tuple[int, int]] = []
+    expected = first
+    for rid in ordered[bisect_left(ordered, first) : bisect_right(ordered, last)]:
+        if rid > expected:
+            gaps.append((expected, rid - 1))
+        expected = rid + 1
+    if expected <= last:
+        gaps.append((expected, last))
+    return gaps
 
 
 def to_events(records: list[dict[str, Any]], report: FileReport) -> list[Event]:
@@ -189,6 +196,9 @@ def to_events(records: list[dict[str, Any]], report: FileReport) -> list[Event]:
             fields = flatten_evtx_json(loads(record["data"]))
         except orjson.JSONDecodeError as exc:
             report.reject(record.get("event_record_id"), f"parser gave invalid JSON: {exc}")
+            continue
+        except RecursionError:
+            report.reject(record.get("event_record_id"), "nested too deeply to flatten")
             continue
         record_id = fields.get("EventRecordID")
         if not isinstance(record_id, int):

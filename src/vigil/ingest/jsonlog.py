@@ -16,7 +16,7 @@ from vigil.events import (
     flatten_winlogbeat,
     windows_shape,
 )
-from vigil.ingest.base import FileReport, Input
+from vigil.ingest.base import MAX_WHOLE_READ, FileReport, Input
 
 NAME = "json"
 BATCH = 2048
@@ -56,7 +56,11 @@ def read(source: Input, report: FileReport) -> Iterator[list[Raw]]:
             yield from _read_lines(head, stream, report)
         else:
             report.format = "json"
-            yield from _read_documents(head + stream.read(), report)
+            rest = stream.read(MAX_WHOLE_READ + 1 - len(head))
+            if len(head) + len(rest) > MAX_WHOLE_READ:
+                report.reject(None, f"a JSON document larger than {MAX_WHOLE_READ >> 20} MiB")
+                return
+            yield from _read_documents(head + rest, report)
         Input.finish(stream, report)
 
 
@@ -80,27 +84,47 @@ def _is_json_lines(head: bytes) -> bool:
     return objects > 0 and 2 * objects >= len(lines) - 1
 
 
-def _lines(head: bytes, stream: Any) -> Iterator[list[bytes]]:
-    """Lines in large chunks (the last line of a chunk waits for the next chunk)."""
+# A line longer than this is set aside (and the reader moves on to the next line) rather than
+# held in memory whole.
+MAX_LINE = 64 << 20
+
+
+def _lines(head: bytes, stream: Any, report: FileReport) -> Iterator[list[bytes]]:
+    """Lines in large chunks (the last line of a chunk waits for the next chunk). A line over
+    MAX_LINE becomes an empty line, its number kept, and is rejected."""
     pending = head
+    number = 0  # lines handed out so far
+    overlong = False  # inside a line already rejected as too long
     while True:
         chunk = stream.read(CHUNK)
         if not chunk:
-            if pending:
+            if overlong:
+                yield [b""]
+            elif pending:
                 yield pending.split(b"\n")
             return
         pending += chunk
         cut = pending.rfind(b"\n")
         if cut >= 0:
-            yield pending[:cut].split(b"\n")
+            lines = pending[:cut].split(b"\n")
             pending = pending[cut + 1 :]
+            if overlong:
+                lines[0] = b""
+                overlong = False
+            number += len(lines)
+            yield lines
+        if len(pending) > MAX_LINE:
+            if not overlong:
+                report.reject(number + 1, f"line longer than {MAX_LINE >> 20} MiB")
+            overlong = True
+            pending = b""
 
 
 def _read_lines(head: bytes, stream: Any, report: FileReport) -> Iterator[list[Raw]]:
     batch: list[Raw] = []
     number = 0
     loads = orjson.loads
-    for lines in _lines(head, stream):
+    for lines in _lines(head, stream, report):
         for line in lines:
             number += 1
             if not line.strip():
@@ -130,7 +154,7 @@ def _read_documents(data: bytes, report: FileReport) -> Iterator[list[Raw]]:
         values = whole if isinstance(whole, list) else [whole]
         yield from _batches(values)
         return
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(parse_constant=_no_constant, parse_int=_int64)
     values = []
     pos, end = 0, len(text)
     while pos < end:
@@ -147,11 +171,27 @@ def _read_documents(data: bytes, report: FileReport) -> Iterator[list[Raw]]:
                 f"{exc.msg}; the rest of the file cannot be split into records",
             )
             break
+        except (ValueError, RecursionError) as exc:  # NaN, nesting too deep
+            report.reject(
+                len(values) + 1,
+                f"invalid JSON: {exc}; the rest of the file cannot be split into records",
+            )
+            break
         if isinstance(value, list):
             values.extend(value)
         else:
             values.append(value)
     yield from _batches(values)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _int64(text: str) -> int | str:
+    """An integer as orjson reads it (64 bits); a longer one is kept as its text."""
+    value = int(text)
+    return value if -(1 << 63) <= value < (1 << 64) else text
 
 
 def _batches(values: list[Any]) -> Iterator[list[Raw]]:
@@ -199,5 +239,8 @@ def to_events(records: list[Raw], report: FileReport) -> list[Event]:
         if type(value) is not dict:
             report.reject(number, f"a JSON {type(value).__name__}, not an object")
             continue
-        events.append(to_event(value, report.path, number, line))
+        try:
+            events.append(to_event(value, report.path, number, line))
+        except RecursionError:
+            report.reject(number, "nested too deeply to flatten")
     return events

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import platform
+import sys
 import time
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata, resources
@@ -33,21 +36,26 @@ class LoadedRules:
         return self.plan.problems
 
 
-def _version_key(placeholders: dict[str, list[str]] | None) -> list[str]:
-    """What besides the rules shapes a plan: versions, the logsource mapping, the compiler's own
-    code (so a changed Vigil never reuses an old plan) and the placeholder values."""
+def _version_key(placeholders: dict[str, list[str]] | None, logsources: LogsourceMap) -> list[str]:
+    """What besides the rules shapes a plan: versions, the platform, the logsource mapping, the
+    compiler's own code (so a changed Vigil never reuses an old plan) and placeholder values."""
     hasher = hashlib.sha256()
     package = resources.files("vigil.detect.sigma")
     for name in sorted(p.name for p in package.iterdir() if p.name.endswith(".py")):
         hasher.update(package.joinpath(name).read_bytes())
-    hasher.update(resources.files("vigil.data").joinpath("logsources.yml").read_bytes())
     return [
-        metadata.version("vigil"),
-        metadata.version("pysigma"),
-        metadata.version("hyperscan"),
+        *(metadata.version(name) for name in _SHAPING_PACKAGES),
+        sys.version,
+        unicodedata.unidata_version,
+        platform.machine(),
         hasher.hexdigest(),
+        logsources.digest,
         repr(sorted((placeholders or {}).items())),
     ]
+
+
+# Packages whose version can change what a plan holds or how it reads.
+_SHAPING_PACKAGES = ("vigil", "pysigma", "hyperscan", "google-re2", "regex", "orjson")
 
 
 def load_rules(
@@ -61,7 +69,7 @@ def load_rules(
     started = time.perf_counter()
     logsources = logsources or LogsourceMap.default()
     files = loader.collect_files(folders)
-    key = loader.digest(files, *_version_key(placeholders))
+    key = loader.digest(files, *_version_key(placeholders, logsources))
     plan = cache.load(key) if use_cache else None
     from_cache = plan is not None
     if plan is None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,11 +201,11 @@ def string_atom(field: str | None, parts: tuple[str, ...], cased: bool) -> Atom:
     if mode == "glob":
         args = (
             mode,
-            tuple(p if p in MARKERS else (p if cased else p.lower()) for p in parts),
+            tuple(p if p in MARKERS else (p if cased else fold(p)) for p in parts),
             cased,
         )
     else:
-        args = (mode, text if cased else text.lower(), cased)
+        args = (mode, text if cased else folded, cased)
     return Atom("kw" if keyword else "str", field, args, literal, exact)
 
 
@@ -325,11 +324,9 @@ def regex_atom(
 def cidr_atom(field: str, network: str) -> Atom:
     net = ipaddress.ip_network(network, strict=False)
     literal = None
-    if net.version == 4 and net.prefixlen >= 8:
-        octets = str(net.network_address).split(".")[: net.prefixlen // 8]
-        literal = Literal(".".join(octets) + ".", field, anchored=True)
+    if net.version == 4 and net.prefixlen >= 16:
+        # the whole octets the prefix fixes, at most three so the literal ends with a dot; not
+        # anchored, as the test accepts an address in brackets or with spaces around it
+        octets = str(net.network_address).split(".")[: min(net.prefixlen // 8, 3)]
+        literal = Literal(".".join(octets) + ".", field)
     return Atom("cidr", field, (str(net),), literal)
-
-
-def describe(atoms: Iterable[Atom]) -> list[str]:
-    return [f"{a.kind}:{a.field}:{a.args}" for a in atoms]

@@ -11,6 +11,7 @@ import pickle
 import tempfile
 from pathlib import Path
 
+import hyperscan
 import platformdirs
 
 from vigil.detect.sigma.plan import Plan
@@ -27,11 +28,26 @@ def _path(key: str) -> Path:
     return cache_dir() / f"sigma-plan-{FORMAT}-{key[:40]}.pickle"
 
 
+def _trusted(path: Path) -> bool:
+    """Whether a cache file is the user's own and nobody else could have written it (pickle
+    runs code on load)."""
+    try:
+        for item in (path.parent, path):
+            info = item.stat()
+            if info.st_uid != os.getuid() or info.st_mode & 0o022:
+                return False
+    except OSError:
+        return False
+    return True
+
+
 def load(key: str) -> Plan | None:
     path = _path(key)
+    if not _trusted(path):
+        return None
     try:
         with path.open("rb") as handle:
-            stored_key, plan = pickle.load(handle)  # noqa: S301 - our own file, keyed by content
+            stored_key, plan = pickle.load(handle)  # noqa: S301 - our own file, checked above
     except (
         OSError,
         EOFError,
@@ -45,13 +61,20 @@ def load(key: str) -> Plan | None:
         return None
     if stored_key != key or not isinstance(plan, Plan):
         return None
+    # Hyperscan databases are built for a platform: one that will not load means rebuilding.
+    sample = next((data for pair in plan.group_databases for data in pair if data), None)
+    if sample is not None:
+        try:
+            hyperscan.loadb(sample, hyperscan.HS_MODE_BLOCK)
+        except hyperscan.error:
+            return None
     return plan
 
 
 def store(key: str, plan: Plan) -> None:
     folder = cache_dir()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         handle, temp = tempfile.mkstemp(dir=folder, prefix=".plan-")
         with os.fdopen(handle, "wb") as out:
             pickle.dump((key, plan), out, protocol=pickle.HIGHEST_PROTOCOL)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import compress
@@ -17,8 +18,6 @@ from vigil.detect.sigma.folding import fold
 from vigil.detect.sigma.logsource import EventClass, LogsourceMap
 from vigil.detect.sigma.plan import OTHER_FIELD, SEG, VAL, Plan
 from vigil.events import Event
-
-_EMPTY: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)
@@ -65,19 +64,21 @@ class Engine:
         self.routes: dict[EventClass, Route] = {}
         self.routes_built = 0
         self._routes_by_key: dict[tuple[Any, ...], Route] = {}
-        self._key_fields = {name: pmap.key_fields for name, pmap in logsources.products.items()}
         self._variants_of_group: list[list[int]] = [[] for _ in plan.groups]
         for index, group in enumerate(plan.variant_group):
             self._variants_of_group[group].append(index)
         self._group_databases: dict[int, tuple[Any, Any]] = {}
-        self.present: set[int] = set()
-        add = self.present.add
+        self.counters = {"events": 0, "routed": 0, "candidates": 0, "matches": 0}
+
+    @staticmethod
+    def _on_match(present: set[int]) -> Any:
+        """The Hyperscan callback of one `match` call: collects the ids of literals seen."""
+        add = present.add
 
         def on_match(literal: int, start: int, end: int, flags: int, context: Any) -> None:
             add(literal)
 
-        self._on_match = on_match
-        self.counters = {"events": 0, "routed": 0, "candidates": 0, "matches": 0}
+        return on_match
 
     def variant_test(self, index: int) -> Test:
         test = self.variant_tests[index]
@@ -118,7 +119,9 @@ class Engine:
         prefixes: dict[str, str] = {}
         by_literal: dict[int, list[int]] = {}
         always: list[int] = []
-        groups = sorted({plan.variant_group[v] for v in chosen})
+        databases = [
+            self.group_databases(g) for g in sorted({plan.variant_group[v] for v in chosen})
+        ]
         for variant_index in chosen:
             for name in plan.variant_fields[variant_index]:
                 if name is not None and name not in prefixes:
@@ -135,25 +138,15 @@ class Engine:
         return Route(
             variants=tuple(chosen),
             prefixes=prefixes,
-            field_scans=tuple(
-                self.group_databases(g)[0] for g in groups if self.group_databases(g)[0]
-            ),
-            keyword_scans=tuple(
-                self.group_databases(g)[1] for g in groups if self.group_databases(g)[1]
-            ),
+            field_scans=tuple(on_fields for on_fields, _ in databases if on_fields),
+            keyword_scans=tuple(on_keywords for _, on_keywords in databases if on_keywords),
             by_literal={k: tuple(v) for k, v in by_literal.items()},
             always=tuple(always),
         )
 
     def route_for(self, event: Event) -> Route:
         """The route of an event, cached on the fields routing looks at."""
-        product = event.product
-        key_fields = self._key_fields.get(product or "")
-        fields = event.fields
-        if key_fields is None:
-            key: tuple[Any, ...] = (product, event.service, event.category)
-        else:
-            key = (product, event.service, event.category, *map(fields.get, key_fields))
+        key = self.logsources.key(event)
         found = self._routes_by_key.get(key)
         if found is None:
             found = self.route(self.logsources.classify(event))
@@ -163,8 +156,8 @@ class Engine:
     def match(self, events: Iterable[Event]) -> Iterator[Match]:
         """Every (event, rule) whose condition holds, in event order."""
         route_for = self.route_for
-        present = self.present
-        on_match = self._on_match
+        present: set[int] = set()
+        on_match = self._on_match(present)
         tests = self.variant_tests  # built with the route
         variants = self.plan.variants
         counters = self.counters
@@ -238,7 +231,7 @@ def _keyword_fields(args: tuple[Any, ...], view: EventView) -> dict[str, Any]:
         return found
     for name, value in view.fields.items():
         for text in texts_of(value) or ():
-            if str(pattern) in text.lower():
+            if str(pattern) in fold(text):
                 found[name] = value
                 break
     return found
@@ -274,50 +267,42 @@ def _prefilter_buffer(fields: dict[str, Any], prefixes: dict[str, str]) -> bytes
     """`SEG <field id> VAL <value>` for each value the route's rules look at, folded.
 
     This runs once per event, so the usual case (plain scalar values) is built from C-level
-    iterators only; None, lists and objects take the careful path."""
+    iterators only; None, lists and objects, and values that hold a separator character or a
+    lone surrogate themselves, take the careful path."""
     names = list(compress(fields, map(prefixes.__contains__, fields)))
     values = list(map(fields.__getitem__, names))
     if _PLAIN.issuperset(map(type, values)):
-        joined = "".join(map(add, map(prefixes.__getitem__, names), map(str, values)))
-    else:
-        joined = "".join(
-            [
-                prefixes[name] + (value if type(value) is str else _joined(value, prefixes[name]))
-                for name, value in zip(names, values, strict=True)
-                if value is not None and value != []
-            ]
-        )
-    joined = fold(joined + SEG)
-    if joined.count(SEG) == joined.count(VAL) + 1:
-        try:
-            return joined.encode("utf-8")
-        except UnicodeEncodeError:  # a value holds a lone surrogate
-            pass
-    return _sanitised(fields, prefixes)  # a value carries a separator or surrogate itself
+        joined = "".join(map(add, map(prefixes.__getitem__, names), map(str, values))) + SEG
+        # Each prefix holds one SEG and one VAL: any more came from a value.
+        if joined.count(SEG) == len(names) + 1 and joined.count(VAL) == len(names):
+            try:
+                return fold(joined).encode("utf-8")
+            except UnicodeEncodeError:  # a value holds a lone surrogate
+                pass
+    return _sanitised(fields, prefixes)
 
 
 def _keyword_buffer(event: Event) -> bytes:
     """The whole event as JSON, folded: what keyword literals (JSON-escaped) search.
 
-    The record's own JSON text when it escapes as orjson would (plain ASCII, no \\u or \\/
-    escapes), else the fields written by orjson. Field names and JSON syntax around the values
-    only add text, which can cost a prefilter hit but never hide a value."""
+    The record's own JSON text when it escapes as orjson would (no \\u or \\/ escapes, which
+    would hide the characters they stand for), else the fields written by orjson. Field names and
+    JSON syntax around the values only add text, which can cost a prefilter hit but never hide a
+    value."""
     raw = event.raw
-    if type(raw) is str:
+    if type(raw) is str and "\\u" not in raw and "\\/" not in raw:
         return (raw.lower() if raw.isascii() else fold(raw)).encode("utf-8", "replace")
-    if type(raw) is bytes:
+    if type(raw) is bytes and b"\\u" not in raw and b"\\/" not in raw:
         if raw.isascii():
             return raw.lower()
         return fold(raw.decode("utf-8", "replace")).encode("utf-8")
-    data = orjson.dumps(event.fields, default=str)
+    try:
+        data = orjson.dumps(event.fields, default=str)
+    except (TypeError, orjson.JSONEncodeError):  # an int beyond 64 bits, a key that is no str
+        data = json.dumps(event.fields, default=str, ensure_ascii=False).encode("utf-8", "replace")
     if data.isascii():
         return data.lower()
-    return fold(data.decode("utf-8")).encode("utf-8")
-
-
-def _joined(value: Any, prefix: str) -> str:
-    """A non-string value as buffer text: list items become segments of their own."""
-    return prefix.join(texts_of(value) or ("",))
+    return fold(data.decode("utf-8", "replace")).encode("utf-8")
 
 
 def _sanitised(fields: dict[str, Any], prefixes: dict[str, str]) -> bytes:
@@ -328,7 +313,7 @@ def _sanitised(fields: dict[str, Any], prefixes: dict[str, str]) -> bytes:
         if prefix is None:
             continue
         for text in texts_of(value) or ():
-            clean = text.replace(SEG, "\ufffd").replace(VAL, "\ufffd")
+            clean = text.replace(SEG, "\ufffd").replace(VAL, "\ufffd")  # cannot forge a field
             out.append(prefix + clean.encode("utf-8", "replace").decode("utf-8"))
     out.append(SEG)
     return fold("".join(out)).encode("utf-8")

@@ -12,6 +12,7 @@ import re2
 
 from vigil.detect.sigma.atoms import ANY, DASH, DASHES, MARKERS, ONE, Atom
 from vigil.detect.sigma.compiler import Node
+from vigil.detect.sigma.folding import fold
 from vigil.detect.sigma.regex import compile_search
 from vigil.events.model import parse_time
 
@@ -84,10 +85,10 @@ class EventView:
     def fold(self, name: str | None) -> Any:
         value = self.fields.get(name) if name is not None else _MISSING
         if type(value) is str:
-            folded: Any = value.lower()
+            folded: Any = fold(value)
         else:
             texts = self.texts(name)
-            folded = None if texts is None else [t.lower() for t in texts]
+            folded = None if texts is None else [fold(t) for t in texts]
         self.folded_cache[name] = folded
         return folded
 
@@ -281,14 +282,16 @@ _COMPARE = {
 }
 
 
+# A number as logs write one: decimal, optionally signed, with a fraction and an exponent.
+# Not "nan", "inf", "1_000" or "0x10", which float() or int(..., 0) would also take.
+_NUMBER = re2.compile(r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*")
+
+
 def _number(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        try:
-            return float(int(text, 0))
-        except ValueError:
-            return None
+    if len(text) > 64 or _NUMBER.fullmatch(text) is None:
+        return None
+    value = float(text)
+    return value if value - value == 0.0 else None  # not inf
 
 
 def _compare_test(field: str | None, op: str, number: float) -> Test:

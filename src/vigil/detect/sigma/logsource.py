@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -45,6 +47,9 @@ class EventClass:
         return None
 
 
+_KEY_TYPES = frozenset((str, int, type(None)))
+
+
 def _norm(value: Any) -> str:
     return str(value).strip().lower()
 
@@ -53,6 +58,10 @@ class LogsourceMap:
     """Classifies events into Sigma logsources using mapping tables (see data/logsources.yml)."""
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        # what the plan cache keys on: a plan compiled for other tables is another plan
+        self.digest = hashlib.sha256(
+            json.dumps(data, sort_keys=True, default=str).encode()
+        ).hexdigest()
         self.products: dict[str, ProductMap] = {}
         for product, spec in data.items():
             pmap = ProductMap(
@@ -84,17 +93,23 @@ class LogsourceMap:
         return cls(yaml.safe_load(text))
 
     def key(self, event: Event) -> tuple[Any, ...]:
-        """Events with equal keys classify alike; used to cache routing."""
-        pmap = self.products.get(event.product or "")
-        fields = event.fields
+        """Events with equal keys classify alike; used to cache routing.
+
+        Plain str and int values (the usual case) are used as they are: equal ones normalise
+        alike. Anything else (bool, float, lists) is normalised first, so that `True == 1` or an
+        unhashable list cannot confuse the cache."""
+        product = event.product
+        pmap = self.products.get(product or "")
+        if pmap is None and product:
+            product = _norm(product)
+            pmap = self.products.get(product)
+        head = (product, event.service, event.category)
         if pmap is None:
-            return (event.product, event.service, event.category)
-        return (
-            event.product,
-            event.service,
-            event.category,
-            *[fields.get(name) for name in pmap.key_fields],
-        )
+            return head
+        values = tuple(map(event.fields.get, pmap.key_fields))
+        if not _KEY_TYPES.issuperset(map(type, values)):
+            values = tuple(v if type(v) in _KEY_TYPES else ("\0", _norm(v)) for v in values)
+        return head + values
 
     def classify(self, event: Event) -> EventClass:
         key = self.key(event)
@@ -131,15 +146,6 @@ class LogsourceMap:
                         categories.append((category, alt.fieldmap))
                         break
         return EventClass(product, frozenset(services), tuple(categories))
-
-    def known(self, product: str | None, category: str | None, service: str | None) -> bool:
-        """Whether routing can ever send an event of a mapped product to this logsource."""
-        pmap = self.products.get(product or "")
-        if pmap is None:
-            return True  # products without tables route on what their readers tag
-        if service and service not in pmap.services:
-            return False
-        return not (category and category not in pmap.categories)
 
 
 @dataclass(frozen=True, slots=True)

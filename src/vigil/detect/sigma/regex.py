@@ -106,7 +106,13 @@ def check(pattern: str, flags: str) -> str | None:
 
 def required_literal(pattern: str, flags: str) -> str | None:
     """The longest run of plain ASCII characters every match must contain (case-folded), or
-    None when there is no such run of at least 3 characters."""
+    None when there is no such run of at least 3 characters.
+
+    The pattern is read with Python's parser, which agrees with RE2 on plain syntax; a pattern
+    with a POSIX class (`[[:alpha:]]`, which Python reads as a class and a literal `]`) gets no
+    literal rather than a wrong one."""
+    if "[:" in pattern and ":]" in pattern:
+        return None
     try:
         parsed = sre_parse.parse(pattern, re.IGNORECASE if "i" in flags else 0)
     except (re.error, RecursionError, OverflowError):
