@@ -719,3 +719,47 @@ def test_correlation_groups_security_4688_events_through_the_field_mapping(
     ]
     assert len(list(whoami_by_parent.engine.match(events))) == 2  # the base rule does match
     assert groups(correlate(whoami_by_parent, events)) == [{"ParentImage": PARENT}]
+
+
+# --------------------------------------------------------------------------------------------
+# Bounded state: corr "timespan" is the window; a group that time has left behind can never
+# fire again (or, for conditions judged when the window closes, is judged), so a long stream
+# of one-off groups does not pile up.
+# --------------------------------------------------------------------------------------------
+
+EVENT_COUNT_AT_MOST = """
+    type: event_count
+    rules:
+        - {ref}
+    group-by:
+        - User
+    timespan: 1m
+    condition:
+        lte: 1
+"""
+
+
+@pytest.mark.parametrize("body", [EVENT_COUNT, EVENT_COUNT_AT_MOST], ids=["gte", "lte"])
+def test_windows_left_behind_by_time_are_closed_and_results_unchanged(
+    failed_login_rule, event, body
+):
+    from vigil.detect.sigma import CorrelationEngine, Hit
+
+    loaded = load(failed_login_rule, correlation_yaml(body.format(ref=FAILED_ID)))
+    # 500 users failing once each, a minute and a half apart, then one user failing 3 times.
+    events = [f for n in range(500) for f in failures(event, f"user{n}", n * 90)]
+    events += failures(event, "mallory", 500 * 90, 500 * 90 + 5, 500 * 90 + 10)
+    engine = CorrelationEngine(loaded.plan.correlations)
+    fired = []
+    most_windows = 0
+    for match in loaded.engine.match(events):
+        hit = Hit(match.event.time, ("rule", match.rule), match.rule_fields(), ())
+        fired.extend(engine.feed(hit))
+        most_windows = max(most_windows, len(engine.windows))
+    fired.extend(engine.finish())
+    assert most_windows <= 3
+    users = sorted(f.group["User"] for f in fired)
+    if body is EVENT_COUNT:
+        assert users == ["mallory"]
+    else:  # every one-off user is at most one failure in the window; mallory is not
+        assert users == sorted(f"user{n}" for n in range(500))

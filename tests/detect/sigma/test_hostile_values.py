@@ -119,22 +119,32 @@ def test_cidr_slash_32_and_bracketed_addresses_match(sigma_rule) -> None:
     assert not net.matches({"DestinationIp": "192.169.4.1"})
 
 
-def test_keyword_found_in_a_record_whose_json_escapes_it(sigma_rule) -> None:
+def test_keyword_found_in_a_record_whose_json_escapes_some_of_it(sigma_rule) -> None:
     rule = sigma_rule("""
         keywords:
-            - 'mimikatz'
+            - 'sekurlsa+logonpasswords'
+            - 'invoke`expression'
+            - 'evil.example/payload'
         condition: keywords
     """)
-    # The record's JSON writes the m as \\u006d; the field value is plain text.
-    raw = '{"CommandLine": "\\u006dimikatz sekurlsa::logonpasswords"}'
-    event = Event(
-        fields={"CommandLine": "mimikatz sekurlsa::logonpasswords"},
-        source="t",
-        record=1,
-        product="testprod",
-        raw=raw,
-    )
-    assert list(rule.loaded.engine.match([event]))
+    # .NET's System.Text.Json escapes + and `, Go's encoding/json < > &, PHP /: the record's
+    # own JSON text does not hold the keyword as written, its field value does.
+    written = {
+        "sekurlsa+logonpasswords": "sekurlsa\\u002blogonpasswords",
+        "invoke`expression": "invoke\\u0060expression",
+        "evil.example/payload": "evil.example\\/payload",
+    }
+    for number, (value, escaped) in enumerate(written.items()):
+        event = Event(
+            fields={"CommandLine": f"x {value} y"},
+            source="t",
+            record=number,
+            product="testprod",
+            raw='{"CommandLine": "x ' + escaped + ' y"}',
+        )
+        assert list(rule.loaded.engine.match([event])), value
+    other = Event(fields={"CommandLine": "sekurlsa logonpasswords"}, source="t", product="testprod")
+    assert not list(rule.loaded.engine.match([other]))
 
 
 def test_keyword_search_survives_values_json_cannot_write_fast(sigma_rule) -> None:

@@ -210,9 +210,10 @@ def string_atom(field: str | None, parts: tuple[str, ...], cased: bool) -> Atom:
 
 
 # Keywords are looked for in the record's JSON text, as its writer escaped it. Writers agree on
-# `"` and `\\`, but some escape `/`, `<`, `>`, `&`, `'` or any non-ASCII character as `\\uXXXX`,
-# and control characters vary: a keyword's literal is its longest run of other characters.
-_KEYWORD_RUN = re.compile(r"[ !#-%(-.0-;=?-~]{3,}")
+# `"` and `\\` (written `\\"` and `\\\\`, as the literal is), but some escape `/`, `<`, `>`, `&`,
+# `'`, `+`, `` ` `` (.NET) or any non-ASCII character as `\\uXXXX`, and control characters vary: a
+# keyword's literal is its longest run of the printable ASCII characters no writer escapes.
+_KEYWORD_RUN = re.compile(r"[ !#-%(-*,-.0-;=?-_a-~]{3,}")
 
 
 def _keyword_literal(folded: str) -> Literal | None:

@@ -201,14 +201,29 @@ class Fired:
     hits: list[Hit]
 
 
+def _chained(fired: Fired) -> Hit:
+    """A correlation that fired, as a hit for correlations built on it."""
+    return Hit(
+        fired.last,
+        ("corr", fired.spec_index),
+        fired.group,
+        tuple(r for h in fired.hits for r in h.refs),
+    )
+
+
 @dataclass
 class _Window:
     items: deque[tuple[int, Hit]] = field(default_factory=deque)
 
 
 class CorrelationEngine:
-    """Feeds rule matches in time order; yields correlations as they fire. State is bounded by
-    each rule's timespan: hits older than the window are dropped as time advances."""
+    """Feeds rule matches in time order; yields correlations as they fire.
+
+    State is bounded by the rules' timespans: a window's hits older than its timespan are
+    dropped as its group sees new hits, and every so often (once event time has moved on by
+    the shortest timespan) windows that time has left behind are closed: judged if their
+    condition is judged on closing, dropped otherwise. A group seen once does not stay in
+    memory for the rest of a stream."""
 
     def __init__(self, specs: Sequence[CorrelationSpec]) -> None:
         self.specs = list(specs)
@@ -217,25 +232,41 @@ class CorrelationEngine:
             for position, source in enumerate(spec.inputs):
                 self.listeners.setdefault(source, []).append((index, position))
         self.windows: dict[tuple[int, tuple[Any, ...]], _Window] = {}
+        self._sweep_every = max(1.0, min((s.timespan for s in self.specs), default=1.0))
+        self._swept_at: float | None = None
 
     def wants(self, rule_index: int) -> bool:
         return ("rule", rule_index) in self.listeners
 
     def feed(self, hit: Hit) -> Iterator[Fired]:
         queue = [hit]
+        if self._swept_at is None:
+            self._swept_at = hit.time
+        elif hit.time - self._swept_at >= self._sweep_every:
+            self._swept_at = hit.time
+            for fired in self._sweep(hit.time):
+                yield fired
+                queue.append(_chained(fired))
         while queue:
             current = queue.pop()
             for spec_index, position in self.listeners.get(current.source, ()):
                 for fired in self._feed_one(spec_index, position, current):
                     yield fired
-                    queue.append(
-                        Hit(
-                            fired.last,
-                            ("corr", spec_index),
-                            fired.group,
-                            tuple(r for h in fired.hits for r in h.refs),
-                        )
-                    )
+                    queue.append(_chained(fired))
+
+    def _sweep(self, now: float) -> Iterator[Fired]:
+        """Close the windows whose last chance to fire is before `now`."""
+        for (spec_index, key), window in list(self.windows.items()):
+            spec = self.specs[spec_index]
+            items = window.items
+            if _monotone(spec):
+                if not items or items[-1][1].time < now - spec.timespan:
+                    del self.windows[(spec_index, key)]
+            elif not items or now > items[0][1].time + spec.timespan:
+                fired = self._judge(spec_index, key, list(items)) if items else None
+                del self.windows[(spec_index, key)]
+                if fired:
+                    yield fired
 
     def finish(self) -> Iterator[Fired]:
         """End of input: windows still open are judged on what they hold."""

@@ -285,14 +285,14 @@ def _prefilter_buffer(fields: dict[str, Any], prefixes: dict[str, str]) -> bytes
 def _keyword_buffer(event: Event) -> bytes:
     """The whole event as JSON, folded: what keyword literals (JSON-escaped) search.
 
-    The record's own JSON text when it escapes as orjson would (no \\u or \\/ escapes, which
-    would hide the characters they stand for), else the fields written by orjson. Field names and
-    JSON syntax around the values only add text, which can cost a prefilter hit but never hide a
-    value."""
+    The record's own JSON text when there is one: keyword literals are made only of characters
+    no JSON writer escapes (see atoms), so however it was written the text holds them. Else the
+    fields written by orjson. Field names and JSON syntax around the values only add text, which
+    can cost a prefilter hit but never hide a value."""
     raw = event.raw
-    if type(raw) is str and "\\u" not in raw and "\\/" not in raw:
+    if type(raw) is str:
         return (raw.lower() if raw.isascii() else fold(raw)).encode("utf-8", "replace")
-    if type(raw) is bytes and b"\\u" not in raw and b"\\/" not in raw:
+    if type(raw) is bytes:
         if raw.isascii():
             return raw.lower()
         return fold(raw.decode("utf-8", "replace")).encode("utf-8")

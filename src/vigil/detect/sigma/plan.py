@@ -103,7 +103,7 @@ def _cost(literal: bytes, routing_ids: set[bytes]) -> float:
     are common; long and non-ASCII text is rare."""
     core = literal.replace(b"\x1e", b"").replace(b"\x1f", b"")
     anchored = literal.startswith(b"\x1e")
-    if anchored:  # strip the private-use field id (3 bytes in UTF-8)
+    if anchored:  # strip the two-character field id
         if literal[1:3] in routing_ids:
             return 20.0
         core = core[2:]
