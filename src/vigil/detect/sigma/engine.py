@@ -15,7 +15,7 @@ import orjson
 from vigil.detect.sigma.compiler import Node
 from vigil.detect.sigma.evaluate import EventView, Test, atom_test, node_test, texts_of
 from vigil.detect.sigma.folding import fold
-from vigil.detect.sigma.logsource import EventClass, LogsourceMap
+from vigil.detect.sigma.logsource import KEY_TYPES, EventClass, LogsourceMap
 from vigil.detect.sigma.plan import OTHER_FIELD, SEG, VAL, Plan
 from vigil.events import Event
 
@@ -64,6 +64,7 @@ class Engine:
         self.routes: dict[EventClass, Route] = {}
         self.routes_built = 0
         self._routes_by_key: dict[tuple[Any, ...], Route] = {}
+        self._key_fields = {name: pmap.key_fields for name, pmap in logsources.products.items()}
         self._variants_of_group: list[list[int]] = [[] for _ in plan.groups]
         for index, group in enumerate(plan.variant_group):
             self._variants_of_group[group].append(index)
@@ -145,8 +146,17 @@ class Engine:
         )
 
     def route_for(self, event: Event) -> Route:
-        """The route of an event, cached on the fields routing looks at."""
-        key = self.logsources.key(event)
+        """The route of an event, cached on the fields routing looks at (`LogsourceMap.key`,
+        whose usual case, a known product and plain values, is inlined here)."""
+        key_fields = self._key_fields.get(event.product)  # type: ignore[arg-type]
+        if key_fields is None:
+            key = self.logsources.key(event)
+        else:
+            values = tuple(map(event.fields.get, key_fields))
+            if KEY_TYPES.issuperset(map(type, values)):
+                key = (event.product, event.service, event.category, *values)
+            else:
+                key = self.logsources.key(event)
         found = self._routes_by_key.get(key)
         if found is None:
             found = self.route(self.logsources.classify(event))

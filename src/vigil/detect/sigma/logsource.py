@@ -47,7 +47,7 @@ class EventClass:
         return None
 
 
-_KEY_TYPES = frozenset((str, int, type(None)))
+KEY_TYPES = frozenset((str, int, type(None)))
 
 
 def _norm(value: Any) -> str:
@@ -107,8 +107,8 @@ class LogsourceMap:
         if pmap is None:
             return head
         values = tuple(map(event.fields.get, pmap.key_fields))
-        if not _KEY_TYPES.issuperset(map(type, values)):
-            values = tuple(v if type(v) in _KEY_TYPES else ("\0", _norm(v)) for v in values)
+        if not KEY_TYPES.issuperset(map(type, values)):
+            values = tuple(v if type(v) in KEY_TYPES else ("\0", _norm(v)) for v in values)
         return head + values
 
     def classify(self, event: Event) -> EventClass:
