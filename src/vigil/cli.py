@@ -318,7 +318,7 @@ def _write_detections(result: ScanResult, fmt: str, output: Path | None, limit: 
             )
         _emit(buffer.getvalue().encode(), output)
     else:
-        table = _timeline(detections, limit)
+        table = _timeline(detections, limit, out.width)
         if output is None:
             out.print(table)
         else:
@@ -336,7 +336,9 @@ def _emit(data: bytes, output: Path | None) -> None:
         err.print(f"Detections written to {escape(str(output))}", highlight=False)
 
 
-def _timeline(detections: list[Detection], limit: int) -> Table:
+def _timeline(detections: list[Detection], limit: int, width: int = 200) -> Table:
+    """The detections as a table. Below 120 columns, host and source move into the details
+    column so that time, level and rule keep their width."""
     shown = detections if limit <= 0 else detections[:limit]
     title = (
         "Timeline"
@@ -345,12 +347,14 @@ def _timeline(detections: list[Detection], limit: int) -> Table:
             f"Timeline (first {len(shown)} of {len(detections):,}; use --limit 0 or --format jsonl)"
         )
     )
-    table = Table(title=title, title_justify="left", show_lines=False)
-    table.add_column("time (UTC)", no_wrap=True)
-    table.add_column("level")
-    table.add_column("rule", overflow="fold")
-    table.add_column("host")
-    table.add_column("source", overflow="fold")
+    wide = width >= 120
+    table = Table(title=title, title_justify="left", show_lines=not wide)
+    table.add_column("time (UTC)", no_wrap=True, min_width=23)
+    table.add_column("level", no_wrap=True, min_width=8)
+    table.add_column("rule", overflow="fold", min_width=16)
+    if wide:
+        table.add_column("host", overflow="fold")
+        table.add_column("source", overflow="fold")
     table.add_column("details", overflow="fold")
     for d in shown:
         source = (
@@ -358,14 +362,14 @@ def _timeline(detections: list[Detection], limit: int) -> Table:
             if d.record_id is not None
             else Path(d.source_file).name
         )
-        table.add_row(
-            (d.timestamp or "")[:23].replace("T", " "),
-            f"[{LEVEL_STYLE.get(d.level, '')}]{escape(d.level)}[/]",
-            escape(d.rule_title),
-            escape(d.host or ""),
-            escape(source),
-            escape(_key_fields(d)),
-        )
+        time_text = (d.timestamp or "")[:23].replace("T", " ")
+        level = f"[{LEVEL_STYLE.get(d.level, '')}]{escape(d.level)}[/]"
+        if wide:
+            cells = [escape(d.host or ""), escape(source), escape(_key_fields(d))]
+        else:
+            where = " ".join(part for part in (d.host, source) if part)
+            cells = [escape(where + "\n" + _key_fields(d))]
+        table.add_row(time_text, level, escape(d.rule_title), *cells)
     return table
 
 
