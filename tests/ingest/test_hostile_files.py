@@ -9,7 +9,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from vigil.ingest import FileReport, Input, discover, evtx, jsonlog, read_events
+from vigil.ingest import FileReport, Input, base, discover, evtx, read_events
 
 
 def read_all(path: Path) -> list[tuple[FileReport, int]]:
@@ -55,8 +55,8 @@ def test_a_record_nested_too_deeply_is_rejected_and_the_rest_read(tmp_path: Path
 def test_an_overlong_line_is_rejected_by_number_and_reading_goes_on(
     tmp_path: Path, monkeypatch
 ) -> None:
-    monkeypatch.setattr(jsonlog, "MAX_LINE", 1 << 20)
-    monkeypatch.setattr(jsonlog, "CHUNK", 1 << 16)
+    monkeypatch.setattr(base, "MAX_LINE", 1 << 20)
+    monkeypatch.setattr(base, "CHUNK", 1 << 16)
     long_line = b'{"pad": "' + b"x" * (3 << 20) + b'"}'
     path = tmp_path / "long.jsonl"
     path.write_bytes(b'{"n": 1}\n{"n": 2}\n' + long_line + b'\n{"n": 4}\n{"n": 5}\n')

@@ -16,15 +16,19 @@ class Event:
     `fields` holds the log's native field names, flattened (EVTX: `EventID`, `Channel`,
     `Provider_Name`, `Computer` and each `EventData` field by its own name). `product`,
     `service` and `category` are what the reader knows about the log source; Sigma logsource
-    routing starts from them. `time` is epoch seconds; readers may hand over the raw time
-    stamp (`stamp`) instead, parsed only when the time is asked for. `raw` is the record as
-    the reader got it (a JSON text), when there is one.
+    routing starts from them (`service` may name several, as a tuple). `dataset` says what kind
+    of log it is, as ECS `event.dataset` does (`zeek.dns`, `aws.cloudtrail`, `linux.auditd`);
+    it selects the table that gives the event its ECS view (`ecs`). `time` is epoch seconds;
+    readers may hand over the raw time stamp (`stamp`) instead, parsed only when the time is
+    asked for. `raw` is the record as the reader got it (a JSON text), when there is one.
     """
 
     __slots__ = (
+        "_ecs",
         "_stamp",
         "_time",
         "category",
+        "dataset",
         "fields",
         "format",
         "product",
@@ -41,11 +45,12 @@ class Event:
         record: int | str | None = None,
         time: float | None = None,
         product: str | None = None,
-        service: str | None = None,
+        service: str | tuple[str, ...] | None = None,
         category: str | None = None,
         format: str = "",
         stamp: Any = None,
         raw: bytes | str | None = None,
+        dataset: str | None = None,
     ) -> None:
         self.fields = fields
         self.source = source
@@ -57,6 +62,8 @@ class Event:
         self.category = category
         self.format = format
         self.raw = raw
+        self.dataset = dataset
+        self._ecs: dict[str, Any] | None = None
 
     @property
     def time(self) -> float | None:
@@ -74,6 +81,16 @@ class Event:
     def timestamp(self) -> str | None:
         """The event time as ISO 8601 UTC, or None when the log has none."""
         return format_time(self.time)
+
+    @property
+    def ecs(self) -> dict[str, Any]:
+        """The event in Elastic Common Schema terms (`source.ip`, `user.name`, ...), flat
+        dotted names, built on first use from the table of its dataset."""
+        if self._ecs is None:
+            from vigil.events.ecs import ecs_view
+
+            self._ecs = ecs_view(self)
+        return self._ecs
 
     @property
     def host(self) -> str | None:

@@ -12,8 +12,9 @@ from typing import Any
 
 from vigil.errors import InputError
 from vigil.events import Event
-from vigil.ingest import evtx, jsonlog
+from vigil.ingest import auditd, evtx, jsonlog, syslog, zeek
 from vigil.ingest.base import FileReport, Input, Problem, file_input, maybe_gunzipped
+from vigil.ingest.shapes import BY_NAME as JSON_SHAPES
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,14 @@ class Reader:
     to_events: Callable[[list[Any], FileReport], list[Event]]
 
 
+# In the order formats are tried on a file's first bytes.
 READERS: dict[str, Reader] = {
-    evtx.NAME: Reader(evtx.NAME, evtx.sniff, evtx.read, evtx.to_events),
-    jsonlog.NAME: Reader(jsonlog.NAME, jsonlog.sniff, jsonlog.read, jsonlog.to_events),
+    module.NAME: Reader(module.NAME, module.sniff, module.read, module.to_events)
+    for module in (evtx, jsonlog, zeek, auditd, syslog)
 }
+# What `--log-format` accepts: a reader, or a JSON shape (read as JSON, every record taken as
+# that shape).
+FORMATS = (*READERS, *JSON_SHAPES)
 
 ZIP_MAGIC = b"PK\x03\x04"
 # Members of archives that are metadata, not logs.
@@ -77,6 +82,8 @@ def _expand(path: Path) -> list[Input]:
     except (OSError, EOFError, ValueError, NotImplementedError) as exc:
         # a damaged directory, names that are not UTF-8, an unsupported zip feature
         return [Input(str(path), _raiser(exc))]
+    if "[Content_Types].xml" in names:
+        return [Input(str(path), source.opener, not_log="an Office Open XML document, not a log")]
     return [_member(path, name) for name in names]
 
 
@@ -115,6 +122,10 @@ def _raiser(exc: Exception) -> Callable[[], Any]:
 def read_events(source: Input, report: FileReport) -> Iterator[list[Event]]:
     """Events of one input in batches. Problems go to `report`; nothing raises but bugs."""
     name = source.name
+    if source.not_log:
+        report.format = "skipped"
+        report.warn(None, source.not_log)
+        return
     if any(part in name for part in _ARCHIVE_JUNK):
         report.format = "skipped"
         report.warn(None, "archive metadata (macOS resource fork), not a log")
@@ -127,7 +138,10 @@ def read_events(source: Input, report: FileReport) -> Iterator[list[Event]]:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         report.reject(None, f"cannot read: {reason}")
         return
-    fmt = detect_format(head)
+    forced = report.forced
+    if forced is not None and forced not in READERS and forced not in JSON_SHAPES:
+        raise InputError(f"unknown log format {forced!r} (one of {', '.join(FORMATS)})")
+    fmt = forced if forced in READERS else ("json" if forced else detect_format(head))
     if fmt is None:
         report.format = "unknown"
         kind = _KNOWN_NOT_LOGS.get(head[:4])
@@ -135,7 +149,7 @@ def read_events(source: Input, report: FileReport) -> Iterator[list[Event]]:
             None,
             f"not a log format Vigil reads ({kind})"
             if kind
-            else "format not recognised (not EVTX or JSON); skipped",
+            else "format not recognised (not EVTX, JSON, Zeek, audit or syslog); skipped",
         )
         return
     reader = READERS[fmt]
@@ -159,6 +173,7 @@ def read_events(source: Input, report: FileReport) -> Iterator[list[Event]]:
 
 
 __all__ = [
+    "FORMATS",
     "READERS",
     "FileReport",
     "Input",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -14,6 +14,8 @@ from vigil.errors import InputError
 GZIP_MAGIC = b"\x1f\x8b"
 # Inputs are read whole into memory only up to this size; larger inputs stream.
 MAX_WHOLE_READ = 512 * 1024 * 1024
+# Line-based inputs are read in chunks of this size.
+CHUNK = 1 << 22
 
 
 @dataclass(slots=True)
@@ -38,6 +40,7 @@ class FileReport:
     rejects: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     detections: int = 0
+    forced: str | None = None  # the format the user named, instead of detecting it
 
     # A hostile file could hold millions of bad records: count them all, keep the first ones.
     MAX_KEPT = 1000
@@ -71,6 +74,7 @@ class Input:
     name: str
     opener: Callable[[], IO[bytes]]
     compressed: bool = False
+    not_log: str | None = None  # why this input is known not to be a log, when it is
 
     def open(self) -> IO[bytes]:
         return self.opener()
@@ -198,3 +202,48 @@ class _GzipReader(io.RawIOBase):
     def close(self) -> None:
         self._file.close()
         super().close()
+
+
+# A line longer than this is set aside (and the reader moves on to the next line) rather than
+# held in memory whole.
+MAX_LINE = 64 << 20
+
+
+def read_lines(head: bytes, stream: IO[bytes], report: FileReport) -> Iterator[list[bytes]]:
+    """Lines in large chunks (the last line of a chunk waits for the next chunk). A line over
+    MAX_LINE becomes an empty line, its number kept, and is rejected."""
+    pending = head
+    number = 0  # lines handed out so far
+    overlong = False  # inside a line already rejected as too long
+
+    def checked(lines: list[bytes], size: int) -> list[bytes]:
+        if size > MAX_LINE and max(map(len, lines)) > MAX_LINE:
+            for index, line in enumerate(lines):
+                if len(line) > MAX_LINE:
+                    report.reject(number + index + 1, f"line longer than {MAX_LINE >> 20} MiB")
+                    lines[index] = b""
+        return lines
+
+    while True:
+        chunk = stream.read(CHUNK)
+        if not chunk:
+            if overlong:
+                yield [b""]
+            elif pending:
+                yield checked(pending.split(b"\n"), len(pending))
+            return
+        pending += chunk
+        cut = pending.rfind(b"\n")
+        if cut >= 0:
+            lines = checked(pending[:cut].split(b"\n"), cut)
+            pending = pending[cut + 1 :]
+            if overlong:
+                lines[0] = b""
+                overlong = False
+            number += len(lines)
+            yield lines
+        if len(pending) > MAX_LINE:
+            if not overlong:
+                report.reject(number + 1, f"line longer than {MAX_LINE >> 20} MiB")
+            overlong = True
+            pending = b""

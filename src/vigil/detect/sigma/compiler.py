@@ -215,15 +215,7 @@ def rule_meta(rule: SigmaRule, output: bool = True) -> RuleMeta:
 
 def fieldmaps_for(source: RuleSource, logsources: LogsourceMap) -> list[FieldMap]:
     """The distinct field-rename sets under which a rule can apply; () always included."""
-    maps: list[FieldMap] = [()]
-    if source.category:
-        for product, pmap in logsources.products.items():
-            if source.product and source.product != product:
-                continue
-            for alt in pmap.categories.get(source.category, []):
-                if alt.fieldmap not in maps:
-                    maps.append(alt.fieldmap)
-    return maps
+    return [(), *logsources.fieldmaps(source.product, source.category, source.service)]
 
 
 def compile_rules(

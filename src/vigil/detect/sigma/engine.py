@@ -154,7 +154,7 @@ class Engine:
         else:
             values = tuple(map(event.fields.get, key_fields))
             if KEY_TYPES.issuperset(map(type, values)):
-                key = (event.product, event.service, event.category, *values)
+                key = (event.product, event.service, event.category, event.dataset, *values)
             else:
                 key = self.logsources.key(event)
         found = self._routes_by_key.get(key)

@@ -33,12 +33,24 @@ class ProductMap:
 
 
 @dataclass(frozen=True, slots=True)
+class Dataset:
+    """A kind of log readers recognise, and the Sigma logsource its events belong to."""
+
+    product: str | None
+    services: tuple[str, ...]
+    categories: tuple[tuple[str, FieldMap], ...]
+    fieldmap: FieldMap  # for rules of the product/service
+
+
+@dataclass(frozen=True, slots=True)
 class EventClass:
-    """What routing knows of an event: product, services and categories (with field renames)."""
+    """What routing knows of an event: product, services and categories (with field renames),
+    and the renames for rules of its product and service (`fieldmap`)."""
 
     product: str | None
     services: frozenset[str]
     categories: tuple[tuple[str, FieldMap], ...]
+    fieldmap: FieldMap = ()
 
     def fieldmap_for(self, category: str) -> FieldMap | None:
         for name, fieldmap in self.categories:
@@ -63,7 +75,16 @@ class LogsourceMap:
             json.dumps(data, sort_keys=True, default=str).encode()
         ).hexdigest()
         self.products: dict[str, ProductMap] = {}
+        self.datasets: dict[str, Dataset] = {}
+        self._prefixes: dict[str, Mapping[str, Any]] = {}
+        for name, spec in (data.get("datasets") or {}).items():
+            if name.endswith(".*"):
+                self._prefixes[name[:-1]] = spec
+            else:
+                self.datasets[name] = self._dataset(spec, "")
         for product, spec in data.items():
+            if product == "datasets":
+                continue
             pmap = ProductMap(
                 key_fields=tuple(spec.get("key_fields", ())), prefer=dict(spec.get("prefer") or {})
             )
@@ -73,6 +94,52 @@ class LogsourceMap:
                 pmap.categories[category] = [self._alternative(pmap, a) for a in alternatives]
             self.products[product] = pmap
         self._cache: dict[tuple[Any, ...], EventClass] = {}
+
+    @staticmethod
+    def _dataset(spec: Mapping[str, Any], suffix: str) -> Dataset:
+        services = spec.get("service") or ()
+        if isinstance(services, str):
+            services = (services,)
+        return Dataset(
+            product=spec.get("product"),
+            services=tuple(str(s).replace("{suffix}", suffix) for s in services),
+            categories=tuple(
+                (category, tuple(sorted((renames or {}).items())))
+                for category, renames in (spec.get("categories") or {}).items()
+            ),
+            fieldmap=tuple(sorted((spec.get("fieldmap") or {}).items())),
+        )
+
+    def dataset(self, name: str | None) -> Dataset | None:
+        """The table entry of a dataset (`zeek.dns`), from its own entry or its prefix's."""
+        if not name:
+            return None
+        found = self.datasets.get(name)
+        if found is None:
+            for prefix, spec in self._prefixes.items():
+                if name.startswith(prefix):
+                    found = self._dataset(spec, name[len(prefix) :])
+                    self.datasets[name] = found
+                    break
+        return found
+
+    def fieldmaps(
+        self, product: str | None, category: str | None, service: str | None
+    ) -> list[FieldMap]:
+        """Every field-rename set a rule of this logsource can be evaluated under (besides
+        none): category renames of product tables and datasets, service renames of datasets."""
+        maps: list[FieldMap] = []
+        for name, pmap in self.products.items():
+            if category and (not product or product == name):
+                maps.extend(alt.fieldmap for alt in pmap.categories.get(category, []))
+        for entry in self.datasets.values():
+            if product and entry.product and product != entry.product:
+                continue
+            if category:
+                maps.extend(renames for name, renames in entry.categories if name == category)
+            elif service and service in entry.services:
+                maps.append(entry.fieldmap)
+        return [m for i, m in enumerate(maps) if m and m not in maps[:i]]
 
     @staticmethod
     def _alternative(pmap: ProductMap, spec: Mapping[str, Any]) -> Alternative:
@@ -99,11 +166,14 @@ class LogsourceMap:
         alike. Anything else (bool, float, lists) is normalised first, so that `True == 1` or an
         unhashable list cannot confuse the cache."""
         product = event.product
+        if product is None and event.dataset:
+            entry = self.dataset(event.dataset)
+            product = entry.product if entry else None
         pmap = self.products.get(product or "")
         if pmap is None and product:
             product = _norm(product)
             pmap = self.products.get(product)
-        head = (product, event.service, event.category)
+        head = (product, event.service, event.category, event.dataset)
         if pmap is None:
             return head
         values = tuple(map(event.fields.get, pmap.key_fields))
@@ -120,10 +190,14 @@ class LogsourceMap:
         return found
 
     def _classify(self, event: Event) -> EventClass:
-        product = _norm(event.product) if event.product else None
-        services: set[str] = set()
-        categories: list[tuple[str, FieldMap]] = []
-        if event.service:
+        entry = self.dataset(event.dataset)
+        product = event.product or (entry.product if entry else None)
+        product = _norm(product) if product else None
+        services: set[str] = set(entry.services) if entry else set()
+        categories: list[tuple[str, FieldMap]] = list(entry.categories) if entry else []
+        if isinstance(event.service, tuple):
+            services.update(_norm(name) for name in event.service)
+        elif event.service:
             services.add(_norm(event.service))
         if event.category:
             categories.append((_norm(event.category), ()))
@@ -145,7 +219,9 @@ class LogsourceMap:
                     ):
                         categories.append((category, alt.fieldmap))
                         break
-        return EventClass(product, frozenset(services), tuple(categories))
+        return EventClass(
+            product, frozenset(services), tuple(categories), entry.fieldmap if entry else ()
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,4 +241,4 @@ class RuleSource:
             return None
         if self.category:
             return event_class.fieldmap_for(self.category)
-        return ()
+        return event_class.fieldmap

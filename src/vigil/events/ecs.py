@@ -1,0 +1,256 @@
+"""The ECS view of an event: Elastic Common Schema names from per-dataset tables (data/ecs.yml).
+
+Each dataset (`zeek.dns`, `aws.cloudtrail`, ...) has a table: ECS field -> where its value
+comes from. A table may name a `base` table whose entries it inherits (its own win). An entry
+is one of:
+
+- a native field name, or a list of them (the first that has a value);
+- `{const: value}`;
+- `{field: name or [names], map: {native: ecs}, default: value}` (values looked up in `map`,
+  compared as lower-case text);
+- `{field: name or [names], parse: how}` with `how` one of the PARSERS below; a parser may
+  give several ECS fields at once (a Sysmon `Hashes` value gives `file.hash.md5`, ...).
+
+The view is flat (`source.ip`, not `{"source": {"ip": ...}}`) and holds only fields that
+have a value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from vigil.events.model import Event, format_time
+
+Getter = Callable[[dict[str, Any]], Any]
+
+
+def _present(value: Any) -> bool:
+    return value is not None and value != "" and value != "-" and value != []
+
+
+def _first(names: list[str]) -> Getter:
+    if len(names) == 1:
+        name = names[0]
+
+        def one(fields: dict[str, Any]) -> Any:
+            value = fields.get(name)
+            return value if _present(value) else None
+
+        return one
+
+    def first(fields: dict[str, Any]) -> Any:
+        for name in names:
+            value = fields.get(name)
+            if _present(value):
+                return value
+        return None
+
+    return first
+
+
+def _hashes(value: Any) -> dict[str, str]:
+    """`SHA1=..,MD5=..,SHA256=..,IMPHASH=..` (Sysmon) as {'sha1': .., 'md5': .., ...}."""
+    out: dict[str, str] = {}
+    for part in str(value).split(","):
+        name, _, digest = part.partition("=")
+        if digest:
+            out[name.strip().lower()] = digest.strip().lower()
+    return out
+
+
+def _user(value: Any) -> dict[str, str]:
+    """`DOMAIN\\user` or `user@domain` as name and domain."""
+    text = str(value)
+    if "\\" in text:
+        domain, _, name = text.partition("\\")
+        return {"name": name, "domain": domain}
+    return {"name": text}
+
+
+def _ip(value: Any) -> str | None:
+    if isinstance(value, list):
+        value = value[0] if value else ""
+    text = str(value).strip().strip("[]")
+    try:
+        return str(ipaddress.ip_address(text.split("%")[0]))
+    except ValueError:
+        return None
+
+
+def _port(value: Any) -> int | None:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        return None
+    return port if 0 <= port <= 65535 else None
+
+
+def _url(value: Any) -> dict[str, Any]:
+    text = str(value)
+    try:
+        parts = urlsplit(text if "//" in text else "//" + text)
+        port = parts.port
+    except ValueError:
+        return {"original": text}
+    out: dict[str, Any] = {"original": text}
+    if parts.hostname:
+        out["domain"] = parts.hostname
+    if parts.scheme:
+        out["scheme"] = parts.scheme
+    if parts.path:
+        out["path"] = parts.path
+    if parts.query:
+        out["query"] = parts.query
+    if port is not None:
+        out["port"] = port
+    return out
+
+
+def _basename(value: Any) -> str:
+    text = str(value)
+    return text.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+# sshd's messages about logins (the outcome, user and peer of each attempt); linear patterns.
+_SSHD = (
+    (re.compile(r"Accepted \S+ for (\S+) from (\S+) port (\d+)"), "success"),
+    (re.compile(r"Failed \S+ for (?:invalid user )?(\S*) from (\S+) port (\d+)"), "failure"),
+    (re.compile(r"Invalid user (\S*) from (\S+)(?: port (\d+))?"), "failure"),
+)
+
+
+def _sshd(value: Any) -> dict[str, Any]:
+    """`Failed password for invalid user admin from 1.2.3.4 port 2222 ssh2` and its kin."""
+    text = str(value)[:2048]
+    for pattern, outcome in _SSHD:
+        found = pattern.search(text)
+        if found:
+            out: dict[str, Any] = {
+                "event.category": "authentication",
+                "event.outcome": outcome,
+                "user.name": found.group(1),
+                "source.ip": _ip(found.group(2)),
+            }
+            if found.group(3):
+                out["source.port"] = int(found.group(3))
+            return out
+    return {}
+
+
+def _time(value: Any) -> str | None:
+    from vigil.events.model import parse_time
+
+    return format_time(parse_time(value))
+
+
+def _text_list(value: Any) -> Any:
+    return value if isinstance(value, list) else [value]
+
+
+# name -> function of the native value: a scalar, or a dict of suffixes (`file.hash` + `.md5`)
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "hashes": _hashes,
+    "user": _user,
+    "ip": _ip,
+    "port": _port,
+    "url": _url,
+    "basename": _basename,
+    "int": lambda v: int(v) if str(v).lstrip("-").isdigit() else None,
+    "lower": lambda v: str(v).lower(),
+    "time": _time,
+    "list": _text_list,
+    "sshd": _sshd,
+}
+
+
+def _compile(target: str, spec: Any) -> tuple[str, Getter, Callable[[Any], Any] | None]:
+    if isinstance(spec, str):
+        return target, _first([spec]), None
+    if isinstance(spec, list):
+        return target, _first([str(s) for s in spec]), None
+    if isinstance(spec, Mapping):
+        if "const" in spec:
+            value = spec["const"]
+            return target, lambda fields: value, None
+        names = spec["field"]
+        getter = _first([names] if isinstance(names, str) else [str(n) for n in names])
+        if "map" in spec:
+            table = {str(k).lower(): v for k, v in spec["map"].items()}
+            default = spec.get("default")
+
+            def mapped(value: Any) -> Any:
+                return table.get(str(value).lower(), default)
+
+            return target, getter, mapped
+        if "parse" in spec:
+            return target, getter, PARSERS[spec["parse"]]
+        return target, getter, None
+    raise ValueError(f"ECS table entry for {target} not understood: {spec!r}")
+
+
+Table = list[tuple[str, Getter, Callable[[Any], Any] | None]]
+
+
+@cache
+def tables() -> dict[str, Table]:
+    """Every dataset's compiled table (its base tables' entries included)."""
+    text = resources.files("vigil.data").joinpath("ecs.yml").read_text("utf-8")
+    raw: dict[str, dict[str, Any]] = yaml.safe_load(text)
+
+    def merged(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+        spec = dict(raw.get(name) or {})
+        base = spec.pop("base", None)
+        if base is None or base in seen:
+            return spec
+        return {**merged(base, (*seen, name)), **spec}
+
+    return {
+        name: [_compile(target, entry) for target, entry in merged(name).items()]
+        for name in raw
+        if not name.startswith("_")
+    }
+
+
+def ecs_view(event: Event) -> dict[str, Any]:
+    """The ECS fields of one event (see the module docstring)."""
+    fields = event.fields
+    out: dict[str, Any] = {}
+    known = tables()
+    table = known.get(event.dataset or "")
+    if table is None and event.dataset:  # zeek.rfb uses zeek's table
+        table = known.get(event.dataset.split(".", 1)[0])
+    for target, getter, convert in table or known.get("default", []):
+        value = getter(fields)
+        if value is None:
+            continue
+        if convert is not None:
+            value = convert(value)
+            if isinstance(value, dict):
+                for suffix, part in value.items():
+                    if _present(part):
+                        # a target starting with "_" takes the parser's names as they are
+                        name = suffix if target[:1] == "_" else f"{target}.{suffix}"
+                        out.setdefault(name, part)
+                continue
+        if _present(value):
+            out.setdefault(target, value)
+    if event.dataset:
+        out.setdefault("event.dataset", event.dataset)
+    module = event.product or (event.dataset.split(".", 1)[0] if event.dataset else None)
+    if module:
+        out.setdefault("event.module", module)
+    stamp = event.timestamp
+    if stamp:
+        out["@timestamp"] = stamp
+    host = event.host
+    if host and "host.name" not in out:
+        out["host.name"] = host
+    return out

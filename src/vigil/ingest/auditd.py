@@ -1,0 +1,215 @@
+"""Linux audit logs (auditd's `type=... msg=audit(time:serial): key=value ...` lines, and the
+single-line AUOMS form), the records of one audit event joined into one Vigil event.
+
+An audit event is written as several records (SYSCALL, EXECVE, CWD, PATH, PROCTITLE, ...)
+sharing `audit(time:serial)`. They become one event: `type` lists the record types in order,
+and each key keeps its value, or the list of its values when records repeat it (`name` of
+each PATH, `a0` of SYSCALL and of EXECVE), which is how Sigma's list matching reads them.
+Hex-encoded values that auditd writes for arguments with spaces or special characters
+(EXECVE `aN`, `proctitle`) are decoded; `proctitle`'s NUL separators become spaces.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from vigil.events import Event
+from vigil.ingest.base import CHUNK, FileReport, Input, read_lines
+
+NAME = "auditd"
+BATCH = 2048
+# Records of one event are written together; an event not continued within this many lines
+# is complete (auditd interleaves events only briefly).
+OPEN_WINDOW = 256
+_HEX = frozenset("0123456789ABCDEFabcdef")
+
+
+def sniff(head: bytes) -> bool:
+    first = head.lstrip()[:200]
+    if first.startswith(b"node="):
+        first = first.split(b" ", 1)[-1]
+    return first.startswith(b"type=") and b"audit(" in first
+
+
+def parse_pairs(text: str) -> dict[str, Any]:
+    """`key=value key="quoted value" key='nested k=v' key=[...]` in one linear pass."""
+    out: dict[str, Any] = {}
+    position, end = 0, len(text)
+    while position < end:
+        while position < end and text[position] == " ":
+            position += 1
+        equals = text.find("=", position)
+        if equals < 0:
+            break
+        key = text[position:equals].strip()
+        position = equals + 1
+        if position < end and text[position] in "\"'":
+            quote = text[position]
+            close = text.find(quote, position + 1)
+            if close < 0:
+                close = end
+            value: Any = text[position + 1 : close]
+            position = close + 1
+            if quote == "'" and key == "msg":
+                out.update(parse_pairs(value))  # USER_* records nest their fields in msg='...'
+                continue
+        elif position < end and text[position] == "[":
+            close = text.find("]", position)
+            close = end if close < 0 else close + 1
+            raw = text[position:close]
+            position = close
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = raw
+        else:
+            space = text.find(" ", position)
+            space = end if space < 0 else space
+            value = text[position:space]
+            position = space
+        if key:
+            out[key] = value
+    return out
+
+
+def _unhex(value: Any, nul_as_space: bool = False) -> Any:
+    """auditd's hex encoding of a value it could not write plainly, decoded (else as is)."""
+    if (
+        type(value) is not str
+        or len(value) < 2
+        or len(value) % 2
+        or not _HEX.issuperset(value)
+        or value.isdigit()
+    ):
+        return value
+    try:
+        data = bytes.fromhex(value)
+    except ValueError:
+        return value
+    if nul_as_space:
+        data = data.replace(b"\x00", b" ").strip()
+    text = data.decode("utf-8", "replace")
+    return text if text.isprintable() else value
+
+
+def parse_record(line: str) -> tuple[str, str, dict[str, Any]] | None:
+    """(event key "time:serial", record type, fields) of one audit line, or None."""
+    node = None
+    if line.startswith("node="):
+        node, _, line = line.partition(" ")
+        node = node[5:]
+    if not line.startswith("type="):
+        return None
+    start = line.find("audit(")
+    close = line.find("):", start)
+    if start < 0 or close < 0:
+        return None
+    record_type = line[5:start].split(" ", 1)[0].strip()
+    stamp = line[start + 6 : close]
+    fields = parse_pairs(line[close + 2 :])
+    if node and "node" not in fields:
+        fields["node"] = node
+    if record_type == "EXECVE":
+        for key, value in fields.items():
+            if key[:1] == "a" and key[1:].isdigit():
+                fields[key] = _unhex(value)
+    if "proctitle" in fields:
+        fields["proctitle"] = _unhex(fields["proctitle"], nul_as_space=True)
+    return stamp, record_type, fields
+
+
+class _Event:
+    __slots__ = ("fields", "last", "line", "repeated", "stamp", "types")
+
+    def __init__(self, stamp: str, line: int) -> None:
+        self.stamp = stamp
+        self.line = line
+        self.last = line
+        self.types: list[str] = []
+        self.fields: dict[str, Any] = {}
+        self.repeated: set[str] = set()
+
+    def add(self, record_type: str, fields: dict[str, Any], line: int) -> None:
+        self.types.append(record_type)
+        self.last = line
+        out = self.fields
+        for key, value in fields.items():
+            if key not in out:
+                out[key] = value
+            elif key in self.repeated:
+                out[key].append(value)
+            else:
+                out[key] = [out[key], value]
+                self.repeated.add(key)
+
+    def finish(self) -> tuple[int, str, dict[str, Any]]:
+        fields = self.fields
+        fields["type"] = self.types[0] if len(self.types) == 1 else list(self.types)
+        return self.line, self.stamp, fields
+
+
+# (first line number, "time:serial", fields)
+Raw = tuple[int, str, dict[str, Any]]
+
+
+def read(source: Input, report: FileReport) -> Iterator[list[Raw]]:
+    """Audit events as (line of their first record, "time:serial", fields)."""
+    open_events: dict[str, _Event] = {}
+    batch: list[Raw] = []
+    number = 0
+
+    def close_before(line: int) -> None:
+        for stamp in [s for s, e in open_events.items() if e.last < line - OPEN_WINDOW]:
+            batch.append(open_events.pop(stamp).finish())
+
+    with source.open() as stream:
+        head = stream.read(CHUNK)
+        for lines in read_lines(head, stream, report):
+            for raw in lines:
+                number += 1
+                if not raw or raw.isspace():
+                    continue
+                parsed = parse_record(raw.decode("utf-8", "replace").strip())
+                if parsed is None:
+                    report.reject(number, "not an audit record (type=... msg=audit(...): ...)")
+                    continue
+                stamp, record_type, fields = parsed
+                event = open_events.get(stamp)
+                if event is None:
+                    event = open_events[stamp] = _Event(stamp, number)
+                if record_type == "EOE":
+                    batch.append(open_events.pop(stamp).finish())
+                    continue
+                event.add(record_type, fields, number)
+            close_before(number)
+            if len(batch) >= BATCH:
+                yield batch
+                batch = []
+        Input.finish(stream, report)
+    batch.extend(event.finish() for event in open_events.values() if event.types)
+    if batch:
+        yield batch
+
+
+def to_events(records: list[Raw], report: FileReport) -> list[Event]:
+    events = []
+    for line, stamp, fields in sorted(records, key=lambda r: r[0]):
+        event = Event(fields=fields, source=report.path, record=line, format=NAME)
+        tag(event, stamp)
+        events.append(event)
+    return events
+
+
+def tag(event: Event, stamp: str | None) -> None:
+    """Logsource, dataset and time of an audit event."""
+    event.product = "linux"
+    event.service = "auditd"
+    event.dataset = "linux.auditd"
+    if stamp:
+        seconds = stamp.split(":", 1)[0]
+        try:
+            event.time = float(seconds)
+        except ValueError:
+            event.time = None
