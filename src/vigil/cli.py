@@ -28,8 +28,8 @@ from vigil import __version__
 from vigil.detect import LEVELS, Detection, tactics_of
 from vigil.detect.sigma import LoadedRules, load_rules
 from vigil.errors import InputError, VigilError
-from vigil.ingest import FileReport
-from vigil.scan import ScanResult, scan_inputs
+from vigil.ingest import FORMATS, FileReport
+from vigil.scan import ReadOptions, ScanResult, scan_inputs
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Vigil: proactive threat defense."
@@ -156,8 +156,23 @@ def scan(
     jobs: Annotated[
         int, typer.Option("--jobs", "-j", min=1, help="Worker processes reading files in parallel.")
     ] = 1,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            help="Read every input as this format instead of detecting it: " + ", ".join(FORMATS),
+        ),
+    ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write every rejected record (file, record, reason, text) as JSON lines."
+        ),
+    ] = None,
 ) -> None:
     """Hunt through logs with Sigma rules and print a timeline of detections."""
+    if log_format is not None and log_format not in FORMATS:
+        raise fail(f"unknown log format {log_format!r} (use one of {', '.join(FORMATS)})")
     if fmt not in ("table", "jsonl", "csv"):
         raise fail(f"unknown format {fmt!r} (use table, jsonl or csv)")
     if min_level is not None and min_level not in LEVELS:
@@ -181,7 +196,12 @@ def scan(
         )
         with Progress(*columns, console=err, transient=False) as bar:
             result = scan_inputs(
-                paths, loaded, min_level=min_level, progress=BarProgress(bar), jobs=jobs
+                paths,
+                loaded,
+                min_level=min_level,
+                progress=BarProgress(bar),
+                jobs=jobs,
+                read=ReadOptions(log_format, keep_rejects=rejects is not None),
             )
     except VigilError as exc:
         raise fail(str(exc)) from None
@@ -190,6 +210,12 @@ def scan(
     _write_detections(result, fmt, output, limit)
     if stats is not None:
         stats.write_bytes(orjson.dumps(result.stats(), option=orjson.OPT_INDENT_2))
+    if rejects is not None:
+        records = [r for f in result.files for r in f.set_aside]
+        rejects.write_bytes(b"".join(orjson.dumps(r, default=str) + b"\n" for r in records))
+        err.print(
+            f"{len(records):,} rejected records written to {escape(str(rejects))}", highlight=False
+        )
         err.print(f"Figures written to {escape(str(stats))}", highlight=False)
 
 

@@ -28,6 +28,15 @@ from vigil.events import HOST_FIELDS, format_time
 from vigil.ingest import FileReport, Input, discover, read_events
 
 
+@dataclass(frozen=True)
+class ReadOptions:
+    """How inputs are read: a format forced instead of detected (`vigil.ingest.FORMATS`), and
+    whether rejected records are kept whole (for `--rejects`)."""
+
+    log_format: str | None = None
+    keep_rejects: bool = False
+
+
 class Progress(Protocol):
     """What a scan reports as it goes (the CLI draws a progress bar from it)."""
 
@@ -153,13 +162,14 @@ def scan_inputs(
     min_level: str | None = None,
     progress: Progress | None = None,
     jobs: int = 1,
+    read: ReadOptions | None = None,
 ) -> ScanResult:
     """Read every log under `paths`, match it against the loaded rules, return the timeline.
 
     With `jobs` > 1, files are read and matched in that many worker processes (forked, so
     they share the loaded rules); correlation and the timeline are built here either way."""
     with _collector_tuned():
-        return _scan(paths, loaded, min_level, progress, jobs)
+        return _scan(paths, loaded, min_level, progress, jobs, read or ReadOptions())
 
 
 @dataclass
@@ -185,10 +195,12 @@ def _scan_input(
     wanted_rules: set[int],
     threshold: int,
     on_batch: _Batches | None = None,
+    read: ReadOptions | None = None,
 ) -> _InputResult:
     engine = loaded.engine
     plan = loaded.plan
-    out = _InputResult(FileReport(source.name))
+    read = read or ReadOptions()
+    out = _InputResult(FileReport(source.name, forced=read.log_format, keep_raw=read.keep_rejects))
     before = dict(engine.counters)
     timeouts_before = RegexStats.timeouts
     batches = read_events(source, out.report)
@@ -234,7 +246,11 @@ _SHARED: dict[str, Any] = {}
 def _scan_shared(index: int) -> tuple[int, _InputResult]:
     # the GC settings of the parent's scan (frozen rules, rare collections) carry over the fork
     return index, _scan_input(
-        _SHARED["inputs"][index], _SHARED["loaded"], _SHARED["wanted_rules"], _SHARED["threshold"]
+        _SHARED["inputs"][index],
+        _SHARED["loaded"],
+        _SHARED["wanted_rules"],
+        _SHARED["threshold"],
+        read=_SHARED["read"],
     )
 
 
@@ -244,6 +260,7 @@ def _scan(
     min_level: str | None,
     progress: Progress | None,
     jobs: int,
+    read: ReadOptions,
 ) -> ScanResult:
     inputs = discover(paths)
     plan = loaded.plan
@@ -255,13 +272,18 @@ def _scan(
         progress.start(len(inputs))
     parts: list[_InputResult] = []
     if jobs > 1 and len(inputs) > 1:
-        parts = _scan_parallel(inputs, loaded, wanted_rules, threshold, progress, jobs)
+        parts = _scan_parallel(inputs, loaded, wanted_rules, threshold, progress, jobs, read)
     else:
         for source in inputs:
             if progress:
                 progress.file_started(source.name)
             part = _scan_input(
-                source, loaded, wanted_rules, threshold, progress.advanced if progress else None
+                source,
+                loaded,
+                wanted_rules,
+                threshold,
+                progress.advanced if progress else None,
+                read,
             )
             parts.append(part)
             if progress:
@@ -300,10 +322,13 @@ def _scan_parallel(
     threshold: int,
     progress: Progress | None,
     jobs: int,
+    read: ReadOptions,
 ) -> list[_InputResult]:
     """Inputs spread over forked worker processes (they inherit the loaded rules); results come
     back in input order, so the timeline does not depend on which worker read what."""
-    _SHARED.update(inputs=inputs, loaded=loaded, wanted_rules=wanted_rules, threshold=threshold)
+    _SHARED.update(
+        inputs=inputs, loaded=loaded, wanted_rules=wanted_rules, threshold=threshold, read=read
+    )
     context = multiprocessing.get_context("fork")
     parts: list[_InputResult | None] = [None] * len(inputs)
     try:

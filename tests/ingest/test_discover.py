@@ -82,7 +82,13 @@ def test_missing_path_is_an_input_error_naming_it(tmp_path: Path) -> None:
         (b'{"EventID": 1}\n', "json"),
         (b"\xef\xbb\xbf  [\n  {}\n]", "json"),
         (b"\n\r\n\t {\n", "json"),
-        (b"Jun 14 15:16:01 combo sshd(pam_unix)[19939]: check pass;", None),
+        (b"Jun 14 15:16:01 combo sshd(pam_unix)[19939]: check pass;", "syslog"),
+        (b"<34>1 2003-10-11T22:14:15.003Z host su - ID47 - failed", "syslog"),
+        (b"CEF:0|Vendor|Product|1.0|100|Name|5|src=10.0.0.1", "syslog"),
+        (b"#separator \\x09\n#set_separator\t,\n", "zeek"),
+        (b"type=SYSCALL msg=audit(1604996384.965:93777): arch=c000003e", "auditd"),
+        (b"node=host1 type=EXECVE msg=audit(1604996384.965:93777): argc=1", "auditd"),
+        (b"hello\n", None),
         (b"\xd4\xc3\xb2\xa1\x02\x00\x04\x00", None),
         (b"", None),
     ],
@@ -100,7 +106,7 @@ def test_file_that_is_not_a_log_is_skipped_with_a_reason(tmp_path: Path) -> None
     assert count == 0
     assert report.format == "unknown"
     assert [w.reason for w in report.warnings] == [
-        "format not recognised (not EVTX or JSON); skipped"
+        "format not recognised (not EVTX, JSON, Zeek, audit or syslog); skipped"
     ]
 
 

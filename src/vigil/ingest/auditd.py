@@ -173,7 +173,9 @@ def read(source: Input, report: FileReport) -> Iterator[list[Raw]]:
                     continue
                 parsed = parse_record(raw.decode("utf-8", "replace").strip())
                 if parsed is None:
-                    report.reject(number, "not an audit record (type=... msg=audit(...): ...)")
+                    report.reject(
+                        number, "not an audit record (type=... msg=audit(...): ...)", raw=raw
+                    )
                     continue
                 stamp, record_type, fields = parsed
                 event = open_events.get(stamp)

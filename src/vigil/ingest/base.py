@@ -41,15 +41,36 @@ class FileReport:
     warnings: list[Problem] = field(default_factory=list)
     detections: int = 0
     forced: str | None = None  # the format the user named, instead of detecting it
+    keep_raw: bool = False  # keep each rejected record's text in `set_aside`
+    set_aside: list[dict[str, Any]] = field(default_factory=list)
 
     # A hostile file could hold millions of bad records: count them all, keep the first ones.
     MAX_KEPT = 1000
+    MAX_SET_ASIDE = 100_000
 
-    def reject(self, record: int | str | None, reason: str, count: int = 1) -> None:
-        """Set a record aside (or `count` records, e.g. a range lost together)."""
+    def reject(
+        self, record: int | str | None, reason: str, count: int = 1, raw: bytes | None = None
+    ) -> None:
+        """Set a record aside (or `count` records, e.g. a range lost together), with its text
+        when the reader has it and `keep_raw` asks for it."""
         self.records_rejected += count
         if len(self.rejects) < self.MAX_KEPT:
             self.rejects.append(Problem(record, reason))
+        if self.keep_raw:
+            if len(self.set_aside) < self.MAX_SET_ASIDE:
+                text = raw.decode("utf-8", "replace") if raw is not None else None
+                self.set_aside.append(
+                    {"file": self.path, "record": record, "reason": reason, "raw": text}
+                )
+            elif len(self.set_aside) == self.MAX_SET_ASIDE:
+                self.set_aside.append(
+                    {
+                        "file": self.path,
+                        "record": None,
+                        "raw": None,
+                        "reason": f"over {self.MAX_SET_ASIDE:,} rejects: the rest only counted",
+                    }
+                )
 
     def warn(self, where: int | str | None, reason: str) -> None:
         if len(self.warnings) < self.MAX_KEPT:

@@ -77,7 +77,7 @@ def _read_lines(head: bytes, stream: Any, report: FileReport) -> Iterator[list[R
             try:
                 batch.append((number, loads(line), line))
             except orjson.JSONDecodeError as exc:
-                report.reject(number, f"invalid JSON: {exc}")
+                report.reject(number, f"invalid JSON: {exc}", raw=line)
                 continue
             if len(batch) >= BATCH:
                 yield batch

@@ -361,7 +361,7 @@ def read(source: Input, report: FileReport) -> Iterator[list[Raw]]:
                     continue
                 fields, when = parse_line(text, now)
                 if "message" not in fields:
-                    report.reject(number, "not a syslog line")
+                    report.reject(number, "not a syslog line", raw=raw)
                     continue
                 batch.append((number, fields, when))
             if len(batch) >= BATCH:

@@ -235,14 +235,16 @@ def read(source: Input, report: FileReport) -> Iterator[list[Raw]]:
                         _directive(line.rstrip(b"\r"), header)
                     continue
                 if not header.names:
-                    report.reject(number, "data line before the #fields header")
+                    report.reject(number, "data line before the #fields header", raw=line)
                     continue
                 values = (
                     line.rstrip(b"\r").decode("utf-8", "replace").split(header.separator.decode())
                 )
                 if len(values) != len(header.names):
                     report.reject(
-                        number, f"{len(values)} columns where the header names {len(header.names)}"
+                        number,
+                        f"{len(values)} columns where the header names {len(header.names)}",
+                        raw=line,
                     )
                     continue
                 unset = header.unset
