@@ -85,6 +85,12 @@ def _ip(value: Any) -> str | None:
         return None
 
 
+def _host(value: Any) -> str | None:
+    """A host name (not an address: those go to `.ip`)."""
+    text = str(value).strip()
+    return None if _ip(text) is not None or not text else text
+
+
 def _port(value: Any) -> int | None:
     try:
         port = int(value)
@@ -161,6 +167,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "user": _user,
     "ip": _ip,
     "port": _port,
+    "host": _host,
     "url": _url,
     "basename": _basename,
     "int": lambda v: int(v) if str(v).lstrip("-").isdigit() else None,

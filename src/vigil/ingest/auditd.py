@@ -33,8 +33,10 @@ def sniff(head: bytes) -> bool:
     return first.startswith(b"type=") and b"audit(" in first
 
 
-def parse_pairs(text: str) -> dict[str, Any]:
-    """`key=value key="quoted value" key='nested k=v' key=[...]` in one linear pass."""
+def parse_pairs(text: str, unquoted: set[str] | None = None) -> dict[str, Any]:
+    """`key=value key="quoted value" key='nested k=v' key=[...]` in one linear pass; the keys
+    of bare (unquoted) values are added to `unquoted` when given (auditd writes a value bare
+    when it had to hex-encode it)."""
     out: dict[str, Any] = {}
     position, end = 0, len(text)
     while position < end:
@@ -69,6 +71,8 @@ def parse_pairs(text: str) -> dict[str, Any]:
             space = end if space < 0 else space
             value = text[position:space]
             position = space
+            if unquoted is not None:
+                unquoted.add(key)
         if key:
             out[key] = value
     return out
@@ -76,13 +80,7 @@ def parse_pairs(text: str) -> dict[str, Any]:
 
 def _unhex(value: Any, nul_as_space: bool = False) -> Any:
     """auditd's hex encoding of a value it could not write plainly, decoded (else as is)."""
-    if (
-        type(value) is not str
-        or len(value) < 2
-        or len(value) % 2
-        or not _HEX.issuperset(value)
-        or value.isdigit()
-    ):
+    if type(value) is not str or len(value) < 2 or len(value) % 2 or not _HEX.issuperset(value):
         return value
     try:
         data = bytes.fromhex(value)
@@ -108,14 +106,24 @@ def parse_record(line: str) -> tuple[str, str, dict[str, Any]] | None:
         return None
     record_type = line[5:start].split(" ", 1)[0].strip()
     stamp = line[start + 6 : close]
-    fields = parse_pairs(line[close + 2 :])
+    body = line[close + 2 :]
+    proctitle = None
+    if record_type.startswith("AUOMS") and " proctitle=" in body:
+        # AUOMS writes the process title bare, spaces and all, before its last two fields
+        head, _, rest = body.partition(" proctitle=")
+        proctitle, sep, tail = rest.partition(" redactors=")
+        body = head + (" redactors=" + tail if sep else "")
+    bare: set[str] = set()
+    fields = parse_pairs(body, bare)
+    if proctitle is not None:
+        fields["proctitle"] = proctitle
     if node and "node" not in fields:
         fields["node"] = node
     if record_type == "EXECVE":
-        for key, value in fields.items():
+        for key in bare:
             if key[:1] == "a" and key[1:].isdigit():
-                fields[key] = _unhex(value)
-    if "proctitle" in fields:
+                fields[key] = _unhex(fields[key])
+    if "proctitle" in bare:
         fields["proctitle"] = _unhex(fields["proctitle"], nul_as_space=True)
     return stamp, record_type, fields
 
