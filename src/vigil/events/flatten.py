@@ -134,16 +134,27 @@ def flatten_winlogbeat(doc: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# What decoded JSON holds besides objects: leaves, known without the slow ABC check.
+_JSON_LEAVES = frozenset((str, int, float, bool, list, type(None)))
+
+
 def flatten_dotted(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Generic JSON: nested objects become dotted names (`a.b.c`), lists stay lists."""
     out: dict[str, Any] = {}
-    for key, value in doc.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten_dotted(value, f"{name}."))
-        else:
-            out[name] = value
+    _flatten_into(doc, prefix, out)
     return out
+
+
+def _flatten_into(doc: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
+    leaves = _JSON_LEAVES
+    for key, value in doc.items():
+        kind = type(value)
+        if type(key) is not str:
+            key = str(key)
+        if kind in leaves or not value or (kind is not dict and not isinstance(value, Mapping)):
+            out[prefix + key] = value
+        else:
+            _flatten_into(value, prefix + key + ".", out)
 
 
 def windows_shape(doc: Mapping[str, Any]) -> str | None:
