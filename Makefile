@@ -17,7 +17,7 @@ install: $(STAMP)
 
 run: $(STAMP)
 	@if [ -d $(DATA)/windows ] && [ -d $(DATA)/sigma/rules ]; then \
-		$(BIN)/vigil scan $(DATA)/windows \
+		$(BIN)/vigil scan $(DATA)/windows $(DATA)/linux $(DATA)/network $(DATA)/cloud \
 			$(foreach d,$(wildcard $(DATA)/sigma/rules*),--rules $(d)) \
 			--min-level high --stats vigil-scan-stats.json; \
 	else \
@@ -40,6 +40,7 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/scan.py
+	$(BIN)/python bench/ingest.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
