@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from vigil.events import Event
-from vigil.ingest.base import CHUNK, FileReport, Input, read_lines
+from vigil.ingest.base import FileReport, Input, batched, numbered_lines
 
 NAME = "auditd"
 BATCH = 2048
@@ -164,43 +164,32 @@ Raw = tuple[int, str, dict[str, Any]]
 
 def read(source: Input, report: FileReport) -> Iterator[list[Raw]]:
     """Audit events as (line of their first record, "time:serial", fields)."""
+    return batched(_events(source, report), BATCH)
+
+
+def _events(source: Input, report: FileReport) -> Iterator[Raw]:
     open_events: dict[str, _Event] = {}
-    batch: list[Raw] = []
-    number = 0
-
-    def close_before(line: int) -> None:
-        for stamp in [s for s, e in open_events.items() if e.last < line - OPEN_WINDOW]:
-            batch.append(open_events.pop(stamp).finish())
-
-    with source.open() as stream:
-        head = stream.read(CHUNK)
-        for lines in read_lines(head, stream, report):
-            for raw in lines:
-                number += 1
-                if not raw or raw.isspace():
-                    continue
-                parsed = parse_record(raw.decode("utf-8", "replace").strip())
-                if parsed is None:
-                    report.reject(
-                        number, "not an audit record (type=... msg=audit(...): ...)", raw=raw
-                    )
-                    continue
-                stamp, record_type, fields = parsed
-                event = open_events.get(stamp)
-                if event is None:
-                    event = open_events[stamp] = _Event(stamp, number)
-                if record_type == "EOE":
-                    batch.append(open_events.pop(stamp).finish())
-                    continue
-                event.add(record_type, fields, number)
-            close_before(number)
-            if len(batch) >= BATCH:
-                yield batch
-                batch = []
-        Input.finish(stream, report)
-    batch.extend(event.finish() for event in open_events.values() if event.types)
-    if batch:
-        yield batch
+    next_sweep = OPEN_WINDOW
+    for number, raw in numbered_lines(source, report):
+        parsed = parse_record(raw.decode("utf-8", "replace").strip())
+        if parsed is None:
+            report.reject(number, "not an audit record (type=... msg=audit(...): ...)", raw=raw)
+            continue
+        stamp, record_type, fields = parsed
+        event = open_events.get(stamp)
+        if event is None:
+            event = open_events[stamp] = _Event(stamp, number)
+        if record_type == "EOE":
+            yield open_events.pop(stamp).finish()
+            continue
+        event.add(record_type, fields, number)
+        if number >= next_sweep:  # events not continued for a while are complete
+            next_sweep = number + OPEN_WINDOW
+            for old in [s for s, e in open_events.items() if e.last < number - OPEN_WINDOW]:
+                yield open_events.pop(old).finish()
+    for event in open_events.values():
+        if event.types:
+            yield event.finish()
 
 
 def to_events(records: list[Raw], report: FileReport) -> list[Event]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from vigil.errors import InputError
 
+T = TypeVar("T")
 GZIP_MAGIC = b"\x1f\x8b"
 # Inputs are read whole into memory only up to this size; larger inputs stream.
 MAX_WHOLE_READ = 512 * 1024 * 1024
@@ -268,3 +269,28 @@ def read_lines(head: bytes, stream: IO[bytes], report: FileReport) -> Iterator[l
                 report.reject(number + 1, f"line longer than {MAX_LINE >> 20} MiB")
             overlong = True
             pending = b""
+
+
+def numbered_lines(source: Input, report: FileReport) -> Iterator[tuple[int, bytes]]:
+    """The non-blank lines of a text input with their 1-based line numbers (blank lines
+    count); what the decompressor noticed is reported once the input is read."""
+    number = 0
+    with source.open() as stream:
+        for lines in read_lines(stream.read(CHUNK), stream, report):
+            for line in lines:
+                number += 1
+                if line and not line.isspace():
+                    yield number, line
+        Input.finish(stream, report)
+
+
+def batched(records: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Records in lists of `size` (the last may be shorter; none is empty)."""
+    batch: list[T] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

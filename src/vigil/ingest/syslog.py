@@ -23,7 +23,7 @@ from defusedxml.common import DefusedXmlException
 
 from vigil.events import Event
 from vigil.events.model import parse_time
-from vigil.ingest.base import CHUNK, FileReport, Input, read_lines
+from vigil.ingest.base import FileReport, Input, batched, numbered_lines
 
 NAME = "syslog"
 BATCH = 2048
@@ -348,28 +348,17 @@ Raw = tuple[int, dict[str, Any], float | None]
 
 
 def read(source: Input, report: FileReport) -> Iterator[list[Raw]]:
+    return batched(_records(source, report), BATCH)
+
+
+def _records(source: Input, report: FileReport) -> Iterator[Raw]:
     now = datetime.now(UTC)
-    batch: list[Raw] = []
-    number = 0
-    with source.open() as stream:
-        head = stream.read(CHUNK)
-        for lines in read_lines(head, stream, report):
-            for raw in lines:
-                number += 1
-                text = raw.decode("utf-8", "replace").rstrip("\r\x00")
-                if not text.strip():
-                    continue
-                fields, when = parse_line(text, now)
-                if "message" not in fields:
-                    report.reject(number, "not a syslog line", raw=raw)
-                    continue
-                batch.append((number, fields, when))
-            if len(batch) >= BATCH:
-                yield batch
-                batch = []
-        Input.finish(stream, report)
-    if batch:
-        yield batch
+    for number, raw in numbered_lines(source, report):
+        fields, when = parse_line(raw.decode("utf-8", "replace").rstrip("\r\x00"), now)
+        if "message" not in fields:
+            report.reject(number, "not a syslog line", raw=raw)
+            continue
+        yield number, fields, when
 
 
 def to_events(records: list[Raw], report: FileReport) -> list[Event]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vigil.events import Event
-from vigil.ingest.base import CHUNK, FileReport, Input, read_lines
+from vigil.ingest.base import FileReport, Input, batched, numbered_lines
 
 NAME = "zeek"
 BATCH = 2048
@@ -219,49 +219,35 @@ def read(source: Input, report: FileReport) -> Iterator[list[Raw]]:
     """Records of a Zeek TSV log as (line number, fields, log type). Several logs concatenated
     (each with its own header) are read alike; a line with another number of columns than
     its header is rejected."""
+    return batched(_records(source, report), BATCH)
+
+
+def _records(source: Input, report: FileReport) -> Iterator[Raw]:
     header = Header()
     fallback = log_type_from_name(source.name)
-    batch: list[Raw] = []
-    number = 0
-    with source.open() as stream:
-        head = stream.read(CHUNK)
-        for lines in read_lines(head, stream, report):
-            for line in lines:
-                number += 1
-                if not line or line.isspace():
-                    continue
-                if line[:1] == b"#":
-                    if not line.startswith((b"#open", b"#close")):
-                        _directive(line.rstrip(b"\r"), header)
-                    continue
-                if not header.names:
-                    report.reject(number, "data line before the #fields header", raw=line)
-                    continue
-                values = (
-                    line.rstrip(b"\r").decode("utf-8", "replace").split(header.separator.decode())
-                )
-                if len(values) != len(header.names):
-                    report.reject(
-                        number,
-                        f"{len(values)} columns where the header names {len(header.names)}",
-                        raw=line,
-                    )
-                    continue
-                unset = header.unset
-                fields = {
-                    name: convert(value)
-                    for name, convert, value in zip(
-                        header.names, header.converters, values, strict=True
-                    )
-                    if value != unset
-                }
-                batch.append((number, fields, header.path or fallback))
-                if len(batch) >= BATCH:
-                    yield batch
-                    batch = []
-        Input.finish(stream, report)
-    if batch:
-        yield batch
+    for number, line in numbered_lines(source, report):
+        if line[:1] == b"#":
+            if not line.startswith((b"#open", b"#close")):
+                _directive(line.rstrip(b"\r"), header)
+            continue
+        if not header.names:
+            report.reject(number, "data line before the #fields header", raw=line)
+            continue
+        values = line.rstrip(b"\r").decode("utf-8", "replace").split(header.separator.decode())
+        if len(values) != len(header.names):
+            report.reject(
+                number,
+                f"{len(values)} columns where the header names {len(header.names)}",
+                raw=line,
+            )
+            continue
+        unset = header.unset
+        fields = {
+            name: convert(value)
+            for name, convert, value in zip(header.names, header.converters, values, strict=True)
+            if value != unset
+        }
+        yield number, fields, header.path or fallback
 
 
 def to_events(records: list[Raw], report: FileReport) -> list[Event]:
