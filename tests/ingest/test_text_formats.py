@@ -206,3 +206,16 @@ def test_an_unknown_forced_format_is_an_input_error(tmp_path: Path) -> None:
     path.write_text("x\n")
     with pytest.raises(InputError, match="unknown log format 'nope'"):
         read_file(path, forced="nope")
+
+
+def test_raw_syscall_numbers_get_the_name_rules_match() -> None:
+    # RAW format: x86_64 (arch c000003e) syscall 319 is memfd_create
+    parsed = parse_record("type=SYSCALL msg=audit(1.0:9): arch=c000003e syscall=319 success=yes")
+    assert parsed is not None and parsed[2]["SYSCALL"] == "memfd_create"
+    # ENRICHED format: the name is written after a GS byte and kept as written
+    parsed = parse_record(
+        "type=SYSCALL msg=audit(1.0:9): arch=c000003e syscall=59 key=x"
+        "\x1dARCH=x86_64 SYSCALL=execve"
+    )
+    assert parsed is not None and parsed[2]["SYSCALL"] == "execve"
+    assert parsed[2]["ARCH"] == "x86_64"
