@@ -23,11 +23,10 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
-from vigil.events.model import Event, format_time
+from vigil.events.model import Event
 
 Getter = Callable[[dict[str, Any]], Any]
 
@@ -99,27 +98,6 @@ def _port(value: Any) -> int | None:
     return port if 0 <= port <= 65535 else None
 
 
-def _url(value: Any) -> dict[str, Any]:
-    text = str(value)
-    try:
-        parts = urlsplit(text if "//" in text else "//" + text)
-        port = parts.port
-    except ValueError:
-        return {"original": text}
-    out: dict[str, Any] = {"original": text}
-    if parts.hostname:
-        out["domain"] = parts.hostname
-    if parts.scheme:
-        out["scheme"] = parts.scheme
-    if parts.path:
-        out["path"] = parts.path
-    if parts.query:
-        out["query"] = parts.query
-    if port is not None:
-        out["port"] = port
-    return out
-
-
 def _basename(value: Any) -> str:
     text = str(value)
     return text.replace("\\", "/").rsplit("/", 1)[-1]
@@ -151,16 +129,6 @@ def _sshd(value: Any) -> dict[str, Any]:
     return {}
 
 
-def _time(value: Any) -> str | None:
-    from vigil.events.model import parse_time
-
-    return format_time(parse_time(value))
-
-
-def _text_list(value: Any) -> Any:
-    return value if isinstance(value, list) else [value]
-
-
 # name -> function of the native value: a scalar, or a dict of suffixes (`file.hash` + `.md5`)
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "hashes": _hashes,
@@ -168,12 +136,9 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "ip": _ip,
     "port": _port,
     "host": _host,
-    "url": _url,
     "basename": _basename,
     "int": lambda v: int(v) if str(v).lstrip("-").isdigit() else None,
     "lower": lambda v: str(v).lower(),
-    "time": _time,
-    "list": _text_list,
     "sshd": _sshd,
 }
 

@@ -171,41 +171,52 @@ TIME_FIELDS = (
 
 
 def to_events(records: list[Raw], report: FileReport) -> list[Event]:
-    """Decoded JSON objects as events: each record's shape (see `shapes`) gives its fields and
-    dataset; a value that is not an object, or an object nested too deeply, is rejected."""
-    events = []
+    """Decoded JSON objects as events (see `record_event`)."""
     classifier = Classifier(report.forced)
-    name = report.path
+    events = []
     for number, value, line in records:
-        if type(value) is not dict:
-            report.reject(number, f"a JSON {type(value).__name__}, not an object")
-            continue
-        try:
-            fields, dataset = classifier.build(value, name)
-        except RecursionError:
-            report.reject(number, "nested too deeply to flatten")
-            continue
-        if not fields:
-            report.reject(number, "an empty record")
-            continue
-        if fields.pop(TRUNCATED_MARK, False):
-            report.warn(number, syslog.TRUNCATED)
-        stamp = None
-        for field_name in TIME_FIELDS:
-            stamp = fields.get(field_name)
-            if stamp is not None:
-                break
-        events.append(
-            Event(
-                fields=fields,
-                source=name,
-                record=number,
-                stamp=stamp,
-                product="windows" if dataset == "windows" else None,
-                format=NAME,
-                # a fixture's own line holds its wrapper's text too: keywords must not see that
-                raw=None if is_panther_fixture(value) else line,
-                dataset=dataset,
-            )
-        )
+        event = record_event(classifier, value, number, line, report)
+        if event is not None:
+            events.append(event)
     return events
+
+
+def record_event(
+    classifier: Classifier,
+    value: Any,
+    number: int | str,
+    line: bytes | None,
+    report: FileReport,
+    format: str = NAME,
+) -> Event | None:
+    """One decoded JSON value as an event: its shape (see `shapes`) gives its fields and
+    dataset. A value that is not an object, is empty or is nested too deeply is rejected."""
+    if type(value) is not dict:
+        report.reject(number, f"a JSON {type(value).__name__}, not an object", raw=line)
+        return None
+    try:
+        fields, dataset = classifier.build(value, report.path)
+    except RecursionError:
+        report.reject(number, "nested too deeply to flatten", raw=line)
+        return None
+    if not fields:
+        report.reject(number, "an empty record", raw=line)
+        return None
+    if fields.pop(TRUNCATED_MARK, False):
+        report.warn(number, syslog.TRUNCATED)
+    stamp = None
+    for field_name in TIME_FIELDS:
+        stamp = fields.get(field_name)
+        if stamp is not None:
+            break
+    return Event(
+        fields=fields,
+        source=report.path,
+        record=number,
+        stamp=stamp,
+        product="windows" if dataset == "windows" else None,
+        format=format,
+        # a fixture's own line holds its wrapper's text too: keywords must not see that
+        raw=None if is_panther_fixture(value) else line,
+        dataset=dataset,
+    )

@@ -268,6 +268,5 @@ class Classifier:
             types = doc.get("log_types") or []
             named = BY_NAME.get(PANTHER_TYPES.get(types[0], "")) if len(types) == 1 else None
             shape = named if named is not None and named.test(log) else self.shape_of(log)
-            fields, dataset = shape.build(log, hint)
-            return fields, dataset
+            return shape.build(log, hint)
         return self.shape_of(doc).build(doc, hint)

@@ -362,13 +362,22 @@ def _records(source: Input, report: FileReport) -> Iterator[Raw]:
 
 
 def to_events(records: list[Raw], report: FileReport) -> list[Event]:
-    events = []
     auth_log = "auth.log" in report.path or report.path.endswith("/secure")
-    for number, fields, when in records:
-        kind = enrich(fields)
-        if kind == "sysmon-truncated":
-            report.warn(number, TRUNCATED)
-        event = Event(fields=fields, source=report.path, record=number, time=when, format=NAME)
-        tag(event, kind, auth_log)
-        events.append(event)
-    return events
+    return [line_event(fields, when, number, report, auth_log) for number, fields, when in records]
+
+
+def line_event(
+    fields: dict[str, Any],
+    when: float | None,
+    number: int | str,
+    report: FileReport,
+    from_auth_log: bool = False,
+    format: str = NAME,
+) -> Event:
+    """A parsed syslog line as an event, with what its message holds (CEF, Sysmon XML)."""
+    kind = enrich(fields)
+    if kind == "sysmon-truncated":
+        report.warn(number, TRUNCATED)
+    event = Event(fields=fields, source=report.path, record=number, time=when, format=format)
+    tag(event, kind, from_auth_log)
+    return event
