@@ -142,7 +142,7 @@ def correlation_detection(fired: Fired, detected_at: str) -> Detection:
 
 
 @contextmanager
-def _collector_tuned() -> Iterator[None]:
+def collector_tuned() -> Iterator[None]:
     """A scan makes and drops millions of short-lived objects while the loaded rules (hundreds
     of thousands of objects) live on: keep the cyclic GC off those and run it less often."""
     threshold = gc.get_threshold()
@@ -168,7 +168,7 @@ def scan_inputs(
 
     With `jobs` > 1, files are read and matched in that many worker processes (forked, so
     they share the loaded rules); correlation and the timeline are built here either way."""
-    with _collector_tuned():
+    with collector_tuned():
         return _scan(paths, loaded, min_level, progress, jobs, read or ReadOptions())
 
 

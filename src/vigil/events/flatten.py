@@ -141,8 +141,21 @@ _JSON_LEAVES = frozenset((str, int, float, bool, list, type(None)))
 def flatten_dotted(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Generic JSON: nested objects become dotted names (`a.b.c`), lists stay lists."""
     out: dict[str, Any] = {}
-    _flatten_into(doc, prefix, out)
+    if type(doc) is dict:
+        _json_into(doc, prefix, out)
+    else:
+        _flatten_into(doc, prefix, out)
     return out
+
+
+def _json_into(doc: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:
+    """Decoded JSON: its objects are dicts, its keys strings, so only dicts are looked into
+    (the general walk below also takes other mappings and keys)."""
+    for key, value in doc.items():
+        if type(value) is dict and value:
+            _json_into(value, prefix + key + ".", out)
+        else:
+            out[prefix + key] = value
 
 
 def _flatten_into(doc: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
