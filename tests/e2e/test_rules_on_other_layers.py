@@ -99,6 +99,12 @@ def test_aws_rules_on_each_stratus_red_team_detonation(need_data, sigma_rules) -
             "Binary Padding - Linux: EXECVE a0 dd, a1 if=/dev/zero (a record of the event)",
         ),
         (
+            (*ATOMIC, "defense_evasion", "host", "sh_binary_padding_dd.zip"),
+            "37222991-11e9-4b6d-8bdf-60fbe48f753e",
+            "Overwriting the File with Dev Zero or Null: the same EXECVE, a0 contains dd, "
+            "a1 contains if=/dev/zero",
+        ),
+        (
             (*ATOMIC, "discovery", "host", "sh_arp_cache.zip"),
             None,
             "no SigmaHQ auditd rule names arp",
