@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vigil.detect import Detection, level_rank
+from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import (
     CorrelationEngine,
     CorrelationSpec,
@@ -26,6 +27,7 @@ from vigil.detect.sigma import (
 )
 from vigil.events import HOST_FIELDS, format_time
 from vigil.ingest import FileReport, Input, discover, read_events
+from vigil.intel.store import Sighting
 
 
 @dataclass(frozen=True)
@@ -163,13 +165,15 @@ def scan_inputs(
     progress: Progress | None = None,
     jobs: int = 1,
     read: ReadOptions | None = None,
+    intel: IntelScan | None = None,
 ) -> ScanResult:
-    """Read every log under `paths`, match it against the loaded rules, return the timeline.
+    """Read every log under `paths`, match it against the loaded rules (and the live
+    indicators, with `intel`), return the timeline. Indicator hits are recorded as sightings.
 
     With `jobs` > 1, files are read and matched in that many worker processes (forked, so
     they share the loaded rules); correlation and the timeline are built here either way."""
     with collector_tuned():
-        return _scan(paths, loaded, min_level, progress, jobs, read or ReadOptions())
+        return _scan(paths, loaded, min_level, progress, jobs, read or ReadOptions(), intel)
 
 
 @dataclass
@@ -183,6 +187,7 @@ class _InputResult:
     parse_seconds: float = 0.0
     match_seconds: float = 0.0
     counters: dict[str, int] = field(default_factory=dict)
+    sightings: list[Sighting] = field(default_factory=list)
 
 
 class _Batches(Protocol):
@@ -196,6 +201,7 @@ def _scan_input(
     threshold: int,
     on_batch: _Batches | None = None,
     read: ReadOptions | None = None,
+    intel: IntelScan | None = None,
 ) -> _InputResult:
     engine = loaded.engine
     plan = loaded.plan
@@ -227,6 +233,12 @@ def _scan_input(
                 continue
             out.detections.append(detection_of(match, loaded, detected_at))
             found += 1
+        if intel is not None:
+            for detection in intel.detections(batch, detected_at):
+                out.sightings.append(intel.sighting(detection))
+                if level_rank(detection.level) >= threshold:
+                    out.detections.append(detection)
+                    found += 1
         out.report.detections += found
         out.match_seconds += time.perf_counter() - started
         if engine.routes_built != routes_seen:
@@ -261,6 +273,7 @@ def _scan(
     progress: Progress | None,
     jobs: int,
     read: ReadOptions,
+    intel: IntelScan | None = None,
 ) -> ScanResult:
     inputs = discover(paths)
     plan = loaded.plan
@@ -272,7 +285,7 @@ def _scan(
         progress.start(len(inputs))
     parts: list[_InputResult] = []
     if jobs > 1 and len(inputs) > 1:
-        parts = _scan_parallel(inputs, loaded, wanted_rules, threshold, progress, jobs, read)
+        parts = _scan_parallel(inputs, loaded, wanted_rules, threshold, progress, jobs, read, intel)
     else:
         for source in inputs:
             if progress:
@@ -284,13 +297,16 @@ def _scan(
                 threshold,
                 progress.advanced if progress else None,
                 read,
+                intel,
             )
             parts.append(part)
             if progress:
                 progress.file_done(part.report)
     hits: list[Hit] = []
     counters: dict[str, int] = {"correlation_hits_without_time": 0}
+    sightings: list[Sighting] = []
     for part in parts:
+        sightings.extend(part.sightings)
         result.files.append(part.report)
         result.detections.extend(part.detections)
         hits.extend(part.hits)
@@ -311,6 +327,9 @@ def _scan(
             result.detections.append(correlation_detection(fired, detected_at))
     result.match_seconds += time.perf_counter() - started
     result.detections.sort(key=_timeline_key)
+    if intel is not None:
+        counters["indicator_hits"] = len(sightings)
+        counters["sightings_recorded"] = intel.store.record_sightings(sightings)
     result.counters = counters
     return result
 
@@ -323,11 +342,17 @@ def _scan_parallel(
     progress: Progress | None,
     jobs: int,
     read: ReadOptions,
+    intel: IntelScan | None = None,
 ) -> list[_InputResult]:
     """Inputs spread over forked worker processes (they inherit the loaded rules); results come
     back in input order, so the timeline does not depend on which worker read what."""
     _SHARED.update(
-        inputs=inputs, loaded=loaded, wanted_rules=wanted_rules, threshold=threshold, read=read
+        inputs=inputs,
+        loaded=loaded,
+        wanted_rules=wanted_rules,
+        threshold=threshold,
+        read=read,
+        intel=intel,
     )
     context = multiprocessing.get_context("fork")
     parts: list[_InputResult | None] = [None] * len(inputs)

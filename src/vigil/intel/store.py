@@ -1,0 +1,606 @@
+"""The indicator store: indicators, every source's say on each, sources with their pull
+positions, and sightings, in the state database (SQLAlchemy; SQLite by default).
+
+An indicator is one (type, canonical value); its `key` is a 64-bit digest of the two, so that
+bulk imports write provenance without reading ids back. Each source that names it keeps its
+own row (`provenance`: confidence, validity, revocation, tags, techniques, actors), so
+deduplication across sources loses nobody's provenance. Whether an indicator matches is
+decided per source row (see `lifecycle`): it matches while any source's row is live.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from vigil.intel import lifecycle
+from vigil.intel.model import ImportResult, Indicator, IndicatorValueError, canonical
+from vigil.store import state_engine
+
+metadata = MetaData()
+
+indicator_table = Table(
+    "intel_indicator",
+    metadata,
+    Column("key", BigInteger, primary_key=True, autoincrement=False),
+    Column("type", String(16), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("last_sighting", Float),
+    Column("sightings", Integer, nullable=False, default=0),
+    UniqueConstraint("type", "value", name="uq_intel_indicator_value"),
+)
+
+provenance_table = Table(
+    "intel_provenance",
+    metadata,
+    Column("key", BigInteger, primary_key=True, autoincrement=False),
+    Column("source", String(255), primary_key=True),
+    Column("reference", String(512), primary_key=True),
+    Column("confidence", Integer),
+    Column("first_seen", Float),
+    Column("last_seen", Float),
+    Column("valid_until", Float),
+    Column("revoked", Boolean, nullable=False, default=False),
+    Column("tags", Text, nullable=False, default="[]"),
+    Column("techniques", Text, nullable=False, default="[]"),
+    Column("actors", Text, nullable=False, default="[]"),
+    Column("description", Text),
+    Column("imported_at", Float, nullable=False),
+)
+
+source_table = Table(
+    "intel_source",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("location", Text, nullable=False, default=""),
+    Column("cursor", Text),
+    Column("last_import", Float),
+    Column("indicators", Integer, nullable=False, default=0),
+    Column("unsupported", Integer, nullable=False, default=0),
+    Column("rejected", Integer, nullable=False, default=0),
+)
+
+sighting_table = Table(
+    "intel_sighting",
+    metadata,
+    Column("key", BigInteger, primary_key=True, autoincrement=False),
+    Column("where", String(512), primary_key=True),
+    Column("field", String(128), primary_key=True),
+    Column("first_seen", Float),
+    Column("last_seen", Float),
+    Column("count", Integer, nullable=False),
+    Column("recorded", Float, nullable=False),
+)
+
+BATCH = 20_000
+
+
+def indicator_key(kind: str, value: str) -> int:
+    """The indicator's key: the first 8 bytes of BLAKE2b over type and value, signed."""
+    digest = hashlib.blake2b(f"{kind}\0{value}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSay:
+    """One source's row for an indicator."""
+
+    source: str
+    reference: str
+    confidence: int | None
+    first_seen: float | None
+    last_seen: float | None
+    valid_until: float | None
+    revoked: bool
+    tags: tuple[str, ...]
+    techniques: tuple[str, ...]
+    actors: tuple[str, ...]
+    description: str | None
+    imported_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredIndicator:
+    """An indicator with every source's say, its sightings and where its lifecycle is now."""
+
+    key: int
+    type: str
+    value: str
+    created: float
+    last_sighting: float | None
+    sightings: int
+    sources: tuple[SourceSay, ...]
+
+    def live_sources(self, now: float | None = None) -> tuple[SourceSay, ...]:
+        at = time.time() if now is None else now
+        return tuple(s for s in self.sources if _say_is_live(self.type, s, self.last_sighting, at))
+
+    def score(self, now: float | None = None) -> float:
+        """The highest current score over its sources (0 when all are revoked or expired)."""
+        at = time.time() if now is None else now
+        best = 0.0
+        for say in self.sources:
+            if say.revoked or (say.valid_until is not None and say.valid_until <= at):
+                continue
+            since = lifecycle.active_since(
+                say.imported_at, say.first_seen, say.last_seen, self.last_sighting
+            )
+            best = max(best, lifecycle.current_score(self.type, say.confidence, since, at))
+        return best
+
+    @property
+    def techniques(self) -> tuple[str, ...]:
+        return _union(s.techniques for s in self.sources)
+
+    @property
+    def actors(self) -> tuple[str, ...]:
+        return _union(s.actors for s in self.sources)
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return _union(s.tags for s in self.sources)
+
+
+def _union(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(item for group in groups for item in group))
+
+
+def _say_is_live(kind: str, say: SourceSay, last_sighting: float | None, now: float) -> bool:
+    since = lifecycle.active_since(say.imported_at, say.first_seen, say.last_seen, last_sighting)
+    return lifecycle.is_live(
+        kind,
+        confidence=say.confidence,
+        since=since,
+        valid_until=say.valid_until,
+        revoked=say.revoked,
+        now=now,
+    )
+
+
+@dataclass
+class AddCounts:
+    indicators: int = 0  # source rows written (new or updated)
+    new: int = 0  # indicators not in the store before
+    invalid: list[tuple[Indicator, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """An indicator seen in Vigil's logs: where (host or file), which ECS field, when."""
+
+    key: int
+    where: str
+    field: str
+    time: float | None
+
+
+class IndicatorStore:
+    """Indicators in the state database. `IndicatorStore.open()` uses the data folder."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._pid = os.getpid()
+        metadata.create_all(engine)
+        self._insert = sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
+
+    @classmethod
+    def open(cls, url_or_folder: str | Path | None = None) -> IndicatorStore:
+        return cls(state_engine(url_or_folder))
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def add(self, indicators: Iterable[Indicator], *, now: float | None = None) -> AddCounts:
+        """Write indicators (re-canonicalised, so any caller's values are safe): new ones are
+        created, a source's row for a known one is replaced by its new say."""
+        imported_at = time.time() if now is None else now
+        counts = AddCounts()
+        batch: list[Indicator] = []
+        for indicator in indicators:
+            batch.append(indicator)
+            if len(batch) >= BATCH:
+                self._add_batch(batch, imported_at, counts)
+                batch = []
+        if batch:
+            self._add_batch(batch, imported_at, counts)
+        return counts
+
+    def _add_batch(self, batch: list[Indicator], imported_at: float, counts: AddCounts) -> None:
+        heads: dict[int, dict[str, Any]] = {}
+        says: dict[tuple[int, str, str], dict[str, Any]] = {}
+        for item in batch:
+            try:
+                kind, value = canonical(item.type, item.value)
+            except IndicatorValueError as exc:
+                counts.invalid.append((item, str(exc)))
+                continue
+            key = indicator_key(kind, value)
+            heads[key] = {"key": key, "type": kind, "value": value, "created": imported_at}
+            reference = item.reference or ""
+            says[(key, item.source, reference)] = {
+                "key": key,
+                "source": item.source,
+                "reference": reference[:512],
+                "confidence": item.confidence,
+                "first_seen": item.first_seen,
+                "last_seen": item.last_seen,
+                "valid_until": item.valid_until,
+                "revoked": item.revoked,
+                "tags": _json(item.tags),
+                "techniques": _json(item.techniques),
+                "actors": _json(item.actors),
+                "description": item.description,
+                "imported_at": imported_at,
+            }
+        if not heads:
+            return
+        with self.engine.begin() as conn:
+            before = conn.execute(select(func.count()).select_from(indicator_table)).scalar_one()
+            conn.execute(
+                self._insert(indicator_table).on_conflict_do_nothing(index_elements=["key"]),
+                list(heads.values()),
+            )
+            after = conn.execute(select(func.count()).select_from(indicator_table)).scalar_one()
+            statement = self._insert(provenance_table)
+            updated = {
+                name: statement.excluded[name]
+                for name in (
+                    "confidence",
+                    "first_seen",
+                    "last_seen",
+                    "valid_until",
+                    "revoked",
+                    "tags",
+                    "techniques",
+                    "actors",
+                    "description",
+                    "imported_at",
+                )
+            }
+            conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["key", "source", "reference"], set_=updated
+                ),
+                list(says.values()),
+            )
+        counts.new += after - before
+        counts.indicators += len(says)
+
+    def record_import(
+        self, result: ImportResult, *, kind: str, location: str, now: float | None = None
+    ) -> AddCounts:
+        """Store an importer's result and remember the source: where it is, its counts and
+        the position the next pull starts from."""
+        counts = self.add(result.indicators, now=now)
+        row = {
+            "name": result.source,
+            "kind": kind,
+            "location": location,
+            "cursor": result.cursor,
+            "last_import": time.time() if now is None else now,
+            "indicators": counts.indicators,
+            "unsupported": len(result.unsupported),
+            "rejected": len(result.rejected) + len(counts.invalid),
+        }
+        statement = self._insert(source_table)
+        with self.engine.begin() as conn:
+            conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["name"],
+                    set_={k: statement.excluded[k] for k in row if k != "name"},
+                ),
+                [row],
+            )
+        return counts
+
+    def cursor(self, source: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(source_table.c.cursor).where(source_table.c.name == source)
+            ).scalar_one_or_none()
+
+    def record_sightings(self, sightings: Iterable[Sighting], *, now: float | None = None) -> int:
+        """Add sightings, merged per (indicator, where, field): count, first and last time.
+        Each indicator's last sighting (which resets its decay) is the newest time seen."""
+        recorded = time.time() if now is None else now
+        merged: dict[tuple[int, str, str], list[Any]] = {}
+        for sighting in sightings:
+            slot = merged.get((sighting.key, sighting.where, sighting.field))
+            seen = sighting.time if sighting.time is not None else recorded
+            if slot is None:
+                merged[(sighting.key, sighting.where[:512], sighting.field[:128])] = [
+                    seen,
+                    seen,
+                    1,
+                ]
+            else:
+                slot[0], slot[1], slot[2] = min(slot[0], seen), max(slot[1], seen), slot[2] + 1
+        if not merged:
+            return 0
+        with self.engine.begin() as conn:
+            existing = {
+                (row.key, row.where, row.field): row
+                for keys in _chunks(sorted({k for k, _, _ in merged}), 500)
+                for row in conn.execute(
+                    select(sighting_table).where(sighting_table.c.key.in_(keys))
+                )
+            }
+            rows = []
+            newest: dict[int, float] = {}
+            for (key, where, field_name), (first, last, count) in merged.items():
+                old = existing.get((key, where, field_name))
+                if old is not None:
+                    first = min(first, old.first_seen if old.first_seen is not None else first)
+                    last = max(last, old.last_seen if old.last_seen is not None else last)
+                    count += old.count
+                rows.append(
+                    {
+                        "key": key,
+                        "where": where,
+                        "field": field_name,
+                        "first_seen": first,
+                        "last_seen": last,
+                        "count": count,
+                        "recorded": recorded,
+                    }
+                )
+                newest[key] = max(newest.get(key, last), last)
+            statement = self._insert(sighting_table)
+            conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["key", "where", "field"],
+                    set_={
+                        k: statement.excluded[k]
+                        for k in ("first_seen", "last_seen", "count", "recorded")
+                    },
+                ),
+                rows,
+            )
+            added: dict[int, int] = {}
+            for (key, _, _), (_, _, count) in merged.items():
+                added[key] = added.get(key, 0) + count
+            for key, last in newest.items():
+                conn.execute(
+                    indicator_table.update()
+                    .where(indicator_table.c.key == key)
+                    .values(
+                        sightings=indicator_table.c.sightings + added[key],
+                        last_sighting=func.max(
+                            func.coalesce(indicator_table.c.last_sighting, last), last
+                        )
+                        if self.engine.dialect.name == "sqlite"
+                        else func.greatest(
+                            func.coalesce(indicator_table.c.last_sighting, last), last
+                        ),
+                    )
+                )
+        return sum(added.values())
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def live(self, now: float | None = None) -> Iterator[tuple[int, str, str]]:
+        """(key, type, value) of every indicator some source keeps live now, each once."""
+        at = time.time() if now is None else now
+        i, p = indicator_table.c, provenance_table.c
+        query = (
+            select(
+                i.key,
+                i.type,
+                i.value,
+                i.last_sighting,
+                p.confidence,
+                p.first_seen,
+                p.last_seen,
+                p.valid_until,
+                p.revoked,
+                p.imported_at,
+            )
+            .select_from(indicator_table.join(provenance_table, i.key == p.key))
+            .order_by(i.key)
+        )
+        is_live = lifecycle.is_live
+        models = lifecycle.DEFAULT_MODELS
+        last_key = None
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(query)
+            for key, kind, value, sighted, conf, first, last, until, revoked, imported in result:
+                if key == last_key:
+                    continue
+                since = max(t for t in (imported, first, last, sighted) if t is not None)
+                if is_live(
+                    kind,
+                    confidence=conf,
+                    since=since,
+                    valid_until=until,
+                    revoked=bool(revoked),
+                    now=at,
+                    models=models,
+                ):
+                    last_key = key
+                    yield key, kind, value
+
+    def forked(self) -> None:
+        """In a forked worker: drop the parent's pooled connections (never share them)."""
+        if self._pid != os.getpid():
+            self.engine.dispose(close=False)
+            self._pid = os.getpid()
+
+    def get(self, keys: Sequence[int]) -> dict[int, StoredIndicator]:
+        """The indicators with these keys, with every source's say."""
+        self.forked()
+        out: dict[int, StoredIndicator] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(keys)), 500):
+                heads = conn.execute(
+                    select(indicator_table).where(indicator_table.c.key.in_(chunk))
+                ).all()
+                says: dict[int, list[SourceSay]] = {}
+                for row in conn.execute(
+                    select(provenance_table)
+                    .where(provenance_table.c.key.in_(chunk))
+                    .order_by(provenance_table.c.source, provenance_table.c.reference)
+                ):
+                    says.setdefault(row.key, []).append(_say(row))
+                for head in heads:
+                    out[head.key] = StoredIndicator(
+                        key=head.key,
+                        type=head.type,
+                        value=head.value,
+                        created=head.created,
+                        last_sighting=head.last_sighting,
+                        sightings=head.sightings,
+                        sources=tuple(says.get(head.key, ())),
+                    )
+        return out
+
+    def search(self, text: str) -> list[StoredIndicator]:
+        """Indicators whose value is `text` read as any type (a domain also finds the
+        indicators on its parent domains, an address the networks holding it)."""
+        keys: list[int] = []
+        for kind in ("ipv4", "domain", "url", "md5", "sha1", "sha256", "sha512", "email"):
+            try:
+                canon_kind, value = canonical(kind, text)
+            except IndicatorValueError:
+                continue
+            keys.append(indicator_key(canon_kind, value))
+            if canon_kind == "domain":
+                labels = value.split(".")
+                keys.extend(
+                    indicator_key("domain", ".".join(labels[i:])) for i in range(1, len(labels))
+                )
+        keys.append(indicator_key("filename", text.strip()))
+        found = self.get(keys)
+        if any(k in ("ipv4", "ipv6") for k in (s.type for s in found.values())) or _is_ip(text):
+            found.update(self._networks_holding(text))
+        return list(found.values())
+
+    def _networks_holding(self, text: str) -> dict[int, StoredIndicator]:
+        import ipaddress
+
+        try:
+            address = ipaddress.ip_address(text.strip())
+        except ValueError:
+            return {}
+        keys = []
+        with self.engine.connect() as conn:
+            for key, value in conn.execute(
+                select(indicator_table.c.key, indicator_table.c.value).where(
+                    indicator_table.c.type == "cidr"
+                )
+            ):
+                network = ipaddress.ip_network(value)
+                if address.version == network.version and address in network:
+                    keys.append(key)
+        return self.get(keys)
+
+    def stats(self, now: float | None = None) -> dict[str, Any]:
+        """Counts: indicators per type, live ones, source rows per source, sources."""
+        at = time.time() if now is None else now
+        with self.engine.connect() as conn:
+            per_type: dict[str, int] = dict(
+                conn.execute(
+                    select(indicator_table.c.type, func.count()).group_by(indicator_table.c.type)
+                ).all()
+            )
+            per_source: dict[str, int] = dict(
+                conn.execute(
+                    select(provenance_table.c.source, func.count()).group_by(
+                        provenance_table.c.source
+                    )
+                ).all()
+            )
+            revoked = conn.execute(
+                select(func.count()).where(provenance_table.c.revoked.is_(True))
+            ).scalar_one()
+            expired = conn.execute(
+                select(func.count()).where(provenance_table.c.valid_until <= at)
+            ).scalar_one()
+            sightings = conn.execute(
+                select(func.coalesce(func.sum(sighting_table.c.count), 0))
+            ).scalar_one()
+            sources = [dict(row._mapping) for row in conn.execute(select(source_table))]
+        live: dict[str, int] = {}
+        for _, kind, _ in self.live(at):
+            live[kind] = live.get(kind, 0) + 1
+        return {
+            "indicators": sum(per_type.values()),
+            "by_type": per_type,
+            "live": sum(live.values()),
+            "live_by_type": live,
+            "source_rows": per_source,
+            "revoked_rows": revoked,
+            "expired_rows": expired,
+            "sightings": sightings,
+            "sources": sources,
+        }
+
+    def sightings(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [
+                dict(row._mapping)
+                for row in conn.execute(
+                    select(sighting_table).order_by(sighting_table.c.key, sighting_table.c.where)
+                )
+            ]
+
+
+def _json(items: Sequence[str]) -> str:
+    return orjson.dumps(list(items)).decode()
+
+
+def _tuple(text: str | None) -> tuple[str, ...]:
+    return tuple(orjson.loads(text)) if text else ()
+
+
+def _say(row: Any) -> SourceSay:
+    return SourceSay(
+        source=row.source,
+        reference=row.reference,
+        confidence=row.confidence,
+        first_seen=row.first_seen,
+        last_seen=row.last_seen,
+        valid_until=row.valid_until,
+        revoked=bool(row.revoked),
+        tags=_tuple(row.tags),
+        techniques=_tuple(row.techniques),
+        actors=_tuple(row.actors),
+        description=row.description,
+        imported_at=row.imported_at,
+    )
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        canonical("ipv4", text)
+    except IndicatorValueError:
+        return False
+    return True

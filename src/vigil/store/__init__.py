@@ -1,0 +1,50 @@
+"""Vigil's state: where the data folder is and the state database (SQLAlchemy; SQLite in the
+data folder by default, any SQLAlchemy URL otherwise)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+
+DEFAULT_DATA_DIR = "vigil-data"
+STATE_FILE = "vigil.db"
+
+
+def data_dir(path: str | Path | None = None) -> Path:
+    """The data folder: `path`, else `VIGIL_DATA_DIR`, else `./vigil-data`."""
+    return Path(path or os.environ.get("VIGIL_DATA_DIR") or DEFAULT_DATA_DIR)
+
+
+def state_url(folder: str | Path | None = None) -> str:
+    """`VIGIL_DATABASE_URL` when set (e.g. PostgreSQL), else the SQLite file in the folder."""
+    url = os.environ.get("VIGIL_DATABASE_URL")
+    if url and folder is None:
+        return url
+    return f"sqlite:///{data_dir(folder).resolve() / STATE_FILE}"
+
+
+def state_engine(url_or_folder: str | Path | None = None) -> Engine:
+    """An engine on the state database. A folder (or nothing) means the SQLite file there,
+    created with its folder; SQLite runs in WAL mode with foreign keys on."""
+    text = str(url_or_folder) if url_or_folder is not None else None
+    url = text if text is not None and "://" in text else state_url(url_or_folder)
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+__all__ = ["data_dir", "state_engine", "state_url"]
