@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import sys
+import time
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -23,12 +25,19 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from vigil import __version__
 from vigil.detect import LEVELS, Detection, tactics_of
+from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import LoadedRules, load_rules
 from vigil.errors import InputError, VigilError
+from vigil.events import format_time
 from vigil.ingest import FORMATS, FileReport
+from vigil.intel.store import IndicatorStore, StoredIndicator
+
+if TYPE_CHECKING:
+    from vigil.intel.importers import Imported
 from vigil.scan import ReadOptions, ScanResult, scan_inputs
 
 app = typer.Typer(
@@ -36,6 +45,17 @@ app = typer.Typer(
 )
 rules_app = typer.Typer(no_args_is_help=True, help="Work with Sigma rule sets.")
 app.add_typer(rules_app, name="rules")
+intel_app = typer.Typer(
+    no_args_is_help=True, help="Threat intelligence: indicators, feeds, sightings, ATT&CK."
+)
+app.add_typer(intel_app, name="intel")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="Vigil's data folder (default: $VIGIL_DATA_DIR or ./vigil-data)."
+    ),
+]
 
 err = Console(stderr=True)
 out = Console()
@@ -169,21 +189,29 @@ def scan(
             help="Write every rejected record (file, record, reason, text) as JSON lines."
         ),
     ] = None,
+    intel: Annotated[
+        bool,
+        typer.Option(
+            "--intel", help="Also match the live indicators of the store (`vigil intel import`)."
+        ),
+    ] = False,
+    data_dir: DataDir = None,
 ) -> None:
-    """Hunt through logs with Sigma rules and print a timeline of detections."""
+    """Hunt through logs with Sigma rules (and indicators) and print a timeline of detections."""
     if log_format is not None and log_format not in FORMATS:
         raise fail(f"unknown log format {log_format!r} (use one of {', '.join(FORMATS)})")
     if fmt not in ("table", "jsonl", "csv"):
         raise fail(f"unknown format {fmt!r} (use table, jsonl or csv)")
     if min_level is not None and min_level not in LEVELS:
         raise fail(f"unknown level {min_level!r} (use {', '.join(LEVELS)})")
-    if not rules:
-        raise fail("no rules given: use --rules DIR (a folder of Sigma rules)")
+    if not rules and not intel:
+        raise fail("no rules given: use --rules DIR (a folder of Sigma rules) and/or --intel")
     for path in [*paths, *rules]:
         if not path.exists():
             raise fail(f"no such file or directory: {path}")
     try:
         loaded = _load(rules, placeholders, no_cache)
+        matcher = _load_intel(data_dir) if intel else None
         columns = (
             TextColumn("{task.description}", style="cyan"),
             BarColumn(),
@@ -202,6 +230,7 @@ def scan(
                 progress=BarProgress(bar),
                 jobs=jobs,
                 read=ReadOptions(log_format, keep_rejects=rejects is not None),
+                intel=matcher,
             )
     except VigilError as exc:
         raise fail(str(exc)) from None
@@ -216,7 +245,22 @@ def scan(
         err.print(
             f"{len(records):,} rejected records written to {escape(str(rejects))}", highlight=False
         )
+    if stats is not None:
         err.print(f"Figures written to {escape(str(stats))}", highlight=False)
+
+
+def _load_intel(data_dir: Path | None) -> IntelScan:
+    with err.status("Loading indicators…"):
+        started = time.perf_counter()
+        intel = IntelScan.load(IndicatorStore.open(data_dir))
+    err.print(
+        f"Loaded [bold]{len(intel.matcher):,}[/] live indicators in "
+        f"{time.perf_counter() - started:.2f}s.",
+        highlight=False,
+    )
+    if not len(intel.matcher):
+        err.print("[yellow]No live indicators: import some with `vigil intel import`.[/]")
+    return intel
 
 
 def _print_summary(result: ScanResult) -> None:
@@ -454,6 +498,283 @@ def rules_check(
                 escape(problem.reason),
             )
         out.print(table)
+
+
+# --- vigil intel --------------------------------------------------------------------------
+
+
+def _store(data_dir: Path | None) -> IndicatorStore:
+    try:
+        return IndicatorStore.open(data_dir)
+    except SQLAlchemyError as exc:
+        raise fail(f"cannot open the indicator store: {exc.__class__.__name__}") from None
+
+
+def _import_table(title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column, justify in (
+        ("source", "left"),
+        ("kind", "left"),
+        ("indicators", "right"),
+        ("new", "right"),
+        ("unsupported", "right"),
+        ("rejected", "right"),
+    ):
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    return table
+
+
+def _record(store: IndicatorStore, items: list[Imported], table: Table) -> list[Any]:
+    """Store each import, add its row to the table; return what was set aside."""
+    aside: list[Any] = []
+    for item in items:
+        result = item.result
+        if item.kind == "skipped":
+            table.add_row(escape(item.location), "skipped", "", "", "", escape(item.reason))
+            continue
+        counts = store.record_import(result, kind=item.kind, location=item.location)
+        table.add_row(
+            escape(result.source),
+            item.kind,
+            f"{counts.indicators:,}",
+            f"{counts.new:,}",
+            f"{len(result.unsupported):,}",
+            f"{len(result.rejected) + len(counts.invalid):,}",
+        )
+        aside.extend({"source": result.source, "unsupported": True, **asdict(u)}
+                     for u in result.unsupported)  # fmt: skip
+        aside.extend({"source": result.source, "rejected": True, **asdict(r)}
+                     for r in result.rejected)  # fmt: skip
+        aside.extend(
+            {"source": result.source, "rejected": True, "reference": i.reference or "",
+             "reason": reason, "text": i.value}
+            for i, reason in counts.invalid
+        )  # fmt: skip
+    return aside
+
+
+def _write_aside(aside: list[Any], path: Path | None) -> None:
+    if not aside:
+        return
+    shown = [a for a in aside if a.get("unsupported")][:10]
+    if shown:
+        table = Table(title="Unsupported (first 10)", title_justify="left")
+        table.add_column("source")
+        table.add_column("reference", overflow="fold")
+        table.add_column("reason", overflow="fold")
+        table.add_column("text", overflow="fold")
+        for item in shown:
+            table.add_row(
+                escape(item["source"]),
+                escape(item["reference"]),
+                escape(item["reason"]),
+                escape(item["text"][:200]),
+            )
+        err.print(table)
+    if path is not None:
+        path.write_bytes(b"".join(orjson.dumps(a, default=str) + b"\n" for a in aside))
+        err.print(
+            f"{len(aside):,} unsupported or rejected items written to {escape(str(path))}",
+            highlight=False,
+        )
+    else:
+        err.print(
+            f"{len(aside):,} items unsupported or rejected (write them all with --aside FILE).",
+            highlight=False,
+        )
+
+
+Aside = Annotated[
+    Path | None,
+    typer.Option("--aside", help="Write unsupported and rejected items as JSON lines."),
+]
+
+
+@intel_app.command("import")
+def intel_import(
+    targets: Annotated[
+        list[str], typer.Argument(help="Files, folders (recursed) or http(s) URLs of indicators.")
+    ],
+    data_dir: DataDir = None,
+    aside: Aside = None,
+) -> None:
+    """Import STIX 2.x bundles, MISP events and feeds, plain and CSV lists."""
+    from vigil.intel.importers import import_path
+
+    store = _store(data_dir)
+    table = _import_table("Imported")
+    aside_items: list[Any] = []
+    try:
+        for target in targets:
+            with err.status(f"Importing {escape(target)}…"):
+                items = list(import_path(target, _feed_cursors(store, target)))
+            aside_items.extend(_record(store, items, table))
+    except VigilError as exc:
+        raise fail(str(exc)) from None
+    out.print(table)
+    _write_aside(aside_items, aside)
+
+
+def _feed_cursors(store: IndicatorStore, target: str) -> dict[str, str]:
+    """Where earlier imports of MISP feeds stopped (a feed is re-read only where it changed)."""
+    cursors = {}
+    for source in store.stats()["sources"]:
+        if source["kind"] == "misp-feed" and source["cursor"]:
+            cursors[source["name"]] = source["cursor"]
+    return cursors
+
+
+@intel_app.command("pull")
+def intel_pull(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="vigil.toml with [[intel.sources]].")
+    ] = Path("vigil.toml"),
+    source: Annotated[
+        list[str], typer.Option("--source", help="Pull only this source; repeat for more.")
+    ] = [],  # noqa: B006
+    data_dir: DataDir = None,
+    aside: Aside = None,
+) -> None:
+    """Pull the configured TAXII collections, MISP feeds and lists, from where they stopped."""
+    from vigil.intel.sources import load_sources
+    from vigil.intel.sources import pull as pull_source
+
+    try:
+        sources = load_sources(config)
+    except VigilError as exc:
+        raise fail(str(exc)) from None
+    chosen = [s for s in sources if not source or s.name in source]
+    missing = set(source) - {s.name for s in sources}
+    if missing:
+        raise fail(f"no intel source named {', '.join(sorted(missing))} in {config}")
+    if not chosen:
+        raise fail(f"no [[intel.sources]] in {config}")
+    store = _store(data_dir)
+    table = _import_table("Pulled")
+    aside_items: list[Any] = []
+    for item in chosen:
+        try:
+            with err.status(f"Pulling {escape(item.name)}…"):
+                imported = pull_source(item, store)
+        except VigilError as exc:
+            table.add_row(escape(item.name), item.kind, "", "", "", f"[red]{escape(str(exc))}[/]")
+            continue
+        for one in imported:
+            result = one.result
+            table.add_row(
+                escape(item.name),
+                one.kind,
+                f"{len(result.indicators):,}",
+                "",
+                f"{len(result.unsupported):,}",
+                f"{len(result.rejected):,}",
+            )
+            aside_items.extend({"source": item.name, "unsupported": True, **asdict(u)}
+                               for u in result.unsupported)  # fmt: skip
+    out.print(table)
+    _write_aside(aside_items, aside)
+
+
+@intel_app.command("stats")
+def intel_stats(
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Indicators per type and source, live ones, sightings."""
+    figures = _store(data_dir).stats()
+    if as_json:
+        out.print_json(orjson.dumps(figures, default=str).decode())
+        return
+    table = Table(title="Indicators", title_justify="left")
+    table.add_column("type")
+    table.add_column("stored", justify="right")
+    table.add_column("live", justify="right")
+    for kind, count in sorted(figures["by_type"].items()):
+        table.add_row(kind, f"{count:,}", f"{figures['live_by_type'].get(kind, 0):,}")
+    table.add_row("[bold]all[/]", f"[bold]{figures['indicators']:,}[/]", f"{figures['live']:,}")
+    out.print(table)
+    sources = Table(title="Sources", title_justify="left")
+    for column in ("source", "kind", "indicators", "unsupported", "rejected", "last import"):
+        sources.add_column(column, justify="left" if column in ("source", "kind") else "right")
+    for row in figures["sources"]:
+        sources.add_row(
+            escape(row["name"]),
+            row["kind"],
+            f"{figures['source_rows'].get(row['name'], row['indicators']):,}",
+            f"{row['unsupported']:,}",
+            f"{row['rejected']:,}",
+            format_time(row["last_import"]) or "",
+        )
+    out.print(sources)
+    out.print(
+        f"{figures['revoked_rows']:,} revoked and {figures['expired_rows']:,} expired source "
+        f"rows; {figures['sightings']:,} sightings.",
+        highlight=False,
+    )
+
+
+@intel_app.command("search")
+def intel_search(
+    value: Annotated[str, typer.Argument(help="An address, domain, URL, hash, e-mail or name.")],
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the matches as JSON.")] = False,
+) -> None:
+    """Which indicators a value is (or falls under: parent domains, networks)."""
+    found = _store(data_dir).search(value)
+    if as_json:
+        out.print_json(orjson.dumps([_indicator_dict(i) for i in found]).decode())
+        return
+    if not found:
+        out.print(f"No indicator for {escape(value)}.")
+        raise typer.Exit(1)
+    for indicator in found:
+        table = Table(
+            title=f"{indicator.type} {escape(indicator.value)} · score "
+            f"{indicator.score():.0f} · {indicator.sightings:,} sightings",
+            title_justify="left",
+        )
+        for column in ("source", "reference", "confidence", "valid until", "revoked", "actors",
+                       "techniques"):  # fmt: skip
+            table.add_column(column, overflow="fold")
+        for say in indicator.sources:
+            table.add_row(
+                escape(say.source),
+                escape(say.reference),
+                "" if say.confidence is None else str(say.confidence),
+                format_time(say.valid_until) or "",
+                "yes" if say.revoked else "",
+                escape(", ".join(say.actors)),
+                ", ".join(say.techniques),
+            )
+        out.print(table)
+
+
+def _indicator_dict(indicator: StoredIndicator) -> dict[str, Any]:
+    return {
+        "type": indicator.type,
+        "value": indicator.value,
+        "score": round(indicator.score(), 1),
+        "live": bool(indicator.live_sources()),
+        "sightings": indicator.sightings,
+        "sources": [asdict(s) for s in indicator.sources],
+    }
+
+
+@intel_app.command("sightings")
+def intel_sightings(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the STIX bundle to this file.")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Export every sighting as a STIX 2.1 bundle of `sighting` objects."""
+    from vigil.intel.sightings import export_bundle
+
+    bundle = export_bundle(_store(data_dir))
+    data = orjson.dumps(bundle, option=orjson.OPT_INDENT_2) + b"\n"
+    _emit(data, output)
+    count = sum(1 for o in bundle["objects"] if o["type"] == "sighting")
+    err.print(f"{count:,} sightings exported.", highlight=False)
 
 
 @app.command()
