@@ -94,8 +94,8 @@ class IndicatorMatcher:
         return matcher
 
     def add(self, key: int, kind: str, value: str) -> None:
-        """One live indicator, its value canonical for its type (as the store keeps it)."""
-        self.count += 1
+        """One live indicator, its value canonical for its type (as the store keeps it).
+        Adding one again changes nothing."""
         if kind in ("ipv4", "ipv6"):
             self.addresses[value] = key
         elif kind == "domain":
@@ -114,13 +114,15 @@ class IndicatorMatcher:
             self.filenames[value.lower()] = key
         elif kind == "ja3":
             self.ja3[value] = key
-        else:
-            self.count -= 1
 
     def compile(self) -> None:
         """Networks as sorted, non-overlapping ranges, each with the networks covering it."""
         import ipaddress
 
+        self._networks = sorted(set(self._networks))
+        tables = (self.addresses, self.ports, self.domains, self.urls, self.hashes, self.emails,
+                  self.filenames, self.ja3)  # fmt: skip
+        self.count = sum(map(len, tables)) + len(self._networks)
         for version in (4, 6):
             edges: dict[int, list[tuple[int, tuple[int, str], bool]]] = {}
             for key, text, net_version in self._networks:

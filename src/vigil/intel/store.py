@@ -41,11 +41,13 @@ from vigil.intel.model import ImportResult, Indicator, IndicatorValueError, cano
 from vigil.store import state_engine
 
 metadata = MetaData()
+_KEY = BigInteger().with_variant(Integer, "sqlite")
 
 indicator_table = Table(
     "intel_indicator",
     metadata,
-    Column("key", BigInteger, primary_key=True, autoincrement=False),
+    # INTEGER PRIMARY KEY in SQLite: the key is the row id, no separate index
+    Column("key", _KEY, primary_key=True, autoincrement=False),
     Column("type", String(16), nullable=False),
     Column("value", Text, nullable=False),
     Column("created", Float, nullable=False),
@@ -70,6 +72,7 @@ provenance_table = Table(
     Column("actors", Text, nullable=False, default="[]"),
     Column("description", Text),
     Column("imported_at", Float, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 source_table = Table(
@@ -97,7 +100,7 @@ sighting_table = Table(
     Column("recorded", Float, nullable=False),
 )
 
-BATCH = 20_000
+BATCH = 100_000
 
 
 def indicator_key(kind: str, value: str) -> int:
@@ -207,6 +210,23 @@ class IndicatorStore:
         self._pid = os.getpid()
         metadata.create_all(engine)
         self._insert = sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
+        # Bulk writes go straight to the driver (executemany): SQLite and PostgreSQL share
+        # the upsert syntax, only the parameter marks differ.
+        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        heads = ("key", "type", "value", "created", "sightings")
+        # (built from this module's constants only: no outside text reaches the SQL)
+        self._sql_heads = (
+            f"INSERT INTO intel_indicator ({', '.join(heads)}) "  # noqa: S608
+            f"VALUES ({', '.join([mark] * len(heads))}) ON CONFLICT (key) DO NOTHING"
+        )
+        says = [c.name for c in provenance_table.columns]
+        updated = [c for c in says if c not in ("key", "source", "reference")]
+        self._sql_says = (
+            f"INSERT INTO intel_provenance ({', '.join(says)}) "  # noqa: S608
+            f"VALUES ({', '.join([mark] * len(says))}) "
+            "ON CONFLICT (key, source, reference) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in updated)
+        )
 
     @classmethod
     def open(cls, url_or_folder: str | Path | None = None) -> IndicatorStore:
@@ -230,8 +250,8 @@ class IndicatorStore:
         return counts
 
     def _add_batch(self, batch: list[Indicator], imported_at: float, counts: AddCounts) -> None:
-        heads: dict[int, dict[str, Any]] = {}
-        says: dict[tuple[int, str, str], dict[str, Any]] = {}
+        heads: dict[int, tuple[Any, ...]] = {}
+        says: dict[tuple[int, str, str], tuple[Any, ...]] = {}
         for item in batch:
             try:
                 kind, value = canonical(item.type, item.value)
@@ -239,55 +259,34 @@ class IndicatorStore:
                 counts.invalid.append((item, str(exc)))
                 continue
             key = indicator_key(kind, value)
-            heads[key] = {"key": key, "type": kind, "value": value, "created": imported_at}
-            reference = item.reference or ""
-            says[(key, item.source, reference)] = {
-                "key": key,
-                "source": item.source,
-                "reference": reference[:512],
-                "confidence": item.confidence,
-                "first_seen": item.first_seen,
-                "last_seen": item.last_seen,
-                "valid_until": item.valid_until,
-                "revoked": item.revoked,
-                "tags": _json(item.tags),
-                "techniques": _json(item.techniques),
-                "actors": _json(item.actors),
-                "description": item.description,
-                "imported_at": imported_at,
-            }
+            heads[key] = (key, kind, value, imported_at, 0)
+            reference = (item.reference or "")[:512]
+            says[(key, item.source, reference)] = (
+                key,
+                item.source,
+                reference,
+                item.confidence,
+                item.first_seen,
+                item.last_seen,
+                item.valid_until,
+                bool(item.revoked),
+                _json(item.tags),
+                _json(item.techniques),
+                _json(item.actors),
+                item.description,
+                imported_at,
+            )
         if not heads:
             return
         with self.engine.begin() as conn:
-            before = conn.execute(select(func.count()).select_from(indicator_table)).scalar_one()
-            conn.execute(
-                self._insert(indicator_table).on_conflict_do_nothing(index_elements=["key"]),
-                list(heads.values()),
-            )
-            after = conn.execute(select(func.count()).select_from(indicator_table)).scalar_one()
-            statement = self._insert(provenance_table)
-            updated = {
-                name: statement.excluded[name]
-                for name in (
-                    "confidence",
-                    "first_seen",
-                    "last_seen",
-                    "valid_until",
-                    "revoked",
-                    "tags",
-                    "techniques",
-                    "actors",
-                    "description",
-                    "imported_at",
-                )
-            }
-            conn.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["key", "source", "reference"], set_=updated
-                ),
-                list(says.values()),
-            )
-        counts.new += after - before
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                # in key order: neighbouring rows land on the same B-tree pages
+                cursor.executemany(self._sql_heads, sorted(heads.values()))
+                counts.new += max(0, cursor.rowcount)
+                cursor.executemany(self._sql_says, [says[k] for k in sorted(says)])
+            finally:
+                cursor.close()
         counts.indicators += len(says)
 
     def record_import(
@@ -403,45 +402,45 @@ class IndicatorStore:
     # --- reading ---------------------------------------------------------------------------
 
     def live(self, now: float | None = None) -> Iterator[tuple[int, str, str]]:
-        """(key, type, value) of every indicator some source keeps live now, each once."""
+        """(key, type, value) of the indicators some source keeps live now. An indicator that
+        several sources keep live comes once per source (the matcher keeps one)."""
         at = time.time() if now is None else now
-        i, p = indicator_table.c, provenance_table.c
+        greatest = "MAX" if self.engine.dialect.name == "sqlite" else "GREATEST"
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        # revoked and expired rows are dropped by the database; decay is computed here
         query = (
-            select(
-                i.key,
-                i.type,
-                i.value,
-                i.last_sighting,
-                p.confidence,
-                p.first_seen,
-                p.last_seen,
-                p.valid_until,
-                p.revoked,
-                p.imported_at,
-            )
-            .select_from(indicator_table.join(provenance_table, i.key == p.key))
-            .order_by(i.key)
+            "SELECT i.key, i.type, i.value, p.confidence, "  # noqa: S608 (constants only)
+            f"{greatest}(p.imported_at, COALESCE(p.first_seen, 0), COALESCE(p.last_seen, 0), "
+            "COALESCE(i.last_sighting, 0)) "
+            "FROM intel_provenance p JOIN intel_indicator i ON i.key = p.key "
+            f"WHERE p.revoked = {mark} AND (p.valid_until IS NULL OR p.valid_until > {mark})"
         )
-        is_live = lifecycle.is_live
-        models = lifecycle.DEFAULT_MODELS
-        last_key = None
+        models = {kind: (m.lifetime_days * lifecycle.DAY, 1.0 / m.speed, m.threshold)
+                  for kind, m in lifecycle.DEFAULT_MODELS.items()}  # fmt: skip
+        fallback = lifecycle.FALLBACK_MODEL
+        default_base = lifecycle.DEFAULT_BASE_SCORE
+        self.forked()
         with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(query)
-            for key, kind, value, sighted, conf, first, last, until, revoked, imported in result:
-                if key == last_key:
-                    continue
-                since = max(t for t in (imported, first, last, sighted) if t is not None)
-                if is_live(
-                    kind,
-                    confidence=conf,
-                    since=since,
-                    valid_until=until,
-                    revoked=bool(revoked),
-                    now=at,
-                    models=models,
-                ):
-                    last_key = key
-                    yield key, kind, value
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(query, (False, at))
+                while rows := cursor.fetchmany(BATCH):
+                    for key, kind, value, confidence, since in rows:
+                        tau, power, threshold = models.get(kind) or (
+                            fallback.lifetime_days * lifecycle.DAY,
+                            1.0 / fallback.speed,
+                            fallback.threshold,
+                        )
+                        elapsed = at - since
+                        if elapsed >= tau:
+                            continue
+                        base = default_base if confidence is None else confidence
+                        if elapsed > 0:
+                            base *= 1.0 - (elapsed / tau) ** power
+                        if base >= threshold:
+                            yield key, kind, value
+            finally:
+                cursor.close()
 
     def forked(self) -> None:
         """In a forked worker: drop the parent's pooled connections (never share them)."""

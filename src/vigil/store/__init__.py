@@ -44,6 +44,8 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # 256 MiB of page cache (bulk imports of millions of indicators write random keys)
+    cursor.execute("PRAGMA cache_size=-262144")
     cursor.close()
 
 
