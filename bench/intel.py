@@ -68,7 +68,7 @@ def synthetic(count: int, seed: int = 7) -> list[Indicator]:
                 value = f"http://{host}/{''.join(rng.choices(letters, k=8))}.php?id={i}"
             else:
                 size = 64 if kind == "sha256" else 32
-                value = "%0*x" % (size, rng.getrandbits(size * 4))
+                value = f"{rng.getrandbits(size * 4):0{size}x}"
             out.append(Indicator(kind, value, "synthetic", confidence=rng.randint(40, 100),
                                  reference=f"synthetic:{kind}:{i}"))  # fmt: skip
     return out

@@ -133,10 +133,23 @@ def test_deduplicated_indicators_keep_every_source_and_their_attack_tags(tmp_pat
     store = IndicatorStore.open(tmp_path)
     counts = store.add(
         [
-            Indicator("ipv4", "192.0.2.5", "misp:eset", confidence=70, techniques=("T1071.001",),
-                      actors=("Turla",), reference="uuid-1"),  # fmt: skip
-            Indicator("ipv4", "192.0.2.5", "stix:report.json", confidence=40,
-                      techniques=("T1105",), reference="indicator--1"),  # fmt: skip
+            Indicator(
+                "ipv4",
+                "192.0.2.5",
+                "misp:eset",
+                confidence=70,
+                techniques=("T1071.001",),
+                actors=("Turla",),
+                reference="uuid-1",
+            ),
+            Indicator(
+                "ipv4",
+                "192.0.2.5",
+                "stix:report.json",
+                confidence=40,
+                techniques=("T1105",),
+                reference="indicator--1",
+            ),
         ]
     )
     assert (counts.new, counts.indicators) == (1, 2)
@@ -155,8 +168,10 @@ def test_deduplicated_indicators_keep_every_source_and_their_attack_tags(tmp_pat
 def test_lookups_per_event_do_not_depend_on_how_many_indicators_are_loaded(count) -> None:
     """The matcher only does hash lookups and bisections: what it touches per event is the
     same for 10 or 10,000 indicators (counted through the dict and bisect calls made)."""
-    matcher = matcher_of(*[("domain", f"d{i}.example") for i in range(count)],
-                         *[("cidr", f"10.{i % 250}.{i // 250}.0/24") for i in range(count)])  # fmt: skip
+    matcher = matcher_of(
+        *[("domain", f"d{i}.example") for i in range(count)],
+        *[("cidr", f"10.{i % 250}.{i // 250}.0/24") for i in range(count)],
+    )
     probes: list[str] = []
 
     class Counting(dict):

@@ -253,6 +253,13 @@ class IndicatorMatcher:
                 continue
             text = str(value)
             if text.startswith("/") and host is not None:
+                plain = str(host).lower().rstrip(".")
+                if plain.isascii() and "#" not in text and ":" not in plain and "@" not in plain:
+                    # already canonical: a plain host and a path (most web logs)
+                    key = self.urls.get(plain + text)
+                    if key is not None:
+                        found.append(Match(key, "url", plain + text, name, str(value)))
+                    return
                 text = f"{host}{text}"
             try:
                 url = canonical_url(text)

@@ -21,7 +21,7 @@ from vigil.intel.store import IndicatorStore, StoredIndicator
 # Vigil's own namespace for deterministic STIX ids.
 NAMESPACE = uuid.UUID("6f1c3f0e-3d2a-5b7e-9a51-2b9c1c0d7e11")
 
-PATTERN_PATHS = {
+PATTERN_PATHS: dict[str, str | None] = {
     "ipv4": "ipv4-addr:value",
     "ipv6": "ipv6-addr:value",
     "cidr": None,  # by address family, below
@@ -60,10 +60,10 @@ def pattern(kind: str, value: str) -> str:
         )
     if kind == "url" and "://" not in value:
         value = "http://" + value
-    path = PATTERN_PATHS.get(kind)
-    if path is None:
+    found = PATTERN_PATHS.get(kind)
+    if found is None:
         raise ValueError(f"no STIX pattern for indicator type {kind!r}")
-    return f"[{path} = {_quoted(value)}]"
+    return f"[{found} = {_quoted(value)}]"
 
 
 def _id(kind: str, *parts: Any) -> str:
