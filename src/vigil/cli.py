@@ -777,6 +777,118 @@ def intel_sightings(
     err.print(f"{count:,} sightings exported.", highlight=False)
 
 
+RulesOption = Annotated[
+    list[Path],
+    typer.Option("--rules", "-r", help="Sigma rules folder or file; repeat for more."),
+]
+STATUS_STYLE = {"covered": "green", "partial": "yellow", "uncovered": "bold red"}
+
+
+@intel_app.command("coverage")
+def intel_coverage(
+    group: Annotated[str, typer.Option("--group", "-g", help="Group id, name or alias.")],
+    rules: RulesOption = [],  # noqa: B006
+    as_json: Annotated[bool, typer.Option("--json", help="Print the coverage as JSON.")] = False,
+) -> None:
+    """Which of a threat group's ATT&CK techniques the loaded Sigma rules cover, and which not."""
+    from vigil.intel.attack import AttackKB, coverage, rule_techniques
+
+    if not rules:
+        raise fail("no rules given: use --rules DIR (a folder of Sigma rules)")
+    try:
+        kb = AttackKB.load()
+        found = kb.group(group)
+        loaded = _load(rules, None, False)
+    except VigilError as exc:
+        raise fail(str(exc)) from None
+    report = coverage(found, rule_techniques(loaded.plan.rules, kb=kb), kb=kb)
+    if as_json:
+        data = {
+            "group": {"id": found.id, "name": found.name, "aliases": list(found.aliases)},
+            "attack_version": kb.version,
+            "counts": report.counts,
+            "ratio": round(report.ratio, 4),
+            "techniques": [
+                {
+                    "id": item.technique.id,
+                    "name": item.technique.name,
+                    "tactics": list(item.technique.tactics),
+                    "status": item.status,
+                    "rules": [r.rule_id for r in item.rules],
+                    "related_rules": [r.rule_id for r in item.related],
+                }
+                for item in report.techniques
+            ],
+        }
+        out.print_json(orjson.dumps(data).decode())
+        return
+    table = Table(
+        title=f"{escape(found.label)}: ATT&CK {kb.version} techniques against "
+        f"{len(loaded.plan.rules):,} rules",
+        title_justify="left",
+    )
+    for column in ("technique", "name", "tactics", "coverage", "rules"):
+        table.add_column(column, justify="right" if column == "rules" else "left")
+    order = {"uncovered": 0, "partial": 1, "covered": 2}
+    for item in sorted(report.techniques, key=lambda t: (order[t.status], t.technique.id)):
+        count = len(item.rules) or len(item.related)
+        table.add_row(
+            item.technique.id,
+            escape(item.technique.name),
+            ", ".join(item.technique.tactics),
+            f"[{STATUS_STYLE[item.status]}]{item.status}[/]",
+            f"{count:,}" if count else "",
+        )
+    out.print(table)
+    counts = report.counts
+    out.print(
+        f"[green]{counts['covered']}[/] covered, [yellow]{counts['partial']}[/] partial "
+        f"(parent or sub-technique rules only), [bold red]{counts['uncovered']}[/] not covered "
+        f"of {len(report.techniques)}: {report.ratio:.0%} fully covered.",
+        highlight=False,
+    )
+
+
+@intel_app.command("attack-layer")
+def intel_attack_layer(
+    rules: RulesOption = [],  # noqa: B006
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the layer (JSON).")
+    ] = Path("vigil-coverage-layer.json"),
+    group: Annotated[
+        str | None, typer.Option("--group", "-g", help="Show this group's techniques and gaps.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="The layer's name.")] = None,
+) -> None:
+    """Write an ATT&CK Navigator layer of the rules' technique coverage (scores: rule counts)."""
+    from vigil.intel.attack import AttackKB, navigator_layer, rule_techniques
+
+    if not rules:
+        raise fail("no rules given: use --rules DIR (a folder of Sigma rules)")
+    try:
+        kb = AttackKB.load()
+        found = kb.group(group) if group else None
+        loaded = _load(rules, None, False)
+    except VigilError as exc:
+        raise fail(str(exc)) from None
+    covered = rule_techniques(loaded.plan.rules, kb=kb)
+    title = name or ("Vigil rule coverage" + (f" vs {found.name}" if found else ""))
+    layer = navigator_layer(
+        covered,
+        name=title,
+        description=f"{len(loaded.plan.rules):,} Sigma rules loaded by Vigil",
+        group=found,
+        kb=kb,
+    )
+    output.write_bytes(orjson.dumps(layer, option=orjson.OPT_INDENT_2) + b"\n")
+    err.print(
+        f"Layer of {len(layer['techniques']):,} technique entries ({len(covered):,} techniques "
+        f"with rules) written to {escape(str(output))}; open it in ATT&CK Navigator "
+        "(Open Existing Layer > Upload from local).",
+        highlight=False,
+    )
+
+
 @app.command()
 def version() -> None:
     """Print Vigil's version."""

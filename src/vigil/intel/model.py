@@ -94,6 +94,8 @@ class ImportResult:
     # Incremental position after this import (a TAXII date, MISP manifest timestamps as
     # JSON text), saved by the caller so that the next pull starts there.
     cursor: str | None = None
+    # Counts an importer keeps besides the lists (records read, skipped and why), by name.
+    stats: dict[str, int] = field(default_factory=dict)
 
     def extend(self, other: ImportResult) -> None:
         self.indicators.extend(other.indicators)
