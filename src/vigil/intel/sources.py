@@ -68,11 +68,14 @@ def load_sources(config: Path) -> list[IntelSource]:
         where = f"{config}: intel.sources[{number}]"
         if not isinstance(entry, dict):
             raise InputError(f"{where}: must be a table")
+        if "password" in entry:
+            raise InputError(
+                f"{where}: no password in the file: name the environment variable that holds "
+                "it with password_env"
+            )
         unknown = set(entry) - set(IntelSource.__dataclass_fields__)
         if unknown:
             raise InputError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
-        if "password" in entry:
-            raise InputError(f"{where}: put the password in an environment variable")
         for key in ("name", "kind", "url"):
             if not isinstance(entry.get(key), str) or not entry[key]:
                 raise InputError(f"{where}: `{key}` (text) is required")

@@ -541,10 +541,13 @@ class IndicatorStore:
             sightings = conn.execute(
                 select(func.coalesce(func.sum(sighting_table.c.count), 0))
             ).scalar_one()
-            sources = [dict(row._mapping) for row in conn.execute(select(source_table))]
+            sources = [_plain(row) for row in conn.execute(select(source_table))]
         live: dict[str, int] = {}
-        for _, kind, _ in self.live(at):
-            live[kind] = live.get(kind, 0) + 1
+        seen: set[int] = set()
+        for key, kind, _ in self.live(at):
+            if key not in seen:
+                seen.add(key)
+                live[kind] = live.get(kind, 0) + 1
         return {
             "indicators": sum(per_type.values()),
             "by_type": per_type,
@@ -560,11 +563,16 @@ class IndicatorStore:
     def sightings(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [
-                dict(row._mapping)
+                _plain(row)
                 for row in conn.execute(
                     select(sighting_table).order_by(sighting_table.c.key, sighting_table.c.where)
                 )
             ]
+
+
+def _plain(row: Any) -> dict[str, Any]:
+    """A row as a dict with plain `str` keys (SQLAlchemy's are a `str` subclass)."""
+    return {str(key): value for key, value in row._mapping.items()}
 
 
 def _json(items: Sequence[str]) -> str:
