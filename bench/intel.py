@@ -46,8 +46,8 @@ def real_indicators() -> list[Indicator]:
     for path in (intel / "maltrail-subset", intel / "misp-feed-eset",
                  intel / "stix21-oasis-examples", intel / "unit42-playbooks-stix20"):  # fmt: skip
         if path.exists():
-            for result in import_path(path):
-                found.extend(result.indicators)
+            for imported in import_path(path):
+                found.extend(imported.result.indicators)
     return found
 
 
