@@ -263,6 +263,7 @@ def _scan_shared(index: int) -> tuple[int, _InputResult]:
         _SHARED["wanted_rules"],
         _SHARED["threshold"],
         read=_SHARED["read"],
+        intel=_SHARED["intel"],
     )
 
 

@@ -46,7 +46,8 @@ def intel_from(tmp_path: Path, *targets: Path) -> IntelScan:
     return IntelScan.load(store)
 
 
-def test_simda_list_flags_exactly_the_simda_queries(need_data, tmp_path, no_rules) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_simda_list_flags_exactly_the_simda_queries(need_data, tmp_path, no_rules, jobs) -> None:
     trails = need_data("threat_intel", "maltrail-subset", "malware", "simda.txt")
     dns = need_data("network", "stratosphere", "005-zeek-scenario-malicious", "dns.log")
     domains = simda_domains(trails)
@@ -59,13 +60,14 @@ def test_simda_list_flags_exactly_the_simda_queries(need_data, tmp_path, no_rule
     }
     assert (len(rows), len(expected)) == (992, 955)
 
-    result = scan_inputs([dns], no_rules, intel=intel_from(tmp_path, trails))
-    flagged = {d.record_id for d in result.detections}
+    # the whole capture (dns, conn and http logs), in worker processes with jobs=2
+    result = scan_inputs([dns.parent], no_rules, intel=intel_from(tmp_path, trails), jobs=jobs)
+    on_dns = [d for d in result.detections if d.source_file == str(dns)]
     assert all(d.kind == "indicator" for d in result.detections)
-    assert flagged == expected
-    assert len(result.detections) == 955
-    assert result.counters["indicator_hits"] == 955
-    assert all("simda" in d.details["actors"] for d in result.detections)
+    assert {d.record_id for d in on_dns} == expected
+    assert len(on_dns) == 955
+    assert all("simda" in d.details["actors"] for d in on_dns)
+    assert result.counters["indicator_hits"] == len(result.detections)
 
 
 def test_no_benign_record_is_flagged_with_every_maltrail_list(
