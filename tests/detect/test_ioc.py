@@ -183,3 +183,27 @@ def test_lookups_per_event_do_not_depend_on_how_many_indicators_are_loaded(count
     event = zeek("zeek.dns", query="a.b.c.example", **{"id.resp_h": "10.1.2.3"})
     matcher.match(event)
     assert probes == ["a.b.c.example", "b.c.example", "c.example"]
+
+
+def test_ipv6_address_ports_match_in_brackets() -> None:
+    matcher = matcher_of(("ip-port", "[2001:DB8::9]:4444"))
+    conn = zeek("zeek.conn", **{"id.resp_h": "2001:db8::9", "id.resp_p": 4444})
+    assert matched(matcher, conn) == {("ip-port", "[2001:db8::9]:4444", "destination")}
+
+
+def test_an_attribute_deleted_in_misp_stops_matching_when_its_event_is_read_again(
+    tmp_path,
+) -> None:
+    from vigil.intel.misp import from_event
+
+    def event(deleted: bool) -> dict:
+        attribute = {"uuid": "a-1", "type": "domain", "value": "c2.example", "to_ids": True,
+                     "deleted": deleted, "timestamp": "1700000000"}  # fmt: skip
+        return {"Event": {"uuid": "e-1", "info": "x", "threat_level_id": "1",
+                          "Attribute": [attribute]}}  # fmt: skip
+
+    store = IndicatorStore.open(tmp_path)
+    store.record_import(from_event(event(False), "misp:feed"), kind="misp-feed", location="x")
+    assert set(IntelScan.load(store).matcher.domains) == {"c2.example"}
+    store.record_import(from_event(event(True), "misp:feed"), kind="misp-feed", location="x")
+    assert set(IntelScan.load(store).matcher.domains) == set()

@@ -166,7 +166,7 @@ class IndicatorMatcher:
         if self.ports:
             address, port = get("destination.ip"), get("destination.port")
             if address is not None and port is not None:
-                text = f"{address}:{port}"
+                text = f"[{address}]:{port}" if ":" in str(address) else f"{address}:{port}"
                 key = self.ports.get(text)
                 if key is not None:
                     found.append(Match(key, "ip-port", text, "destination", text))

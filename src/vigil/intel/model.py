@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 # The indicator types Vigil stores and matches. `ip-port` is an address with a port
-# (`1.2.3.4:443`, as maltrail and MISP `ip-dst|port` write them).
+# (`1.2.3.4:443`, `[2001:db8::1]:443`, as maltrail and MISP `ip-dst|port` write them).
 TYPES = (
     "ipv4",
     "ipv6",
@@ -158,8 +158,11 @@ def _ip_port(text: str) -> str:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise IndicatorValueError("not an address:port")
-    _, address = _address(host)
-    return f"{address}:{int(port)}"
+    kind, address = _address(host)
+    if kind == "cidr":
+        raise IndicatorValueError("not an address:port (a network)")
+    # IPv6 in brackets, as in URLs (RFC 3986), so the port stays apart from the address
+    return f"[{address}]:{int(port)}" if kind == "ipv6" else f"{address}:{int(port)}"
 
 
 def canonical_domain(text: str) -> str:

@@ -52,6 +52,7 @@ def pattern(kind: str, value: str) -> str:
         return f"[{path} = {_quoted(value)}]"
     if kind == "ip-port":
         address, _, port = value.rpartition(":")
+        address = address.strip("[]")
         family = "ipv6-addr" if ":" in address else "ipv4-addr"
         return (
             f"[network-traffic:dst_ref.type = {_quoted(family)} AND "
