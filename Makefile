@@ -17,8 +17,11 @@ install: $(STAMP)
 
 run: $(STAMP)
 	@if [ -d $(DATA)/windows ] && [ -d $(DATA)/sigma/rules ]; then \
+		$(BIN)/vigil intel import $(DATA)/threat_intel/maltrail-subset \
+			$(DATA)/threat_intel/misp-feed-eset $(DATA)/threat_intel/stix21-oasis-examples \
+			$(DATA)/threat_intel/unit42-playbooks-stix20 && \
 		$(BIN)/vigil scan $(DATA)/windows $(DATA)/linux $(DATA)/network $(DATA)/cloud \
-			$(foreach d,$(wildcard $(DATA)/sigma/rules*),--rules $(d)) \
+			$(foreach d,$(wildcard $(DATA)/sigma/rules*),--rules $(d)) --intel \
 			--min-level high --stats vigil-scan-stats.json; \
 	else \
 		echo "Reference data not found in $(DATA)."; \
@@ -41,6 +44,7 @@ test: lint typecheck pytest
 bench: $(STAMP)
 	$(BIN)/python bench/scan.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/intel.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -103,3 +103,26 @@ def test_coverage_and_navigator_layer_run_offline(run_cli, sigma_rules, tmp_path
 
     unknown = run_cli("intel", "coverage", "--group", "APT 2999", "--rules", rules)
     assert unknown.exit_code == 2
+
+
+def test_import_from_a_url_reads_the_downloaded_bundle(run_cli, need_data, data_dir) -> None:
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    folder = need_data("threat_intel", "stix21-oasis-examples", "cti-documentation", "examples",
+                       "example_json")  # fmt: skip
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/apt1.json"
+        result = run_cli("intel", "import", url)
+        missing = run_cli("intel", "import", url.replace("apt1", "nothing"))
+    finally:
+        server.shutdown()
+    assert result.exit_code == 0, result.output
+    figures = json.loads(run_cli("intel", "stats", "--json").stdout)
+    assert figures["source_rows"] == {"stix:apt1.json": 10}  # as the STIX importer's own test
+    assert missing.exit_code == 2 and "404" in missing.output

@@ -273,6 +273,14 @@ def _print_summary(result: ScanResult) -> None:
         f"[bold red]{totals['detections']:,}[/] detections.",
         highlight=False,
     )
+    hits = result.counters.get("indicator_hits")
+    if hits is not None:
+        shown = sum(1 for d in result.detections if d.kind == "indicator")
+        err.print(
+            f"[bold]{hits:,}[/] indicator hits, recorded as sightings "
+            f"({shown:,} at the level asked for, in the timeline).",
+            highlight=False,
+        )
     if not result.detections:
         return
     levels = Counter(d.level for d in result.detections)
