@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
-
 from vigil.errors import InputError
 from vigil.intel import lists, misp, stix
+from vigil.intel.files import decode_json
 from vigil.intel.model import ImportResult
 
 # Files that sit beside indicator lists but hold none.
@@ -105,12 +104,9 @@ def _head(path: Path) -> bytes:
 
 
 def _json(path: Path) -> Any:
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
+        return decode_json(path.read_bytes())
+    except (OSError, ValueError):
         return None
 
 

@@ -33,17 +33,16 @@ indicator. A row with a malformed confidence or time is Rejected whole.
 from __future__ import annotations
 
 import csv
-import gzip
 import ipaddress
 import math
 import re
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from vigil.errors import InputError
+from vigil.intel.files import gunzip, read_bytes
 from vigil.intel.model import (
     TYPES,
     ImportResult,
@@ -217,16 +216,25 @@ def is_list(head: bytes) -> bool:
 # --- read -------------------------------------------------------------------------------
 
 
+def _typed(
+    kind: str | None, entry: str, reference: str, line: str, result: ImportResult
+) -> tuple[str, str] | None:
+    """The entry's (type, canonical value), its type forced or guessed; None when it is set
+    aside (unsupported: a form no indicator type has; rejected: a bad value)."""
+    try:
+        return canonical(kind, entry) if kind else guess(entry)
+    except NoIndicatorType as exc:
+        result.unsupported.append(Unsupported(reference, str(exc), entry))
+    except IndicatorValueError as exc:
+        result.rejected.append(Rejected(reference, str(exc), line))
+    return None
+
+
 def _read(path: Path) -> list[str]:
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise InputError(f"{path}: damaged gzip: {exc}") from None
+        data = gunzip(read_bytes(path))
+    except ValueError as exc:
+        raise InputError(f"{path}: {exc}") from None
     if len(data) > MAX_LIST:
         raise InputError(f"{path}: larger than {MAX_LIST >> 20} MiB")
     return data.decode("utf-8", "replace").removeprefix("\ufeff").splitlines()
@@ -317,14 +325,10 @@ def _from_plain(lines: list[str], context: _ListContext) -> ImportResult:
         entries += 1
         entry, comment = _split_comment(line)
         reference = f"{context.file}:{number}"
-        try:
-            kind, value = canonical(context.kind, entry) if context.kind else guess(entry)
-        except NoIndicatorType as exc:
-            result.unsupported.append(Unsupported(reference, str(exc), entry))
+        typed = _typed(context.kind, entry, reference, line, result)
+        if typed is None:
             continue
-        except IndicatorValueError as exc:
-            result.rejected.append(Rejected(reference, str(exc), line))
-            continue
+        kind, value = typed
         result.indicators.append(
             Indicator(
                 type=kind,
@@ -407,14 +411,10 @@ def _from_csv(
                 continue
             found = True
             kind = column_kind or context.kind or row.type
-            try:
-                kind, value = canonical(kind, cell) if kind else guess(cell)
-            except NoIndicatorType as exc:
-                result.unsupported.append(Unsupported(reference, str(exc), cell))
+            typed = _typed(kind, cell, reference, text, result)
+            if typed is None:
                 continue
-            except IndicatorValueError as exc:
-                result.rejected.append(Rejected(reference, str(exc), text))
-                continue
+            kind, value = typed
             result.indicators.append(
                 Indicator(
                     type=kind,

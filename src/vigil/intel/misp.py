@@ -37,11 +37,9 @@ want of anything better, and an analytic-judgment tag, when there is one, says m
 
 from __future__ import annotations
 
-import gzip
 import re
 import urllib.request
 import uuid
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +49,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from vigil.errors import InputError
+from vigil.intel.files import decode_json, read_bytes
 from vigil.intel.model import (
     ImportResult,
     Indicator,
@@ -133,19 +132,6 @@ TIMEOUT = 60
 # --- read: raw events out of files, folders and URLs ---------------------------------------
 
 
-def _decode(data: bytes) -> Any:
-    """A JSON document from bytes, gunzipped first if they are gzip. ValueError if damaged."""
-    try:
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise ValueError(f"damaged gzip: {exc}") from None
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-
-
 def _is_event(doc: Any) -> bool:
     if not isinstance(doc, Mapping):
         return False
@@ -179,7 +165,7 @@ def is_misp_feed(path: Path) -> bool:
     if not manifest.is_file():
         return False
     try:
-        doc = _decode(manifest.read_bytes())
+        doc = decode_json(manifest.read_bytes())
     except (OSError, ValueError):
         return False
     return isinstance(doc, Mapping) and all(
@@ -510,12 +496,9 @@ def import_event(path: Path, source: str | None = None) -> ImportResult:
     """
     path = Path(path)
     name = source or f"misp:{path.name.removesuffix('.gz').removesuffix('.json')}"
+    data = read_bytes(path)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        doc = _decode(data)
+        doc = decode_json(data)
     except ValueError as exc:
         return ImportResult(name, rejected=[Rejected(str(path), str(exc))])
     events = _events_of(doc)
@@ -593,7 +576,7 @@ def import_feed(
 
 def _feed_event(fetch: Fetch, file_name: str) -> Mapping[str, Any] | Rejected:
     try:
-        doc = _decode(fetch(file_name))
+        doc = decode_json(fetch(file_name))
     except OSError as exc:
         return Rejected(file_name, f"cannot read: {getattr(exc, 'strerror', None) or exc}")
     except ValueError as exc:
@@ -606,7 +589,7 @@ def _feed_event(fetch: Fetch, file_name: str) -> Mapping[str, Any] | Rejected:
 
 def _manifest(fetch: Fetch, where: str) -> Mapping[str, Any]:
     try:
-        doc = _decode(fetch("manifest.json"))
+        doc = decode_json(fetch("manifest.json"))
     except OSError as exc:
         reason = getattr(exc, "strerror", None) or exc
         raise InputError(f"{where}: cannot read the MISP feed manifest: {reason}") from None

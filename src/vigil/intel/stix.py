@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
-import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -16,7 +13,7 @@ from stix2patterns.exceptions import ParseException
 from stix2patterns.v20.pattern import Pattern as Pattern20
 from stix2patterns.v21.pattern import Pattern as Pattern21
 
-from vigil.errors import InputError
+from vigil.intel.files import decode_json, read_bytes
 from vigil.intel.model import (
     ImportResult,
     Indicator,
@@ -454,15 +451,9 @@ def import_bundle(path: Path, source: str | None = None) -> ImportResult:
     path = Path(path)
     name = source or f"stix:{path.name}"
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-        doc = json.loads(data)
-    except (OSError, EOFError, zlib.error, ValueError) as exc:
-        return ImportResult(name, rejected=[Rejected(str(path), f"not JSON: {exc}")])
+        doc = decode_json(read_bytes(path))
+    except ValueError as exc:
+        return ImportResult(name, rejected=[Rejected(str(path), str(exc))])
     objects = _objects_of(doc)
     if objects is None:
         reason = "JSON that is not a STIX bundle, object or list of objects"
