@@ -897,6 +897,127 @@ def intel_attack_layer(
     )
 
 
+# --- vigil serve, token, hunt ------------------------------------------------------------
+
+token_app = typer.Typer(no_args_is_help=True, help="API tokens (stored hashed).")
+app.add_typer(token_app, name="token")
+
+
+def _settings(**overrides: Any) -> Any:
+    from vigil.config import load_settings
+
+    try:
+        return load_settings(**overrides)
+    except VigilError as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def serve(
+    rules: RulesOption = [],  # noqa: B006
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="API address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="API port (default 8400).")] = None,
+) -> None:
+    """Run Vigil continuously: ingest, detection, alerts, event store and the API."""
+    from vigil.serve.run import serve as run_service
+
+    overrides: dict[str, Any] = {"data_dir": data_dir}
+    if rules:
+        overrides["rules"] = rules
+    settings = _settings(**overrides)
+    if host is not None or port is not None:
+        api = settings.api.model_copy(
+            update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
+        )
+        settings = settings.model_copy(update={"api": api})
+    loaded = _load(list(settings.rules), None, False)
+
+    def ready(service: Any, url: str) -> None:
+        err.print(
+            f"Vigil is serving on [bold]{url}[/] (API docs: {url}/docs, health: {url}/health); "
+            f"{len(service.loaded.plan.rules):,} rules, "
+            f"{len(service.intel.matcher) if service.intel else 0:,} live indicators, data in "
+            f"{escape(str(settings.data_dir))}. Create a token with "
+            "`vigil token create --role ingest`.",
+            highlight=False,
+        )
+
+    try:
+        run_service(settings, loaded=loaded, on_ready=ready)
+    except VigilError as exc:
+        raise fail(str(exc)) from None
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="admin, analyst, responder, viewer or ingest.")],
+    name: Annotated[str, typer.Option(help="Who or what uses it.")] = "cli",
+    data_dir: DataDir = None,
+) -> None:
+    """Create an API token and print it (once: only its hash is kept)."""
+    from vigil.api.auth import ROLES, TokenStore
+    from vigil.store import state_engine
+
+    if role not in ROLES:
+        raise fail(f"unknown role {role!r} (use {', '.join(ROLES)})")
+    settings = _settings(data_dir=data_dir)
+    tokens = TokenStore(state_engine(settings.database_url or settings.data_dir))
+    token, _ = tokens.create(role, name)
+    out.print(token, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def hunt(
+    query: Annotated[str | None, typer.Argument(help="SQL over the view `events`.")] = None,
+    sigma: Annotated[
+        Path | None, typer.Option("--sigma", help="Retro-hunt with this Sigma rule instead.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="With --sigma: only events since (30d, 12h, a date).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Rows shown at most.")] = 200,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON lines.")] = False,
+) -> None:
+    """Hunt through the stored events: SQL (DuckDB) or a Sigma rule."""
+    from vigil.hunt import parse_since, sql
+    from vigil.hunt import sigma as retro_hunt
+
+    settings = _settings(data_dir=data_dir)
+    folder = settings.data_dir / "events"
+    if (query is None) == (sigma is None):
+        raise fail("give a SQL query or --sigma RULE.yml (one of them)")
+    try:
+        if sigma is not None:
+            loaded = _load([sigma], None, True)
+            start = parse_since(since) if since else None
+            detections = retro_hunt(folder, loaded, since=start)
+            if as_json:
+                for detection in detections:
+                    out.print_json(orjson.dumps(detection.as_dict(), default=str).decode())
+            else:
+                out.print(_timeline(detections, limit))
+            return
+        assert query is not None
+        answer = sql(folder, query, limit=limit)
+    except VigilError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        for row in answer.rows:
+            sys.stdout.write(
+                orjson.dumps(dict(zip(answer.columns, row, strict=True)), default=str).decode()
+                + "\n"
+            )
+        return
+    table = Table(title=f"{len(answer.rows):,} rows in {answer.seconds:.3f}s", title_justify="left")
+    for column in answer.columns:
+        table.add_column(escape(str(column)), overflow="fold")
+    for row in answer.rows:
+        table.add_row(*(escape("" if v is None else str(v)) for v in row))
+    out.print(table)
+
+
 @app.command()
 def version() -> None:
     """Print Vigil's version."""

@@ -1,0 +1,73 @@
+"""What the API serves: the `Backend` protocol `vigil serve` implements (the pipeline, the
+stores, the loaded rules). The API layer only parses requests, checks roles and renders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from vigil.errors import VigilError
+
+
+class Overloaded(VigilError):
+    """The pipeline cannot take more now; the sender should retry after `retry_after` s."""
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class IngestAck:
+    """Events accepted: on disk (the intake log) before this is returned."""
+
+    accepted: int
+    first_offset: int | None
+    last_offset: int | None
+
+
+class Backend(Protocol):
+    def ingest(self, lines: list[bytes], *, source: str) -> IngestAck:
+        """Append NDJSON lines (one event each) durably; raise Overloaded when over limits."""
+        ...
+
+    def alerts(
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        since: float | None = None,
+        level: str | None = None,
+        rule_id: str | None = None,
+        kind: str | None = None,
+    ) -> list[dict[str, Any]]: ...
+
+    def alert(self, alert_id: str) -> dict[str, Any] | None: ...
+
+    def hunt_sql(self, query: str, *, limit: int = 10_000) -> dict[str, Any]:
+        """{"columns": [...], "rows": [[...]], "seconds": s}; raises vigil.hunt.HuntError."""
+        ...
+
+    def hunt_sigma(self, rule: str, *, since: str | None = None) -> list[dict[str, Any]]:
+        """Retro-hunt stored events with one Sigma rule (YAML text): detections as dicts."""
+        ...
+
+    def saved_hunts(self) -> list[dict[str, Any]]: ...
+
+    def save_hunt(
+        self, name: str, *, query: str | None, sigma: str | None, every_seconds: int
+    ) -> dict[str, Any]: ...
+
+    def delete_hunt(self, name: str) -> bool: ...
+
+    def rules(self) -> list[dict[str, Any]]:
+        """The loaded rules: id, title, level, status, tags, logsource, path."""
+        ...
+
+    def indicators(self, value: str) -> list[dict[str, Any]]: ...
+
+    def intel_stats(self) -> dict[str, Any]: ...
+
+    def health(self) -> dict[str, Any]:
+        """{"status": "ok" | "degraded", ...figures}; served without authentication."""
+        ...

@@ -1,0 +1,111 @@
+"""Vigil's configuration: one typed object, read from `vigil.toml` (or the file `VIGIL_CONFIG`
+names) and `VIGIL_*` environment variables, which win. Nested keys use `__` in the
+environment: `VIGIL_API__PORT=8401`.
+
+    data_dir = "vigil-data"
+    rules = ["/opt/sigma/rules"]
+    intel = true
+
+    [api]
+    host = "127.0.0.1"
+    port = 8400
+
+    [pipeline]
+    batch_max = 5000        # events per micro-batch
+    batch_wait_ms = 50      # how long a batch waits to fill
+    max_lag = 2000000       # events received but not processed before ingest says 503
+    fsync = true
+
+    [listeners]
+    syslog_udp = 5514
+    syslog_tcp = 5514
+    tail = ["/var/log/auth.log"]
+
+`[[intel.sources]]` in the same file is read by `vigil intel pull`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from vigil.errors import InputError
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8400, ge=0, le=65535)
+    max_body_bytes: int = Field(32 << 20, gt=0)
+    rate_per_token: float | None = None  # requests per second; None: no limit
+
+
+class PipelineSettings(BaseModel):
+    batch_max: int = Field(5000, gt=0)
+    batch_wait_ms: int = Field(50, ge=0)
+    max_lag: int = Field(2_000_000, gt=0)
+    fsync: bool = True
+    segment_bytes: int = Field(64 << 20, gt=1024)
+    store_events: bool = True
+
+
+class ListenerSettings(BaseModel):
+    syslog_udp: int | None = Field(None, ge=0, le=65535)
+    syslog_tcp: int | None = Field(None, ge=0, le=65535)
+    host: str = "127.0.0.1"
+    tail: list[Path] = []
+
+
+class Settings(BaseSettings):
+    """Everything `vigil serve` and the commands need, with its defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIL_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Path("vigil-data")
+    database_url: str | None = None
+    rules: list[Path] = []
+    indicators: bool = True  # match the live indicators of the store
+    api: ApiSettings = ApiSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    listeners: ListenerSettings = ListenerSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = Path(os.environ.get("VIGIL_CONFIG", "vigil.toml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings, with `overrides` (from command-line options) winning over everything.
+    A malformed file or value is an InputError naming what is wrong."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise InputError(f"configuration: {problems}") from None
+    except ValueError as exc:  # a TOML syntax error
+        raise InputError(f"configuration: {exc}") from None

@@ -1,0 +1,1 @@
+"""`vigil serve`: the pipeline, the stores and the API, run as one service."""

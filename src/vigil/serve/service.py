@@ -1,0 +1,271 @@
+"""`vigil serve` assembled: the stores, the loaded rules and indicators, the pipeline, saved
+hunts on their schedule, and the `Backend` the API serves."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+from vigil.api.backend import IngestAck, Overloaded
+from vigil.bus import LocalStream
+from vigil.config import Settings
+from vigil.detect import Detection
+from vigil.detect.ioc import IntelScan
+from vigil.detect.sigma import LoadedRules, load_rules
+from vigil.errors import InputError
+from vigil.intel.store import IndicatorStore
+from vigil.serve.pipeline import JSON, BatchFigures, Detector, Pipeline
+from vigil.store import state_engine
+from vigil.store.alerts import AlertStore, alert_id
+from vigil.store.events import EventStore
+from vigil.store.hunts import HuntStore
+
+log = logging.getLogger("vigil.serve")
+
+
+class Service:
+    """Everything `vigil serve` runs, built from the settings; also the API's `Backend`."""
+
+    def __init__(self, settings: Settings, *, loaded: LoadedRules | None = None) -> None:
+        self.settings = settings
+        folder = settings.data_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        self.engine = state_engine(settings.database_url or folder)
+        self.alert_store = AlertStore(self.engine)
+        self.hunts = HuntStore(self.engine)
+        self.indicators_store = IndicatorStore(self.engine)
+        self.events_folder = folder / "events"
+        self.event_store = (
+            EventStore(self.events_folder) if settings.pipeline.store_events else None
+        )
+        self.loaded = loaded if loaded is not None else load_rules(settings.rules)
+        self.intel = IntelScan.load(self.indicators_store) if settings.indicators else None
+        self.registry = CollectorRegistry()
+        from vigil.api.app import pipeline_metrics
+
+        self.metrics = pipeline_metrics(self.registry)
+        self.stream = LocalStream(
+            folder / "intake",
+            fsync=settings.pipeline.fsync,
+            segment_bytes=settings.pipeline.segment_bytes,
+        )
+        self.detector = Detector(
+            self.loaded,
+            self.alert_store,
+            self.event_store,
+            self.intel,
+            rejects=folder / "rejects.jsonl",
+        )
+        self.pipeline = Pipeline(
+            self.stream,
+            self.detector,
+            batch_max=settings.pipeline.batch_max,
+            batch_wait=settings.pipeline.batch_wait_ms / 1000,
+            max_lag=settings.pipeline.max_lag,
+            on_batch=self._on_batch,
+        )
+        self.latencies: list[float] = []
+        self.started = time.time()
+        self._hunter = threading.Event()
+        self._hunt_thread: threading.Thread | None = None
+        self.batch_listeners: list[Callable[[BatchFigures], None]] = []
+
+    # --- running ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.pipeline.start()
+        self._hunt_thread = threading.Thread(
+            target=self._hunt_loop, name="vigil-hunts", daemon=True
+        )
+        self._hunt_thread.start()
+
+    def stop(self) -> None:
+        self._hunter.set()
+        self.pipeline.stop()
+        self.stream.close()
+
+    def _on_batch(self, figures: BatchFigures, pipeline: Pipeline) -> None:
+        self.metrics.lag.set(pipeline.lag())
+        self.metrics.events_rejected.labels(reason="parse").inc(figures.rejected)
+        if figures.new_alerts:
+            self.metrics.alerts.labels(kind="any", level="any").inc(figures.new_alerts)
+        self.latencies.extend(figures.latencies)
+        del self.latencies[:-10_000]
+        for listener in self.batch_listeners:
+            listener(figures)
+
+    def _hunt_loop(self) -> None:
+        while not self._hunter.wait(5.0):
+            try:
+                self.run_due_hunts()
+            except Exception:  # a broken saved hunt must not stop the others
+                log.exception("saved hunts failed")
+
+    def run_due_hunts(self, now: float | None = None) -> int:
+        """Run the saved hunts that are due; what they find becomes alerts. New alerts made."""
+        at = time.time() if now is None else now
+        made = 0
+        for hunt in self.hunts.due(at):
+            found: list[tuple[str, Detection, int | None]] = []
+            try:
+                if hunt["sigma"]:
+                    for detection in self._retro(hunt["sigma"], None):
+                        offset = (
+                            detection.record_id if isinstance(detection.record_id, int) else None
+                        )
+                        found.append((alert_id(detection, str(offset)), detection, offset))
+                else:
+                    found.extend(self._sql_alerts(hunt))
+                result = f"{len(found)} findings"
+            except InputError as exc:
+                result = f"error: {exc}"
+            made += self.alert_store.add(found)
+            self.hunts.ran(hunt["name"], at, result)
+        return made
+
+    def _sql_alerts(self, hunt: dict[str, Any]) -> list[tuple[str, Detection, int | None]]:
+        from vigil.hunt import sql
+
+        answer = sql(self.events_folder, hunt["query"], limit=1000)
+        out = []
+        for row in answer.rows:
+            values = dict(zip(answer.columns, row, strict=True))
+            detection = Detection(
+                kind="hunt",
+                rule_id=f"hunt:{hunt['name']}",
+                rule_title=f"Saved hunt {hunt['name']}",
+                level="medium",
+                status="stable",
+                tags=("hunt",),
+                time=None,
+                timestamp=None,
+                host=str(values.get("host_name") or values.get("host") or "") or None,
+                source_file="hunt",
+                record_id=None,
+                matched_fields=values,
+                event={},
+                detected_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                details={"query": hunt["query"]},
+            )
+            identity = orjson.dumps(values, default=str, option=orjson.OPT_SORT_KEYS).decode()
+            out.append((alert_id(detection, identity), detection, None))
+        return out
+
+    def _retro(self, rule: str, since: str | None) -> list[Detection]:
+        from vigil.hunt import parse_since
+        from vigil.hunt import sigma as retro_hunt
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "rule.yml"
+            path.write_text(rule, "utf-8")
+            loaded = load_rules([path], use_cache=False)
+        if loaded.plan.problems and not loaded.plan.rules:
+            raise InputError(f"the rule cannot be used: {loaded.plan.problems[0].reason}")
+        start = parse_since(since) if since else None
+        return retro_hunt(self.events_folder, loaded, since=start)
+
+    # --- Backend ---------------------------------------------------------------------------
+
+    def ingest(self, lines: list[bytes], *, source: str) -> IngestAck:
+        if not lines:
+            return IngestAck(0, None, None)
+        lag = self.pipeline.lag()
+        if lag + len(lines) > self.settings.pipeline.max_lag:
+            self.metrics.overloaded.inc()
+            # roughly how long the backlog takes at the recent rate, at least a second
+            raise Overloaded(f"{lag:,} events waiting for detection", retry_after=max(1.0, 2.0))
+        first, last = self.pipeline.publish(JSON, source, lines)
+        self.metrics.events_in.labels(source=source.split(":", 1)[0]).inc(len(lines))
+        self.metrics.lag.set(self.pipeline.lag())
+        return IngestAck(len(lines), first, last)
+
+    def alerts(
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        since: float | None = None,
+        level: str | None = None,
+        rule_id: str | None = None,
+        kind: str | None = None,
+    ) -> list[dict[str, Any]]:
+        return self.alert_store.list(
+            limit=limit, offset=offset, since=since, level=level, rule_id=rule_id, kind=kind
+        )
+
+    def alert(self, alert_id: str) -> dict[str, Any] | None:
+        return self.alert_store.get(alert_id)
+
+    def hunt_sql(self, query: str, *, limit: int = 10_000) -> dict[str, Any]:
+        from vigil.hunt import sql
+
+        answer = sql(self.events_folder, query, limit=limit)
+        return {
+            "columns": answer.columns,
+            "rows": [list(row) for row in answer.rows],
+            "seconds": answer.seconds,
+        }
+
+    def hunt_sigma(self, rule: str, *, since: str | None = None) -> list[dict[str, Any]]:
+        return [d.as_dict() for d in self._retro(rule, since)]
+
+    def saved_hunts(self) -> list[dict[str, Any]]:
+        return self.hunts.all()
+
+    def save_hunt(
+        self, name: str, *, query: str | None, sigma: str | None, every_seconds: int
+    ) -> dict[str, Any]:
+        return self.hunts.save(name, query=query, sigma=sigma, every=every_seconds)
+
+    def delete_hunt(self, name: str) -> bool:
+        return self.hunts.delete(name)
+
+    def rules(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "rule_id": r.rule_id,
+                "title": r.title,
+                "level": r.level,
+                "status": r.status,
+                "tags": list(r.tags),
+                "path": r.path,
+            }
+            for r in self.loaded.plan.rules
+        ]
+
+    def indicators(self, value: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "type": i.type,
+                "value": i.value,
+                "score": round(i.score(), 1),
+                "live": bool(i.live_sources()),
+                "sightings": i.sightings,
+                "sources": [s.source for s in i.sources],
+            }
+            for i in self.indicators_store.search(value)
+        ]
+
+    def intel_stats(self) -> dict[str, Any]:
+        return self.indicators_store.stats()
+
+    def health(self) -> dict[str, Any]:
+        lag = self.pipeline.lag()
+        alive = self.pipeline._thread is not None and self.pipeline._thread.is_alive()
+        return {
+            "status": "ok" if alive and lag < self.settings.pipeline.max_lag else "degraded",
+            "events_processed": self.pipeline.totals["events"],
+            "alerts": self.pipeline.totals["new_alerts"],
+            "lag": lag,
+            "rules": len(self.loaded.plan.rules),
+            "indicators": len(self.intel.matcher) if self.intel else 0,
+            "uptime_s": round(time.time() - self.started, 1),
+        }

@@ -1,0 +1,132 @@
+"""Alerts: detections the pipeline raised, kept in the state database under deterministic ids,
+so that processing an event again (after a crash, a replay, a re-run hunt) never makes a
+second alert for the same finding."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, Text, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from vigil.detect import Detection
+
+metadata = MetaData()
+
+alert_table = Table(
+    "alert",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("rule_id", String(128), nullable=False, index=True),
+    Column("rule_title", Text, nullable=False),
+    Column("level", String(16), nullable=False, index=True),
+    Column("tags", Text, nullable=False),
+    Column("time", Float, index=True),
+    Column("host", Text),
+    Column("source", Text, nullable=False),
+    Column("record", Text),
+    Column("event_offset", Integer),
+    Column("detected_at", Text, nullable=False),
+    Column("created", Float, nullable=False, index=True),
+    Column("matched_fields", Text, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("details", Text, nullable=False),
+)
+
+
+def alert_id(detection: Detection, identity: str) -> str:
+    """The alert's id: the detector, the rule and what identifies the event (its intake
+    offset, or file and record) — the same finding always gets the same id."""
+    text = f"{detection.kind}\0{detection.rule_id}\0{identity}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class AlertStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+        self._insert = sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
+
+    def add(self, items: Sequence[tuple[str, Detection, int | None]]) -> int:
+        """Store (id, detection, event offset) items; ids already stored are left as they
+        are. Returns how many were new."""
+        if not items:
+            return 0
+        now = time.time()
+        rows = [_row(alert_id, detection, offset, now) for alert_id, detection, offset in items]
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                self._insert(alert_table).on_conflict_do_nothing(index_elements=["id"]), rows
+            )
+        return max(0, result.rowcount)
+
+    def list(
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        since: float | None = None,
+        level: str | None = None,
+        rule_id: str | None = None,
+        kind: str | None = None,
+    ) -> list[dict[str, Any]]:
+        query = select(alert_table).order_by(alert_table.c.created.desc(), alert_table.c.id)
+        if since is not None:
+            query = query.where(alert_table.c.time >= since)
+        if level is not None:
+            query = query.where(alert_table.c.level == level)
+        if rule_id is not None:
+            query = query.where(alert_table.c.rule_id == rule_id)
+        if kind is not None:
+            query = query.where(alert_table.c.kind == kind)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.limit(limit).offset(offset)).all()
+        return [_public(row) for row in rows]
+
+    def get(self, alert_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(alert_table).where(alert_table.c.id == alert_id)).first()
+        return _public(row) if row is not None else None
+
+    def count(self) -> int:
+        from sqlalchemy import func
+
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(alert_table)).scalar_one())
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _row(identifier: str, d: Detection, offset: int | None, now: float) -> dict[str, Any]:
+    return {
+        "id": identifier,
+        "kind": d.kind,
+        "rule_id": d.rule_id,
+        "rule_title": d.rule_title,
+        "level": d.level,
+        "tags": _dumps(list(d.tags)),
+        "time": d.time,
+        "host": d.host,
+        "source": d.source_file,
+        "record": None if d.record_id is None else str(d.record_id),
+        "event_offset": offset,
+        "detected_at": d.detected_at,
+        "created": now,
+        "matched_fields": _dumps(d.matched_fields),
+        "event": _dumps(d.event),
+        "details": _dumps(d.details),
+    }
+
+
+def _public(row: Any) -> dict[str, Any]:
+    out = {str(k): v for k, v in row._mapping.items()}
+    for name in ("tags", "matched_fields", "event", "details"):
+        out[name] = orjson.loads(out[name])
+    return out
