@@ -23,7 +23,7 @@ from vigil.detect.sigma import LoadedRules, load_rules
 from vigil.errors import InputError
 from vigil.intel.store import IndicatorStore
 from vigil.serve.pipeline import JSON, BatchFigures, Detector, Pipeline
-from vigil.store import state_engine
+from vigil.store import migrate, state_engine
 from vigil.store.alerts import AlertStore, alert_id
 from vigil.store.events import EventStore
 from vigil.store.hunts import HuntStore
@@ -39,6 +39,7 @@ class Service:
         folder = settings.data_dir
         folder.mkdir(parents=True, exist_ok=True)
         self.engine = state_engine(settings.database_url or folder)
+        migrate(self.engine)
         self.alert_store = AlertStore(self.engine)
         self.hunts = HuntStore(self.engine)
         self.indicators_store = IndicatorStore(self.engine)

@@ -39,6 +39,26 @@ def state_engine(url_or_folder: str | Path | None = None) -> Engine:
     return engine
 
 
+_MIGRATED: set[str] = set()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the state database to the newest schema (Alembic, the revisions in
+    `vigil/store/migrations`); done once per database and process."""
+    key = engine.url.render_as_string(hide_password=True)
+    if key in _MIGRATED:
+        return
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    _MIGRATED.add(key)
+
+
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -49,4 +69,4 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-__all__ = ["data_dir", "state_engine", "state_url"]
+__all__ = ["data_dir", "migrate", "state_engine", "state_url"]
