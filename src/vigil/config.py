@@ -55,6 +55,7 @@ class PipelineSettings(BaseModel):
     fsync: bool = True
     segment_bytes: int = Field(64 << 20, gt=1024)
     store_events: bool = True
+    latency_window_s: float = Field(30.0, gt=0)  # /health reports alert latency over this
 
 
 class ListenerSettings(BaseModel):

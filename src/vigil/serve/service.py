@@ -73,7 +73,7 @@ class Service:
             max_lag=settings.pipeline.max_lag,
             on_batch=self._on_batch,
         )
-        self.latencies: list[float] = []
+        self.latencies: list[tuple[float, float]] = []  # (when stored, received→stored)
         self.started = time.time()
         self._hunter = threading.Event()
         self._hunt_thread: threading.Thread | None = None
@@ -98,8 +98,9 @@ class Service:
         self.metrics.events_rejected.labels(reason="parse").inc(figures.rejected)
         if figures.new_alerts:
             self.metrics.alerts.labels(kind="any", level="any").inc(figures.new_alerts)
-        self.latencies.extend(figures.latencies)
-        del self.latencies[:-10_000]
+        now = time.time()
+        self.latencies.extend((now, latency) for latency in figures.latencies)
+        del self.latencies[:-200_000]
         for listener in self.batch_listeners:
             listener(figures)
 
@@ -269,4 +270,18 @@ class Service:
             "rules": len(self.loaded.plan.rules),
             "indicators": len(self.intel.matcher) if self.intel else 0,
             "uptime_s": round(time.time() - self.started, 1),
+            "alert_latency_ms": self.latency(self.settings.pipeline.latency_window_s),
         }
+
+    def latency(self, window: float) -> dict[str, float | int]:
+        """Percentiles of event→alert latency (received to alert stored) over the alerts of
+        the last `window` seconds."""
+        since = time.time() - window
+        values = sorted(latency for when, latency in self.latencies if when >= since)
+        if not values:
+            return {"alerts": 0}
+
+        def pick(q: float) -> float:
+            return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1)
+
+        return {"alerts": len(values), "p50": pick(0.50), "p99": pick(0.99), "max": pick(1.0)}

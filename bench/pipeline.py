@@ -1,0 +1,233 @@
+"""Benchmark the whole embedded pipeline of `vigil serve`: HTTP ingest → durable intake log →
+Sigma rules (all of ../shared/data/sigma/rules*) and the maltrail indicators → alerts in
+SQLite → events in Parquet.
+
+A real server runs in its own process (as in production); this process is the sender. The
+events are real records of every layer (Windows, Zeek, CloudTrail), sent as NDJSON.
+
+1. Sustained rate: everything is sent as fast as the server takes it; the rate is events
+   processed (detected on, stored) per second from the first request to an empty backlog.
+2. Latency: events are sent at 50% and then 90% of that rate for a while; the server reports
+   the p50/p99 time from an event's arrival to its alert being stored.
+
+Prints a table and ends with one JSON line (`events_per_s`, `p50_ms`, `p99_ms` at 90% load,
+and the rest). `--quick` sends fewer events and shortens the phases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT / "src"))
+
+import httpx  # noqa: E402
+import orjson  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from vigil.ingest import FileReport, discover, read_events  # noqa: E402
+
+BATCH = 1000
+console = Console(stderr=True)
+
+
+def payloads(limit: int) -> list[bytes]:
+    """Real events as JSON lines: Windows (flattened EVTX fields, read back as Windows
+    events), Zeek JSON, CloudTrail; repeated up to `limit`."""
+    sources = [
+        DATA / "windows" / "evtx-to-mitre-attack",
+        DATA / "network" / "wrccdc2018-zeek",
+        DATA / "cloud" / "stratus-red-team",
+    ]
+    lines: list[bytes] = []
+    for folder in sources:
+        taken = 0
+        for source in discover([folder]):
+            for batch in read_events(source, FileReport(source.name)):
+                for event in batch:
+                    lines.append(orjson.dumps(event.fields, default=str))
+                    taken += 1
+                if taken >= limit // 2:
+                    break
+            if taken >= limit // 2:
+                break
+    out: list[bytes] = []
+    while len(out) < limit:
+        out.extend(lines[: limit - len(out)])
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def vigil(*args: str, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "vigil.cli", *args], env=env, capture_output=True, check=True
+    )
+    return done.stdout.decode().strip()
+
+
+def wait_empty(url: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    health: dict = {}
+    while time.monotonic() < deadline:
+        health = httpx.get(f"{url}/health", timeout=10).json()
+        if health["lag"] == 0:
+            return health
+        time.sleep(0.05)
+    raise SystemExit(f"backlog not drained in {timeout}s: {health}")
+
+
+def send_all(url: str, token: str, bodies: list[bytes], threads: int) -> None:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
+    cursor = iter(range(len(bodies)))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        with httpx.Client(timeout=60) as client:
+            while True:
+                with lock:
+                    index = next(cursor, None)
+                if index is None:
+                    return
+                while True:
+                    response = client.post(f"{url}/api/v1/ingest", content=bodies[index],
+                                           headers=headers)  # fmt: skip
+                    if response.status_code == 202:
+                        break
+                    time.sleep(float(response.headers.get("Retry-After", "1")))
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+
+
+def send_at_rate(url: str, token: str, bodies: list[bytes], rate: float, seconds: float) -> int:
+    """Batches of BATCH events at `rate` events/s for `seconds`; events sent."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
+    interval = BATCH / rate
+    sent = 0
+    started = time.monotonic()
+    with httpx.Client(timeout=60) as client:
+        index = 0
+        while time.monotonic() - started < seconds:
+            due = started + index * interval
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            client.post(f"{url}/api/v1/ingest", content=bodies[index % len(bodies)],
+                        headers=headers)  # fmt: skip
+            sent += BATCH
+            index += 1
+    return sent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--phase-seconds", type=float, default=20.0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    if not (DATA / "sigma").exists():
+        print("reference data not found under", DATA, file=sys.stderr)
+        return 2
+    total = 60_000 if args.quick else args.events
+    phase = 6.0 if args.quick else args.phase_seconds
+    with console.status("Reading the events to send…"):
+        lines = payloads(total)
+    bodies = [b"\n".join(lines[i : i + BATCH]) for i in range(0, len(lines), BATCH)]
+    rules = [str(p) for p in sorted((DATA / "sigma").glob("rules*")) if p.is_dir()]
+    with tempfile.TemporaryDirectory() as folder:
+        data = Path(folder) / "vigil-data"
+        env = {
+            **os.environ,
+            "VIGIL_DATA_DIR": str(data),
+            # /health's latency figures cover one phase
+            "VIGIL_PIPELINE__LATENCY_WINDOW_S": str(phase + 2),
+        }
+        with console.status("Importing the maltrail indicators…"):
+            vigil("intel", "import", str(DATA / "threat_intel" / "maltrail-subset"), env=env)
+        token = vigil("token", "create", "--role", "ingest", env=env).splitlines()[-1]
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        rule_args = [a for r in rules for a in ("--rules", r)]
+        server = subprocess.Popen(
+            [sys.executable, "-m", "vigil.cli", "serve", "--port", str(port), *rule_args],
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            with console.status("Starting the server (rules and indicators)…"):
+                deadline = time.monotonic() + 180
+                while time.monotonic() < deadline:
+                    try:
+                        health = httpx.get(f"{url}/health", timeout=1).json()
+                        break
+                    except httpx.HTTPError:
+                        time.sleep(0.3)
+                else:
+                    raise SystemExit("server did not start")
+            with console.status(f"Sending {len(lines):,} events as fast as they are taken…"):
+                started = time.monotonic()
+                send_all(url, token, bodies, args.threads)
+                sent_s = time.monotonic() - started
+                health = wait_empty(url, 600)
+                seconds = time.monotonic() - started
+            rate = len(lines) / seconds
+            figures: dict[str, float | int] = {
+                "events": len(lines),
+                "events_per_s": round(rate),
+                "ingest_events_per_s": round(len(lines) / sent_s),
+                "alerts": health["alerts"],
+                "rules": health["rules"],
+                "indicators": health["indicators"],
+            }
+            for share in (0.5, 0.9):
+                with console.status(f"Sending at {share:.0%} of that rate for {phase:.0f}s…"):
+                    time.sleep(phase + 3)  # the latency window is one phase: start it clean
+                    send_at_rate(url, token, bodies, rate * share, phase)
+                    health = wait_empty(url, 120)
+                latency = health["alert_latency_ms"]
+                tag = f"{int(share * 100)}"
+                figures[f"p50_ms_at_{tag}"] = latency.get("p50", -1)
+                figures[f"p99_ms_at_{tag}"] = latency.get("p99", -1)
+                figures[f"alerts_at_{tag}"] = latency.get("alerts", 0)
+            figures["p50_ms"] = figures["p50_ms_at_90"]
+            figures["p99_ms"] = figures["p99_ms_at_90"]
+        finally:
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(60)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    table = Table(title="Embedded pipeline (HTTP → log → rules + indicators → stores)",
+                  title_justify="left")  # fmt: skip
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in figures.items():
+        table.add_row(name, f"{value:,}")
+    console.print(table)
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
