@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict
@@ -918,6 +919,10 @@ def serve(
     data_dir: DataDir = None,
     host: Annotated[str | None, typer.Option(help="API address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="API port (default 8400).")] = None,
+    feed: Annotated[
+        list[Path],
+        typer.Option("--feed", help="Once started, read these log files or folders into it."),
+    ] = [],  # noqa: B006
 ) -> None:
     """Run Vigil continuously: ingest, detection, alerts, event store and the API."""
     from vigil.serve.run import serve as run_service
@@ -942,11 +947,44 @@ def serve(
             "`vigil token create --role ingest`.",
             highlight=False,
         )
+        if feed:
+            threading.Thread(target=_feed, args=(service, feed, url), daemon=True).start()
 
     try:
         run_service(settings, loaded=loaded, on_ready=ready)
     except VigilError as exc:
         raise fail(str(exc)) from None
+
+
+def _feed(service: Any, paths: list[Path], url: str) -> None:
+    """Read log files into a running service, with a live count of events and alerts."""
+    columns = (
+        TextColumn("[cyan]feeding[/]"),
+        TextColumn(
+            "[bold]{task.fields[sent]:,}[/] events sent · [bold]{task.fields[done]:,}[/] "
+            "processed · [bold red]{task.fields[alerts]:,}[/] alerts"
+        ),
+        TimeElapsedColumn(),
+    )
+    totals = service.pipeline.totals
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task("feed", total=None, sent=0, done=0, alerts=0)
+
+        def update(sent: int) -> None:
+            bar.update(task, sent=sent, done=totals["events"], alerts=totals["new_alerts"])
+
+        sent = service.feed(paths, on_progress=update)
+        while service.pipeline.lag():
+            update(sent)
+            time.sleep(0.5)
+        update(sent)
+    levels = Counter(a["level"] for a in service.alert_store.list(limit=100_000))
+    err.print(
+        f"Fed {sent:,} events: {totals['new_alerts']:,} alerts ("
+        + ", ".join(f"{levels[n]:,} {n}" for n in reversed(LEVELS) if levels.get(n))
+        + f"). Still serving on {url} (docs: {url}/docs); Ctrl-C stops.",
+        highlight=False,
+    )
 
 
 @token_app.command("create")

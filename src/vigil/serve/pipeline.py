@@ -38,10 +38,29 @@ from vigil.store.events import EventStore
 
 log = logging.getLogger("vigil.pipeline")
 
-# One intake record: kind (J: a JSON event, S: a syslog message, L: a line of a tailed file),
-# when it was received (epoch s), the source's name, then the event's own bytes.
+# One intake record: kind (J: a JSON event, S: a syslog message, L: a line of a tailed file,
+# E: an event already read from a log file, as `event_record` writes it), when it was
+# received (epoch s), the source's name, then the event's own bytes.
 _HEAD = struct.Struct("<cdB")
-JSON, SYSLOG, LINE = b"J", b"S", b"L"
+JSON, SYSLOG, LINE, EVENT = b"J", b"S", b"L", b"E"
+
+
+def event_record(event: Event) -> bytes:
+    """An event read from a file, with what its reader knew (dataset, logsource, time)."""
+    return orjson.dumps(
+        {
+            "fields": event.fields,
+            "dataset": event.dataset,
+            "product": event.product,
+            "service": event.service,
+            "category": event.category,
+            "time": event.time,
+            "source": event.source,
+            "record": event.record,
+            "format": event.format,
+        },
+        default=str,
+    )
 
 
 def encode(kind: bytes, source: str, received: float, payload: bytes) -> bytes:
@@ -112,9 +131,10 @@ class Detector:
         detected_at = datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         found: list[tuple[str, Detection, int | None]] = []
         plan = self.loaded.plan
+        offset_of = {id(event): offset for event, offset in zip(events, offsets, strict=True)}
         for match in self.loaded.engine.match(events):
             event = match.event
-            offset = event.record if isinstance(event.record, int) else None
+            offset = offset_of.get(id(event))
             if match.rule in self.wanted and event.time is not None:
                 refs = ((event.source, event.record),)
                 hit = Hit(event.time, ("rule", match.rule), match.rule_fields(), refs)
@@ -126,10 +146,10 @@ class Detector:
             detection = detection_of(match, self.loaded, detected_at)
             found.append((alert_id(detection, str(offset)), detection, offset))
         if self.intel is not None and self.intel.matcher.count:
-            for detection in self.intel.detections(events, detected_at):
-                offset = detection.record_id if isinstance(detection.record_id, int) else None
-                identity = f"{offset}\0{next(iter(detection.matched_fields), '')}"
-                found.append((alert_id(detection, identity), detection, offset))
+            for event, offset in zip(events, offsets, strict=True):
+                for detection in self.intel.detections([event], detected_at):
+                    identity = f"{offset}\0{next(iter(detection.matched_fields), '')}"
+                    found.append((alert_id(detection, identity), detection, offset))
             sightings = [self.intel.sighting(d) for _, d, _ in found if d.kind == "indicator"]
             if sightings:
                 self.intel.store.record_sightings(sightings)
@@ -160,6 +180,24 @@ class Detector:
             if event is not None:
                 event.source = source
             return event
+        if kind == EVENT:
+            try:
+                data = orjson.loads(payload)
+                service = data["service"]
+                return Event(
+                    fields=data["fields"],
+                    source=data["source"] or source,
+                    record=data["record"],
+                    time=data["time"],
+                    product=data["product"],
+                    service=tuple(service) if isinstance(service, list) else service,
+                    category=data["category"],
+                    format=data["format"] or "",
+                    dataset=data["dataset"],
+                )
+            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                report.reject(offset, f"damaged event record: {exc}", raw=payload)
+                return None
         if kind in (SYSLOG, LINE):
             made = live_events.line_events([(payload, offset)], report)
             if not made:

@@ -22,7 +22,7 @@ from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import LoadedRules, load_rules
 from vigil.errors import InputError
 from vigil.intel.store import IndicatorStore
-from vigil.serve.pipeline import JSON, BatchFigures, Detector, Pipeline
+from vigil.serve.pipeline import EVENT, JSON, BatchFigures, Detector, Pipeline, event_record
 from vigil.store import migrate, state_engine
 from vigil.store.alerts import AlertStore, alert_id
 from vigil.store.events import EventStore
@@ -173,6 +173,25 @@ class Service:
             raise InputError(f"the rule cannot be used: {loaded.plan.problems[0].reason}")
         start = parse_since(since) if since else None
         return retro_hunt(self.events_folder, loaded, since=start)
+
+    def feed(self, paths: list[Path], on_progress: Callable[[int], None] | None = None) -> int:
+        """Read log files (any format `vigil scan` reads) into the intake stream, each event
+        with what its reader knew of it; waits while the pipeline is over its backlog limit.
+        Returns the events sent."""
+        from vigil.ingest import FileReport, discover, read_events
+
+        sent = 0
+        for source in discover(paths):
+            report = FileReport(source.name)
+            for batch in read_events(source, report):
+                lines = [event_record(e) for e in batch]
+                while self.pipeline.lag() + len(lines) > self.settings.pipeline.max_lag:
+                    time.sleep(0.2)
+                self.pipeline.publish(EVENT, f"file:{Path(source.name).name}", lines)
+                sent += len(lines)
+                if on_progress is not None:
+                    on_progress(sent)
+        return sent
 
     # --- Backend ---------------------------------------------------------------------------
 
