@@ -20,13 +20,12 @@ run: $(STAMP)
 		$(BIN)/vigil intel import $(DATA)/threat_intel/maltrail-subset \
 			$(DATA)/threat_intel/misp-feed-eset $(DATA)/threat_intel/stix21-oasis-examples \
 			$(DATA)/threat_intel/unit42-playbooks-stix20 && \
-		$(BIN)/vigil scan $(DATA)/windows $(DATA)/linux $(DATA)/network $(DATA)/cloud \
-			$(foreach d,$(wildcard $(DATA)/sigma/rules*),--rules $(d)) --intel \
-			--min-level high --stats vigil-scan-stats.json; \
+		$(BIN)/vigil serve $(foreach d,$(wildcard $(DATA)/sigma/rules*),--rules $(d)) \
+			--feed $(DATA)/windows --feed $(DATA)/linux --feed $(DATA)/network \
+			--feed $(DATA)/cloud; \
 	else \
-		echo "Reference data not found in $(DATA)."; \
-		echo "Scan your own logs:  $(BIN)/vigil scan PATH... --rules SIGMA_RULES_DIR"; \
-		echo "Check rules:         $(BIN)/vigil rules check SIGMA_RULES_DIR"; \
+		echo "Reference data not found in $(DATA): starting an empty server."; \
+		$(BIN)/vigil serve; \
 	fi
 
 lint: $(STAMP)
