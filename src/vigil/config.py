@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 from pydantic_settings import (
@@ -43,24 +43,25 @@ from vigil.errors import InputError
 
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
-    port: int = Field(8400, ge=0, le=65535)
-    max_body_bytes: int = Field(32 << 20, gt=0)
+    port: Annotated[int, Field(ge=0, le=65535)] = 8400
+    max_body_bytes: Annotated[int, Field(gt=0)] = 32 << 20
     rate_per_token: float | None = None  # requests per second; None: no limit
 
 
 class PipelineSettings(BaseModel):
-    batch_max: int = Field(5000, gt=0)
-    batch_wait_ms: int = Field(50, ge=0)
-    max_lag: int = Field(2_000_000, gt=0)
+    batch_max: Annotated[int, Field(gt=0)] = 5000
+    batch_wait_ms: Annotated[int, Field(ge=0)] = 50
+    max_lag: Annotated[int, Field(gt=0)] = 2_000_000
     fsync: bool = True
-    segment_bytes: int = Field(64 << 20, gt=1024)
+    segment_bytes: Annotated[int, Field(gt=1024)] = 64 << 20
     store_events: bool = True
-    latency_window_s: float = Field(30.0, gt=0)  # /health reports alert latency over this
+    # /health reports the alert latency over this many seconds
+    latency_window_s: Annotated[float, Field(gt=0)] = 30.0
 
 
 class ListenerSettings(BaseModel):
-    syslog_udp: int | None = Field(None, ge=0, le=65535)
-    syslog_tcp: int | None = Field(None, ge=0, le=65535)
+    syslog_udp: Annotated[int | None, Field(ge=0, le=65535)] = None
+    syslog_tcp: Annotated[int | None, Field(ge=0, le=65535)] = None
     host: str = "127.0.0.1"
     tail: list[Path] = []
 

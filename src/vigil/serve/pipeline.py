@@ -134,7 +134,7 @@ class Detector:
         offset_of = {id(event): offset for event, offset in zip(events, offsets, strict=True)}
         for match in self.loaded.engine.match(events):
             event = match.event
-            offset = offset_of.get(id(event))
+            at = offset_of.get(id(event))
             if match.rule in self.wanted and event.time is not None:
                 refs = ((event.source, event.record),)
                 hit = Hit(event.time, ("rule", match.rule), match.rule_fields(), refs)
@@ -144,7 +144,7 @@ class Detector:
             if not plan.rules[match.rule].output:
                 continue
             detection = detection_of(match, self.loaded, detected_at)
-            found.append((alert_id(detection, str(offset)), detection, offset))
+            found.append((alert_id(detection, str(at)), detection, at))
         if self.intel is not None and self.intel.matcher.count:
             for event, offset in zip(events, offsets, strict=True):
                 for detection in self.intel.detections([event], detected_at):
@@ -156,9 +156,9 @@ class Detector:
         figures.alerts = len(found)
         figures.new_alerts = self.alerts.add(found)
         stored_at = time.time()
-        for _, _, offset in found:
-            if offset is not None and offset in received:
-                figures.latencies.append(stored_at - received[offset])
+        for _, _, where in found:
+            if where is not None and where in received:
+                figures.latencies.append(stored_at - received[where])
         if self.events is not None and events:
             self.events.write(events, offsets, ingested=stored_at)
         if report.rejects and self.rejects is not None:

@@ -137,7 +137,7 @@ class Service:
         from vigil.hunt import sql
 
         answer = sql(self.events_folder, hunt["query"], limit=1000)
-        out = []
+        out: list[tuple[str, Detection, int | None]] = []
         for row in answer.rows:
             values = dict(zip(answer.columns, row, strict=True))
             detection = Detection(
