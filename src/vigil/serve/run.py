@@ -29,6 +29,7 @@ def build_app(service: Service) -> Any:
         service.registry,
         max_body_bytes=settings.api.max_body_bytes,
         rate_per_token=settings.api.rate_per_token,
+        metrics=service.metrics,
     )
 
     @contextlib.asynccontextmanager

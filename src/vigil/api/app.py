@@ -1,0 +1,335 @@
+"""The REST API (FastAPI): ingest, alerts, hunts, rules, indicators, tokens, health and
+Prometheus metrics. Every route but `/health` needs a bearer token whose role holds the
+route's permission (see `vigil.api.auth`): 401 without a valid token, 403 without the
+permission."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
+from pydantic import BaseModel, Field
+
+from vigil.api.auth import ROLES, Principal, TokenStore
+from vigil.api.backend import Backend, Overloaded
+from vigil.errors import VigilError
+
+
+@dataclass
+class PipelineMetrics:
+    events_in: Counter
+    events_rejected: Counter
+    alerts: Counter
+    lag: Gauge
+    queue_depth: Gauge
+    overloaded: Counter
+    http_requests: Counter
+
+
+def pipeline_metrics(registry: CollectorRegistry) -> PipelineMetrics:
+    return PipelineMetrics(
+        events_in=Counter("vigil_events_in", "Events received", ["source"], registry=registry),
+        events_rejected=Counter(
+            "vigil_events_rejected", "Events set aside", ["reason"], registry=registry
+        ),
+        alerts=Counter("vigil_alerts", "Alerts raised", ["kind", "level"], registry=registry),
+        lag=Gauge(
+            "vigil_pipeline_lag_events", "Events received, not yet processed", registry=registry
+        ),
+        queue_depth=Gauge(
+            "vigil_queue_depth", "Events waiting in the intake log", registry=registry
+        ),
+        overloaded=Counter(
+            "vigil_ingest_overloaded", "Ingest requests refused (overload)", registry=registry
+        ),
+        http_requests=Counter(
+            "vigil_http_requests", "API requests", ["route", "status"], registry=registry
+        ),
+    )
+
+
+class IngestReply(BaseModel):
+    accepted: int
+    first_offset: int | None
+    last_offset: int | None
+
+
+class SqlHunt(BaseModel):
+    query: str = Field(max_length=100_000)
+    limit: int = Field(10_000, ge=1, le=100_000)
+
+
+class SigmaHunt(BaseModel):
+    rule: str = Field(max_length=1_000_000)
+    since: str | None = None
+
+
+class SavedHunt(BaseModel):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
+    query: str | None = None
+    sigma: str | None = None
+    every_seconds: int = Field(3600, ge=10)
+
+
+class NewToken(BaseModel):
+    role: str
+    name: str = Field(min_length=1, max_length=128)
+
+
+def _since(value: str | None) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise HTTPException(400, f"since: not a time: {value!r}") from None
+
+
+def create_app(
+    backend: Backend,
+    tokens: TokenStore,
+    registry: CollectorRegistry,
+    *,
+    max_body_bytes: int = 32 << 20,
+    rate_per_token: float | None = None,
+    metrics: PipelineMetrics | None = None,
+) -> FastAPI:
+    app = FastAPI(
+        title="Vigil",
+        version="0.1",
+        description="Proactive threat defense: ingest, alerts, hunting, intelligence.",
+    )
+    buckets: dict[str, tuple[float, float]] = {}
+    bucket_lock = threading.Lock()
+
+    def principal(request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        found = tokens.verify(token.strip()) if scheme.lower() == "bearer" else None
+        if found is None:
+            raise HTTPException(
+                401, "a valid API token is needed", headers={"WWW-Authenticate": "Bearer"}
+            )
+        return found
+
+    def require(permission: str) -> Callable[..., Principal]:
+        def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+            if not who.may(permission):
+                raise HTTPException(403, f"the {who.role} role may not {permission}")
+            return who
+
+        return check
+
+    def limited(who: Principal) -> None:
+        if rate_per_token is None:
+            return
+        now = time.monotonic()
+        with bucket_lock:
+            level, last = buckets.get(who.id, (rate_per_token, now))
+            level = min(rate_per_token, level + (now - last) * rate_per_token)
+            if level < 1:
+                wait = math.ceil((1 - level) / rate_per_token)
+                buckets[who.id] = (level, now)
+                raise HTTPException(429, "too many requests", headers={"Retry-After": str(wait)})
+            buckets[who.id] = (level - 1, now)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"error": exc.status_code, "detail": exc.detail},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    @app.get("/health", tags=["service"])
+    def health() -> dict[str, Any]:
+        return backend.health()
+
+    @app.get("/metrics", tags=["service"])
+    def metrics_text(_: Annotated[Principal, Depends(require("metrics:read"))]) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/api/v1/ingest", status_code=202, response_model=IngestReply, tags=["events"])
+    async def ingest(
+        request: Request, who: Annotated[Principal, Depends(require("events:write"))]
+    ) -> IngestReply:
+        limited(who)
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+            raise HTTPException(413, f"body larger than {max_body_bytes} bytes")
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise HTTPException(413, f"body larger than {max_body_bytes} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        kind = request.headers.get("content-type", "").split(";")[0].strip()
+        if kind == "application/json":
+            try:
+                value = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise HTTPException(400, f"not JSON: {exc}") from None
+            items = value if isinstance(value, list) else [value]
+            lines = [orjson.dumps(item) for item in items]
+        else:
+            lines = [line for line in body.split(b"\n") if line.strip()]
+        try:
+            ack = await run_in_threadpool(backend.ingest, lines, source=f"http:{who.name}")
+        except Overloaded as exc:
+            raise HTTPException(
+                503, str(exc), headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+            ) from None
+        return IngestReply(
+            accepted=ack.accepted, first_offset=ack.first_offset, last_offset=ack.last_offset
+        )
+
+    @app.get("/api/v1/alerts", tags=["alerts"])
+    def alerts(
+        _: Annotated[Principal, Depends(require("alerts:read"))],
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        since: str | None = None,
+        level: str | None = None,
+        rule_id: str | None = None,
+        kind: str | None = None,
+    ) -> list[dict[str, Any]]:
+        return backend.alerts(
+            limit=limit,
+            offset=offset,
+            since=_since(since),
+            level=level,
+            rule_id=rule_id,
+            kind=kind,
+        )
+
+    @app.get("/api/v1/alerts/{alert_id}", tags=["alerts"])
+    def alert(
+        alert_id: str, _: Annotated[Principal, Depends(require("alerts:read"))]
+    ) -> dict[str, Any]:
+        found = backend.alert(alert_id)
+        if found is None:
+            raise HTTPException(404, "no such alert")
+        return found
+
+    @app.post("/api/v1/hunts/sql", tags=["hunts"])
+    def hunt_sql(
+        body: SqlHunt, _: Annotated[Principal, Depends(require("hunts:run"))]
+    ) -> dict[str, Any]:
+        try:
+            return backend.hunt_sql(body.query, limit=body.limit)
+        except VigilError as exc:
+            raise HTTPException(400, str(exc)) from None
+
+    @app.post("/api/v1/hunts/sigma", tags=["hunts"])
+    def hunt_sigma(
+        body: SigmaHunt, _: Annotated[Principal, Depends(require("hunts:run"))]
+    ) -> list[dict[str, Any]]:
+        try:
+            return backend.hunt_sigma(body.rule, since=body.since)
+        except VigilError as exc:
+            raise HTTPException(400, str(exc)) from None
+
+    @app.get("/api/v1/hunts/saved", tags=["hunts"])
+    def saved(_: Annotated[Principal, Depends(require("hunts:run"))]) -> list[dict[str, Any]]:
+        return backend.saved_hunts()
+
+    @app.post("/api/v1/hunts/saved", status_code=201, tags=["hunts"])
+    def save(
+        body: SavedHunt, _: Annotated[Principal, Depends(require("hunts:manage"))]
+    ) -> dict[str, Any]:
+        if (body.query is None) == (body.sigma is None):
+            raise HTTPException(400, "give exactly one of query and sigma")
+        return backend.save_hunt(
+            body.name, query=body.query, sigma=body.sigma, every_seconds=body.every_seconds
+        )
+
+    @app.delete("/api/v1/hunts/saved/{name}", status_code=204, tags=["hunts"])
+    def unsave(name: str, _: Annotated[Principal, Depends(require("hunts:manage"))]) -> Response:
+        if not backend.delete_hunt(name):
+            raise HTTPException(404, "no such saved hunt")
+        return Response(status_code=204)
+
+    @app.get("/api/v1/rules", tags=["rules"])
+    def rules(_: Annotated[Principal, Depends(require("rules:read"))]) -> list[dict[str, Any]]:
+        return backend.rules()
+
+    @app.get("/api/v1/indicators", tags=["indicators"])
+    def indicators(
+        value: Annotated[str, Query(min_length=1, max_length=8192)],
+        _: Annotated[Principal, Depends(require("indicators:read"))],
+    ) -> list[dict[str, Any]]:
+        return backend.indicators(value)
+
+    @app.get("/api/v1/indicators/stats", tags=["indicators"])
+    def indicator_stats(
+        _: Annotated[Principal, Depends(require("indicators:read"))],
+    ) -> dict[str, Any]:
+        return orjson.loads(orjson.dumps(backend.intel_stats(), default=str))  # type: ignore[no-any-return]
+
+    @app.get("/api/v1/tokens", tags=["tokens"])
+    def token_list(
+        _: Annotated[Principal, Depends(require("tokens:manage"))],
+    ) -> list[dict[str, Any]]:
+        return [_info(t) for t in tokens.list()]
+
+    @app.post("/api/v1/tokens", status_code=201, tags=["tokens"])
+    def token_create(
+        body: NewToken, _: Annotated[Principal, Depends(require("tokens:manage"))]
+    ) -> dict[str, Any]:
+        if body.role not in ROLES:
+            raise HTTPException(400, f"role must be one of {', '.join(ROLES)}")
+        token, info = tokens.create(body.role, body.name)
+        return {"token": token, **_info(info)}
+
+    @app.delete("/api/v1/tokens/{token_id}", status_code=204, tags=["tokens"])
+    def token_revoke(
+        token_id: str, _: Annotated[Principal, Depends(require("tokens:manage"))]
+    ) -> Response:
+        if not tokens.revoke(token_id):
+            raise HTTPException(404, "no such token")
+        return Response(status_code=204)
+
+    if metrics is not None:
+        counter = metrics.http_requests
+
+        @app.middleware("http")
+        async def count(request: Request, call_next: Any) -> Any:
+            response = await call_next(request)
+            route = request.scope.get("route")
+            counter.labels(route=getattr(route, "path", "other"), status=response.status_code).inc()
+            return response
+
+    return app
+
+
+def _info(info: Any) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "name": info.name,
+        "role": info.role,
+        "created": info.created,
+        "last_used": info.last_used,
+        "revoked": info.revoked,
+    }

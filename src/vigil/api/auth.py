@@ -1,0 +1,148 @@
+"""API tokens and roles.
+
+A token is 256 random bits (`vgl_` + URL-safe text), shown once when made; the database keeps
+its SHA-256 only. A slow password hash buys nothing for a secret with 256 bits of entropy, and
+a plain digest lets a request be checked with one indexed lookup.
+
+What each role may do (`PERMISSIONS`):
+
+    permission       admin analyst responder viewer ingest
+    events:write       x                             x
+    alerts:read        x     x        x        x
+    rules:read         x     x        x        x
+    indicators:read    x     x        x        x
+    metrics:read       x     x        x        x
+    hunts:run          x     x
+    hunts:manage       x     x
+    tokens:manage      x
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import Boolean, Column, Engine, Float, MetaData, String, Table, select
+
+from vigil.errors import InputError
+
+ROLES = ("admin", "analyst", "responder", "viewer", "ingest")
+_READERS = frozenset(("admin", "analyst", "responder", "viewer"))
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "events:write": frozenset(("admin", "ingest")),
+    "alerts:read": _READERS,
+    "rules:read": _READERS,
+    "indicators:read": _READERS,
+    "metrics:read": _READERS,
+    "hunts:run": frozenset(("admin", "analyst")),
+    "hunts:manage": frozenset(("admin", "analyst")),
+    "tokens:manage": frozenset(("admin",)),
+}
+PREFIX = "vgl_"
+TOUCH_EVERY = 60.0
+
+metadata = MetaData()
+api_token_table = Table(
+    "api_token",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("created", Float, nullable=False),
+    Column("last_used", Float),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    id: str
+    name: str
+    role: str
+
+    def may(self, permission: str) -> bool:
+        return self.role in PERMISSIONS.get(permission, frozenset())
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    id: str
+    name: str
+    role: str
+    created: float
+    last_used: float | None
+    revoked: bool
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+        self._touched: dict[str, float] = {}
+
+    def create(self, role: str, name: str) -> tuple[str, TokenInfo]:
+        if role not in ROLES:
+            raise InputError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
+        token = PREFIX + secrets.token_urlsafe(32)
+        info = TokenInfo(str(uuid.uuid4()), name[:128], role, time.time(), None, False)
+        with self.engine.begin() as conn:
+            conn.execute(
+                api_token_table.insert(),
+                [
+                    {
+                        "id": info.id,
+                        "name": info.name,
+                        "role": role,
+                        "hash": _digest(token),
+                        "created": info.created,
+                        "last_used": None,
+                        "revoked": False,
+                    }
+                ],
+            )
+        return token, info
+
+    def verify(self, token: str) -> Principal | None:
+        if not token.startswith(PREFIX) or not 20 <= len(token) <= 100:
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(api_token_table).where(api_token_table.c.hash == _digest(token))
+            ).first()
+        if row is None or row.revoked:
+            return None
+        now = time.time()
+        if now - self._touched.get(row.id, 0.0) >= TOUCH_EVERY:
+            self._touched[row.id] = now
+            with self.engine.begin() as conn:
+                conn.execute(
+                    api_token_table.update()
+                    .where(api_token_table.c.id == row.id)
+                    .values(last_used=now)
+                )
+        return Principal(row.id, row.name, row.role)
+
+    def revoke(self, token_id: str) -> bool:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                api_token_table.update()
+                .where(api_token_table.c.id == token_id)
+                .values(revoked=True)
+            )
+        return bool(result.rowcount)
+
+    def list(self) -> list[TokenInfo]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(api_token_table).order_by(api_token_table.c.created))
+            return [
+                TokenInfo(r.id, r.name, r.role, r.created, r.last_used, bool(r.revoked))
+                for r in rows
+            ]

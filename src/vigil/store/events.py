@@ -1,0 +1,250 @@
+"""The event store: every processed event in Parquet, partitioned by day and dataset
+(`events/day=2026-11-28/dataset=zeek.dns/part-<first>-<last>.parquet`), for hunting.
+
+Each stored batch is atomic and stored once: its files are written as `.parquet.tmp`, then
+its offset range is appended to `_commits` (fsync'd), then the files are renamed. On open,
+leftover `.tmp` files of committed ranges are renamed, those of uncommitted ranges deleted.
+Events whose intake offset is not above the highest committed one are skipped, so a batch
+processed again after a crash is not stored twice.
+
+Columns: `offset` (intake position, unique), `time` and `ingested` (UTC), `dataset`,
+`product`, `service`, `category`, `format`, `source`, `record`, `host`, `fields` (the native
+fields as JSON), `raw`, and ECS columns with `_` for `.`: host_name, user_name, user_domain,
+source_ip, source_port, destination_ip, destination_port, process_name,
+process_executable, process_command_line, process_pid, parent_process_executable,
+file_path, file_name, file_hash_md5, file_hash_sha1, file_hash_sha256, dns_question_name,
+url_domain, url_original, event_category, event_action, event_outcome, event_code,
+cloud_provider, cloud_region, user_agent_original.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vigil.events import Event
+
+ECS_COLUMNS: dict[str, tuple[str, Any]] = {
+    "host_name": ("host.name", pa.string()),
+    "user_name": ("user.name", pa.string()),
+    "user_domain": ("user.domain", pa.string()),
+    "source_ip": ("source.ip", pa.string()),
+    "source_port": ("source.port", pa.int32()),
+    "destination_ip": ("destination.ip", pa.string()),
+    "destination_port": ("destination.port", pa.int32()),
+    "process_name": ("process.name", pa.string()),
+    "process_executable": ("process.executable", pa.string()),
+    "process_command_line": ("process.command_line", pa.string()),
+    "process_pid": ("process.pid", pa.int64()),
+    "parent_process_executable": ("process.parent.executable", pa.string()),
+    "file_path": ("file.path", pa.string()),
+    "file_name": ("file.name", pa.string()),
+    "file_hash_md5": ("file.hash.md5", pa.string()),
+    "file_hash_sha1": ("file.hash.sha1", pa.string()),
+    "file_hash_sha256": ("file.hash.sha256", pa.string()),
+    "dns_question_name": ("dns.question.name", pa.string()),
+    "url_domain": ("url.domain", pa.string()),
+    "url_original": ("url.original", pa.string()),
+    "event_category": ("event.category", pa.string()),
+    "event_action": ("event.action", pa.string()),
+    "event_outcome": ("event.outcome", pa.string()),
+    "event_code": ("event.code", pa.string()),
+    "cloud_provider": ("cloud.provider", pa.string()),
+    "cloud_region": ("cloud.region", pa.string()),
+    "user_agent_original": ("user_agent.original", pa.string()),
+}
+_TIME = pa.timestamp("us", tz="UTC")
+SCHEMA = pa.schema(
+    [
+        ("offset", pa.int64()),
+        ("time", _TIME),
+        ("ingested", _TIME),
+        ("dataset", pa.string()),
+        ("product", pa.string()),
+        ("service", pa.string()),
+        ("category", pa.string()),
+        ("format", pa.string()),
+        ("source", pa.string()),
+        ("record", pa.string()),
+        ("host", pa.string()),
+        ("fields", pa.string()),
+        ("raw", pa.string()),
+        *((name, kind) for name, (_, kind) in ECS_COLUMNS.items()),
+    ]
+)
+COMMITS = "_commits"
+
+
+def _micros(epoch: float | None) -> int | None:
+    return None if epoch is None else int(epoch * 1_000_000)
+
+
+def _number(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+class EventStore:
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.max_offset = -1
+        self._recover()
+
+    def _recover(self) -> None:
+        committed: set[tuple[int, int]] = set()
+        path = self.folder / COMMITS
+        if path.exists():
+            for line in path.read_text().splitlines():
+                parts = line.split()
+                if len(parts) == 2 and all(p.lstrip("-").isdigit() for p in parts):
+                    first, last = int(parts[0]), int(parts[1])
+                    committed.add((first, last))
+                    self.max_offset = max(self.max_offset, last)
+        for leftover in self.folder.rglob("*.parquet.tmp"):
+            span = _span(leftover.name.removesuffix(".tmp"))
+            if span in committed:
+                os.replace(leftover, leftover.with_name(leftover.name.removesuffix(".tmp")))
+            else:
+                leftover.unlink()
+
+    def write(self, events: Sequence[Event], offsets: Sequence[int], *, ingested: float) -> int:
+        """Store one batch (atomic); events at or below `max_offset` are skipped. Rows
+        written."""
+        rows = [(e, o) for e, o in zip(events, offsets, strict=True) if o > self.max_offset]
+        if not rows:
+            return 0
+        first, last = rows[0][1], rows[-1][1]
+        parts: dict[tuple[str, str], list[tuple[Event, int]]] = defaultdict(list)
+        for event, offset in rows:
+            when = event.time if event.time is not None else ingested
+            day = datetime.fromtimestamp(when, tz=UTC).strftime("%Y-%m-%d")
+            parts[(day, event.dataset or "unknown")].append((event, offset))
+        written = []
+        name = f"part-{first:020d}-{last:020d}.parquet"
+        for (day, dataset), items in parts.items():
+            folder = self.folder / f"day={day}" / f"dataset={_safe(dataset)}"
+            folder.mkdir(parents=True, exist_ok=True)
+            temporary = folder / (name + ".tmp")
+            pq.write_table(_table(items, ingested), temporary, compression="zstd")
+            written.append(temporary)
+        with (self.folder / COMMITS).open("a") as log:
+            log.write(f"{first} {last}\n")
+            log.flush()
+            os.fsync(log.fileno())
+        for temporary in written:
+            os.replace(temporary, temporary.with_name(name))
+        self.max_offset = last
+        return len(rows)
+
+    def files(self) -> list[Path]:
+        return sorted(self.folder.rglob("*.parquet"))
+
+    def count(self) -> int:
+        return sum(pq.ParquetFile(path).metadata.num_rows for path in self.files())
+
+    def events(
+        self,
+        since: float | None,
+        until: float | None,
+        datasets: Sequence[str] | None = None,
+    ) -> Iterator[list[Event]]:
+        """Stored events back as `Event` objects, in batches (partitions pruned by day and
+        dataset; events without a time are kept when no bound is given)."""
+        first_day = _day(since) if since is not None else None
+        last_day = _day(until) if until is not None else None
+        wanted = {_safe(d) for d in datasets} if datasets else None
+        for path in self.files():
+            day = path.parent.parent.name.removeprefix("day=")
+            dataset = path.parent.name.removeprefix("dataset=")
+            if (first_day and day < first_day) or (last_day and day > last_day):
+                continue
+            if wanted is not None and dataset not in wanted:
+                continue
+            table = pq.read_table(path)
+            batch = []
+            for row in table.to_pylist():
+                stamp = row["time"]
+                when = stamp.timestamp() if stamp is not None else None
+                if since is not None and (when is None or when < since):
+                    continue
+                if until is not None and (when is None or when > until):
+                    continue
+                service = row["service"]
+                batch.append(
+                    Event(
+                        fields=orjson.loads(row["fields"]),
+                        source=row["source"],
+                        record=row["offset"],
+                        time=when,
+                        product=row["product"],
+                        service=tuple(service.split(","))
+                        if service and "," in service
+                        else service,
+                        category=row["category"],
+                        format=row["format"] or "",
+                        raw=row["raw"],
+                        dataset=None if row["dataset"] == "unknown" else row["dataset"],
+                    )
+                )
+            if batch:
+                yield batch
+
+
+def _table(items: list[tuple[Event, int]], ingested: float) -> pa.Table:
+    columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
+    stamp = _micros(ingested)
+    for event, offset in items:
+        ecs = event.ecs
+        service = event.service
+        columns["offset"].append(offset)
+        columns["time"].append(_micros(event.time))
+        columns["ingested"].append(stamp)
+        columns["dataset"].append(event.dataset or "unknown")
+        columns["product"].append(event.product)
+        columns["service"].append(",".join(service) if isinstance(service, tuple) else service)
+        columns["category"].append(event.category)
+        columns["format"].append(event.format)
+        columns["source"].append(event.source)
+        columns["record"].append(None if event.record is None else str(event.record))
+        columns["host"].append(event.host)
+        columns["fields"].append(
+            orjson.dumps(event.fields, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        )
+        raw = event.raw
+        columns["raw"].append(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw)
+        for name, (key, kind) in ECS_COLUMNS.items():
+            value = ecs.get(key)
+            if value is not None and not pa.types.is_string(kind):
+                value = _number(value)
+            elif value is not None:
+                value = value if isinstance(value, str) else str(value)
+            columns[name].append(value)
+    arrays = [pa.array(columns[field.name], type=field.type) for field in SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def _span(name: str) -> tuple[int, int] | None:
+    parts = name.removeprefix("part-").removesuffix(".parquet").split("-")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def _day(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d")
+
+
+def _safe(dataset: str) -> str:
+    """A dataset name usable as a folder name (it comes from the data)."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in dataset)[:100] or "unknown"
