@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from vigil.api.auth import TokenStore
-from vigil.store.events import EventStore
 
+from vigil.api.auth import TokenStore
 from vigil.store import state_engine
 from vigil.store.alerts import AlertStore
+from vigil.store.events import EventStore
 
 RULE = """\
 title: Whoami with all its output

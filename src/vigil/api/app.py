@@ -3,7 +3,6 @@ Prometheus metrics. Every route but `/health` needs a bearer token whose role ho
 route's permission (see `vigil.api.auth`): 401 without a valid token, 403 without the
 permission."""
 
-from __future__ import annotations
 
 import math
 import threading
