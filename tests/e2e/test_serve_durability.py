@@ -170,6 +170,10 @@ def test_acknowledged_events_survive_kill_9_exactly_once(tmp_path: Path) -> None
         for stored_event in batch:
             seq = stored_event.fields["seq"]
             stored[seq] = stored.get(seq, 0) + 1
+    print(
+        f"acked {len(acked):,}, in flight at the kill {len(attempted):,}, stored "
+        f"{sum(stored.values()):,}"
+    )
     assert len(acked) + len(attempted) == TOTAL
     assert {seq for seq in acked if stored.get(seq) != 1} == set()
     assert {seq for seq in attempted if stored.get(seq, 0) > 1} == set()

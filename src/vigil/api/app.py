@@ -3,7 +3,8 @@ Prometheus metrics. Every route but `/health` needs a bearer token whose role ho
 route's permission (see `vigil.api.auth`): 401 without a valid token, 403 without the
 permission."""
 
-
+# No `from __future__ import annotations` here: FastAPI reads the route signatures when they
+# are defined, and their `Depends(require(...))` refer to closures of `create_app`.
 import math
 import threading
 import time

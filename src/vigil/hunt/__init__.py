@@ -83,7 +83,7 @@ def sigma(
     from vigil.scan import detection_of
     from vigil.store.events import EventStore
 
-    store = EventStore(folder)
+    store = EventStore(folder, writer=False)
     stamp = datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     out = []
     for batch in store.events(since, until):

@@ -237,6 +237,7 @@ class Pipeline:
         self.failures = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._turn = threading.Lock()  # one batch at a time, whoever runs it
 
     # --- intake ----------------------------------------------------------------------------
 
@@ -260,6 +261,10 @@ class Pipeline:
 
     def run_once(self, timeout: float = 0.0) -> int:
         """Process one micro-batch (waiting up to `timeout` for data); events processed."""
+        with self._turn:
+            return self._run_once(timeout)
+
+    def _run_once(self, timeout: float) -> int:
         records = self.stream.fetch(self.position, self.batch_max, timeout)
         if not records:
             return 0

@@ -95,11 +95,16 @@ def _number(value: Any) -> int | None:
 
 
 class EventStore:
-    def __init__(self, folder: Path) -> None:
+    """`EventStore(folder)` is the writer (one per folder: it finishes or undoes interrupted
+    batches on open); `EventStore(folder, writer=False)` only reads (hunts), leaving files
+    being written alone."""
+
+    def __init__(self, folder: Path, *, writer: bool = True) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
         self.max_offset = -1
-        self._recover()
+        if writer:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._recover()
 
     def _recover(self) -> None:
         committed: set[tuple[int, int]] = set()
