@@ -127,8 +127,8 @@ def test_ingested_event_becomes_an_alert_readable_over_the_api(served) -> None:
     assert reply.status_code == 202 and reply.json()["accepted"] == 1
     assert service.pipeline.drain(10)
     reader = {"Authorization": f"Bearer {keys['viewer']}"}
-    alerts = client.get("/api/v1/alerts", params={"rule_id": "0b3a1c52-8d7e-4f61-9a2b-3c4d5e6f7a8b"},
-                        headers=reader).json()  # fmt: skip
+    rule = {"rule_id": "0b3a1c52-8d7e-4f61-9a2b-3c4d5e6f7a8b"}
+    alerts = client.get("/api/v1/alerts", params=rule, headers=reader).json()
     assert alerts and alerts[0]["event"]["Image"].endswith("whoami.exe")
     metrics = client.get("/metrics", headers=reader).text
     assert "vigil_events_in_total" in metrics and "vigil_pipeline_lag_events" in metrics
