@@ -44,6 +44,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/scan.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/intel.py
+	$(BIN)/python bench/hunt.py
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -207,34 +207,34 @@ class EventStore:
 
 
 def _table(items: list[tuple[Event, int]], ingested: float) -> pa.Table:
-    columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
+    """The batch as an Arrow table, built column by column."""
+    events = [event for event, _ in items]
+    views = [event.ecs for event in events]
+    dumps, option = orjson.dumps, orjson.OPT_NON_STR_KEYS
     stamp = _micros(ingested)
-    for event, offset in items:
-        ecs = event.ecs
-        service = event.service
-        columns["offset"].append(offset)
-        columns["time"].append(_micros(event.time))
-        columns["ingested"].append(stamp)
-        columns["dataset"].append(event.dataset or "unknown")
-        columns["product"].append(event.product)
-        columns["service"].append(",".join(service) if isinstance(service, tuple) else service)
-        columns["category"].append(event.category)
-        columns["format"].append(event.format)
-        columns["source"].append(event.source)
-        columns["record"].append(None if event.record is None else str(event.record))
-        columns["host"].append(event.host)
-        columns["fields"].append(
-            orjson.dumps(event.fields, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-        )
-        raw = event.raw
-        columns["raw"].append(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw)
-        for name, (key, kind) in ECS_COLUMNS.items():
-            value = ecs.get(key)
-            if value is not None and not pa.types.is_string(kind):
-                value = _number(value)
-            elif value is not None:
-                value = value if isinstance(value, str) else str(value)
-            columns[name].append(value)
+    columns: dict[str, list[Any]] = {
+        "offset": [offset for _, offset in items],
+        "time": [_micros(e.time) for e in events],
+        "ingested": [stamp] * len(events),
+        "dataset": [e.dataset or "unknown" for e in events],
+        "product": [e.product for e in events],
+        "service": [",".join(e.service) if isinstance(e.service, tuple) else e.service
+                    for e in events],
+        "category": [e.category for e in events],
+        "format": [e.format for e in events],
+        "source": [e.source for e in events],
+        "record": [None if e.record is None else str(e.record) for e in events],
+        "host": [e.host for e in events],
+        "fields": [dumps(e.fields, default=str, option=option).decode() for e in events],
+        "raw": [r.decode("utf-8", "replace") if isinstance(r := e.raw, bytes) else r
+                for e in events],
+    }  # fmt: skip
+    for name, (key, kind) in ECS_COLUMNS.items():
+        values = [view.get(key) for view in views]
+        if pa.types.is_string(kind):
+            columns[name] = [v if v is None or type(v) is str else str(v) for v in values]
+        else:
+            columns[name] = [None if v is None else _number(v) for v in values]
     arrays = [pa.array(columns[field.name], type=field.type) for field in SCHEMA]
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
