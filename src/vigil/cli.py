@@ -1033,7 +1033,7 @@ def hunt(
             detections = retro_hunt(folder, loaded, since=start)
             if as_json:
                 for detection in detections:
-                    out.print_json(orjson.dumps(detection.as_dict(), default=str).decode())
+                    sys.stdout.write(orjson.dumps(detection.as_dict(), default=str).decode() + "\n")
             else:
                 out.print(_timeline(detections, limit))
             return
