@@ -160,7 +160,7 @@ class Detector:
             if where is not None and where in received:
                 figures.latencies.append(stored_at - received[where])
         if self.events is not None and events:
-            self.events.write(events, offsets, ingested=stored_at)
+            self.events.buffer(events, offsets, ingested=stored_at)
         if report.rejects and self.rejects is not None:
             with self.rejects.open("ab") as out:
                 for item in report.set_aside:
@@ -242,7 +242,8 @@ class Pipeline:
     # --- intake ----------------------------------------------------------------------------
 
     def lag(self) -> int:
-        return self.stream.end - self.stream.acked
+        """Events received and not yet detected on."""
+        return self.stream.end - self.position
 
     def publish(self, kind: bytes, source: str, payloads: Sequence[bytes]) -> tuple[int, int]:
         now = time.time()
@@ -258,6 +259,7 @@ class Pipeline:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self.flush()
 
     def run_once(self, timeout: float = 0.0) -> int:
         """Process one micro-batch (waiting up to `timeout` for data); events processed."""
@@ -280,8 +282,8 @@ class Pipeline:
                 records.extend(more)
         figures = self.detector.process(records)
         upto = records[-1][0] + 1
-        self.stream.ack(upto)
         self.position = upto
+        self._acknowledge()
         for name in ("events", "rejected", "alerts", "new_alerts"):
             self.totals[name] += getattr(figures, name)
         self.totals["batches"] += 1
@@ -289,17 +291,37 @@ class Pipeline:
             self.on_batch(figures, self)
         return len(records)
 
+    def _acknowledge(self) -> None:
+        """Acknowledge the stream up to what is both detected on and stored: events held by
+        the event store for a larger file are processed again after a crash (their alerts
+        have fixed ids, so nothing is raised twice)."""
+        upto = self.position
+        store = self.detector.events
+        if store is not None:
+            upto = min(upto, store.max_offset + 1) if store.held else upto
+        if upto > self.stream.acked:
+            self.stream.ack(upto)
+
+    def flush(self) -> None:
+        """Store what the event store holds and acknowledge it (idle time, shutdown)."""
+        with self._turn:
+            if self.detector.events is not None:
+                self.detector.events.flush(time.time())
+            self._acknowledge()
+
     def drain(self, timeout: float = 60.0) -> bool:
-        """Process until everything published so far is done (tests, shutdown)."""
+        """Process until everything published so far is done and stored (tests, shutdown)."""
         deadline = time.monotonic() + timeout
         while self.position < self.stream.end and time.monotonic() < deadline:
             self.run_once(0.05)
+        self.flush()
         return self.position >= self.stream.end
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.run_once(0.25)
+                if not self.run_once(0.25):
+                    self.flush()  # idle: what is held gets stored
             except Exception:  # a bug must not stop 7x24 detection silently: log, count, retry
                 self.failures += 1
                 log.exception("detection batch failed (will retry)")

@@ -102,6 +102,8 @@ class EventStore:
     def __init__(self, folder: Path, *, writer: bool = True) -> None:
         self.folder = Path(folder)
         self.max_offset = -1
+        self._held: list[tuple[Event, int]] = []
+        self._since = 0.0
         if writer:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._recover()
@@ -151,6 +153,37 @@ class EventStore:
             os.replace(temporary, temporary.with_name(name))
         self.max_offset = last
         return len(rows)
+
+    def buffer(
+        self,
+        events: Sequence[Event],
+        offsets: Sequence[int],
+        *,
+        ingested: float,
+        max_events: int = 50_000,
+        max_age: float = 2.0,
+    ) -> int:
+        """Hold a batch and write what is held once it reaches `max_events` or is older than
+        `max_age` seconds: fewer, larger files. `max_offset` (what is stored) lags behind
+        until then; the caller acknowledges its input only up to it. Rows written now."""
+        if not self._held:
+            self._since = ingested
+        self._held.extend(zip(events, offsets, strict=True))
+        if len(self._held) >= max_events or ingested - self._since >= max_age:
+            return self.flush(ingested)
+        return 0
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def flush(self, ingested: float) -> int:
+        """Write what `buffer` holds."""
+        held = self._held
+        if not held:
+            return 0
+        self._held = []
+        return self.write([e for e, _ in held], [o for _, o in held], ingested=ingested)
 
     def files(self) -> list[Path]:
         return sorted(self.folder.rglob("*.parquet"))
