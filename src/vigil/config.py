@@ -11,7 +11,7 @@ environment: `VIGIL_API__PORT=8401`.
     port = 8400
 
     [pipeline]
-    batch_max = 5000        # events per micro-batch
+    batch_max = 2000        # events per micro-batch
     batch_wait_ms = 50      # how long a batch waits to fill
     max_lag = 2000000       # events received but not processed before ingest says 503
     fsync = true
@@ -49,7 +49,7 @@ class ApiSettings(BaseModel):
 
 
 class PipelineSettings(BaseModel):
-    batch_max: Annotated[int, Field(gt=0)] = 5000
+    batch_max: Annotated[int, Field(gt=0)] = 2000
     batch_wait_ms: Annotated[int, Field(ge=0)] = 50
     max_lag: Annotated[int, Field(gt=0)] = 2_000_000
     fsync: bool = True

@@ -160,8 +160,8 @@ class EventStore:
         offsets: Sequence[int],
         *,
         ingested: float,
-        max_events: int = 50_000,
-        max_age: float = 2.0,
+        max_events: int = 20_000,
+        max_age: float = 1.0,
     ) -> int:
         """Hold a batch and write what is held once it reaches `max_events` or is older than
         `max_age` seconds: fewer, larger files. `max_offset` (what is stored) lags behind
