@@ -14,7 +14,6 @@ and the other figures. `--quick` uses 1,000,000 rows.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -22,13 +21,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
 
+from figures import report  # noqa: E402
 from vigil.hunt import sql  # noqa: E402
 from vigil.store.events import COMMITS, SCHEMA  # noqa: E402
 
@@ -146,13 +146,7 @@ def main() -> int:
         "generate_seconds": round(generated, 1),
         "mb_on_disk": round(size / 1e6, 1),
     }
-    table = Table(title="Hunting over stored events (DuckDB over Parquet)", title_justify="left")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for name, value in figures.items():
-        table.add_row(name, f"{value:,}")
-    console.print(table)
-    print(json.dumps(figures))
+    report("Hunting over stored events (DuckDB over Parquet)", figures)
     return 0
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import random
 import sys
@@ -20,11 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import psutil  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
 
+from figures import report  # noqa: E402
 from vigil.detect.ioc import IntelScan  # noqa: E402
 from vigil.events import Event  # noqa: E402
 from vigil.ingest import FileReport, discover, read_events  # noqa: E402
@@ -156,13 +155,7 @@ def main() -> int:
         "match_us_per_event": round(match_us, 2),
         "ecs_us_per_event": round(ecs_us, 2),
     }
-    table = Table(title="Indicator store and matcher", title_justify="left")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for name, value in figures.items():
-        table.add_row(name, f"{value:,}" if isinstance(value, int) else str(value))
-    Console(stderr=True).print(table)
-    print(json.dumps(figures))
+    report("Indicator store and matcher", figures)
     return 0
 
 

@@ -17,7 +17,6 @@ and the rest). `--quick` sends fewer events and shortens the phases.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -31,12 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import httpx  # noqa: E402
 import orjson  # noqa: E402
 from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
 
+from figures import report  # noqa: E402
 from vigil.ingest import FileReport, discover, read_events  # noqa: E402
 
 BATCH = 1000
@@ -218,14 +218,7 @@ def main() -> int:
                 server.wait(60)
             except subprocess.TimeoutExpired:
                 server.kill()
-    table = Table(title="Embedded pipeline (HTTP → log → rules + indicators → stores)",
-                  title_justify="left")  # fmt: skip
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for name, value in figures.items():
-        table.add_row(name, f"{value:,}")
-    console.print(table)
-    print(json.dumps(figures))
+    report("Embedded pipeline (HTTP → log → rules + indicators → stores)", figures)
     return 0
 
 
