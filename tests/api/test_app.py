@@ -3,6 +3,7 @@ the OpenAPI document lists them all. Served by a real service (embedded stores, 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from vigil.config import Settings
 from vigil.detect.sigma import load_rules
 from vigil.serve.run import build_app
 from vigil.serve.service import Service
+from vigil.store.events import EventStore
 
 RULE = """\
 title: Whoami
@@ -157,3 +159,29 @@ def test_tokens_are_stored_hashed_and_revoked_ones_refused(served, tmp_path) -> 
     assert client.get("/api/v1/rules", headers=headers).status_code == 200
     tokens.revoke(info.id)
     assert client.get("/api/v1/rules", headers=headers).status_code == 401
+
+
+def test_a_tailed_log_file_is_read_into_the_pipeline(tmp_path: Path) -> None:
+    log = tmp_path / "auth.log"
+    log.write_text(
+        "Nov 28 10:00:01 web1 sshd[411]: Failed password for root from 203.0.113.9 port 2222 ssh2\n"
+    )
+    settings = Settings(data_dir=tmp_path / "d", indicators=False, listeners={"tail": [log]})
+    service = Service(settings, loaded=load_rules([]))
+    service.start()
+    try:
+        deadline = time.monotonic() + 10
+        while service.pipeline.totals["events"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with log.open("a") as out:
+            out.write("Nov 28 10:00:02 web1 sshd[411]: Accepted password for bob from 10.0.0.5 "
+                      "port 5000 ssh2\n")  # fmt: skip
+        while service.pipeline.totals["events"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        service.stop()
+    assert service.pipeline.totals["events"] == 2
+    stored = [e for batch in EventStore(tmp_path / "d" / "events").events(None, None)
+              for e in batch]  # fmt: skip
+    assert {e.fields.get("hostname") for e in stored} == {"web1"}
+    assert all(e.source == "tail:auth.log" for e in stored)

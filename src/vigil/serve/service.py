@@ -83,6 +83,11 @@ class Service:
 
     def start(self) -> None:
         self.pipeline.start()
+        for path in self.settings.listeners.tail:
+            thread = threading.Thread(
+                target=self._tail, args=(Path(path),), name=f"vigil-tail-{path}", daemon=True
+            )
+            thread.start()
         self._hunt_thread = threading.Thread(
             target=self._hunt_loop, name="vigil-hunts", daemon=True
         )
@@ -103,6 +108,29 @@ class Service:
         del self.latencies[:-200_000]
         for listener in self.batch_listeners:
             listener(figures)
+
+    def _tail(self, path: Path) -> None:
+        """Follow a log file into the intake stream. Its read position is saved only after
+        the lines are in the stream (on disk): a restart re-reads at most what was not."""
+        from vigil.ingest.tail import FileTail
+        from vigil.serve.pipeline import LINE
+
+        states = self.settings.data_dir / "tails"
+        states.mkdir(parents=True, exist_ok=True)
+        name = "".join(c if c.isalnum() or c in "._-" else "_" for c in str(path))
+        try:
+            tail = FileTail(path, states / f"{name}.state")
+        except InputError:
+            log.exception("cannot tail %s", path)
+            return
+        with tail:
+            while not self._hunter.is_set():
+                batch = tail.read_batch(1000)
+                if batch:
+                    self.pipeline.publish(LINE, f"tail:{path.name}", [b.data for b in batch])
+                    tail.commit()
+                else:
+                    self._hunter.wait(0.5)
 
     def _hunt_loop(self) -> None:
         while not self._hunter.wait(5.0):
