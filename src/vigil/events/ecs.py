@@ -18,6 +18,7 @@ have a value.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import re
 from collections.abc import Callable, Mapping
 from functools import cache
@@ -78,6 +79,14 @@ def _ip(value: Any) -> str | None:
     if isinstance(value, list):
         value = value[0] if value else ""
     text = str(value).strip().strip("[]")
+    if "." in text and ":" not in text:
+        # IPv4, most addresses: the C parser, and its text when it is the canonical one
+        # (ipaddress, below, takes a few microseconds)
+        try:
+            if socket.inet_ntoa(socket.inet_aton(text)) == text and text.count(".") == 3:
+                return text
+        except OSError:
+            return None
     try:
         return str(ipaddress.ip_address(text.split("%")[0]))
     except ValueError:
