@@ -18,8 +18,8 @@ have a value.
 from __future__ import annotations
 
 import ipaddress
-import socket
 import re
+import socket
 from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
