@@ -38,6 +38,7 @@ exclusive `flock` on its `lock` file.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import struct
@@ -48,7 +49,7 @@ from collections.abc import Iterator, Sequence
 from itertools import accumulate
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
 from vigil.errors import VigilError
 
@@ -214,6 +215,8 @@ class SegmentLog:
             segments.append(segment)
         last = segments[-1]
         if self._committed > last.first + last.count:
+            if last.fd >= 0:
+                os.close(last.fd)
             raise SegmentLogError(
                 f"{self.folder}: committed position {self._committed} is past the last record "
                 f"({last.first + last.count - 1}): records were lost"
@@ -387,7 +390,7 @@ class SegmentLog:
         self._firsts.append(new.first)
         self._durable = self._written
 
-    def _fail(self, path: Path, error: OSError) -> None:
+    def _fail(self, path: Path, error: OSError) -> NoReturn:
         # after a failed fsync the kernel may have dropped the pages: nothing written since the
         # last good sync can be trusted, so no append may be acknowledged any more
         self._failed = SegmentLogError(
@@ -657,10 +660,8 @@ def _write_all(fd: int, data: bytes, position: int) -> None:
 def _truncate_quietly(fd: int, size: int) -> None:
     # a failed write may have left part of its frames behind: drop them, so the next write
     # starts at a frame boundary (and if this fails too, reopening cuts them as a torn tail)
-    try:
+    with contextlib.suppress(OSError):
         os.ftruncate(fd, size)
-    except OSError:
-        pass
 
 
 def _sync_folder(folder: Path) -> None:
