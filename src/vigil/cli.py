@@ -616,7 +616,7 @@ def intel_import(
     try:
         for target in targets:
             with err.status(f"Importing {escape(target)}…"):
-                items = list(import_path(target, _feed_cursors(store, target)))
+                items = list(import_path(target, _feed_cursors(store)))
             aside_items.extend(_record(store, items, table))
     except VigilError as exc:
         raise fail(str(exc)) from None
@@ -624,13 +624,13 @@ def intel_import(
     _write_aside(aside_items, aside)
 
 
-def _feed_cursors(store: IndicatorStore, target: str) -> dict[str, str]:
+def _feed_cursors(store: IndicatorStore) -> dict[str, str]:
     """Where earlier imports of MISP feeds stopped (a feed is re-read only where it changed)."""
-    cursors = {}
-    for source in store.stats()["sources"]:
-        if source["kind"] == "misp-feed" and source["cursor"]:
-            cursors[source["name"]] = source["cursor"]
-    return cursors
+    return {
+        source["name"]: source["cursor"]
+        for source in store.sources()
+        if source["kind"] == "misp-feed" and source["cursor"]
+    }
 
 
 @intel_app.command("pull")

@@ -415,9 +415,7 @@ class IndicatorStore:
             "FROM intel_provenance p JOIN intel_indicator i ON i.key = p.key "
             f"WHERE p.revoked = {mark} AND (p.valid_until IS NULL OR p.valid_until > {mark})"
         )
-        models = {kind: (m.lifetime_days * lifecycle.DAY, 1.0 / m.speed, m.threshold)
-                  for kind, m in lifecycle.DEFAULT_MODELS.items()}  # fmt: skip
-        fallback = lifecycle.FALLBACK_MODEL
+        model_for = lifecycle.model_for
         default_base = lifecycle.DEFAULT_BASE_SCORE
         self.forked()
         with self.engine.connect() as conn:
@@ -426,18 +424,9 @@ class IndicatorStore:
                 cursor.execute(query, (False, at))
                 while rows := cursor.fetchmany(BATCH):
                     for key, kind, value, confidence, since in rows:
-                        tau, power, threshold = models.get(kind) or (
-                            fallback.lifetime_days * lifecycle.DAY,
-                            1.0 / fallback.speed,
-                            fallback.threshold,
-                        )
-                        elapsed = at - since
-                        if elapsed >= tau:
-                            continue
+                        model = model_for(kind)
                         base = default_base if confidence is None else confidence
-                        if elapsed > 0:
-                            base *= 1.0 - (elapsed / tau) ** power
-                        if base >= threshold:
+                        if model.score(base, at - since) >= model.threshold:
                             yield key, kind, value
             finally:
                 cursor.close()
@@ -541,7 +530,6 @@ class IndicatorStore:
             sightings = conn.execute(
                 select(func.coalesce(func.sum(sighting_table.c.count), 0))
             ).scalar_one()
-            sources = [_plain(row) for row in conn.execute(select(source_table))]
         live: dict[str, int] = {}
         seen: set[int] = set()
         for key, kind, _ in self.live(at):
@@ -557,8 +545,13 @@ class IndicatorStore:
             "revoked_rows": revoked,
             "expired_rows": expired,
             "sightings": sightings,
-            "sources": sources,
+            "sources": self.sources(),
         }
+
+    def sources(self) -> list[dict[str, Any]]:
+        """Every source imported or pulled: kind, location, cursor, counts."""
+        with self.engine.connect() as conn:
+            return [_plain(row) for row in conn.execute(select(source_table))]
 
     def sightings(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -223,14 +223,12 @@ class Pipeline:
         *,
         batch_max: int = 5000,
         batch_wait: float = 0.05,
-        max_lag: int = 2_000_000,
         on_batch: Any = None,
     ) -> None:
         self.stream = stream
         self.detector = detector
         self.batch_max = batch_max
         self.batch_wait = batch_wait
-        self.max_lag = max_lag
         self.on_batch = on_batch
         self.position = stream.acked
         self.totals = {"events": 0, "rejected": 0, "alerts": 0, "new_alerts": 0, "batches": 0}

@@ -29,6 +29,7 @@ from vigil.store.events import EventStore
 from vigil.store.hunts import HuntStore
 
 log = logging.getLogger("vigil.serve")
+RETRY_AFTER = 2.0  # seconds a refused sender waits before trying again
 
 
 class Service:
@@ -70,7 +71,6 @@ class Service:
             self.detector,
             batch_max=settings.pipeline.batch_max,
             batch_wait=settings.pipeline.batch_wait_ms / 1000,
-            max_lag=settings.pipeline.max_lag,
             on_batch=self._on_batch,
         )
         self.latencies: list[tuple[float, float]] = []  # (when stored, received→stored)
@@ -100,6 +100,7 @@ class Service:
 
     def _on_batch(self, figures: BatchFigures, pipeline: Pipeline) -> None:
         self.metrics.lag.set(pipeline.lag())
+        self.metrics.queue_depth.set(self.stream.end - self.stream.acked)
         self.metrics.events_rejected.labels(reason="parse").inc(figures.rejected)
         if figures.new_alerts:
             self.metrics.alerts.labels(kind="any", level="any").inc(figures.new_alerts)
@@ -229,8 +230,7 @@ class Service:
         lag = self.pipeline.lag()
         if lag + len(lines) > self.settings.pipeline.max_lag:
             self.metrics.overloaded.inc()
-            # roughly how long the backlog takes at the recent rate, at least a second
-            raise Overloaded(f"{lag:,} events waiting for detection", retry_after=max(1.0, 2.0))
+            raise Overloaded(f"{lag:,} events waiting for detection", retry_after=RETRY_AFTER)
         first, last = self.pipeline.publish(JSON, source, lines)
         self.metrics.events_in.labels(source=source.split(":", 1)[0]).inc(len(lines))
         self.metrics.lag.set(self.pipeline.lag())
