@@ -942,7 +942,7 @@ def serve(
         err.print(
             f"Vigil is serving on [bold]{url}[/] (API docs: {url}/docs, health: {url}/health); "
             f"{len(service.loaded.plan.rules):,} rules, "
-            f"{len(service.intel.matcher) if service.intel else 0:,} live indicators, data in "
+            f"{service.indicator_count:,} live indicators, data in "
             f"{escape(str(settings.data_dir))}. Create a token with "
             "`vigil token create --role ingest`.",
             highlight=False,

@@ -55,6 +55,9 @@ class PipelineSettings(BaseModel):
     fsync: bool = True
     segment_bytes: Annotated[int, Field(gt=1024)] = 64 << 20
     store_events: bool = True
+    # processes for parsing, rule and indicator matching and event storage (0: in the
+    # server's own process)
+    workers: Annotated[int, Field(ge=0, le=64)] = 2
     # /health reports the alert latency over this many seconds
     latency_window_s: Annotated[float, Field(gt=0)] = 30.0
 

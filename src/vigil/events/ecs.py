@@ -29,31 +29,7 @@ import yaml
 
 from vigil.events.model import Event
 
-Getter = Callable[[dict[str, Any]], Any]
-
-
-def _present(value: Any) -> bool:
-    return value is not None and value != "" and value != "-" and value != []
-
-
-def _first(names: list[str]) -> Getter:
-    if len(names) == 1:
-        name = names[0]
-
-        def one(fields: dict[str, Any]) -> Any:
-            value = fields.get(name)
-            return value if _present(value) else None
-
-        return one
-
-    def first(fields: dict[str, Any]) -> Any:
-        for name in names:
-            value = fields.get(name)
-            if _present(value):
-                return value
-        return None
-
-    return first
+_ABSENT: tuple[Any, ...] = (None, "", "-", [])  # values that do not count as a value
 
 
 def _hashes(value: Any) -> dict[str, str]:
@@ -152,17 +128,21 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def _compile(target: str, spec: Any) -> tuple[str, Getter, Callable[[Any], Any] | None]:
+# One entry of a compiled table: the ECS name, the native names to try in order (none for a
+# constant), the constant, and the conversion of the value found (None: as it is).
+Entry = tuple[str, tuple[str, ...], Any, Callable[[Any], Any] | None]
+
+
+def _compile(target: str, spec: Any) -> Entry:
     if isinstance(spec, str):
-        return target, _first([spec]), None
+        return target, (spec,), None, None
     if isinstance(spec, list):
-        return target, _first([str(s) for s in spec]), None
+        return target, tuple(str(s) for s in spec), None, None
     if isinstance(spec, Mapping):
         if "const" in spec:
-            value = spec["const"]
-            return target, lambda fields: value, None
+            return target, (), spec["const"], None
         names = spec["field"]
-        getter = _first([names] if isinstance(names, str) else [str(n) for n in names])
+        fields = (names,) if isinstance(names, str) else tuple(str(n) for n in names)
         if "map" in spec:
             table = {str(k).lower(): v for k, v in spec["map"].items()}
             default = spec.get("default")
@@ -170,14 +150,14 @@ def _compile(target: str, spec: Any) -> tuple[str, Getter, Callable[[Any], Any] 
             def mapped(value: Any) -> Any:
                 return table.get(str(value).lower(), default)
 
-            return target, getter, mapped
+            return target, fields, None, mapped
         if "parse" in spec:
-            return target, getter, PARSERS[spec["parse"]]
-        return target, getter, None
+            return target, fields, None, PARSERS[spec["parse"]]
+        return target, fields, None, None
     raise ValueError(f"ECS table entry for {target} not understood: {spec!r}")
 
 
-Table = list[tuple[str, Getter, Callable[[Any], Any] | None]]
+Table = list[Entry]
 
 
 @cache
@@ -203,26 +183,34 @@ def tables() -> dict[str, Table]:
 def ecs_view(event: Event) -> dict[str, Any]:
     """The ECS fields of one event (see the module docstring)."""
     fields = event.fields
+    get = fields.get
     out: dict[str, Any] = {}
     known = tables()
     table = known.get(event.dataset or "")
     if table is None and event.dataset:  # zeek.rfb uses zeek's table
         table = known.get(event.dataset.split(".", 1)[0])
-    for target, getter, convert in table or known.get("default", []):
-        value = getter(fields)
-        if value is None:
-            continue
+    absent = _ABSENT
+    for target, names, const, convert in table or known.get("default", []):
+        if names:
+            for name in names:
+                value = get(name)
+                if value not in absent:
+                    break
+            else:
+                continue
+        else:
+            value = const
         if convert is not None:
             value = convert(value)
             if isinstance(value, dict):
                 for suffix, part in value.items():
-                    if _present(part):
+                    if part not in absent:
                         # a target starting with "_" takes the parser's names as they are
                         name = suffix if target[:1] == "_" else f"{target}.{suffix}"
                         out.setdefault(name, part)
                 continue
-        if _present(value):
-            out.setdefault(target, value)
+        if value not in absent and target not in out:
+            out[target] = value
     if event.dataset:
         out.setdefault("event.dataset", event.dataset)
     module = event.product or (event.dataset.split(".", 1)[0] if event.dataset else None)

@@ -15,11 +15,12 @@ import logging
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -35,6 +36,10 @@ from vigil.ingest.shapes import Classifier
 from vigil.scan import correlation_detection, detection_of
 from vigil.store.alerts import AlertStore, alert_id
 from vigil.store.events import EventStore
+
+if TYPE_CHECKING:
+    from vigil.intel.store import IndicatorStore
+    from vigil.serve.workers import WorkerPool
 
 log = logging.getLogger("vigil.pipeline")
 
@@ -88,29 +93,38 @@ class BatchFigures:
     latencies: list[float] = field(default_factory=list)  # received → alert stored, seconds
 
 
-class Detector:
-    """The detection stage: one micro-batch of intake records at a time."""
+@dataclass
+class Analysis:
+    """What the per-event half of detection made of one micro-batch (picklable: a worker
+    process sends it back)."""
+
+    events: int = 0
+    rejected: int = 0
+    found: list[tuple[str, Detection, int | None]] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)  # for correlation rules, in event order
+    received: dict[int, float] = field(default_factory=dict)  # offset → received, of `found`
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+    held_from: int | None = None  # lowest offset the event store holds unwritten
+
+
+class Analyzer:
+    """The per-event half of detection: parse, match the Sigma rules and the indicators,
+    store the events. Independent per micro-batch, so several can run side by side (one per
+    worker process); what needs every batch in order (correlation, the alert store) is the
+    `Detector`'s."""
 
     def __init__(
-        self,
-        loaded: LoadedRules,
-        alerts: AlertStore,
-        events: EventStore | None,
-        intel: IntelScan | None = None,
-        rejects: Path | None = None,
+        self, loaded: LoadedRules, events: EventStore | None, intel: IntelScan | None = None
     ) -> None:
         self.loaded = loaded
-        self.alerts = alerts
         self.events = events
         self.intel = intel
-        self.rejects = rejects
-        plan = loaded.plan
-        self.correlation = CorrelationEngine(plan.correlations)
-        self.wanted = {i for i in range(len(plan.rules)) if self.correlation.wants(i)}
+        correlation = CorrelationEngine(loaded.plan.correlations)
+        self.wanted = {i for i in range(len(loaded.plan.rules)) if correlation.wants(i)}
         self.classifier = Classifier()
 
-    def process(self, records: Sequence[tuple[int, bytes]]) -> BatchFigures:
-        figures = BatchFigures()
+    def analyze(self, records: Sequence[tuple[int, bytes]]) -> Analysis:
+        out = Analysis()
         report = FileReport("stream", keep_raw=True)
         events: list[Event] = []
         offsets: list[int] = []
@@ -126,10 +140,8 @@ class Detector:
             if event is not None:
                 events.append(event)
                 offsets.append(offset)
-        figures.events = len(events)
-        figures.rejected = len(report.rejects)
+        out.events = len(events)
         detected_at = datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        found: list[tuple[str, Detection, int | None]] = []
         plan = self.loaded.plan
         offset_of = {id(event): offset for event, offset in zip(events, offsets, strict=True)}
         for match in self.loaded.engine.match(events):
@@ -137,35 +149,34 @@ class Detector:
             at = offset_of.get(id(event))
             if match.rule in self.wanted and event.time is not None:
                 refs = ((event.source, event.record),)
-                hit = Hit(event.time, ("rule", match.rule), match.rule_fields(), refs)
-                for fired in self.correlation.feed(hit):
-                    if fired.spec.output:
-                        found.append(self._correlated(correlation_detection(fired, detected_at)))
+                out.hits.append(Hit(event.time, ("rule", match.rule), match.rule_fields(), refs))
             if not plan.rules[match.rule].output:
                 continue
             detection = detection_of(match, self.loaded, detected_at)
-            found.append((alert_id(detection, str(at)), detection, at))
+            out.found.append((alert_id(detection, str(at)), detection, at))
         if self.intel is not None and self.intel.matcher.count:
             for event, offset in zip(events, offsets, strict=True):
                 for detection in self.intel.detections([event], detected_at):
                     identity = f"{offset}\0{next(iter(detection.matched_fields), '')}"
-                    found.append((alert_id(detection, identity), detection, offset))
-            sightings = [self.intel.sighting(d) for _, d, _ in found if d.kind == "indicator"]
-            if sightings:
-                self.intel.store.record_sightings(sightings)
-        figures.alerts = len(found)
-        figures.new_alerts = self.alerts.add(found)
-        stored_at = time.time()
-        for _, _, where in found:
-            if where is not None and where in received:
-                figures.latencies.append(stored_at - received[where])
-        if self.events is not None and events:
-            self.events.buffer(events, offsets, ingested=stored_at)
-        if report.rejects and self.rejects is not None:
-            with self.rejects.open("ab") as out:
-                for item in report.set_aside:
-                    out.write(orjson.dumps(item, default=str) + b"\n")
-        return figures
+                    out.found.append((alert_id(detection, identity), detection, offset))
+        out.received = {at: received[at] for _, _, at in out.found if at in received}
+        if self.events is not None:
+            if events:
+                self.events.buffer(events, offsets, ingested=time.time())
+            out.held_from = self.events.held_from
+        out.rejected = len(report.rejects)
+        out.rejects = list(report.set_aside)
+        return out
+
+    def flush(self) -> None:
+        """Write what the event store holds."""
+        if self.events is not None:
+            self.events.flush(time.time())
+
+    def reset(self) -> None:
+        """Forget what the event store holds (it is to be analyzed again)."""
+        if self.events is not None:
+            self.events.discard_held()
 
     def _event(
         self, kind: bytes, source: str, payload: bytes, offset: int, report: FileReport
@@ -207,6 +218,51 @@ class Detector:
         report.reject(offset, f"unknown intake kind {kind!r}")
         return None
 
+
+class Detector:
+    """The in-order half of detection: correlation over the rule hits of every batch, the
+    alerts (deterministic ids), indicator sightings, set-aside records."""
+
+    def __init__(
+        self,
+        loaded: LoadedRules,
+        alerts: AlertStore,
+        indicators: IndicatorStore | None = None,
+        rejects: Path | None = None,
+    ) -> None:
+        self.alerts = alerts
+        self.indicators = indicators
+        self.rejects = rejects
+        self.correlation = CorrelationEngine(loaded.plan.correlations)
+
+    def finish(self, analysis: Analysis) -> BatchFigures:
+        figures = BatchFigures(events=analysis.events, rejected=analysis.rejected)
+        found = list(analysis.found)
+        if analysis.hits:
+            detected_at = (
+                datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            )
+            for hit in analysis.hits:
+                for fired in self.correlation.feed(hit):
+                    if fired.spec.output:
+                        found.append(self._correlated(correlation_detection(fired, detected_at)))
+        if self.indicators is not None:
+            sightings = [IntelScan.sighting(d) for _, d, _ in found if d.kind == "indicator"]
+            if sightings:
+                self.indicators.record_sightings(sightings)
+        figures.alerts = len(found)
+        figures.new_alerts = self.alerts.add(found)
+        stored_at = time.time()
+        received = analysis.received
+        for _, _, where in found:
+            if where is not None and where in received:
+                figures.latencies.append(stored_at - received[where])
+        if analysis.rejects and self.rejects is not None:
+            with self.rejects.open("ab") as out:
+                for item in analysis.rejects:
+                    out.write(orjson.dumps(item, default=str) + b"\n")
+        return figures
+
     @staticmethod
     def _correlated(detection: Detection) -> tuple[str, Detection, int | None]:
         refs = orjson.dumps(detection.details.get("events", []), default=str).decode()
@@ -214,23 +270,37 @@ class Detector:
 
 
 class Pipeline:
-    """The intake stream and its detection stage, run in a thread."""
+    """The intake stream and its detection stage, run in a thread.
+
+    The per-event work (`Analyzer`) runs in this process, or, given a `WorkerPool`, in
+    worker processes, several micro-batches at once; the results are finished (`Detector`)
+    here, one batch at a time in stream order. The stream is acknowledged up to what is
+    detected on and stored."""
 
     def __init__(
         self,
         stream: Stream,
         detector: Detector,
+        analyzer: Analyzer | None = None,
         *,
+        pool: WorkerPool | None = None,
         batch_max: int = 5000,
         batch_wait: float = 0.05,
         on_batch: Any = None,
     ) -> None:
+        if (analyzer is None) == (pool is None):
+            raise ValueError("a pipeline runs its analyzer in this process or a worker pool")
         self.stream = stream
         self.detector = detector
+        self.analyzer = analyzer
+        self.pool = pool
         self.batch_max = batch_max
         self.batch_wait = batch_wait
         self.on_batch = on_batch
-        self.position = stream.acked
+        self.position = stream.acked  # everything below is detected on
+        self._sent = self.position  # everything below is given to the analyzers
+        self._in_flight: deque[tuple[int, int]] = deque()  # (worker, end of its batch)
+        self._held: dict[int, int | None] = {}  # worker → lowest offset it holds unstored
         self.totals = {"events": 0, "rejected": 0, "alerts": 0, "new_alerts": 0, "batches": 0}
         self.failures = 0
         self._stop = threading.Event()
@@ -258,17 +328,24 @@ class Pipeline:
         if self._thread is not None:
             self._thread.join(timeout)
         self.flush()
+        if self.pool is not None:
+            self.pool.stop()
 
     def run_once(self, timeout: float = 0.0) -> int:
-        """Process one micro-batch (waiting up to `timeout` for data); events processed."""
+        """Finish one micro-batch (waiting up to `timeout` for data); records done."""
         with self._turn:
-            return self._run_once(timeout)
+            if self.pool is None:
+                records = self._fetch(timeout)
+                if not records:
+                    return 0
+                assert self.analyzer is not None
+                self._sent = records[-1][0] + 1
+                return self._finish(0, self._sent, self.analyzer.analyze(records))
+            return self._run_pool(timeout)
 
-    def _run_once(self, timeout: float) -> int:
-        records = self.stream.fetch(self.position, self.batch_max, timeout)
-        if not records:
-            return 0
-        if len(records) < self.batch_max and self.batch_wait > 0:
+    def _fetch(self, timeout: float) -> list[tuple[int, bytes]]:
+        records = self.stream.fetch(self._sent, self.batch_max, timeout)
+        if records and len(records) < self.batch_max and self.batch_wait > 0:
             # let the batch fill a little: fewer, larger batches cost less per event
             deadline = time.monotonic() + self.batch_wait
             while len(records) < self.batch_max and time.monotonic() < deadline:
@@ -278,34 +355,79 @@ class Pipeline:
                 if not more:
                     break
                 records.extend(more)
-        figures = self.detector.process(records)
-        upto = records[-1][0] + 1
+        return records
+
+    def _run_pool(self, timeout: float) -> int:
+        """Keep every worker busy, then finish the oldest batch given out."""
+        pool = self.pool
+        assert pool is not None
+        while len(self._in_flight) < pool.size:
+            if self._in_flight:
+                # workers are busy: give out only full batches, without waiting
+                records = self.stream.fetch(self._sent, self.batch_max, 0)
+                if len(records) < self.batch_max:
+                    break
+            else:
+                records = self._fetch(timeout)
+                if not records:
+                    break
+            worker = pool.submit(records)
+            self._sent = records[-1][0] + 1
+            self._in_flight.append((worker, self._sent))
+        if not self._in_flight:
+            return 0
+        worker, upto = self._in_flight.popleft()
+        return self._finish(worker, upto, pool.result(worker))
+
+    def _finish(self, worker: int, upto: int, analysis: Analysis) -> int:
+        figures = self.detector.finish(analysis)
+        done = upto - self.position
         self.position = upto
+        self._held[worker] = analysis.held_from
         self._acknowledge()
         for name in ("events", "rejected", "alerts", "new_alerts"):
             self.totals[name] += getattr(figures, name)
         self.totals["batches"] += 1
         if self.on_batch is not None:
             self.on_batch(figures, self)
-        return len(records)
+        return done
 
     def _acknowledge(self) -> None:
         """Acknowledge the stream up to what is both detected on and stored: events held by
-        the event store for a larger file are processed again after a crash (their alerts
-        have fixed ids, so nothing is raised twice)."""
-        upto = self.position
-        store = self.detector.events
-        if store is not None:
-            upto = min(upto, store.max_offset + 1) if store.held else upto
+        an event store for a larger file are processed again after a crash (their alerts
+        have fixed ids, and the store skips what it has, so nothing is made twice)."""
+        held = [at for at in self._held.values() if at is not None]
+        upto = min([self.position, *held])
         if upto > self.stream.acked:
             self.stream.ack(upto)
 
     def flush(self) -> None:
-        """Store what the event store holds and acknowledge it (idle time, shutdown)."""
+        """Finish what is given out, store what the event stores hold and acknowledge it
+        (idle time, shutdown)."""
         with self._turn:
-            if self.detector.events is not None:
-                self.detector.events.flush(time.time())
+            if self.pool is None:
+                if self.analyzer is not None:
+                    self.analyzer.flush()
+                    self._held[0] = None
+            else:
+                while self._in_flight:
+                    worker, upto = self._in_flight.popleft()
+                    self._finish(worker, upto, self.pool.result(worker))
+                self.pool.flush()
+                self._held = dict.fromkeys(self._held)
             self._acknowledge()
+
+    def restart(self) -> None:
+        """After a failure: start again from the last acknowledged position (what was given
+        out is detected on again; alert ids and the event stores keep it from doubling)."""
+        with self._turn:
+            self._in_flight.clear()
+            self._held.clear()
+            if self.pool is not None:
+                self.pool.restart()
+            elif self.analyzer is not None:
+                self.analyzer.reset()
+            self.position = self._sent = self.stream.acked
 
     def drain(self, timeout: float = 60.0) -> bool:
         """Process until everything published so far is done and stored (tests, shutdown)."""
@@ -322,5 +444,9 @@ class Pipeline:
                     self.flush()  # idle: what is held gets stored
             except Exception:  # a bug must not stop 7x24 detection silently: log, count, retry
                 self.failures += 1
-                log.exception("detection batch failed (will retry)")
+                log.exception("detection batch failed (will retry from the acknowledged point)")
                 self._stop.wait(1.0)
+                try:
+                    self.restart()
+                except Exception:
+                    log.exception("restarting the detection stage failed")

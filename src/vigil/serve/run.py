@@ -13,6 +13,7 @@ import uvicorn
 from vigil.config import Settings
 from vigil.detect.sigma import LoadedRules
 from vigil.serve.service import Service
+from vigil.serve.workers import quiet_gc
 
 log = logging.getLogger("vigil.serve")
 
@@ -76,6 +77,7 @@ def serve(
     on_ready: Callable[[Service, str], None] | None = None,
 ) -> None:
     service = Service(settings, loaded=loaded)
+    quiet_gc()
     app = build_app(service)
     config = uvicorn.Config(
         app,

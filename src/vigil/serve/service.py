@@ -22,7 +22,16 @@ from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import LoadedRules, load_rules
 from vigil.errors import InputError
 from vigil.intel.store import IndicatorStore
-from vigil.serve.pipeline import EVENT, JSON, BatchFigures, Detector, Pipeline, event_record
+from vigil.serve.pipeline import (
+    EVENT,
+    JSON,
+    Analyzer,
+    BatchFigures,
+    Detector,
+    Pipeline,
+    event_record,
+)
+from vigil.serve.workers import WorkerPool
 from vigil.store import migrate, state_engine
 from vigil.store.alerts import AlertStore, alert_id
 from vigil.store.events import EventStore
@@ -45,11 +54,7 @@ class Service:
         self.hunts = HuntStore(self.engine)
         self.indicators_store = IndicatorStore(self.engine)
         self.events_folder = folder / "events"
-        self.event_store = (
-            EventStore(self.events_folder) if settings.pipeline.store_events else None
-        )
         self.loaded = loaded if loaded is not None else load_rules(settings.rules)
-        self.intel = IntelScan.load(self.indicators_store) if settings.indicators else None
         self.registry = CollectorRegistry()
         from vigil.api.app import pipeline_metrics
 
@@ -62,13 +67,35 @@ class Service:
         self.detector = Detector(
             self.loaded,
             self.alert_store,
-            self.event_store,
-            self.intel,
+            self.indicators_store if settings.indicators else None,
             rejects=folder / "rejects.jsonl",
         )
+        stored = settings.pipeline.store_events
+        self.pool: WorkerPool | None = None
+        analyzer: Analyzer | None = None
+        if settings.pipeline.workers:
+            self.pool = WorkerPool(
+                settings.pipeline.workers,
+                self.loaded,
+                events_folder=self.events_folder if stored else None,
+                database_url=(
+                    self.engine.url.render_as_string(hide_password=False)
+                    if settings.indicators
+                    else None
+                ),
+            )
+            self.indicator_count = self.pool.indicators
+        else:
+            intel = IntelScan.load(self.indicators_store) if settings.indicators else None
+            analyzer = Analyzer(
+                self.loaded, EventStore(self.events_folder) if stored else None, intel
+            )
+            self.indicator_count = intel.matcher.count if intel else 0
         self.pipeline = Pipeline(
             self.stream,
             self.detector,
+            analyzer,
+            pool=self.pool,
             batch_max=settings.pipeline.batch_max,
             batch_wait=settings.pipeline.batch_wait_ms / 1000,
             on_batch=self._on_batch,
@@ -315,7 +342,7 @@ class Service:
             "alerts": self.pipeline.totals["new_alerts"],
             "lag": lag,
             "rules": len(self.loaded.plan.rules),
-            "indicators": len(self.intel.matcher) if self.intel else 0,
+            "indicators": self.indicator_count,
             "uptime_s": round(time.time() - self.started, 1),
             "alert_latency_ms": self.latency(self.settings.pipeline.latency_window_s),
         }

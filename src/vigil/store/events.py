@@ -2,10 +2,12 @@
 (`events/day=2026-11-28/dataset=zeek.dns/part-<first>-<last>.parquet`), for hunting.
 
 Each stored batch is atomic and stored once: its files are written as `.parquet.tmp`, then
-its offset range is appended to `_commits` (fsync'd), then the files are renamed. On open,
-leftover `.tmp` files of committed ranges are renamed, those of uncommitted ranges deleted.
-Events whose intake offset is not above the highest committed one are skipped, so a batch
-processed again after a crash is not stored twice.
+its offset ranges are appended to the writer's commit log (`_commits`, or `_commits-w0` for
+the writer named `w0`; fsync'd), then the files are renamed. On open, a writer renames its
+leftover `.tmp` files of committed batches and deletes those of uncommitted ones. Several
+writers (the pipeline's worker processes) share a folder: each has its own commit log and
+file names, and skips the events whose intake offset any of them has committed, so a batch
+processed again after a crash, by whichever writer, is not stored twice.
 
 Columns: `offset` (intake position, unique), `time` and `ingested` (UTC), `dataset`,
 `product`, `service`, `category`, `format`, `source`, `record`, `host`, `fields` (the native
@@ -19,6 +21,7 @@ cloud_provider, cloud_region, user_agent_original.
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -95,63 +98,98 @@ def _number(value: Any) -> int | None:
 
 
 class EventStore:
-    """`EventStore(folder)` is the writer (one per folder: it finishes or undoes interrupted
-    batches on open); `EventStore(folder, writer=False)` only reads (hunts), leaving files
-    being written alone."""
+    """`EventStore(folder)` is the writer (one per folder and `name`: it finishes or undoes
+    its interrupted batches on open); `EventStore(folder, writer=False)` only reads (hunts),
+    leaving files being written alone."""
 
-    def __init__(self, folder: Path, *, writer: bool = True) -> None:
+    def __init__(self, folder: Path, *, writer: bool = True, name: str = "") -> None:
+        if name and not name.isalnum():
+            raise ValueError(f"an event store writer's name is letters and digits: {name!r}")
         self.folder = Path(folder)
-        self.max_offset = -1
+        self.name = name
+        self._tag = f"{name}-" if name else ""
+        self._ranges: list[tuple[int, int]] = []  # committed offsets (every writer), merged
         self._held: list[tuple[Event, int]] = []
         self._since = 0.0
         if writer:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._recover()
 
+    @property
+    def max_offset(self) -> int:
+        """The highest intake offset stored (-1 when none)."""
+        return self._ranges[-1][1] if self._ranges else -1
+
+    def is_stored(self, offset: int) -> bool:
+        ranges = self._ranges
+        if not ranges or offset > ranges[-1][1]:
+            return False
+        at = bisect.bisect_right(ranges, (offset, 1 << 62)) - 1
+        return at >= 0 and ranges[at][0] <= offset <= ranges[at][1]
+
+    @property
+    def held_from(self) -> int | None:
+        """The lowest offset held and not yet written (None when nothing is held)."""
+        return min(o for _, o in self._held) if self._held else None
+
+    def _commit_log(self) -> Path:
+        return self.folder / (f"{COMMITS}-{self.name}" if self.name else COMMITS)
+
     def _recover(self) -> None:
-        committed: set[tuple[int, int]] = set()
-        path = self.folder / COMMITS
-        if path.exists():
+        mine: set[tuple[int, int]] = set()
+        spans: list[tuple[int, int]] = []
+        for path in self.folder.glob(f"{COMMITS}*"):
             for line in path.read_text().splitlines():
-                parts = line.split()
-                if len(parts) == 2 and all(p.lstrip("-").isdigit() for p in parts):
-                    first, last = int(parts[0]), int(parts[1])
-                    committed.add((first, last))
-                    self.max_offset = max(self.max_offset, last)
+                ranges = _ranges(line)
+                if not ranges:
+                    continue
+                spans.extend(ranges)
+                if path == self._commit_log():
+                    mine.add((ranges[0][0], ranges[-1][1]))
+        self._ranges = _merged(spans)
         for leftover in self.folder.rglob("*.parquet.tmp"):
-            span = _span(leftover.name.removesuffix(".tmp"))
-            if span in committed:
-                os.replace(leftover, leftover.with_name(leftover.name.removesuffix(".tmp")))
+            final = leftover.name.removesuffix(".tmp")
+            if _writer(final) != self.name:
+                continue
+            if _span(final) in mine:
+                os.replace(leftover, leftover.with_name(final))
             else:
                 leftover.unlink()
 
     def write(self, events: Sequence[Event], offsets: Sequence[int], *, ingested: float) -> int:
-        """Store one batch (atomic); events at or below `max_offset` are skipped. Rows
-        written."""
-        rows = [(e, o) for e, o in zip(events, offsets, strict=True) if o > self.max_offset]
+        """Store one batch (atomic); events already stored are skipped. Rows written."""
+        rows = list(zip(events, offsets, strict=True))
+        if rows and min(offsets) <= self.max_offset:
+            rows = [(e, o) for e, o in rows if not self.is_stored(o)]
         if not rows:
             return 0
-        first, last = rows[0][1], rows[-1][1]
+        rows.sort(key=lambda row: row[1])
+        spans = _spans([o for _, o in rows])
+        first, last = spans[0][0], spans[-1][1]
         parts: dict[tuple[str, str], list[tuple[Event, int]]] = defaultdict(list)
+        days: dict[int, str] = {}
         for event, offset in rows:
             when = event.time if event.time is not None else ingested
-            day = datetime.fromtimestamp(when, tz=UTC).strftime("%Y-%m-%d")
+            number = int(when // 86400)
+            day = days.get(number)
+            if day is None:
+                day = days[number] = _day(when)
             parts[(day, event.dataset or "unknown")].append((event, offset))
         written = []
-        name = f"part-{first:020d}-{last:020d}.parquet"
+        name = f"part-{self._tag}{first:020d}-{last:020d}.parquet"
         for (day, dataset), items in parts.items():
             folder = self.folder / f"day={day}" / f"dataset={_safe(dataset)}"
             folder.mkdir(parents=True, exist_ok=True)
             temporary = folder / (name + ".tmp")
             pq.write_table(_table(items, ingested), temporary, compression="zstd")
             written.append(temporary)
-        with (self.folder / COMMITS).open("a") as log:
-            log.write(f"{first} {last}\n")
+        with self._commit_log().open("a") as log:
+            log.write(" ".join(f"{a} {b}" for a, b in spans) + "\n")
             log.flush()
             os.fsync(log.fileno())
         for temporary in written:
             os.replace(temporary, temporary.with_name(name))
-        self.max_offset = last
+        self._ranges = _merged([*self._ranges, *spans])
         return len(rows)
 
     def buffer(
@@ -164,8 +202,8 @@ class EventStore:
         max_age: float = 1.0,
     ) -> int:
         """Hold a batch and write what is held once it reaches `max_events` or is older than
-        `max_age` seconds: fewer, larger files. `max_offset` (what is stored) lags behind
-        until then; the caller acknowledges its input only up to it. Rows written now."""
+        `max_age` seconds: fewer, larger files. What is held is not stored yet: the caller
+        acknowledges its input only below `held_from`. Rows written now."""
         if not self._held:
             self._since = ingested
         self._held.extend(zip(events, offsets, strict=True))
@@ -176,6 +214,9 @@ class EventStore:
     @property
     def held(self) -> int:
         return len(self._held)
+
+    def discard_held(self) -> None:
+        self._held = []
 
     def flush(self, ingested: float) -> int:
         """Write what `buffer` holds."""
@@ -272,11 +313,50 @@ def _table(items: list[tuple[Event, int]], ingested: float) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
+def _ranges(line: str) -> list[tuple[int, int]]:
+    """A commit line: `first last [first last ...]`, in order ([] when damaged)."""
+    parts = line.split()
+    if not parts or len(parts) % 2 or not all(p.lstrip("-").isdigit() for p in parts):
+        return []
+    numbers = [int(p) for p in parts]
+    return list(zip(numbers[::2], numbers[1::2], strict=True))
+
+
+def _merged(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Ranges sorted and joined where they touch or overlap."""
+    out: list[tuple[int, int]] = []
+    for first, last in sorted(spans):
+        if out and first <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], last))
+        else:
+            out.append((first, last))
+    return out
+
+
+def _spans(offsets: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted offsets as runs of consecutive ones."""
+    out: list[tuple[int, int]] = []
+    first = last = offsets[0]
+    for offset in offsets[1:]:
+        if offset != last + 1:
+            out.append((first, last))
+            first = offset
+        last = offset
+    out.append((first, last))
+    return out
+
+
 def _span(name: str) -> tuple[int, int] | None:
+    """The offsets `part-[writer-]first-last.parquet` names."""
     parts = name.removeprefix("part-").removesuffix(".parquet").split("-")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+    if len(parts) < 2 or not all(p.isdigit() for p in parts[-2:]):
         return None
-    return int(parts[0]), int(parts[1])
+    return int(parts[-2]), int(parts[-1])
+
+
+def _writer(name: str) -> str:
+    parts = name.removeprefix("part-").removesuffix(".parquet").split("-")
+    return parts[0] if len(parts) == 3 else ""
 
 
 def _day(epoch: float) -> str:

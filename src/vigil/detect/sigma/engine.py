@@ -277,18 +277,22 @@ def _prefilter_buffer(fields: dict[str, Any], prefixes: dict[str, str]) -> bytes
     """`SEG <field id> VAL <value>` for each value the route's rules look at, folded.
 
     This runs once per event, so the usual case (plain scalar values) is built from C-level
-    iterators only; None, lists and objects, and values that hold a separator character or a
-    lone surrogate themselves, take the careful path."""
+    iterators only; None and lists are unpacked first. Values that hold a separator character
+    or a lone surrogate themselves take the careful path."""
     names = list(compress(fields, map(prefixes.__contains__, fields)))
     values = list(map(fields.__getitem__, names))
-    if _PLAIN.issuperset(map(type, values)):
-        joined = "".join(map(add, map(prefixes.__getitem__, names), map(str, values))) + SEG
-        # Each prefix holds one SEG and one VAL: any more came from a value.
-        if joined.count(SEG) == len(names) + 1 and joined.count(VAL) == len(names):
-            try:
-                return fold(joined).encode("utf-8")
-            except UnicodeEncodeError:  # a value holds a lone surrogate
-                pass
+    if not _PLAIN.issuperset(map(type, values)):
+        # nulls give no text; each item of a list is a value of its own
+        pairs = [(n, t) for n, v in zip(names, values, strict=True) for t in texts_of(v) or ()]
+        names = [n for n, _ in pairs]
+        values = [t for _, t in pairs]
+    joined = "".join(map(add, map(prefixes.__getitem__, names), map(str, values))) + SEG
+    # Each prefix holds one SEG and one VAL: any more came from a value.
+    if joined.count(SEG) == len(names) + 1 and joined.count(VAL) == len(names):
+        try:
+            return fold(joined).encode("utf-8")
+        except UnicodeEncodeError:  # a value holds a lone surrogate
+            pass
     return _sanitised(fields, prefixes)
 
 
