@@ -124,6 +124,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "basename": _basename,
     "int": lambda v: int(v) if str(v).lstrip("-").isdigit() else None,
     "lower": lambda v: str(v).lower(),
+    "text": str,
     "sshd": _sshd,
 }
 
@@ -180,6 +181,29 @@ def tables() -> dict[str, Table]:
     }
 
 
+_SHAPES: dict[tuple[int, tuple[str, ...]], Table] = {}
+
+
+def _present_entries(table: Table, fields: dict[str, Any]) -> Table:
+    """The entries of `table` that can give a value for events with these field names (each
+    with only the names the event has): events of one kind share their names, so this is
+    worked out once per kind."""
+    key = (id(table), tuple(fields))
+    found = _SHAPES.get(key)
+    if found is None:
+        if len(_SHAPES) >= 4096:
+            _SHAPES.clear()
+        found = []
+        for target, names, const, convert in table:
+            if names:
+                names = tuple(name for name in names if name in fields)
+                if not names:
+                    continue
+            found.append((target, names, const, convert))
+        _SHAPES[key] = found
+    return found
+
+
 def ecs_view(event: Event) -> dict[str, Any]:
     """The ECS fields of one event (see the module docstring)."""
     fields = event.fields
@@ -190,7 +214,9 @@ def ecs_view(event: Event) -> dict[str, Any]:
     if table is None and event.dataset:  # zeek.rfb uses zeek's table
         table = known.get(event.dataset.split(".", 1)[0])
     absent = _ABSENT
-    for target, names, const, convert in table or known.get("default", []):
+    for target, names, const, convert in _present_entries(
+        table or known.get("default", []), fields
+    ):
         if names:
             for name in names:
                 value = get(name)

@@ -83,6 +83,7 @@ SCHEMA = pa.schema(
         *((name, kind) for name, (_, kind) in ECS_COLUMNS.items()),
     ]
 )
+_ECS_STRUCT = pa.struct([(key, kind) for key, kind in ECS_COLUMNS.values()])
 COMMITS = "_commits"
 
 
@@ -303,13 +304,18 @@ def _table(items: list[tuple[Event, int]], ingested: float) -> pa.Table:
         "raw": [r.decode("utf-8", "replace") if isinstance(r := e.raw, bytes) else r
                 for e in events],
     }  # fmt: skip
-    for name, (key, kind) in ECS_COLUMNS.items():
-        values = [view.get(key) for view in views]
-        if pa.types.is_string(kind):
-            columns[name] = [v if v is None or type(v) is str else str(v) for v in values]
-        else:
-            columns[name] = [None if v is None else _number(v) for v in values]
-    arrays = [pa.array(columns[field.name], type=field.type) for field in SCHEMA]
+    arrays = [pa.array(columns[f.name], type=f.type) for f in SCHEMA if f.name in columns]
+    try:
+        # the ECS columns in one conversion (C++ looks the names up in each view)
+        arrays.extend(pa.array(views, type=_ECS_STRUCT).flatten())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a value of another type: convert it
+        for key, kind in ECS_COLUMNS.values():
+            values = [view.get(key) for view in views]
+            if pa.types.is_string(kind):
+                values = [v if v is None or type(v) is str else str(v) for v in values]
+            else:
+                values = [None if v is None else _number(v) for v in values]
+            arrays.append(pa.array(values, type=kind))
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
