@@ -87,3 +87,76 @@ def test_a_committed_batch_whose_renames_were_cut_short_is_finished(tmp_path, ze
     finally:
         os.replace = real_replace  # type: ignore[assignment]
     assert EventStore(tmp_path).count() == len(zeek_events)
+
+
+def test_writers_sharing_a_folder_each_commit_their_own_and_skip_each_others(
+    tmp_path, zeek_events
+) -> None:
+    first, second = EventStore(tmp_path, name="w0"), EventStore(tmp_path, name="w1")
+    first.write(zeek_events[0:100], range(0, 100), ingested=time.time())
+    second.write(zeek_events[100:200], range(100, 200), ingested=time.time())
+    first.write(zeek_events[200:300], range(200, 300), ingested=time.time())
+    assert sorted(p.name for p in tmp_path.glob("_commits*")) == ["_commits-w0", "_commits-w1"]
+    assert (tmp_path / "_commits-w0").read_text() == "0 99\n200 299\n"
+    # after a restart the batches go to other writers: nothing is stored twice
+    again = EventStore(tmp_path, name="w1")
+    assert again.is_stored(250) and again.is_stored(150) and not again.is_stored(300)
+    assert again.write(zeek_events[0:400], range(400), ingested=time.time()) == 100
+    assert EventStore(tmp_path, writer=False).count() == 400
+    with pytest.raises(ValueError, match="letters and digits"):
+        EventStore(tmp_path, name="../w")
+
+
+def test_a_writer_recovers_only_its_own_unfinished_files(tmp_path, zeek_events) -> None:
+    EventStore(tmp_path, name="w0").write(zeek_events[:10], range(10), ingested=time.time())
+    stray = next(tmp_path.rglob("part-w0-*.parquet"))
+    leftover = stray.with_name("part-w1-00000000000000000050-00000000000000000060.parquet.tmp")
+    leftover.write_bytes(b"being written by w1")
+    EventStore(tmp_path, name="w0")  # not w0's: left alone
+    assert leftover.exists()
+    EventStore(tmp_path, name="w1")  # w1's and not committed: undone
+    assert not leftover.exists()
+
+
+def test_the_writer_thread_stores_by_age_and_reports_what_it_holds(tmp_path, zeek_events) -> None:
+    store = EventStore(tmp_path)
+    writer = events_module.EventWriter(store, max_events=1000, max_age=30.0)
+    writer.put(zeek_events[10:20], range(10, 20))
+    writer.put(zeek_events[:10], range(10))
+    assert writer.held_from == 0
+    writer.flush()
+    assert writer.held_from is None and store.count() == 20
+    writer.put(zeek_events[20:2000], range(20, 2000))  # more than max_events: written now
+    deadline = time.monotonic() + 30
+    while writer.held_from is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.count() == 2000
+    aging = events_module.EventWriter(store, max_events=10_000, max_age=0.1)
+    aging.put(zeek_events[2000:2010], range(2000, 2010))
+    deadline = time.monotonic() + 30
+    while aging.held_from is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.count() == 2010
+    writer.close()
+    aging.close()
+
+
+def test_a_failed_write_is_raised_by_the_next_call_and_nothing_is_lost(
+    tmp_path, zeek_events, monkeypatch
+) -> None:
+    store = EventStore(tmp_path)
+    writer = events_module.EventWriter(store, max_age=30.0)
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "write", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+        writer.put(zeek_events[:10], range(10))
+        with pytest.raises(events_module.EventStoreError, match="disk full"):
+            writer.flush()
+    # the failed events stay held (not to be acknowledged), and the failure stays raised
+    assert store.count() == 0 and writer.held_from == 0
+    with pytest.raises(events_module.EventStoreError):
+        writer.check()
+    writer.discard()  # the caller goes back and hands them over again
+    assert writer.held_from is None
+    writer.put(zeek_events[:10], range(10))
+    writer.close()
+    assert store.count() == 10

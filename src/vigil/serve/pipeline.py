@@ -35,7 +35,7 @@ from vigil.ingest.jsonlog import record_event
 from vigil.ingest.shapes import Classifier
 from vigil.scan import correlation_detection, detection_of
 from vigil.store.alerts import AlertStore, alert_id
-from vigil.store.events import EventStore
+from vigil.store.events import EventStore, EventWriter
 
 if TYPE_CHECKING:
     from vigil.intel.store import IndicatorStore
@@ -117,7 +117,7 @@ class Analyzer:
         self, loaded: LoadedRules, events: EventStore | None, intel: IntelScan | None = None
     ) -> None:
         self.loaded = loaded
-        self.events = events
+        self.events = EventWriter(events) if events is not None else None
         self.intel = intel
         correlation = CorrelationEngine(loaded.plan.correlations)
         self.wanted = {i for i in range(len(loaded.plan.rules)) if correlation.wants(i)}
@@ -161,22 +161,28 @@ class Analyzer:
                     out.found.append((alert_id(detection, identity), detection, offset))
         out.received = {at: received[at] for _, _, at in out.found if at in received}
         if self.events is not None:
+            self.events.check()
             if events:
-                self.events.buffer(events, offsets, ingested=time.time())
+                self.events.put(events, offsets)
             out.held_from = self.events.held_from
         out.rejected = len(report.rejects)
         out.rejects = list(report.set_aside)
         return out
 
     def flush(self) -> None:
-        """Write what the event store holds."""
+        """Write what is handed to the event store."""
         if self.events is not None:
-            self.events.flush(time.time())
+            self.events.flush()
 
     def reset(self) -> None:
-        """Forget what the event store holds (it is to be analyzed again)."""
+        """Forget what is handed to the event store and not yet written (it is to be
+        analyzed again)."""
         if self.events is not None:
-            self.events.discard_held()
+            self.events.discard()
+
+    def close(self) -> None:
+        if self.events is not None:
+            self.events.close()
 
     def _event(
         self, kind: bytes, source: str, payload: bytes, offset: int, report: FileReport
@@ -330,6 +336,8 @@ class Pipeline:
         self.flush()
         if self.pool is not None:
             self.pool.stop()
+        elif self.analyzer is not None:
+            self.analyzer.close()
 
     def run_once(self, timeout: float = 0.0) -> int:
         """Finish one micro-batch (waiting up to `timeout` for data); records done."""

@@ -183,7 +183,7 @@ def _worker_main(conn: Connection) -> None:
         try:
             message = conn.recv()
         except (EOFError, OSError, KeyboardInterrupt):
-            analyzer.flush()
+            analyzer.close()  # the server is gone: store what was handed over
             return
         try:
             if message[0] == "batch":
@@ -192,7 +192,7 @@ def _worker_main(conn: Connection) -> None:
                 analyzer.flush()
                 conn.send(("flushed", None))
             else:
-                analyzer.flush()
+                analyzer.close()
                 return
         except Exception:
             conn.send(("failed", traceback.format_exc(limit=5)))

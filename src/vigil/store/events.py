@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import bisect
 import os
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -33,6 +35,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vigil.errors import VigilError
 from vigil.events import Event
 
 ECS_COLUMNS: dict[str, tuple[str, Any]] = {
@@ -87,6 +90,10 @@ _ECS_STRUCT = pa.struct([(key, kind) for key, kind in ECS_COLUMNS.values()])
 COMMITS = "_commits"
 
 
+class EventStoreError(VigilError):
+    """Events could not be stored (disk full, permissions...)."""
+
+
 def _micros(epoch: float | None) -> int | None:
     return None if epoch is None else int(epoch * 1_000_000)
 
@@ -110,8 +117,6 @@ class EventStore:
         self.name = name
         self._tag = f"{name}-" if name else ""
         self._ranges: list[tuple[int, int]] = []  # committed offsets (every writer), merged
-        self._held: list[tuple[Event, int]] = []
-        self._since = 0.0
         if writer:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._recover()
@@ -127,11 +132,6 @@ class EventStore:
             return False
         at = bisect.bisect_right(ranges, (offset, 1 << 62)) - 1
         return at >= 0 and ranges[at][0] <= offset <= ranges[at][1]
-
-    @property
-    def held_from(self) -> int | None:
-        """The lowest offset held and not yet written (None when nothing is held)."""
-        return min(o for _, o in self._held) if self._held else None
 
     def _commit_log(self) -> Path:
         return self.folder / (f"{COMMITS}-{self.name}" if self.name else COMMITS)
@@ -193,40 +193,6 @@ class EventStore:
         self._ranges = _merged([*self._ranges, *spans])
         return len(rows)
 
-    def buffer(
-        self,
-        events: Sequence[Event],
-        offsets: Sequence[int],
-        *,
-        ingested: float,
-        max_events: int = 20_000,
-        max_age: float = 1.0,
-    ) -> int:
-        """Hold a batch and write what is held once it reaches `max_events` or is older than
-        `max_age` seconds: fewer, larger files. What is held is not stored yet: the caller
-        acknowledges its input only below `held_from`. Rows written now."""
-        if not self._held:
-            self._since = ingested
-        self._held.extend(zip(events, offsets, strict=True))
-        if len(self._held) >= max_events or ingested - self._since >= max_age:
-            return self.flush(ingested)
-        return 0
-
-    @property
-    def held(self) -> int:
-        return len(self._held)
-
-    def discard_held(self) -> None:
-        self._held = []
-
-    def flush(self, ingested: float) -> int:
-        """Write what `buffer` holds."""
-        held = self._held
-        if not held:
-            return 0
-        self._held = []
-        return self.write([e for e, _ in held], [o for _, o in held], ingested=ingested)
-
     def files(self) -> list[Path]:
         return sorted(self.folder.rglob("*.parquet"))
 
@@ -279,6 +245,118 @@ class EventStore:
                 )
             if batch:
                 yield batch
+
+
+class EventWriter:
+    """Writes batches to an event store from a thread of its own, in files of up to
+    `max_events` events or `max_age` seconds: detection goes on while a file is written
+    (Arrow and Parquet work mostly outside the GIL). What is handed over and not yet
+    written is `held_from` onwards; the caller acknowledges its input only below that.
+    A failed write is raised by every later call, and its events stay held, until
+    `discard` (the caller then hands them over again)."""
+
+    def __init__(self, store: EventStore, *, max_events: int = 20_000, max_age: float = 1.0):
+        self.store = store
+        self.max_events = max_events
+        self.max_age = max_age
+        self._pending: list[tuple[Sequence[Event], Sequence[int]]] = []
+        self._count = 0
+        self._since = 0.0
+        self._writing: int | None = None  # lowest offset of the batch being written
+        self._wanted = False  # a flush was asked for
+        self._error: BaseException | None = None
+        self._failed_from: int | None = None  # lowest offset of a write that failed
+        self._closed = False
+        self._cv = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="vigil-event-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, events: Sequence[Event], offsets: Sequence[int]) -> None:
+        with self._cv:
+            self._raise()
+            if not self._pending:
+                self._since = time.monotonic()
+            self._pending.append((events, offsets))
+            self._count += len(events)
+            if len(self._pending) == 1 or self._count >= self.max_events:
+                self._cv.notify_all()
+
+    @property
+    def held_from(self) -> int | None:
+        """The lowest offset handed over and not yet written (None when none)."""
+        with self._cv:
+            lows = [min(offsets) for _, offsets in self._pending if offsets]
+            lows.extend(o for o in (self._writing, self._failed_from) if o is not None)
+            return min(lows) if lows else None
+
+    def check(self) -> None:
+        """Raise the failure of a write, if one failed."""
+        with self._cv:
+            self._raise()
+
+    def flush(self) -> None:
+        """Write everything handed over, and return once it is written."""
+        with self._cv:
+            self._wanted = True
+            self._cv.notify_all()
+            while (self._pending or self._writing is not None) and self._error is None:
+                self._cv.wait(0.5)
+            self._wanted = False
+            self._raise()
+
+    def discard(self) -> None:
+        """Drop what is handed over and not yet written, and a failure (it is all to be done
+        again)."""
+        with self._cv:
+            self._pending, self._count = [], 0
+            self._error = self._failed_from = None
+
+    def close(self) -> None:
+        """Write what is handed over, and end the thread."""
+        try:
+            self.flush()
+        finally:
+            with self._cv:
+                self._closed = True
+                self._cv.notify_all()
+            self._thread.join()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise EventStoreError(f"storing events failed: {self._error}") from self._error
+
+    def _due(self) -> bool:
+        if not self._pending:
+            return False
+        if self._wanted or self._closed or self._count >= self.max_events:
+            return True
+        return time.monotonic() - self._since >= self.max_age
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._due():
+                    if self._closed:
+                        return
+                    wait = self.max_age - (time.monotonic() - self._since)
+                    self._cv.wait(max(0.01, wait) if self._pending else None)
+                batches, self._pending, self._count = self._pending, [], 0
+                lows = [min(offsets) for _, offsets in batches if offsets]
+                self._writing = min(lows) if lows else None
+            try:
+                events = [e for chunk, _ in batches for e in chunk]
+                offsets = [o for _, chunk in batches for o in chunk]
+                if events:
+                    self.store.write(events, offsets, ingested=time.time())
+            except Exception as exc:  # raised to the caller from now on
+                with self._cv:
+                    self._error = exc
+                    failed = [o for o in (self._failed_from, self._writing) if o is not None]
+                    self._failed_from = min(failed) if failed else None
+            finally:
+                with self._cv:
+                    self._writing = None
+                    self._cv.notify_all()
 
 
 def _table(items: list[tuple[Event, int]], ingested: float) -> pa.Table:
