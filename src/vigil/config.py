@@ -15,6 +15,7 @@ environment: `VIGIL_API__PORT=8401`.
     batch_wait_ms = 50      # how long a batch waits to fill
     max_lag = 2000000       # events received but not processed before ingest says 503
     fsync = true
+    workers = 2             # detection processes (0: in the server's own process)
 
     [listeners]
     syslog_udp = 5514
