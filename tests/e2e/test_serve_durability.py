@@ -14,46 +14,16 @@ import time
 from pathlib import Path
 
 import httpx
-import orjson
 import pytest
+from whoami_stream import RULE, event
 
 from vigil.api.auth import TokenStore
 from vigil.store import state_engine
 from vigil.store.alerts import AlertStore
 from vigil.store.events import EventStore
 
-RULE = """\
-title: Whoami with all its output
-id: 5bd3b9a5-6c4c-4c3a-9a2b-1f1d2e3c4b5a
-status: test
-logsource:
-    product: windows
-    category: process_creation
-detection:
-    selection:
-        Image|endswith: '\\whoami.exe'
-        CommandLine|contains: '/all'
-    condition: selection
-level: medium
-"""
 TOTAL = 100_000
 BATCH = 500
-
-
-def event(seq: int) -> bytes:
-    """Every 10th event is one the rule fires on."""
-    hit = seq % 10 == 0
-    return orjson.dumps(
-        {
-            "EventID": 1,
-            "Channel": "Microsoft-Windows-Sysmon/Operational",
-            "Hostname": f"host{seq % 50}",
-            "UtcTime": "2026-11-28 10:00:00.000",
-            "Image": "C:\\Windows\\System32\\whoami.exe" if hit else "C:\\Windows\\notepad.exe",
-            "CommandLine": "whoami /all" if hit else f"notepad {seq}.txt",
-            "seq": seq,
-        }
-    )
 
 
 def free_port() -> int:

@@ -11,8 +11,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import orjson
 import pytest
+from whoami_stream import RULE, event
 
 from vigil.config import Settings
 from vigil.detect.sigma import rules_from_text
@@ -20,37 +20,7 @@ from vigil.serve.pipeline import JSON
 from vigil.serve.service import Service
 from vigil.store.events import EventStore
 
-RULE = """\
-title: Whoami with all its output
-id: 5bd3b9a5-6c4c-4c3a-9a2b-1f1d2e3c4b5a
-status: test
-logsource:
-    product: windows
-    category: process_creation
-detection:
-    selection:
-        Image|endswith: '\\\\whoami.exe'
-        CommandLine|contains: '/all'
-    condition: selection
-level: medium
-"""
 TOTAL = 40_000
-
-
-def event(seq: int) -> bytes:
-    """Every 10th event is one the rule fires on; days vary (several partitions)."""
-    hit = seq % 10 == 0
-    return orjson.dumps(
-        {
-            "EventID": 1,
-            "Channel": "Microsoft-Windows-Sysmon/Operational",
-            "Hostname": f"host{seq % 50}",
-            "UtcTime": f"2026-11-{1 + seq % 28:02d} 10:00:00.000",
-            "Image": "C:\\Windows\\System32\\whoami.exe" if hit else "C:\\Windows\\notepad.exe",
-            "CommandLine": "whoami /all" if hit else f"notepad {seq}.txt",
-            "seq": seq,
-        }
-    )
 
 
 def run(folder: Path, workers: int, kill_after: int | None = None) -> tuple[Counter, Counter, int]:
