@@ -1,0 +1,28 @@
+"""Alerts into incidents by shared entities within time windows, entity risk with decay,
+and third-party alerts (Wazuh, Suricata, CSV/JSON with a mapping).
+
+    correlator = Correlator()
+    correlator.feed(alerts)              # AlertIn, from `from_detection` or `read_alerts`
+    for incident in correlator.ranked():
+        print(incident.summary())
+"""
+
+from vigil.correlate.engine import Correlator, Settings, progresses
+from vigil.correlate.model import AlertIn, Incident, Membership, from_detection
+from vigil.correlate.risk import EntityRisk, RiskChange
+from vigil.correlate.thirdparty import AIT_MAPPING, Mapping, read_alerts
+
+__all__ = [
+    "AIT_MAPPING",
+    "AlertIn",
+    "Correlator",
+    "EntityRisk",
+    "Incident",
+    "Mapping",
+    "Membership",
+    "RiskChange",
+    "Settings",
+    "from_detection",
+    "progresses",
+    "read_alerts",
+]

@@ -1,0 +1,204 @@
+"""Alerts into incidents, one alert at a time.
+
+An alert joins the open incident that names one of its entities; when it names entities of
+several open incidents, they are merged. An incident stays open while its alerts come less
+than `window` seconds apart and for at most `span` seconds from its first alert (as
+Sentinel's alert grouping does); activity that goes on after that opens a new incident that
+`follows` the old one. Every join and merge records which entities made it.
+
+Severity is the highest alert level, raised one step when the incident's ATT&CK tactics
+progress along the kill chain (three or more tactics in kill-chain order).
+
+Risk ranks incidents: for each rule the first time it appears in an incident, its
+surprise, log2(alerts seen / alerts of that rule seen + 1), learned as the alerts come; plus
+log2(1 + alerts in the incident); plus the points of its level. A burst of rules rarely seen
+outranks a steady stream of common ones, however long.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from vigil.correlate.model import AlertIn, Entity, Incident, Membership
+from vigil.correlate.risk import LEVEL_POINTS, EntityRisk, RiskChange
+from vigil.detect.detection import LEVELS, TACTICS
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    window: float = 1800.0  # an incident closes after this long without an alert
+    span: float = 3600.0  # and at the latest this long after its first alert
+    half_life: float = 24 * 3600.0  # entity risk halves in this long
+    progression: int = 3  # tactics in kill-chain order that raise the level one step
+
+
+class Correlator:
+    """Incremental alert → incident grouping, with entity risk."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.incidents: dict[str, Incident] = {}
+        self.risk = EntityRisk(self.settings.half_life)
+        self._open: dict[Entity, str] = {}  # entity → the incident that last named it
+        self._rule_seen: Counter[str] = Counter()
+        self._seen = 0
+        self.risk_changes: list[RiskChange] = []  # since last taken (`take_risk_changes`)
+
+    # --- feeding ---------------------------------------------------------------------------
+
+    def feed(self, alerts: Iterable[AlertIn]) -> None:
+        for alert in alerts:
+            self.add(alert)
+
+    def add(self, alert: AlertIn) -> Incident:
+        entities = alert.entities or (("rule", alert.rule),)
+        named = [(e, self._open.get(e)) for e in entities]
+        live: dict[str, list[Entity]] = {}
+        closed: list[str] = []
+        for entity, incident_id in named:
+            if incident_id is None:
+                continue
+            if self._is_open(self.incidents[incident_id], alert.time):
+                live.setdefault(incident_id, []).append(entity)
+            elif incident_id not in closed:
+                closed.append(incident_id)
+        if not live:
+            incident = self._open_incident(alert, closed[0] if closed else None)
+            incident.reasons.append(
+                Membership(
+                    alert.id,
+                    alert.time,
+                    f"opened: continues {closed[0]} (its window closed)"
+                    if closed
+                    else "opened: no open incident names its entities",
+                )
+            )
+        else:
+            ordered = sorted(live, key=lambda i: self.incidents[i].opened)
+            incident = self.incidents[ordered[0]]
+            shared = tuple(live[incident.id])
+            incident.reasons.append(
+                Membership(alert.id, alert.time, "shares " + _names(shared), shared)
+            )
+            for other_id in ordered[1:]:
+                self._merge(incident, self.incidents.pop(other_id), alert, tuple(live[other_id]))
+        self._join(incident, alert, entities)
+        return incident
+
+    def _is_open(self, incident: Incident, at: float) -> bool:
+        s = self.settings
+        return at - incident.last <= s.window and at - incident.opened < s.span
+
+    def _open_incident(self, alert: AlertIn, follows: str | None) -> Incident:
+        digest = hashlib.sha256(alert.id.encode("utf-8", "replace")).hexdigest()[:16]
+        incident = Incident(id=f"INC-{digest}", opened=alert.time, last=alert.time)
+        incident.follows = follows
+        self.incidents[incident.id] = incident
+        return incident
+
+    def _merge(
+        self, into: Incident, other: Incident, alert: AlertIn, shared: tuple[Entity, ...]
+    ) -> None:
+        into.merges.append(
+            f"{other.id} merged at alert {alert.id}: it shares {_names(shared)} "
+            f"({other.size} alerts)"
+        )
+        for member in other.alerts:
+            into.alerts.append(member)
+        into.reasons.extend(other.reasons)
+        into.merges.extend(other.merges)
+        into.entities |= other.entities
+        for rule, count in other.rules.items():
+            if rule not in into.rules:
+                into.surprise += self._surprise(rule)
+            into.rules[rule] = into.rules.get(rule, 0) + count
+        for tactic in other.tactics:
+            if tactic not in into.tactics:
+                into.tactics.append(tactic)
+        into.opened = min(into.opened, other.opened)
+        into.last = max(into.last, other.last)
+        if other.first_event is not None:
+            first = into.first_event
+            into.first_event = other.first_event if first is None else min(first, other.first_event)
+        into.alerts.sort(key=lambda a: a.time)
+        for entity in other.entities:
+            if self._open.get(entity) == other.id:
+                self._open[entity] = into.id
+
+    def _join(self, incident: Incident, alert: AlertIn, entities: tuple[Entity, ...]) -> None:
+        incident.alerts.append(alert)
+        incident.last = max(incident.last, alert.time)
+        incident.entities.update(entities)
+        if alert.rule not in incident.rules:
+            incident.rules[alert.rule] = 0
+            incident.surprise += self._surprise(alert.rule)
+        incident.rules[alert.rule] += 1
+        for tactic in alert.tactics:
+            if tactic not in incident.tactics:
+                incident.tactics.append(tactic)
+        if alert.event_time is not None:
+            first = incident.first_event
+            incident.first_event = (
+                alert.event_time if first is None else min(first, alert.event_time)
+            )
+        incident.level = self._level(incident, alert)
+        incident.risk = self.score(incident)
+        for entity in entities:
+            self._open[entity] = incident.id
+        self._rule_seen[alert.rule] += 1
+        self._seen += 1
+        if alert.entities:
+            self.risk_changes.extend(self.risk.alert(alert.entities, alert.level, alert.time))
+
+    def _surprise(self, rule: str) -> float:
+        return math.log2((self._seen + 1) / (self._rule_seen[rule] + 1))
+
+    def _level(self, incident: Incident, alert: AlertIn) -> str:
+        top = max(LEVELS.index(incident.level), alert.level_rank)
+        if top < 0:
+            top = 2
+        if progresses(incident.tactics, self.settings.progression):
+            top = min(top + 1, len(LEVELS) - 1)
+        return LEVELS[top]
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def score(self, incident: Incident) -> float:
+        """The incident's risk (see the module docstring)."""
+        return (
+            incident.surprise
+            + math.log2(1 + incident.size)
+            + LEVEL_POINTS.get(incident.level, LEVEL_POINTS["medium"])
+        )
+
+    def ranked(self) -> list[Incident]:
+        """Incidents, highest risk first."""
+        return sorted(self.incidents.values(), key=lambda i: i.risk, reverse=True)
+
+    def take_risk_changes(self) -> list[RiskChange]:
+        changes, self.risk_changes = self.risk_changes, []
+        return changes
+
+    def __iter__(self) -> Iterator[Incident]:
+        return iter(self.incidents.values())
+
+
+def progresses(tactics: list[str], steps: int) -> bool:
+    """Whether `steps` of the tactics (in the order first seen) follow the kill chain."""
+    order = [TACTICS.index(t) for t in tactics if t in TACTICS]
+    if len(order) < steps:
+        return False
+    # longest increasing subsequence, small input
+    best: list[int] = []
+    for rank in order:
+        length = 1 + max((best[i] for i in range(len(best)) if order[i] < rank), default=0)
+        best.append(length)
+    return max(best) >= steps
+
+
+def _names(entities: tuple[Entity, ...]) -> str:
+    return ", ".join(f"{kind} {value}" for kind, value in entities)

@@ -1,0 +1,110 @@
+"""What correlation works on: alerts from any detector (Vigil's own or a third party's),
+reduced to the time, the rule, the level, the ATT&CK tactics and the entities they name,
+and the incidents they become."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from vigil.detect.detection import LEVEL_RANK, Detection
+
+# The entity kinds an alert can name; incidents are joined on them.
+ENTITY_KINDS = ("host", "user", "ip", "process", "hash", "principal")
+
+Entity = tuple[str, str]  # (kind, value), the value as a lower-case string
+
+
+@dataclass(frozen=True, slots=True)
+class AlertIn:
+    """One alert as correlation sees it. `source` says who raised it (`vigil`, `wazuh`,
+    `suricata`, `csv`...); `labels` carries what a data set says of it (ground truth for
+    evaluation, never used to correlate)."""
+
+    id: str
+    time: float
+    rule: str
+    title: str
+    level: str = "medium"
+    source: str = "vigil"
+    entities: tuple[Entity, ...] = ()
+    tactics: tuple[str, ...] = ()
+    event_time: float | None = None  # when the event behind it happened (MTTD)
+    labels: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def level_rank(self) -> int:
+        return LEVEL_RANK.get(self.level, 2)
+
+
+@dataclass(slots=True)
+class Membership:
+    """Why an alert is in its incident: the entities it shares with it, or `opened`."""
+
+    alert: str
+    time: float
+    reason: str
+    entities: tuple[Entity, ...] = ()
+
+
+@dataclass(slots=True)
+class Incident:
+    """Alerts joined by shared entities within a time window.
+
+    `reasons` has one `Membership` per alert; `merges` one line per incident merged into this
+    one; `follows` names the incident this one continues (same entities, after the window
+    closed)."""
+
+    id: str
+    opened: float
+    last: float
+    entities: set[Entity] = field(default_factory=set)
+    alerts: list[AlertIn] = field(default_factory=list)
+    reasons: list[Membership] = field(default_factory=list)
+    merges: list[str] = field(default_factory=list)
+    rules: dict[str, int] = field(default_factory=dict)  # rule → alerts
+    tactics: list[str] = field(default_factory=list)  # in the order first seen
+    level: str = "informational"
+    surprise: float = 0.0  # Σ over its rules of how rarely each was seen when it joined
+    risk: float = 0.0
+    follows: str | None = None
+    first_event: float | None = None  # the earliest event behind its alerts
+
+    @property
+    def size(self) -> int:
+        return len(self.alerts)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "opened": self.opened,
+            "last": self.last,
+            "level": self.level,
+            "risk": round(self.risk, 2),
+            "alerts": len(self.alerts),
+            "rules": dict(sorted(self.rules.items(), key=lambda kv: -kv[1])),
+            "entities": sorted(f"{kind}:{value}" for kind, value in self.entities),
+            "tactics": list(self.tactics),
+            "follows": self.follows,
+            "merges": list(self.merges),
+            "mttd_s": (
+                round(self.opened - self.first_event, 3) if self.first_event is not None else None
+            ),
+        }
+
+
+def from_detection(alert_id: str, detection: Detection, raised: float) -> AlertIn:
+    """A Vigil alert for correlation: its entities from the event's ECS view."""
+    from vigil.correlate.entities import detection_entities
+
+    return AlertIn(
+        id=alert_id,
+        time=raised,
+        rule=detection.rule_id,
+        title=detection.rule_title,
+        level=detection.level,
+        source="vigil",
+        entities=detection_entities(detection),
+        tactics=detection.tactics,
+        event_time=detection.time,
+    )

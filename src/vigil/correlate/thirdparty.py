@@ -1,0 +1,299 @@
+"""Alerts raised by other tools, read as `AlertIn`: Wazuh alerts (alerts.json, one JSON
+object per line), Suricata EVE alerts (JSON lines or a JSON array) and any CSV or JSON
+lines with a field mapping. A record that cannot be read is counted and set aside with its
+reason; the rest goes on.
+
+    alerts, report = read_alerts(path, "csv", mapping=AIT_MAPPING)
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from vigil.correlate.entities import entities_of
+from vigil.correlate.model import AlertIn, Entity
+from vigil.detect.detection import tactics_of
+from vigil.errors import InputError
+from vigil.events.model import parse_time
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """Which column holds what, for CSV or generic JSON alerts. `entities` maps an entity
+    kind to the columns naming it; `labels` are columns kept as they are (ground truth)."""
+
+    time: str
+    rule: str
+    title: str | None = None
+    level: str | None = None
+    entities: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    tactics: str | None = None
+    labels: tuple[str, ...] = ()
+    source: str = "csv"
+
+
+# The AIT Alert Data Set (Landauer et al.): Wazuh, Suricata and AMiner alerts as CSV.
+AIT_MAPPING = Mapping(
+    time="time",
+    rule="short",
+    title="name",
+    entities={"host": ("host",), "ip": ("ip",)},
+    labels=("time_label", "event_label"),
+    source="ait",
+)
+
+
+@dataclass
+class AlertReport:
+    path: str
+    read: int = 0
+    rejected: int = 0
+    set_aside: list[dict[str, Any]] = field(default_factory=list)
+
+    def reject(self, where: int, reason: str) -> None:
+        self.rejected += 1
+        if len(self.set_aside) < 1000:
+            self.set_aside.append({"path": self.path, "record": where, "reason": reason})
+
+
+def read_alerts(
+    path: Path, kind: str, mapping: Mapping | None = None
+) -> tuple[list[AlertIn], AlertReport]:
+    """Every alert of one file (`kind`: wazuh, suricata, csv, json)."""
+    reader = READERS.get(kind)
+    if reader is None:
+        raise InputError(f"{path}: unknown alert format {kind!r} (one of {', '.join(READERS)})")
+    if kind in ("csv", "json") and mapping is None:
+        raise InputError(f"{path}: {kind} alerts need a field mapping")
+    report = AlertReport(str(path))
+    alerts = list(reader(path, mapping, report))
+    return alerts, report
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    try:
+        if path.suffix == ".gz":
+            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
+        return open(path, encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from exc
+
+
+def _json_records(path: Path, report: AlertReport) -> Iterator[tuple[int, dict[str, Any]]]:
+    """JSON lines, or one JSON array (Suricata samples come that way)."""
+    with _open_text(path) as handle:
+        text = handle.read()
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            values = orjson.loads(stripped)
+        except orjson.JSONDecodeError as exc:
+            report.reject(0, f"invalid JSON array: {exc}")
+            return
+        lines: Iterator[tuple[int, Any]] = enumerate(values, 1)
+    else:
+        lines = ((n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip())
+    for number, item in lines:
+        value = item
+        if isinstance(item, str):
+            try:
+                value = orjson.loads(item)
+            except orjson.JSONDecodeError as exc:
+                report.reject(number, f"invalid JSON: {exc}")
+                continue
+        if not isinstance(value, dict):
+            report.reject(number, f"a JSON {type(value).__name__}, not an object")
+            continue
+        yield number, value
+
+
+def _get(record: dict[str, Any], dotted: str) -> Any:
+    if dotted in record:
+        return record[dotted]
+    value: Any = record
+    for part in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _alert_id(source: str, path: Path, number: int, record: Any) -> str:
+    body = orjson.dumps(record, option=orjson.OPT_SORT_KEYS, default=str)
+    digest = hashlib.sha256(f"{source}\0{path.name}\0{number}\0".encode() + body).hexdigest()
+    return f"{source}-{digest[:20]}"
+
+
+# --- Wazuh -------------------------------------------------------------------------------
+
+
+# Wazuh rule levels 0–15 to Vigil levels.
+def _wazuh_level(level: Any) -> str:
+    try:
+        number = int(level)
+    except (TypeError, ValueError):
+        return "medium"
+    if number >= 13:
+        return "critical"
+    if number >= 10:
+        return "high"
+    if number >= 6:
+        return "medium"
+    if number >= 3:
+        return "low"
+    return "informational"
+
+
+def _wazuh(path: Path, _: Mapping | None, report: AlertReport) -> Iterator[AlertIn]:
+    for number, record in _json_records(path, report):
+        rule = record.get("rule")
+        when = parse_time(record.get("timestamp"))
+        if not isinstance(rule, dict) or when is None:
+            report.reject(number, "a Wazuh alert has `rule` and `timestamp`")
+            continue
+        fields = {
+            "host": _get(record, "agent.name"),
+            "addr": _get(record, "agent.ip"),
+            "src_ip": _get(record, "data.srcip"),
+            "dest_ip": _get(record, "data.dstip"),
+            "username": _get(record, "data.dstuser") or _get(record, "data.srcuser"),
+        }
+        mitre = rule.get("mitre")
+        mitre = mitre if isinstance(mitre, dict) else {}
+        tactics = [f"attack.{str(t).lower().replace(' ', '-')}" for t in mitre.get("tactic", [])]
+        report.read += 1
+        yield AlertIn(
+            id=_alert_id("wazuh", path, number, record),
+            time=when,
+            rule=f"wazuh:{rule.get('id', '?')}",
+            title=str(rule.get("description") or rule.get("id") or "Wazuh alert"),
+            level=_wazuh_level(rule.get("level")),
+            source="wazuh",
+            entities=entities_of(fields),
+            tactics=tactics_of(tactics),
+        )
+
+
+# --- Suricata ------------------------------------------------------------------------------
+
+_SURICATA_LEVEL = {1: "high", 2: "medium", 3: "low", 4: "informational"}
+
+
+def _suricata(path: Path, _: Mapping | None, report: AlertReport) -> Iterator[AlertIn]:
+    for number, record in _json_records(path, report):
+        if record.get("event_type") != "alert":
+            continue  # flows, DNS, ... are events, not alerts
+        alert = record.get("alert")
+        when = parse_time(record.get("timestamp"))
+        if not isinstance(alert, dict) or when is None:
+            report.reject(number, "a Suricata alert has `alert` and `timestamp`")
+            continue
+        fields = {"src_ip": record.get("src_ip"), "dest_ip": record.get("dest_ip")}
+        if record.get("host"):
+            fields["host"] = record["host"]
+        metadata = alert.get("metadata")
+        metadata = metadata if isinstance(metadata, dict) else {}
+        tactics = [f"attack.{t}" for t in metadata.get("mitre_tactic_name", []) or []]
+        report.read += 1
+        yield AlertIn(
+            id=_alert_id("suricata", path, number, record),
+            time=when,
+            rule=f"suricata:{alert.get('gid', 1)}:{alert.get('signature_id', '?')}",
+            title=str(alert.get("signature") or "Suricata alert"),
+            level=_SURICATA_LEVEL.get(alert.get("severity"), "medium"),  # type: ignore[arg-type]
+            source="suricata",
+            entities=entities_of(fields),
+            tactics=tactics_of([t.lower().replace("_", "-") for t in tactics]),
+        )
+
+
+# --- CSV and generic JSON ------------------------------------------------------------------
+
+
+def _mapped(
+    number: int, record: dict[str, Any], mapping: Mapping, path: Path, report: AlertReport
+) -> AlertIn | None:
+    when = _when(_get(record, mapping.time))
+    rule = _get(record, mapping.rule)
+    if when is None or rule in (None, ""):
+        report.reject(number, f"no time in `{mapping.time}` or no rule in `{mapping.rule}`")
+        return None
+    entities: list[Entity] = []
+    for kind, columns in mapping.entities.items():
+        for column in columns:
+            for entity in entities_of({_KIND_FIELD[kind]: _get(record, column)}):
+                if entity not in entities:
+                    entities.append(entity)
+    level = str(_get(record, mapping.level) or "medium").lower() if mapping.level else "medium"
+    tactics = _get(record, mapping.tactics) if mapping.tactics else None
+    report.read += 1
+    return AlertIn(
+        id=_alert_id(mapping.source, path, number, record),
+        time=when,
+        rule=str(rule),
+        title=str(_get(record, mapping.title) or rule) if mapping.title else str(rule),
+        level=level,
+        source=mapping.source,
+        entities=tuple(entities),
+        tactics=tactics_of([f"attack.{t}" for t in str(tactics or "").split(",") if t]),
+        labels={name: _get(record, name) for name in mapping.labels},
+    )
+
+
+def _when(value: Any) -> float | None:
+    """A time stamp, or epoch seconds (or milliseconds) written as text, as CSV has them."""
+    if isinstance(value, str) and value.replace(".", "", 1).isdigit():
+        return parse_time(float(value))
+    return parse_time(value)
+
+
+# a field name `entities_of` reads for each kind
+_KIND_FIELD = {
+    "host": "host",
+    "user": "username",
+    "ip": "addr",
+    "process": "exe",
+    "hash": "sha256",
+    "principal": "actor.id",
+}
+
+
+def _csv(path: Path, mapping: Mapping | None, report: AlertReport) -> Iterator[AlertIn]:
+    assert mapping is not None
+    with _open_text(path) as handle:
+        rows = csv.DictReader(handle)
+        missing = {mapping.time, mapping.rule} - set(rows.fieldnames or ())
+        if missing:
+            raise InputError(f"{path}: the CSV has no column {', '.join(sorted(missing))}")
+        for number, row in enumerate(rows, 2):
+            if None in row:  # more values than columns
+                report.reject(number, "more values than the header has columns")
+                continue
+            alert = _mapped(number, row, mapping, path, report)
+            if alert is not None:
+                yield alert
+
+
+def _json(path: Path, mapping: Mapping | None, report: AlertReport) -> Iterator[AlertIn]:
+    assert mapping is not None
+    for number, record in _json_records(path, report):
+        alert = _mapped(number, record, mapping, path, report)
+        if alert is not None:
+            yield alert
+
+
+READERS: dict[str, Callable[[Path, Mapping | None, AlertReport], Iterator[AlertIn]]] = {
+    "wazuh": _wazuh,
+    "suricata": _suricata,
+    "csv": _csv,
+    "json": _json,
+}
