@@ -63,6 +63,12 @@ class PipelineSettings(BaseModel):
     latency_window_s: Annotated[float, Field(gt=0)] = 30.0
 
 
+class CorrelateSettings(BaseModel):
+    window_s: Annotated[float, Field(gt=0)] = 1800.0  # an incident closes after this quiet time
+    span_s: Annotated[float, Field(gt=0)] = 3600.0  # and lasts at most this long
+    half_life_s: Annotated[float, Field(gt=0)] = 86400.0  # entity risk halves in this long
+
+
 class ListenerSettings(BaseModel):
     syslog_udp: Annotated[int | None, Field(ge=0, le=65535)] = None
     syslog_tcp: Annotated[int | None, Field(ge=0, le=65535)] = None
@@ -84,6 +90,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     pipeline: PipelineSettings = PipelineSettings()
     listeners: ListenerSettings = ListenerSettings()
+    correlate: CorrelateSettings = CorrelateSettings()
 
     @classmethod
     def settings_customise_sources(

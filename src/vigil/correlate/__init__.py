@@ -10,14 +10,20 @@ and third-party alerts (Wazuh, Suricata, CSV/JSON with a mapping).
 from vigil.correlate.engine import Correlator, Settings, progresses
 from vigil.correlate.model import AlertIn, Incident, Membership, from_detection
 from vigil.correlate.risk import EntityRisk, RiskChange
+from vigil.correlate.stage import IncidentStage
+from vigil.correlate.store import STATUSES, CaseError, IncidentStore
 from vigil.correlate.thirdparty import AIT_MAPPING, Mapping, read_alerts
 
 __all__ = [
     "AIT_MAPPING",
+    "STATUSES",
     "AlertIn",
+    "CaseError",
     "Correlator",
     "EntityRisk",
     "Incident",
+    "IncidentStage",
+    "IncidentStore",
     "Mapping",
     "Membership",
     "RiskChange",

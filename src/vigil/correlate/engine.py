@@ -47,6 +47,7 @@ class Correlator:
         self._rule_seen: Counter[str] = Counter()
         self._seen = 0
         self.risk_changes: list[RiskChange] = []  # since last taken (`take_risk_changes`)
+        self.gone: list[tuple[str, str]] = []  # (merged incident, the one it went into)
 
     # --- feeding ---------------------------------------------------------------------------
 
@@ -62,7 +63,8 @@ class Correlator:
         for entity, incident_id in named:
             if incident_id is None:
                 continue
-            if self._is_open(self.incidents[incident_id], alert.time):
+            known = self.incidents.get(incident_id)  # None: closed and pruned
+            if known is not None and self._is_open(known, alert.time):
                 live.setdefault(incident_id, []).append(entity)
             elif incident_id not in closed:
                 closed.append(incident_id)
@@ -103,6 +105,7 @@ class Correlator:
     def _merge(
         self, into: Incident, other: Incident, alert: AlertIn, shared: tuple[Entity, ...]
     ) -> None:
+        self.gone.append((other.id, into.id))
         into.merges.append(
             f"{other.id} merged at alert {alert.id}: it shares {_names(shared)} "
             f"({other.size} alerts)"
@@ -121,6 +124,9 @@ class Correlator:
                 into.tactics.append(tactic)
         into.opened = min(into.opened, other.opened)
         into.last = max(into.last, other.last)
+        if other.detected is not None:
+            seen = into.detected
+            into.detected = other.detected if seen is None else min(seen, other.detected)
         if other.first_event is not None:
             first = into.first_event
             into.first_event = other.first_event if first is None else min(first, other.first_event)
@@ -145,6 +151,9 @@ class Correlator:
             incident.first_event = (
                 alert.event_time if first is None else min(first, alert.event_time)
             )
+        if alert.raised is not None:
+            seen = incident.detected
+            incident.detected = alert.raised if seen is None else min(seen, alert.raised)
         incident.level = self._level(incident, alert)
         incident.risk = self.score(incident)
         for entity in entities:
@@ -178,6 +187,15 @@ class Correlator:
     def ranked(self) -> list[Incident]:
         """Incidents, highest risk first."""
         return sorted(self.incidents.values(), key=lambda i: i.risk, reverse=True)
+
+    def prune(self, now: float) -> list[str]:
+        """Forget incidents closed by `now` (their window or span is over): a long-running
+        stage keeps only open ones in memory. The entities still say which incident last
+        named them, so the next one `follows` it. Ids of those forgotten."""
+        closed = [i for i, incident in self.incidents.items() if not self._is_open(incident, now)]
+        for incident_id in closed:
+            del self.incidents[incident_id]
+        return closed
 
     def take_risk_changes(self) -> list[RiskChange]:
         changes, self.risk_changes = self.risk_changes, []

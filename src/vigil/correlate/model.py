@@ -29,7 +29,8 @@ class AlertIn:
     source: str = "vigil"
     entities: tuple[Entity, ...] = ()
     tactics: tuple[str, ...] = ()
-    event_time: float | None = None  # when the event behind it happened (MTTD)
+    event_time: float | None = None  # when the event behind it happened
+    raised: float | None = None  # when the alert was raised (wall clock; MTTD = raised − event)
     labels: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -69,10 +70,18 @@ class Incident:
     risk: float = 0.0
     follows: str | None = None
     first_event: float | None = None  # the earliest event behind its alerts
+    detected: float | None = None  # when its first alert was raised
 
     @property
     def size(self) -> int:
         return len(self.alerts)
+
+    @property
+    def mttd(self) -> float | None:
+        """Seconds from the first event behind it to its first alert."""
+        if self.first_event is None or self.detected is None:
+            return None
+        return round(self.detected - self.first_event, 3)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -87,19 +96,18 @@ class Incident:
             "tactics": list(self.tactics),
             "follows": self.follows,
             "merges": list(self.merges),
-            "mttd_s": (
-                round(self.opened - self.first_event, 3) if self.first_event is not None else None
-            ),
+            "mttd_s": self.mttd,
         }
 
 
 def from_detection(alert_id: str, detection: Detection, raised: float) -> AlertIn:
-    """A Vigil alert for correlation: its entities from the event's ECS view."""
+    """A Vigil alert for correlation (grouped on its event's time), with the entities its
+    event names."""
     from vigil.correlate.entities import detection_entities
 
     return AlertIn(
         id=alert_id,
-        time=raised,
+        time=detection.time if detection.time is not None else raised,
         rule=detection.rule_id,
         title=detection.rule_title,
         level=detection.level,
@@ -107,4 +115,5 @@ def from_detection(alert_id: str, detection: Detection, raised: float) -> AlertI
         entities=detection_entities(detection),
         tactics=detection.tactics,
         event_time=detection.time,
+        raised=raised,
     )

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from vigil.bus import Stream
+from vigil.correlate import from_detection
 from vigil.detect import Detection
 from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import CorrelationEngine, Hit, LoadedRules
@@ -38,6 +39,7 @@ from vigil.store.alerts import AlertStore, alert_id
 from vigil.store.events import EventStore, EventWriter
 
 if TYPE_CHECKING:
+    from vigil.correlate.stage import IncidentStage
     from vigil.intel.store import IndicatorStore
     from vigil.serve.workers import WorkerPool
 
@@ -90,6 +92,7 @@ class BatchFigures:
     rejected: int = 0
     alerts: int = 0
     new_alerts: int = 0
+    incidents: int = 0  # incidents opened or grown
     latencies: list[float] = field(default_factory=list)  # received → alert stored, seconds
 
 
@@ -227,7 +230,8 @@ class Analyzer:
 
 class Detector:
     """The in-order half of detection: correlation over the rule hits of every batch, the
-    alerts (deterministic ids), indicator sightings, set-aside records."""
+    alerts (deterministic ids), indicator sightings, set-aside records, and the alerts into
+    incidents."""
 
     def __init__(
         self,
@@ -235,8 +239,10 @@ class Detector:
         alerts: AlertStore,
         indicators: IndicatorStore | None = None,
         rejects: Path | None = None,
+        incidents: IncidentStage | None = None,
     ) -> None:
         self.alerts = alerts
+        self.incidents = incidents
         self.indicators = indicators
         self.rejects = rejects
         self.correlation = CorrelationEngine(loaded.plan.correlations)
@@ -259,6 +265,9 @@ class Detector:
         figures.alerts = len(found)
         figures.new_alerts = self.alerts.add(found)
         stored_at = time.time()
+        if self.incidents is not None and found:
+            touched = self.incidents.feed([from_detection(i, d, stored_at) for i, d, _ in found])
+            figures.incidents = len(touched)
         received = analysis.received
         for _, _, where in found:
             if where is not None and where in received:

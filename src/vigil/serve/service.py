@@ -17,6 +17,9 @@ from prometheus_client import CollectorRegistry
 from vigil.api.backend import IngestAck, Overloaded
 from vigil.bus import LocalStream
 from vigil.config import Settings
+from vigil.correlate import Settings as CorrelateSettings
+from vigil.correlate.stage import IncidentStage
+from vigil.correlate.store import IncidentStore
 from vigil.detect import Detection
 from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import LoadedRules, load_rules
@@ -64,11 +67,18 @@ class Service:
             fsync=settings.pipeline.fsync,
             segment_bytes=settings.pipeline.segment_bytes,
         )
+        self.incident_store = IncidentStore(self.engine, evidence=folder / "evidence")
+        correlate = settings.correlate
+        self.incidents = IncidentStage(
+            self.incident_store,
+            CorrelateSettings(correlate.window_s, correlate.span_s, correlate.half_life_s),
+        )
         self.detector = Detector(
             self.loaded,
             self.alert_store,
             self.indicators_store if settings.indicators else None,
             rejects=folder / "rejects.jsonl",
+            incidents=self.incidents,
         )
         stored = settings.pipeline.store_events
         self.pool: WorkerPool | None = None

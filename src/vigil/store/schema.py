@@ -8,12 +8,13 @@ from sqlalchemy import MetaData
 
 def all_metadata() -> MetaData:
     from vigil.api.auth import metadata as auth
+    from vigil.correlate.store import metadata as incidents
     from vigil.intel.store import metadata as intel
     from vigil.store.alerts import metadata as alerts
     from vigil.store.hunts import metadata as hunts
 
     combined = MetaData()
-    for part in (intel, alerts, hunts, auth):
+    for part in (intel, alerts, hunts, auth, incidents):
         for table in part.tables.values():
             table.to_metadata(combined)
     return combined

@@ -1,0 +1,446 @@
+"""Incidents and their cases in the state database: each incident with its alerts (and why
+each joined), entity risk, and the case workflow an analyst drives — status (new → triaged
+→ contained → resolved, or false positive), assignee, notes, tasks, evidence files kept by
+SHA-256, and one timeline of all of it. Time stamps give MTTD, MTTA, MTTC and MTTR."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+from sqlalchemy import (
+    Column,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from vigil.correlate.model import Incident, Membership
+from vigil.correlate.risk import RiskChange
+from vigil.errors import VigilError
+
+metadata = MetaData()
+
+incident_table = Table(
+    "incident",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("opened", Float, nullable=False, index=True),  # first alert (its time)
+    Column("last", Float, nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("risk", Float, nullable=False, index=True),
+    Column("alerts", Integer, nullable=False),
+    Column("entities", Text, nullable=False),  # JSON ["host:ws-1", ...]
+    Column("rules", Text, nullable=False),  # JSON {rule: alerts}
+    Column("tactics", Text, nullable=False),  # JSON [tactic, ...] in order first seen
+    Column("merges", Text, nullable=False),  # JSON [reason, ...]
+    Column("follows", String(32)),
+    Column("first_event", Float),  # the earliest event behind its alerts
+    Column("detected", Float),  # when its first alert was raised
+    Column("created", Float, nullable=False, index=True),  # when Vigil made it (wall clock)
+    Column("updated", Float, nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("assignee", Text),
+    Column("triaged_at", Float),
+    Column("contained_at", Float),
+    Column("resolved_at", Float),
+)
+
+incident_alert_table = Table(
+    "incident_alert",
+    metadata,
+    Column("alert_id", String(64), primary_key=True),
+    Column("incident_id", String(32), nullable=False, index=True),
+    Column("time", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+entity_risk_table = Table(
+    "entity_risk",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("value", String(512), primary_key=True),
+    Column("risk", Float, nullable=False),
+    Column("as_of", Float, nullable=False, index=True),
+)
+
+case_entry_table = Table(
+    "case_entry",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("incident_id", String(32), nullable=False, index=True),
+    Column("at", Float, nullable=False),
+    Column("kind", String(16), nullable=False),  # status, assign, note, task, done, evidence
+    Column("author", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("data", Text, nullable=False),  # JSON
+)
+
+STATUSES = ("new", "triaged", "contained", "resolved", "false_positive")
+# where each status may go; a closed case can be reopened (back to triaged)
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "new": ("triaged", "contained", "resolved", "false_positive"),
+    "triaged": ("contained", "resolved", "false_positive"),
+    "contained": ("resolved", "false_positive"),
+    "resolved": ("triaged",),
+    "false_positive": ("triaged",),
+}
+_STAMP = {"triaged": "triaged_at", "contained": "contained_at", "resolved": "resolved_at"}
+
+
+class CaseError(VigilError):
+    """A case action that cannot be done (unknown incident, a status it cannot reach...)."""
+
+
+class IncidentStore:
+    def __init__(self, engine: Engine, evidence: Path | None = None) -> None:
+        self.engine = engine
+        self.evidence = evidence
+        metadata.create_all(engine)
+        self._insert = sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
+
+    # --- written by the correlation stage ------------------------------------------------
+
+    def known_alerts(self, ids: Sequence[str]) -> set[str]:
+        """Which of these alerts are in an incident already (a replayed batch)."""
+        if not ids:
+            return set()
+        column = incident_alert_table.c.alert_id
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(column).where(column.in_(list(ids)))).scalars())
+
+    def save(
+        self,
+        incidents: Iterable[Incident],
+        members: Sequence[tuple[str, Membership]] = (),
+        risk: Sequence[RiskChange] = (),
+        gone: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """In one transaction: incidents (new or grown), the alerts that joined them
+        (`members`: (incident id, membership)), incidents merged into others (`gone`:
+        (merged id, into id), in the order they happened) and entity risk."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            for incident in incidents:
+                row = _incident_row(incident)
+                statement = self._insert(incident_table).values(
+                    **row, created=now, updated=now, status="new"
+                )
+                conn.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=["id"], set_={**row, "updated": now}
+                    )
+                )
+            rows = [
+                {"alert_id": m.alert, "incident_id": incident_id, "time": m.time,
+                 "reason": m.reason}
+                for incident_id, m in members
+            ]  # fmt: skip
+            if rows:
+                conn.execute(
+                    self._insert(incident_alert_table)
+                    .values(rows)
+                    .on_conflict_do_nothing(index_elements=["alert_id"])
+                )
+            for old, into in gone:
+                for table in (incident_alert_table, case_entry_table):
+                    conn.execute(
+                        update(table).where(table.c.incident_id == old).values(incident_id=into)
+                    )
+                conn.execute(incident_table.delete().where(incident_table.c.id == old))
+            latest: dict[tuple[str, str], RiskChange] = {}
+            for change in risk:
+                latest[change.entity] = change
+            for (kind, value), change in latest.items():
+                conn.execute(
+                    self._insert(entity_risk_table)
+                    .values(kind=kind, value=value, risk=change.risk, as_of=change.at)
+                    .on_conflict_do_update(
+                        index_elements=["kind", "value"],
+                        set_={"risk": change.risk, "as_of": change.at},
+                    )
+                )
+
+    # --- read ---------------------------------------------------------------------------
+
+    def ranked(
+        self, *, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        query = select(incident_table).order_by(incident_table.c.risk.desc())
+        if status is not None:
+            query = query.where(incident_table.c.status == status)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.limit(limit).offset(offset)).mappings().all()
+        return [_incident_dict(row) for row in rows]
+
+    def get(self, incident_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(select(incident_table).where(incident_table.c.id == incident_id))
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise CaseError(f"no incident {incident_id}")
+            members = (
+                conn.execute(
+                    select(incident_alert_table)
+                    .where(incident_alert_table.c.incident_id == incident_id)
+                    .order_by(incident_alert_table.c.time)
+                )
+                .mappings()
+                .all()
+            )
+        out = _incident_dict(row)
+        out["alert_ids"] = [m["alert_id"] for m in members]
+        out["reasons"] = [{"alert": m["alert_id"], "reason": m["reason"]} for m in members]
+        out["timeline"] = self.timeline(incident_id)
+        out["tasks"] = self.tasks(incident_id)
+        return out
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(incident_table)).scalar() or 0)
+
+    def entities(self, limit: int = 50, at: float | None = None) -> list[dict[str, Any]]:
+        """Entities by risk (as stored at their last alert: decay is applied by readers that
+        pass `at` with a half-life)."""
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    select(entity_risk_table).order_by(entity_risk_table.c.risk.desc()).limit(limit)
+                )
+                .mappings()
+                .all()
+            )
+        return [dict(row) for row in rows]
+
+    # --- the case workflow ----------------------------------------------------------------
+
+    def set_status(self, incident_id: str, status: str, author: str, note: str = "") -> None:
+        if status not in STATUSES:
+            raise CaseError(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
+        now = time.time()
+        with self.engine.begin() as conn:
+            current = self._status(conn, incident_id)
+            if status not in TRANSITIONS[current]:
+                allowed = ", ".join(TRANSITIONS[current])
+                raise CaseError(f"incident {incident_id} is {current}: it can go to {allowed}")
+            values: dict[str, Any] = {"status": status, "updated": now}
+            stamp = _STAMP.get(status)
+            row = (
+                conn.execute(select(incident_table).where(incident_table.c.id == incident_id))
+                .mappings()
+                .one()
+            )
+            if stamp is not None and row[stamp] is None:
+                values[stamp] = now
+            if status in ("contained", "resolved") and row["triaged_at"] is None:
+                values["triaged_at"] = now  # acting on it acknowledges it
+            if status == "false_positive" and row["resolved_at"] is None:
+                values["resolved_at"] = now
+            conn.execute(
+                update(incident_table).where(incident_table.c.id == incident_id).values(**values)
+            )
+            self._entry(conn, incident_id, now, "status", author, f"{current} → {status}",
+                        {"from": current, "to": status, "note": note})  # fmt: skip
+
+    def assign(self, incident_id: str, assignee: str, author: str) -> None:
+        now = time.time()
+        with self.engine.begin() as conn:
+            self._status(conn, incident_id)
+            conn.execute(
+                update(incident_table)
+                .where(incident_table.c.id == incident_id)
+                .values(assignee=assignee, updated=now)
+            )
+            self._entry(conn, incident_id, now, "assign", author, f"assigned to {assignee}", {})
+
+    def note(self, incident_id: str, author: str, text: str) -> int:
+        with self.engine.begin() as conn:
+            self._status(conn, incident_id)
+            return self._entry(conn, incident_id, time.time(), "note", author, text, {})
+
+    def add_task(self, incident_id: str, author: str, title: str) -> int:
+        with self.engine.begin() as conn:
+            self._status(conn, incident_id)
+            return self._entry(conn, incident_id, time.time(), "task", author, title,
+                               {"done": False})  # fmt: skip
+
+    def complete_task(self, incident_id: str, task_id: int, author: str) -> None:
+        now = time.time()
+        with self.engine.begin() as conn:
+            row = (
+                conn.execute(
+                    select(case_entry_table).where(
+                        case_entry_table.c.id == task_id,
+                        case_entry_table.c.incident_id == incident_id,
+                        case_entry_table.c.kind == "task",
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise CaseError(f"incident {incident_id} has no task {task_id}")
+            data = {**orjson.loads(row["data"]), "done": True, "done_at": now}
+            conn.execute(
+                update(case_entry_table)
+                .where(case_entry_table.c.id == task_id)
+                .values(data=orjson.dumps(data).decode())
+            )
+            self._entry(conn, incident_id, now, "done", author, row["text"], {"task": task_id})
+
+    def tasks(self, incident_id: str) -> list[dict[str, Any]]:
+        return [
+            {"id": e["id"], "title": e["text"], "done": e["data"].get("done", False)}
+            for e in self.timeline(incident_id)
+            if e["kind"] == "task"
+        ]
+
+    def add_evidence(
+        self, incident_id: str, author: str, name: str, content: BinaryIO
+    ) -> dict[str, Any]:
+        """Keep a file for the case under its SHA-256 (stored once however often added)."""
+        if self.evidence is None:
+            raise CaseError("this store keeps no evidence files (no evidence folder)")
+        self.evidence.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        size = 0
+        temporary = self.evidence / f".incoming-{time.time_ns()}"
+        with temporary.open("wb") as out:
+            while chunk := content.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+        sha256 = digest.hexdigest()
+        final = self.evidence / sha256
+        if final.exists():
+            temporary.unlink()
+        else:
+            shutil.move(temporary, final)
+        safe = Path(name).name or "evidence"
+        item = {"name": safe, "sha256": sha256, "size": size}
+        with self.engine.begin() as conn:
+            self._status(conn, incident_id)
+            self._entry(conn, incident_id, time.time(), "evidence", author, safe, item)
+        return item
+
+    def evidence_path(self, sha256: str) -> Path:
+        if self.evidence is None or len(sha256) != 64 or not sha256.isalnum():
+            raise CaseError(f"no evidence {sha256!r}")
+        path = self.evidence / sha256
+        if not path.exists():
+            raise CaseError(f"no evidence {sha256}")
+        return path
+
+    def timeline(self, incident_id: str) -> list[dict[str, Any]]:
+        """Everything that happened to the case, oldest first."""
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    select(case_entry_table)
+                    .where(case_entry_table.c.incident_id == incident_id)
+                    .order_by(case_entry_table.c.at, case_entry_table.c.id)
+                )
+                .mappings()
+                .all()
+            )
+        return [{**row, "data": orjson.loads(row["data"])} for row in rows]
+
+    # --- response metrics ---------------------------------------------------------------
+
+    def response_metrics(self, days: int = 30, now: float | None = None) -> dict[str, Any]:
+        """MTTD (first event → incident), MTTA (→ triaged), MTTC (→ contained), MTTR
+        (→ resolved), in seconds: overall and per day (UTC) of the incident's creation."""
+        at = time.time() if now is None else now
+        since = at - days * 86400
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(select(incident_table).where(incident_table.c.created >= since))
+                .mappings()
+                .all()
+            )
+        spans: dict[str, list[tuple[str, float]]] = {"mttd": [], "mtta": [], "mttc": [], "mttr": []}
+        for row in rows:
+            day = time.strftime("%Y-%m-%d", time.gmtime(row["created"]))
+            if row["first_event"] is not None and row["detected"] is not None:
+                spans["mttd"].append((day, row["detected"] - row["first_event"]))
+            for name, column in (("mtta", "triaged_at"), ("mttc", "contained_at"),
+                                 ("mttr", "resolved_at")):  # fmt: skip
+                if row[column] is not None:
+                    spans[name].append((day, row[column] - row["created"]))
+        out: dict[str, Any] = {"incidents": len(rows), "days": days}
+        for name, values in spans.items():
+            out[name] = _mean([v for _, v in values])
+            by_day: dict[str, list[float]] = {}
+            for day, value in values:
+                by_day.setdefault(day, []).append(value)
+            out[f"{name}_by_day"] = {d: _mean(v) for d, v in sorted(by_day.items())}
+        return out
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _status(self, conn: Any, incident_id: str) -> str:
+        status = conn.execute(
+            select(incident_table.c.status).where(incident_table.c.id == incident_id)
+        ).scalar()
+        if status is None:
+            raise CaseError(f"no incident {incident_id}")
+        return str(status)
+
+    def _entry(
+        self, conn: Any, incident_id: str, at: float, kind: str, author: str, text: str,
+        data: dict[str, Any],
+    ) -> int:  # fmt: skip
+        result = conn.execute(
+            case_entry_table.insert().values(
+                incident_id=incident_id, at=at, kind=kind, author=author, text=text,
+                data=orjson.dumps(data).decode(),
+            )
+        )  # fmt: skip
+        return int(result.inserted_primary_key[0])
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 3) if values else None
+
+
+def _incident_row(incident: Incident) -> dict[str, Any]:
+    return {
+        "id": incident.id,
+        "opened": incident.opened,
+        "last": incident.last,
+        "level": incident.level,
+        "risk": round(incident.risk, 3),
+        "alerts": incident.size,
+        "entities": orjson.dumps(sorted(f"{k}:{v}" for k, v in incident.entities)).decode(),
+        "rules": orjson.dumps(incident.rules).decode(),
+        "tactics": orjson.dumps(incident.tactics).decode(),
+        "merges": orjson.dumps(incident.merges).decode(),
+        "follows": incident.follows,
+        "first_event": incident.first_event,
+        "detected": incident.detected,
+    }
+
+
+def _incident_dict(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    for name in ("entities", "rules", "tactics", "merges"):
+        out[name] = orjson.loads(out[name])
+    first, detected = out.get("first_event"), out.get("detected")
+    out["mttd_s"] = round(detected - first, 3) if first is not None and detected else None
+    return out
