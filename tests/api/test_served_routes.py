@@ -3,6 +3,7 @@ the OpenAPI document lists them all. Served by a real service (embedded stores, 
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from vigil.api.auth import PERMISSIONS, ROLES, TokenStore
 from vigil.config import Settings
+from vigil.correlate import AlertIn
 from vigil.detect.sigma import load_rules
 from vigil.serve.run import build_app
 from vigil.serve.service import Service
@@ -50,6 +52,17 @@ CALLS = [
     ("GET", "/api/v1/tokens", "tokens:manage", None),
     ("POST", "/api/v1/tokens", "tokens:manage", {"role": "viewer", "name": "made"}),
     ("DELETE", "/api/v1/tokens/{token_id}", "tokens:manage", None),
+    ("GET", "/api/v1/incidents", "incidents:read", None),
+    ("GET", "/api/v1/incidents/{incident_id}", "incidents:read", None),
+    ("POST", "/api/v1/incidents/{incident_id}/status", "cases:write", {"status": "triaged"}),
+    ("POST", "/api/v1/incidents/{incident_id}/assignee", "cases:write", {"assignee": "bo"}),
+    ("POST", "/api/v1/incidents/{incident_id}/notes", "cases:write", {"text": "seen"}),
+    ("POST", "/api/v1/incidents/{incident_id}/tasks", "cases:write", {"title": "image disk"}),
+    ("POST", "/api/v1/incidents/{incident_id}/tasks/{task_id}/done", "cases:write", None),
+    ("POST", "/api/v1/incidents/{incident_id}/evidence", "cases:write", b"pcap bytes"),
+    ("GET", "/api/v1/evidence/{sha256}", "incidents:read", None),
+    ("GET", "/api/v1/entities", "incidents:read", None),
+    ("GET", "/api/v1/response-metrics", "incidents:read", None),
 ]  # fmt: skip
 
 
@@ -77,6 +90,25 @@ def call(client, method: str, path: str, body, token: str | None, served_state):
         path = path.replace("{name}", "to-delete")
     if "{token_id}" in path:
         path = path.replace("{token_id}", tokens.create("viewer", "to-revoke")[1].id)
+    if "{incident_id}" in path:  # a fresh incident each call: each may change its status
+        stamp = time.time()
+        (incident,) = service.incidents.feed(
+            [AlertIn(id=f"t-{stamp}", time=stamp, rule="r", title="r",
+                     entities=(("host", f"h-{stamp}"),))]
+        )  # fmt: skip
+        path = path.replace("{incident_id}", incident.id)
+        if "{task_id}" in path:
+            task = service.incident_store.add_task(incident.id, "test", "a task")
+            path = path.replace("{task_id}", str(task))
+        if path.endswith("/evidence"):
+            path += "?name=capture.pcap"
+    if "{sha256}" in path:
+        (incident,) = service.incident_store.ranked(limit=1) or [None]
+        assert incident is not None
+        item = service.incident_store.add_evidence(
+            incident["id"], "test", "e.bin", io.BytesIO(b"evidence")
+        )
+        path = path.replace("{sha256}", item["sha256"])
     if path == "/api/v1/indicators":
         path += "?value=example.com"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -134,6 +166,19 @@ def test_ingested_event_becomes_an_alert_readable_over_the_api(served) -> None:
     assert alerts and alerts[0]["event"]["Image"].endswith("whoami.exe")
     metrics = client.get("/metrics", headers=reader).text
     assert "vigil_events_in_total" in metrics and "vigil_pipeline_lag_events" in metrics
+    # the alert became an incident on its host, with the alert and its reason
+    on_pc1 = [
+        client.get(f"/api/v1/incidents/{i['id']}", headers=reader).json()
+        for i in client.get("/api/v1/incidents", headers=reader).json()
+        if "host:pc1" in i["entities"]
+    ]  # fmt: skip
+    (full,) = [i for i in on_pc1 if alerts[0]["id"] in i["alert_ids"]]
+    assert full["reasons"][0]["reason"].startswith("opened")
+    assert full["alerts_detail"][0]["rule_title"] == "Whoami"
+    risky = client.get("/api/v1/entities", headers=reader).json()
+    assert {"kind": "host", "value": "pc1"}.items() <= next(
+        e for e in risky if e["value"] == "pc1"
+    ).items()
 
 
 def test_over_the_body_limit_413_and_overload_503_with_retry_after(tmp_path: Path) -> None:

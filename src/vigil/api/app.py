@@ -1,10 +1,11 @@
-"""The REST API (FastAPI): ingest, alerts, hunts, rules, indicators, tokens, health and
-Prometheus metrics. Every route but `/health` needs a bearer token whose role holds the
-route's permission (see `vigil.api.auth`): 401 without a valid token, 403 without the
-permission."""
+"""The REST API (FastAPI): ingest, alerts, incidents and their cases, entity risk, hunts,
+rules, indicators, tokens, health and Prometheus metrics. Every route but `/health` needs a
+bearer token whose role holds the route's permission (see `vigil.api.auth`): 401 without a
+valid token, 403 without the permission."""
 
 # No `from __future__ import annotations` here: FastAPI reads the route signatures when they
 # are defined, and their `Depends(require(...))` refer to closures of `create_app`.
+import io
 import math
 import threading
 import time
@@ -16,7 +17,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -28,6 +29,7 @@ from pydantic import BaseModel, Field
 
 from vigil.api.auth import ROLES, Principal, TokenStore
 from vigil.api.backend import Backend, Overloaded
+from vigil.correlate import CaseError
 from vigil.errors import VigilError
 
 
@@ -85,6 +87,23 @@ class SavedHunt(BaseModel):
     query: str | None = None
     sigma: str | None = None
     every_seconds: int = Field(3600, ge=10)
+
+
+class StatusChange(BaseModel):
+    status: str
+    note: str = Field("", max_length=10_000)
+
+
+class Assignment(BaseModel):
+    assignee: str = Field(min_length=1, max_length=256)
+
+
+class Note(BaseModel):
+    text: str = Field(min_length=1, max_length=100_000)
+
+
+class NewTask(BaseModel):
+    title: str = Field(min_length=1, max_length=1000)
 
 
 class NewToken(BaseModel):
@@ -287,6 +306,106 @@ def create_app(
         _: Annotated[Principal, Depends(require("indicators:read"))],
     ) -> dict[str, Any]:
         return orjson.loads(orjson.dumps(backend.intel_stats(), default=str))  # type: ignore[no-any-return]
+
+    cases = backend.incident_store
+
+    def case(action: Callable[[], Any]) -> Any:
+        """Run a case action: an unknown incident is 404, an action it cannot take 409."""
+        try:
+            return action()
+        except CaseError as exc:
+            raise HTTPException(404 if str(exc).startswith("no ") else 409, str(exc)) from None
+
+    @app.get("/api/v1/incidents", tags=["incidents"])
+    def incidents(
+        _: Annotated[Principal, Depends(require("incidents:read"))],
+        status: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[dict[str, Any]]:
+        return cases.ranked(status=status, limit=limit, offset=offset)
+
+    @app.get("/api/v1/incidents/{incident_id}", tags=["incidents"])
+    def incident(
+        incident_id: str, _: Annotated[Principal, Depends(require("incidents:read"))]
+    ) -> dict[str, Any]:
+        found = case(lambda: cases.get(incident_id))
+        found["alerts_detail"] = [a for a in map(backend.alert, found["alert_ids"][:200]) if a]
+        return found  # type: ignore[no-any-return]
+
+    @app.post("/api/v1/incidents/{incident_id}/status", tags=["cases"])
+    def set_status(
+        incident_id: str,
+        body: StatusChange,
+        who: Annotated[Principal, Depends(require("cases:write"))],
+    ) -> dict[str, Any]:
+        case(lambda: cases.set_status(incident_id, body.status, who.name, body.note))
+        return {"id": incident_id, "status": body.status}
+
+    @app.post("/api/v1/incidents/{incident_id}/assignee", tags=["cases"])
+    def assign(
+        incident_id: str,
+        body: Assignment,
+        who: Annotated[Principal, Depends(require("cases:write"))],
+    ) -> dict[str, Any]:
+        case(lambda: cases.assign(incident_id, body.assignee, who.name))
+        return {"id": incident_id, "assignee": body.assignee}
+
+    @app.post("/api/v1/incidents/{incident_id}/notes", status_code=201, tags=["cases"])
+    def note(
+        incident_id: str, body: Note, who: Annotated[Principal, Depends(require("cases:write"))]
+    ) -> dict[str, Any]:
+        return {"id": case(lambda: cases.note(incident_id, who.name, body.text))}
+
+    @app.post("/api/v1/incidents/{incident_id}/tasks", status_code=201, tags=["cases"])
+    def add_task(
+        incident_id: str, body: NewTask, who: Annotated[Principal, Depends(require("cases:write"))]
+    ) -> dict[str, Any]:
+        return {"id": case(lambda: cases.add_task(incident_id, who.name, body.title))}
+
+    @app.post("/api/v1/incidents/{incident_id}/tasks/{task_id}/done", tags=["cases"])
+    def task_done(
+        incident_id: str,
+        task_id: int,
+        who: Annotated[Principal, Depends(require("cases:write"))],
+    ) -> dict[str, Any]:
+        case(lambda: cases.complete_task(incident_id, task_id, who.name))
+        return {"id": task_id, "done": True}
+
+    @app.post("/api/v1/incidents/{incident_id}/evidence", status_code=201, tags=["cases"])
+    async def add_evidence(
+        incident_id: str,
+        request: Request,
+        who: Annotated[Principal, Depends(require("cases:write"))],
+        name: Annotated[str, Query(min_length=1, max_length=255)],
+    ) -> dict[str, Any]:
+        """The request body is the file (any content type), kept under its SHA-256."""
+        body = await request.body()
+        stream = io.BytesIO(body)
+        return await run_in_threadpool(
+            case, lambda: cases.add_evidence(incident_id, who.name, name, stream)
+        )
+
+    @app.get("/api/v1/evidence/{sha256}", tags=["cases"])
+    def evidence(
+        sha256: str, _: Annotated[Principal, Depends(require("incidents:read"))]
+    ) -> FileResponse:
+        path = case(lambda: cases.evidence_path(sha256))
+        return FileResponse(path, media_type="application/octet-stream", filename=sha256)
+
+    @app.get("/api/v1/entities", tags=["incidents"])
+    def entities(
+        _: Annotated[Principal, Depends(require("incidents:read"))],
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    ) -> list[dict[str, Any]]:
+        return backend.entities(limit=limit)
+
+    @app.get("/api/v1/response-metrics", tags=["incidents"])
+    def response_metrics(
+        _: Annotated[Principal, Depends(require("incidents:read"))],
+        days: Annotated[int, Query(ge=1, le=3650)] = 30,
+    ) -> dict[str, Any]:
+        return cases.response_metrics(days=days)
 
     @app.get("/api/v1/tokens", tags=["tokens"])
     def token_list(

@@ -12,6 +12,8 @@ What each role may do (`PERMISSIONS`):
     rules:read         x     x        x        x
     indicators:read    x     x        x        x
     metrics:read       x     x        x        x
+    incidents:read     x     x        x        x
+    cases:write        x     x        x
     hunts:run          x     x
     hunts:manage       x     x
     tokens:manage      x
@@ -37,6 +39,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "rules:read": _READERS,
     "indicators:read": _READERS,
     "metrics:read": _READERS,
+    "incidents:read": _READERS,
+    "cases:write": frozenset(("admin", "analyst", "responder")),
     "hunts:run": frozenset(("admin", "analyst")),
     "hunts:manage": frozenset(("admin", "analyst")),
     "tokens:manage": frozenset(("admin",)),

@@ -4,9 +4,12 @@ stores, the loaded rules). The API layer only parses requests, checks roles and 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vigil.errors import VigilError
+
+if TYPE_CHECKING:
+    from vigil.correlate import IncidentStore
 
 
 class Overloaded(VigilError):
@@ -27,6 +30,12 @@ class IngestAck:
 
 
 class Backend(Protocol):
+    incident_store: IncidentStore  # incidents and their cases
+
+    def entities(self, *, limit: int = 50) -> list[dict[str, Any]]:
+        """Entities by risk: as of their last alert (`risk`) and decayed to now."""
+        ...
+
     def ingest(self, lines: list[bytes], *, source: str) -> IngestAck:
         """Append NDJSON lines (one event each) durably; raise Overloaded when over limits."""
         ...

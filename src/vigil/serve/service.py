@@ -343,6 +343,14 @@ class Service:
     def intel_stats(self) -> dict[str, Any]:
         return self.indicators_store.stats()
 
+    def entities(self, *, limit: int = 50) -> list[dict[str, Any]]:
+        now = time.time()
+        risk = self.incidents.correlator.risk
+        return [
+            {**row, "risk_now": round(row["risk"] * risk.decay(max(0.0, now - row["as_of"])), 3)}
+            for row in self.incident_store.entities(limit=limit)
+        ]
+
     def health(self) -> dict[str, Any]:
         lag = self.pipeline.lag()
         alive = self.pipeline._thread is not None and self.pipeline._thread.is_alive()
