@@ -1214,6 +1214,196 @@ def _mttd_table(results: list[dict[str, Any]]) -> Table:
     return table
 
 
+incident_app = typer.Typer(
+    no_args_is_help=True, help="Incidents and their cases (in the data folder's database)."
+)
+app.add_typer(incident_app, name="incident")
+
+
+def _incidents(data_dir: Path | None) -> Any:
+    from vigil.correlate import IncidentStore
+    from vigil.store import migrate, state_engine
+
+    settings = _settings(data_dir=data_dir)
+    engine = state_engine(settings.database_url or settings.data_dir)
+    migrate(engine)
+    return IncidentStore(engine, evidence=settings.data_dir / "evidence")
+
+
+def _case(action: Any) -> Any:
+    try:
+        return action()
+    except VigilError as exc:
+        raise fail(str(exc)) from None
+
+
+def _author() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@incident_app.command("list")
+def incident_list(
+    status: Annotated[str | None, typer.Option(help="Only incidents in this status.")] = None,
+    limit: Annotated[int, typer.Option(help="Incidents shown at most.")] = 20,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+) -> None:
+    """Incidents by risk."""
+    rows = _incidents(data_dir).ranked(status=status, limit=limit)
+    if as_json:
+        for row in rows:
+            sys.stdout.write(orjson.dumps(row).decode() + "\n")
+        return
+    table = Table(title=f"Incidents ({len(rows)} shown, riskiest first)")
+    for column in ("id", "risk", "level", "status", "alerts", "entities", "tactics", "MTTD"):
+        table.add_column(
+            column, justify="right" if column in ("risk", "alerts", "MTTD") else "left"
+        )
+    for row in rows:
+        table.add_row(
+            row["id"], f"{row['risk']:.1f}", row["level"], row["status"], f"{row['alerts']:,}",
+            escape(", ".join(row["entities"][:4])), ", ".join(row["tactics"]),
+            "" if row["mttd_s"] is None else f"{row['mttd_s']:.1f}s",
+        )  # fmt: skip
+    out.print(table)
+
+
+@incident_app.command("show")
+def incident_show(
+    incident_id: str,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON.")] = False,
+) -> None:
+    """One incident: its alerts and why each joined, and its case timeline."""
+    found = _case(lambda: _incidents(data_dir).get(incident_id))
+    if as_json:
+        sys.stdout.write(orjson.dumps(found).decode() + "\n")
+        return
+    out.print(
+        f"[bold]{found['id']}[/] {found['level']} · {found['status']} · risk "
+        f"{found['risk']:.1f} · {found['alerts']:,} alerts · "
+        f"{escape(', '.join(found['entities']))}",
+        highlight=False,
+    )
+    table = Table(title="Alerts and why they joined")
+    table.add_column("time")
+    table.add_column("alert")
+    table.add_column("reason")
+    for reason in found["reasons"][:50]:
+        table.add_row("", reason["alert"][:16], escape(reason["reason"]))
+    out.print(table)
+    for entry in found["timeline"]:
+        out.print(
+            f"{_short_time(entry['at'])} {entry['kind']:<8} {escape(entry['author'])}: "
+            f"{escape(entry['text'])}",
+            highlight=False,
+        )
+
+
+@incident_app.command("status")
+def incident_status(
+    incident_id: str,
+    status: Annotated[str, typer.Argument(help="triaged, contained, resolved, false_positive")],
+    note: Annotated[str, typer.Option(help="Why.")] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Move a case along its workflow."""
+    _case(lambda: _incidents(data_dir).set_status(incident_id, status, _author(), note))
+    out.print(f"{incident_id}: {status}")
+
+
+@incident_app.command("assign")
+def incident_assign(incident_id: str, assignee: str, data_dir: DataDir = None) -> None:
+    """Give a case to someone."""
+    _case(lambda: _incidents(data_dir).assign(incident_id, assignee, _author()))
+
+
+@incident_app.command("note")
+def incident_note(incident_id: str, text: str, data_dir: DataDir = None) -> None:
+    """Add a note to a case."""
+    _case(lambda: _incidents(data_dir).note(incident_id, _author(), text))
+
+
+@incident_app.command("task")
+def incident_task(
+    incident_id: str,
+    title: Annotated[str | None, typer.Argument(help="A new task.")] = None,
+    done: Annotated[int | None, typer.Option(help="Mark this task done.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Add a task to a case, or mark one done (--done ID)."""
+    store = _incidents(data_dir)
+    if done is not None:
+        _case(lambda: store.complete_task(incident_id, done, _author()))
+    elif title:
+        out.print(f"task {_case(lambda: store.add_task(incident_id, _author(), title))}")
+    else:
+        raise fail("give a task title, or --done TASK_ID")
+
+
+@incident_app.command("evidence")
+def incident_evidence(incident_id: str, path: Path, data_dir: DataDir = None) -> None:
+    """Keep a file for a case (stored once under its SHA-256)."""
+    store = _incidents(data_dir)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise fail(f"{path}: {exc}") from None
+    with handle:
+        item = _case(lambda: store.add_evidence(incident_id, _author(), path.name, handle))
+    out.print(f"{item['name']} sha256:{item['sha256']} ({item['size']:,} bytes)")
+
+
+@app.command()
+def entities(
+    limit: Annotated[int, typer.Option(help="Entities shown.")] = 20,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+) -> None:
+    """Entities (hosts, users, addresses, ...) by risk, as of their last alert."""
+    rows = _incidents(data_dir).entities(limit=limit)
+    if as_json:
+        for row in rows:
+            sys.stdout.write(orjson.dumps(row).decode() + "\n")
+        return
+    table = Table(title="Entity risk (as of each one's last alert)")
+    for column in ("kind", "value", "risk", "last alert"):
+        table.add_column(column, justify="right" if column == "risk" else "left")
+    for row in rows:
+        table.add_row(row["kind"], escape(row["value"]), f"{row['risk']:.1f}",
+                      _short_time(row["as_of"]))  # fmt: skip
+    out.print(table)
+
+
+@app.command()
+def metrics(
+    days: Annotated[int, typer.Option(help="Incidents created in the last N days.")] = 30,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON.")] = False,
+) -> None:
+    """MTTD, MTTA, MTTC and MTTR of the incidents, overall and per day."""
+    figures = _incidents(data_dir).response_metrics(days=days)
+    if as_json:
+        sys.stdout.write(orjson.dumps(figures).decode() + "\n")
+        return
+    names = {"mttd": "MTTD (event → alert)", "mtta": "MTTA (→ triaged)",
+             "mttc": "MTTC (→ contained)", "mttr": "MTTR (→ resolved)"}  # fmt: skip
+    table = Table(title=f"Response over {days} days ({figures['incidents']:,} incidents), seconds")
+    table.add_column("measure")
+    table.add_column("mean", justify="right")
+    table.add_column("per day", justify="left")
+    for key, label in names.items():
+        mean = figures[key]
+        trend = ", ".join(f"{d[5:]} {v:g}" for d, v in list(figures[f"{key}_by_day"].items())[-7:])
+        table.add_row(label, "—" if mean is None else f"{mean:g}", trend)
+    out.print(table)
+
+
 @app.command()
 def version() -> None:
     """Print Vigil's version."""

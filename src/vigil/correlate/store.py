@@ -226,7 +226,7 @@ class IncidentStore:
                 .mappings()
                 .all()
             )
-        return [dict(row) for row in rows]
+        return [_plain(row) for row in rows]
 
     # --- the case workflow ----------------------------------------------------------------
 
@@ -359,7 +359,7 @@ class IncidentStore:
                 .mappings()
                 .all()
             )
-        return [{**row, "data": orjson.loads(row["data"])} for row in rows]
+        return [{**_plain(row), "data": orjson.loads(row["data"])} for row in rows]
 
     # --- response metrics ---------------------------------------------------------------
 
@@ -437,8 +437,13 @@ def _incident_row(incident: Incident) -> dict[str, Any]:
     }
 
 
+def _plain(row: Any) -> dict[str, Any]:
+    """A result row as a dict with plain `str` keys (SQLAlchemy's are a str subclass)."""
+    return {str(key): value for key, value in row.items()}
+
+
 def _incident_dict(row: Any) -> dict[str, Any]:
-    out = dict(row)
+    out = _plain(row)
     for name in ("entities", "rules", "tactics", "merges"):
         out[name] = orjson.loads(out[name])
     first, detected = out.get("first_event"), out.get("detected")
