@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from vigil import __version__
 from vigil.detect import LEVELS, Detection, tactics_of
 from vigil.detect.ioc import IntelScan
-from vigil.detect.sigma import LoadedRules, load_rules
+from vigil.detect.sigma import LoadedRules, load_rules, starter_rules
 from vigil.errors import InputError, VigilError
 from vigil.events import format_time
 from vigil.ingest import FORMATS, FileReport
@@ -936,7 +936,8 @@ def serve(
             update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
         )
         settings = settings.model_copy(update={"api": api})
-    loaded = _load(list(settings.rules), None, False)
+    starter = [starter_rules()] if settings.starter_rules else []
+    loaded = _load([*starter, *settings.rules], None, False)
 
     def ready(service: Any, url: str) -> None:
         err.print(

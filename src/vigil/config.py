@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("vigil-data")
     database_url: str | None = None
     rules: list[Path] = []
+    starter_rules: bool = True  # Vigil's own rules (vigil/rules), loaded beside `rules`
     indicators: bool = True  # match the live indicators of the store
     api: ApiSettings = ApiSettings()
     pipeline: PipelineSettings = PipelineSettings()

@@ -22,7 +22,7 @@ from vigil.correlate.stage import IncidentStage
 from vigil.correlate.store import IncidentStore
 from vigil.detect import Detection
 from vigil.detect.ioc import IntelScan
-from vigil.detect.sigma import LoadedRules, load_rules
+from vigil.detect.sigma import LoadedRules, load_rules, starter_rules
 from vigil.errors import InputError
 from vigil.intel.store import IndicatorStore
 from vigil.serve.pipeline import (
@@ -57,7 +57,8 @@ class Service:
         self.hunts = HuntStore(self.engine)
         self.indicators_store = IndicatorStore(self.engine)
         self.events_folder = folder / "events"
-        self.loaded = loaded if loaded is not None else load_rules(settings.rules)
+        folders = [*([starter_rules()] if settings.starter_rules else []), *settings.rules]
+        self.loaded = loaded if loaded is not None else load_rules(folders)
         self.registry = CollectorRegistry()
         from vigil.api.app import pipeline_metrics
 

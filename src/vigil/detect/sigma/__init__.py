@@ -58,6 +58,12 @@ def _version_key(placeholders: dict[str, list[str]] | None, logsources: Logsourc
 _SHAPING_PACKAGES = ("vigil", "pysigma", "hyperscan", "google-re2", "regex", "orjson")
 
 
+def starter_rules() -> Path:
+    """The folder of Vigil's own rules (endpoint, network, cloud, identity), shipped in the
+    package."""
+    return Path(__file__).resolve().parent.parent.parent / "rules"
+
+
 def load_rules(
     folders: Iterable[str | Path],
     *,
@@ -112,4 +118,5 @@ __all__ = [
     "RuleProblem",
     "load_rules",
     "rules_from_text",
+    "starter_rules",
 ]
