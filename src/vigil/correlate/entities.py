@@ -11,23 +11,38 @@ from vigil.correlate.model import Entity
 from vigil.detect.detection import Detection
 
 FIELDS: dict[str, tuple[str, ...]] = {
-    "host": ("Computer", "Hostname", "host.name", "hostname", "ComputerName", "host", "node"),
+    # not `host`: Zeek's http log (and others) name the HTTP Host header so
+    "host": ("Computer", "Hostname", "host.name", "hostname", "ComputerName", "node"),
     "user": (
         "TargetUserName", "SubjectUserName", "User", "AccountName", "user.name", "username",
-        "actor.alternateId", "userName", "acct", "auid",
+        "actor.alternateId", "userName", "userIdentity.userName", "acct", "auid",
     ),
     "ip": (
         "IpAddress", "SourceIp", "DestinationIp", "SourceAddress", "ClientAddress",
         "sourceIPAddress", "id.orig_h", "id.resp_h", "source.ip", "destination.ip",
         "client.ipAddress", "src_ip", "dest_ip", "addr",
     ),
-    "process": ("Image", "NewProcessName", "ParentImage", "process.executable", "exe"),
+    # a process is one instance: its GUID (Sysmon), else its image on its host (below)
+    "process": ("ProcessGuid", "SourceProcessGUID", "process.entity_id", "Image", "NewProcessName",
+                "process.executable", "exe"),
     "hash": ("Hashes", "sha256", "md5", "sha1", "file.hash.sha256", "file.hash.md5"),
     "principal": ("userIdentity.arn", "userIdentity.principalId", "actor.id"),
 }  # fmt: skip
 
 # Values that name nobody (machine accounts of the local system, placeholders).
-_NOBODY = {"", "-", "system", "local service", "network service", "n/a", "unknown", "null"}
+_NOBODY = {
+    "",
+    "-",
+    "system",
+    "local service",
+    "network service",
+    "localsystem",
+    "n/a",
+    "unknown",
+    "null",
+    "nt authority\\system",
+    "anonymous logon",
+}
 _SHARED_IPS = {"127.0.0.1", "::1", "0.0.0.0", "::"}  # noqa: S104 - a value to ignore, not a bind
 
 
@@ -41,11 +56,27 @@ def entities_of(fields: dict[str, Any], host: str | None = None) -> tuple[Entity
             value = fields.get(name)
             if value is None or isinstance(value, dict | list):
                 continue
+            if kind == "process":
+                # the first name present says which process; an image only counts on its host
+                text = str(value).strip().lower()
+                if text and text not in _NOBODY:
+                    scope = (
+                        "" if "guid" in name.lower() or "entity_id" in name else f"@{host or ''}"
+                    )
+                    found.append(("process", text + scope.lower()))
+                break
+            if kind == "hash" and _system_image(fields):
+                continue  # Windows' own binaries are on every host: their hashes link nothing
             for text in _values(kind, str(value)):
                 entity = (kind, text)
                 if entity not in found:
                     found.append(entity)
     return tuple(found)
+
+
+def _system_image(fields: dict[str, Any]) -> bool:
+    image = str(fields.get("Image") or fields.get("NewProcessName") or "").lower()
+    return image.startswith(("c:\\windows\\", "c:\\program files\\windows"))
 
 
 def detection_entities(detection: Detection) -> tuple[Entity, ...]:

@@ -161,7 +161,7 @@ def _wazuh(path: Path, _: Mapping | None, report: AlertReport) -> Iterator[Alert
             report.reject(number, "a Wazuh alert has `rule` and `timestamp`")
             continue
         fields = {
-            "host": _get(record, "agent.name"),
+            "hostname": _get(record, "agent.name"),
             "addr": _get(record, "agent.ip"),
             "src_ip": _get(record, "data.srcip"),
             "dest_ip": _get(record, "data.dstip"),
@@ -199,7 +199,7 @@ def _suricata(path: Path, _: Mapping | None, report: AlertReport) -> Iterator[Al
             continue
         fields = {"src_ip": record.get("src_ip"), "dest_ip": record.get("dest_ip")}
         if record.get("host"):
-            fields["host"] = record["host"]
+            fields["hostname"] = record["host"]
         metadata = alert.get("metadata")
         metadata = metadata if isinstance(metadata, dict) else {}
         tactics = [f"attack.{t}" for t in metadata.get("mitre_tactic_name", []) or []]
@@ -258,7 +258,7 @@ def _when(value: Any) -> float | None:
 
 # a field name `entities_of` reads for each kind
 _KIND_FIELD = {
-    "host": "host",
+    "host": "hostname",
     "user": "username",
     "ip": "addr",
     "process": "exe",

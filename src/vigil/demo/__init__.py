@@ -1,0 +1,108 @@
+"""The demo: a multi-stage intrusion at "Northwind" written by the team as real-format
+records (Sysmon, Security and System events as evtx-rs JSON, Zeek JSON, CloudTrail), run
+through Vigil's pipeline with its starter rules, so that anyone can watch alerts become one
+incident.
+
+The story, over about 37 minutes: jdoe opens a macro invoice from Outlook (initial access);
+Word starts encoded PowerShell that downloads a stager from cdn-update-check.com and sets a
+logon task (execution, command and control, persistence); the intruder looks around
+(discovery), dumps LSASS with comsvcs.dll (credential access), passes jdoe's hash to the file
+server FS01 and runs PsExec there (lateral movement), packs the finance share with a
+password and copies it to MEGA with rclone (collection, exfiltration), then uses jdoe's AWS
+key from the same address to make a key of its own, open a bucket to everyone and stop
+CloudTrail. An administrator's `whoami /priv` elsewhere is the noise.
+
+The records hold `${T+seconds:form}` place holders; `records(start)` fills them so that the
+intrusion happens from `start` on.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from vigil.detect import tactics_of
+from vigil.events import format_time
+
+INTRUSION = "intrusion.jsonl"
+_PLACE = re.compile(rb'"?\$\{T\+(\d{1,6}):(iso|sysmon|epoch)\}"?')
+
+
+def template() -> bytes:
+    return resources.files("vigil.demo").joinpath(INTRUSION).read_bytes()
+
+
+def duration() -> int:
+    """Seconds from the first record to the last."""
+    return max(int(m.group(1)) for m in _PLACE.finditer(template()))
+
+
+def records(start: float, scale: float = 1.0) -> list[bytes]:
+    """The intrusion's records (one JSON document each), its first one at `start`, the
+    time between them multiplied by `scale` (a replay can tell the story faster)."""
+
+    def fill(match: re.Match[bytes]) -> bytes:
+        moment = start + int(match.group(1)) * scale
+        form = match.group(2)
+        quoted = match.group(0).startswith(b'"')
+        if form == b"epoch":
+            return f"{moment:.6f}".encode()  # a number in Zeek's JSON
+        stamp = datetime.fromtimestamp(moment, tz=UTC)
+        if form == b"iso":
+            text = stamp.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        else:  # Sysmon's UtcTime
+            text = stamp.strftime("%Y-%m-%d %H:%M:%S.") + f"{stamp.microsecond // 1000:03d}"
+        return f'"{text}"'.encode() if quoted else text.encode()
+
+    return [_PLACE.sub(fill, line) for line in template().splitlines() if line.strip()]
+
+
+def incident_view(service: Any, incident: dict[str, Any]) -> dict[str, Any]:
+    """An incident with its alerts (time, rule, level, tactics, host) in time order."""
+    full = service.incident_store.get(incident["id"])
+    alerts = [service.alert(alert_id) for alert_id in full["alert_ids"]]
+    shown = []
+    for alert in sorted((a for a in alerts if a), key=lambda a: a.get("time") or 0):
+        shown.append(
+            {
+                "id": alert["id"],
+                "time": format_time(alert.get("time")),
+                "rule": alert["rule_title"],
+                "level": alert["level"],
+                "tactics": list(tactics_of(alert["tags"])),
+                "host": alert.get("host"),
+            }
+        )
+    return {
+        **{k: full[k] for k in ("id", "level", "risk", "status", "entities", "tactics", "mttd_s")},
+        "stages": full["tactics"],
+        "alerts": shown,
+        "merges": full["merges"],
+    }
+
+
+def run(folder: Path | None = None, *, start: float | None = None) -> list[dict[str, Any]]:
+    """Replay the intrusion into a fresh embedded Vigil (no server; its own data folder, a
+    temporary one by default) and return the incidents it became, riskiest first."""
+    from vigil.config import Settings
+    from vigil.serve.pipeline import JSON
+    from vigil.serve.service import Service
+
+    with tempfile.TemporaryDirectory(prefix="vigil-demo-") as scratch:
+        data = folder or Path(scratch) / "vigil-data"
+        settings = Settings.model_validate(
+            {"data_dir": data, "indicators": False, "pipeline": {"workers": 0}}
+        )
+        service = Service(settings)
+        try:
+            began = time.time() - duration() if start is None else start
+            service.pipeline.publish(JSON, "demo", records(began))
+            service.pipeline.drain(120)
+            return [incident_view(service, i) for i in service.incident_store.ranked(limit=20)]
+        finally:
+            service.stop()
