@@ -20,12 +20,12 @@ run: $(STAMP)
 		$(BIN)/vigil intel import $(DATA)/threat_intel/maltrail-subset \
 			$(DATA)/threat_intel/misp-feed-eset $(DATA)/threat_intel/stix21-oasis-examples \
 			$(DATA)/threat_intel/unit42-playbooks-stix20 && \
-		$(BIN)/vigil serve $(foreach d,$(wildcard $(DATA)/sigma/rules*),--rules $(d)) \
+		$(BIN)/vigil serve --demo $(foreach d,$(wildcard $(DATA)/sigma/rules*),--rules $(d)) \
 			--feed $(DATA)/windows --feed $(DATA)/linux --feed $(DATA)/network \
 			--feed $(DATA)/cloud; \
 	else \
-		echo "Reference data not found in $(DATA): starting an empty server."; \
-		$(BIN)/vigil serve; \
+		echo "Reference data not found in $(DATA): the server with its own rules and the demo."; \
+		$(BIN)/vigil serve --demo; \
 	fi
 
 lint: $(STAMP)

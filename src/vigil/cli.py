@@ -923,6 +923,12 @@ def serve(
         list[Path],
         typer.Option("--feed", help="Once started, read these log files or folders into it."),
     ] = [],  # noqa: B006
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo", help="Once started, replay the demo intrusion and show its incident."
+        ),
+    ] = False,
 ) -> None:
     """Run Vigil continuously: ingest, detection, alerts, event store and the API."""
     from vigil.serve.run import serve as run_service
@@ -948,13 +954,37 @@ def serve(
             "`vigil token create --role ingest`.",
             highlight=False,
         )
-        if feed:
-            threading.Thread(target=_feed, args=(service, feed, url), daemon=True).start()
+
+        def then() -> None:
+            if demo:
+                _serve_demo(service, url)
+            if feed:
+                _feed(service, feed, url)
+
+        threading.Thread(target=then, name="vigil-serve-extras", daemon=True).start()
 
     try:
         run_service(settings, loaded=loaded, on_ready=ready)
     except VigilError as exc:
         raise fail(str(exc)) from None
+
+
+def _serve_demo(service: Any, url: str) -> None:
+    """Replay the demo intrusion into the running server and show the incident it became."""
+    from vigil.demo import DEMO_SECONDS, incident_view, replay
+
+    with err.status(f"Replaying the demo intrusion (its 37 minutes told in {DEMO_SECONDS:.0f} s)…"):
+        found = replay(service, DEMO_SECONDS)
+    if found is None:
+        err.print("The demo intrusion made no incident (are the starter rules turned off?).")
+        return
+    view = incident_view(service, service.incident_store.get(found))
+    err.print(_incident_panel(view))
+    err.print(
+        f"See it in the API: {url}/api/v1/incidents/{found} (docs: {url}/docs; a token: "
+        "`vigil token create --role analyst`), or `vigil incident show " + found + "`.",
+        highlight=False,
+    )
 
 
 def _feed(service: Any, paths: list[Path], url: str) -> None:
@@ -1403,6 +1433,50 @@ def metrics(
         trend = ", ".join(f"{d[5:]} {v:g}" for d, v in list(figures[f"{key}_by_day"].items())[-7:])
         table.add_row(label, "—" if mean is None else f"{mean:g}", trend)
     out.print(table)
+
+
+@app.command()
+def demo(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the incidents as JSON.")] = False,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Keep the demo's data here (default: a temporary folder)."),
+    ] = None,
+) -> None:
+    """Replay a multi-stage intrusion (endpoint, network, cloud) into a fresh embedded Vigil
+    and show the incidents it became."""
+    from vigil.demo import run as run_demo
+
+    with err.status("Replaying the Northwind intrusion through the pipeline…"):
+        incidents = run_demo(data_dir)
+    if as_json:
+        sys.stdout.write(orjson.dumps(incidents).decode() + "\n")
+        return
+    for incident in incidents:
+        out.print(_incident_panel(incident))
+
+
+def _incident_panel(incident: dict[str, Any]) -> Table:
+    """One incident for the terminal: what, where, how bad, the stages and every alert."""
+    entities = [e for e in incident["entities"] if not e.startswith(("process:", "hash:"))]
+    mttd = incident.get("mttd_s")
+    table = Table(
+        title=(
+            f"{incident['id']} · {incident['level']} · risk {incident['risk']:.1f} · "
+            f"{len(incident['alerts'])} alerts"
+            + (f" · MTTD {mttd:.1f}s" if mttd is not None else "")
+        ),
+        caption="stages: " + " → ".join(incident["stages"]) + "\nentities: " + ", ".join(entities),
+        caption_justify="left",
+    )
+    for column in ("time", "level", "alert", "tactics", "host"):
+        table.add_column(column)
+    for alert in incident["alerts"]:
+        table.add_row(
+            (alert["time"] or "")[11:19], alert["level"], escape(alert["rule"]),
+            ", ".join(alert["tactics"]), escape(alert["host"] or ""),
+        )  # fmt: skip
+    return table
 
 
 @app.command()

@@ -30,6 +30,7 @@ from vigil.detect import tactics_of
 from vigil.events import format_time
 
 INTRUSION = "intrusion.jsonl"
+DEMO_SECONDS = 8.0  # how long `vigil serve --demo` takes to tell the story
 _PLACE = re.compile(rb'"?\$\{T\+(\d{1,6}):(iso|sysmon|epoch)\}"?')
 
 
@@ -60,6 +61,38 @@ def records(start: float, scale: float = 1.0) -> list[bytes]:
         return f'"{text}"'.encode() if quoted else text.encode()
 
     return [_PLACE.sub(fill, line) for line in template().splitlines() if line.strip()]
+
+
+def schedule(start: float, scale: float = 1.0) -> list[tuple[float, bytes]]:
+    """(when, record) for a replay in real time: each record at its own time stamp."""
+    offsets = [
+        int(m.group(1)) for line in template().splitlines() if line.strip()
+        for m in [_PLACE.search(line)] if m
+    ]  # fmt: skip
+    return [(start + o * scale, r) for o, r in zip(offsets, records(start, scale), strict=True)]
+
+
+def replay(service: Any, seconds: float) -> str | None:
+    """Tell the story to a running service in `seconds` of real time (each record sent when
+    it happens, so MTTD is the pipeline's own delay); then wait until it is processed and
+    return the id of the incident its first record became part of."""
+    from vigil.serve.pipeline import JSON
+
+    scale = seconds / max(1, duration())
+    plan = schedule(time.time() + 1.0, scale)
+    for moment, record in plan:
+        pause = moment - time.time()
+        if pause > 0:
+            time.sleep(pause)
+        service.pipeline.publish(JSON, "demo", [record])
+    deadline = time.time() + 60
+    while service.pipeline.lag() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)  # the batch in hand is finished and its incidents saved
+    for incident in service.incident_store.ranked(limit=50):
+        if "host:ws-fin-07.northwind.local" in incident["entities"]:
+            return str(incident["id"])
+    return None
 
 
 def incident_view(service: Any, incident: dict[str, Any]) -> dict[str, Any]:
