@@ -42,7 +42,8 @@ class Server:
     def start(self) -> None:
         command = [sys.executable, "-m", "vigil.cli", "serve", "--data-dir", str(self.data),
                    "--rules", str(self.rules), "--port", str(self.port)]  # fmt: skip
-        env = {**os.environ, "VIGIL_INDICATORS": "false", "VIGIL_CACHE_DIR": str(self.data / "c")}
+        env = {**os.environ, "VIGIL_INDICATORS": "false", "VIGIL_STARTER_RULES": "false",
+               "VIGIL_CACHE_DIR": str(self.data / "c")}  # fmt: skip
         self.process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
