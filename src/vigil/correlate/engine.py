@@ -130,7 +130,6 @@ class Correlator:
         if other.first_event is not None:
             first = into.first_event
             into.first_event = other.first_event if first is None else min(first, other.first_event)
-        into.alerts.sort(key=lambda a: a.time)
         for entity in other.entities:
             if self._open.get(entity) == other.id:
                 self._open[entity] = into.id

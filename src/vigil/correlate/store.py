@@ -133,45 +133,46 @@ class IncidentStore:
         (`members`: (incident id, membership)), incidents merged into others (`gone`:
         (merged id, into id), in the order they happened) and entity risk."""
         now = time.time()
+        rows = [_incident_row(incident) for incident in incidents]
+        linked = [
+            {"alert_id": m.alert, "incident_id": incident_id, "time": m.time, "reason": m.reason}
+            for incident_id, m in members
+        ]
+        latest: dict[tuple[str, str], RiskChange] = {}
+        for change in risk:
+            latest[change.entity] = change
+        scores = [
+            {"kind": kind, "value": value, "risk": c.risk, "as_of": c.at}
+            for (kind, value), c in latest.items()
+        ]
+        # one statement per table, many rows each (compiled once, executed as a batch)
         with self.engine.begin() as conn:
-            for incident in incidents:
-                row = _incident_row(incident)
-                statement = self._insert(incident_table).values(
-                    **row, created=now, updated=now, status="new"
-                )
-                conn.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=["id"], set_={**row, "updated": now}
-                    )
-                )
-            rows = [
-                {"alert_id": m.alert, "incident_id": incident_id, "time": m.time,
-                 "reason": m.reason}
-                for incident_id, m in members
-            ]  # fmt: skip
             if rows:
+                insert = self._insert(incident_table)
                 conn.execute(
-                    self._insert(incident_alert_table)
-                    .values(rows)
-                    .on_conflict_do_nothing(index_elements=["alert_id"])
+                    insert.on_conflict_do_update(
+                        index_elements=["id"],
+                        set_={name: insert.excluded[name] for name in (*_ROW, "updated")},
+                    ),
+                    [{**row, "created": now, "updated": now, "status": "new"} for row in rows],
                 )
+            if linked:
+                insert = self._insert(incident_alert_table)
+                conn.execute(insert.on_conflict_do_nothing(index_elements=["alert_id"]), linked)
             for old, into in gone:
                 for table in (incident_alert_table, case_entry_table):
                     conn.execute(
                         update(table).where(table.c.incident_id == old).values(incident_id=into)
                     )
                 conn.execute(incident_table.delete().where(incident_table.c.id == old))
-            latest: dict[tuple[str, str], RiskChange] = {}
-            for change in risk:
-                latest[change.entity] = change
-            for (kind, value), change in latest.items():
+            if scores:
+                insert = self._insert(entity_risk_table)
                 conn.execute(
-                    self._insert(entity_risk_table)
-                    .values(kind=kind, value=value, risk=change.risk, as_of=change.at)
-                    .on_conflict_do_update(
+                    insert.on_conflict_do_update(
                         index_elements=["kind", "value"],
-                        set_={"risk": change.risk, "as_of": change.at},
-                    )
+                        set_={"risk": insert.excluded.risk, "as_of": insert.excluded.as_of},
+                    ),
+                    scores,
                 )
 
     # --- read ---------------------------------------------------------------------------
@@ -419,7 +420,13 @@ def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 3) if values else None
 
 
+_ROW = ("opened", "last", "level", "risk", "alerts", "entities", "rules", "tactics", "merges",
+        "follows", "first_event", "detected")  # fmt: skip
+MAX_ENTITIES = 1000  # kept in the row; an incident naming more keeps them in memory only
+
+
 def _incident_row(incident: Incident) -> dict[str, Any]:
+    entities = sorted(f"{k}:{v}" for k, v in incident.entities)[:MAX_ENTITIES]
     return {
         "id": incident.id,
         "opened": incident.opened,
@@ -427,7 +434,7 @@ def _incident_row(incident: Incident) -> dict[str, Any]:
         "level": incident.level,
         "risk": round(incident.risk, 3),
         "alerts": incident.size,
-        "entities": orjson.dumps(sorted(f"{k}:{v}" for k, v in incident.entities)).decode(),
+        "entities": orjson.dumps(entities).decode(),
         "rules": orjson.dumps(incident.rules).decode(),
         "tactics": orjson.dumps(incident.tactics).decode(),
         "merges": orjson.dumps(incident.merges).decode(),
