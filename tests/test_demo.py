@@ -62,7 +62,12 @@ def test_replayed_live_the_intrusion_is_detected_within_seconds(tmp_path) -> Non
         found = replay(service, seconds=3.0)
         assert found is not None
         view = incident_view(service, service.incident_store.get(found))
+        # every risk change went out as an event on the `risk` stream
+        changes = [json.loads(r) for _, r in service.risk_stream.fetch(0, 10_000, 0)]
     finally:
         service.stop()
     assert len(view["alerts"]) == 22
     assert view["mttd_s"] is not None and 0 <= view["mttd_s"] < 5
+    jdoe = [c for c in changes if (c["kind"], c["value"]) == ("user", "jdoe")]
+    assert len(jdoe) >= 10 and jdoe[-1]["risk"] > 200  # 22 alerts of medium to critical
+    assert {"kind", "value", "risk", "delta", "at"} == set(jdoe[0])

@@ -139,3 +139,5 @@ def test_response_metrics_come_from_the_stamps(store, monkeypatch) -> None:
     assert (metrics["mttd"], metrics["mtta"], metrics["mttr"]) == (60, 600, 3600)
     assert metrics["mttc"] is None and metrics["incidents"] == 1
     assert metrics["mtta_by_day"] == {"1970-01-01": 600}
+    row = store.get(incident.id)  # and per incident
+    assert (row["mttd_s"], row["mtta_s"], row["mttc_s"], row["mttr_s"]) == (60, 600, None, 3600)

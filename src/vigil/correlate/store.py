@@ -455,4 +455,8 @@ def _incident_dict(row: Any) -> dict[str, Any]:
         out[name] = orjson.loads(out[name])
     first, detected = out.get("first_event"), out.get("detected")
     out["mttd_s"] = round(detected - first, 3) if first is not None and detected else None
+    for name, column in (("mtta_s", "triaged_at"), ("mttc_s", "contained_at"),
+                         ("mttr_s", "resolved_at")):  # fmt: skip
+        stamp = out.get(column)
+        out[name] = round(stamp - out["created"], 3) if stamp is not None else None
     return out

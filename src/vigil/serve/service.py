@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from vigil.api.backend import IngestAck, Overloaded
 from vigil.bus import LocalStream
 from vigil.config import Settings
+from vigil.correlate import RiskChange
 from vigil.correlate import Settings as CorrelateSettings
 from vigil.correlate.stage import IncidentStage
 from vigil.correlate.store import IncidentStore
@@ -74,6 +75,12 @@ class Service:
             self.incident_store,
             CorrelateSettings(correlate.window_s, correlate.span_s, correlate.half_life_s),
         )
+        # entity risk changes as events, for whoever follows risk (the Zero Trust decision
+        # point): one JSON record per change on the `risk` stream
+        self.risk_stream = LocalStream(
+            folder / "risk", fsync=False, segment_bytes=settings.pipeline.segment_bytes
+        )
+        self.incidents.listeners.append(self._publish_risk)
         self.detector = Detector(
             self.loaded,
             self.alert_store,
@@ -135,6 +142,17 @@ class Service:
         self._hunter.set()
         self.pipeline.stop()
         self.stream.close()
+        self.risk_stream.close()
+
+    def _publish_risk(self, changes: list[RiskChange]) -> None:
+        if changes:
+            self.risk_stream.publish(
+                [
+                    orjson.dumps({"kind": c.entity[0], "value": c.entity[1], "risk": c.risk,
+                                  "delta": c.delta, "at": c.at})
+                    for c in changes
+                ]
+            )  # fmt: skip
 
     def _on_batch(self, figures: BatchFigures, pipeline: Pipeline) -> None:
         self.metrics.lag.set(pipeline.lag())
