@@ -34,12 +34,19 @@ EVENT = (
     b' "UtcTime": "2026-11-28 10:00:00.000", "Image": "C:\\\\Windows\\\\System32\\\\whoami.exe"}'
 )
 
+WAZUH = (
+    b'{"timestamp": "2026-11-28T10:15:02.123+0000", "rule": {"level": 10, "id": "5712",'
+    b' "description": "sshd: brute force"}, "agent": {"name": "web-01", "ip": "10.0.0.5"},'
+    b' "data": {"srcip": "203.0.113.9", "dstuser": "root"}}\n'
+)
+
 # (method, path, permission, request body), one per route
 CALLS = [
     ("GET", "/metrics", "metrics:read", None),
     ("POST", "/api/v1/ingest", "events:write", EVENT),
     ("GET", "/api/v1/alerts", "alerts:read", None),
     ("GET", "/api/v1/alerts/{alert_id}", "alerts:read", None),
+    ("POST", "/api/v1/alerts/import", "events:write", WAZUH),
     ("POST", "/api/v1/hunts/sql", "hunts:run", {"query": "select count(*) from events"}),
     ("POST", "/api/v1/hunts/sigma", "hunts:run", {"rule": RULE, "since": "30d"}),
     ("GET", "/api/v1/hunts/saved", "hunts:run", None),
@@ -111,6 +118,8 @@ def call(client, method: str, path: str, body, token: str | None, served_state):
         path = path.replace("{sha256}", item["sha256"])
     if path == "/api/v1/indicators":
         path += "?value=example.com"
+    if path == "/api/v1/alerts/import":
+        path += "?format=wazuh&name=alerts.json"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     if isinstance(body, bytes):
         headers["Content-Type"] = "application/x-ndjson"
@@ -179,6 +188,27 @@ def test_ingested_event_becomes_an_alert_readable_over_the_api(served) -> None:
     assert {"kind": "host", "value": "pc1"}.items() <= next(
         e for e in risky if e["value"] == "pc1"
     ).items()
+
+
+def test_other_tools_alerts_become_alerts_and_incidents_once(served, need_data) -> None:
+    client, keys, *_ = served
+    eve = need_data("network", "suricata-eve-alerts", "wrccdc-2018", "alerts-only.json")
+    headers = {"Authorization": f"Bearer {keys['ingest']}"}
+    params = {"format": "suricata", "name": "wrccdc-2018.json"}
+    first = client.post("/api/v1/alerts/import", params=params, content=eve.read_bytes(),
+                        headers=headers).json()  # fmt: skip
+    assert (first["accepted"], first["new_alerts"], first["rejected"]) == (207, 207, 0)
+    assert first["incidents"]
+    again = client.post("/api/v1/alerts/import", params=params, content=eve.read_bytes(),
+                        headers=headers).json()  # fmt: skip
+    assert (again["accepted"], again["new_alerts"], again["incidents"]) == (207, 0, [])
+    reader = {"Authorization": f"Bearer {keys['viewer']}"}
+    got = client.get("/api/v1/alerts", params={"kind": "suricata", "limit": 1000},
+                     headers=reader).json()  # fmt: skip
+    assert len(got) == 207 and got[0]["event"]["event_type"] == "alert"
+    bad = client.post("/api/v1/alerts/import", params={"format": "splunk"}, content=b"x",
+                      headers=headers)  # fmt: skip
+    assert bad.status_code == 422
 
 
 def test_over_the_body_limit_413_and_overload_503_with_retry_after(tmp_path: Path) -> None:

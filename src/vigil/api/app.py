@@ -243,6 +243,21 @@ def create_app(
             kind=kind,
         )
 
+    @app.post("/api/v1/alerts/import", status_code=201, tags=["alerts"])
+    async def import_alerts(
+        request: Request,
+        _: Annotated[Principal, Depends(require("events:write"))],
+        format: Annotated[str, Query(pattern="^(wazuh|suricata|ait)$")],
+        name: Annotated[str, Query(min_length=1, max_length=255)] = "upload",
+    ) -> dict[str, Any]:
+        """Alerts raised by another tool (Wazuh alerts.json, Suricata EVE, the AIT CSV; the
+        body is the file, gzip or not): stored as alerts and grouped into incidents."""
+        body = await request.body()
+        try:
+            return await run_in_threadpool(backend.import_alerts, name, body, format)
+        except VigilError as exc:
+            raise HTTPException(400, str(exc)) from None
+
     @app.get("/api/v1/alerts/{alert_id}", tags=["alerts"])
     def alert(
         alert_id: str, _: Annotated[Principal, Depends(require("alerts:read"))]

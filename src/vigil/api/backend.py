@@ -32,6 +32,10 @@ class IngestAck:
 class Backend(Protocol):
     incident_store: IncidentStore  # incidents and their cases
 
+    def import_alerts(self, name: str, data: bytes, kind: str) -> dict[str, Any]:
+        """Other tools' alerts (wazuh, suricata, ait) into alerts and incidents."""
+        ...
+
     def entities(self, *, limit: int = 50) -> list[dict[str, Any]]:
         """Entities by risk: as of their last alert (`risk`) and decayed to now."""
         ...

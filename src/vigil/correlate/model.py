@@ -32,6 +32,7 @@ class AlertIn:
     event_time: float | None = None  # when the event behind it happened
     raised: float | None = None  # when the alert was raised (wall clock; MTTD = raised − event)
     labels: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)  # the other tool's alert, as it came
 
     @property
     def level_rank(self) -> int:

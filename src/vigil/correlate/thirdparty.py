@@ -68,18 +68,43 @@ class AlertReport:
 def read_alerts(
     path: Path, kind: str, mapping: Mapping | None = None
 ) -> tuple[list[AlertIn], AlertReport]:
-    """Every alert of one file (`kind`: wazuh, suricata, csv, json)."""
+    """Every alert of one file (`kind`: wazuh, suricata, csv, json; `.gz` is read too)."""
+    return _read(Source(path.name, lambda: _open_file(path), str(path)), kind, mapping)
+
+
+def parse_alerts(
+    name: str, data: bytes, kind: str, mapping: Mapping | None = None
+) -> tuple[list[AlertIn], AlertReport]:
+    """The alerts of a file's content (an upload), gzip-compressed or not."""
+
+    def opened() -> io.TextIOBase:
+        raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+        return io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8", errors="replace")
+
+    return _read(Source(name, opened, name), kind, mapping)
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str  # the file's name (part of each alert's id)
+    open: Callable[[], io.TextIOBase]
+    where: str  # for messages
+
+
+def _read(source: Source, kind: str, mapping: Mapping | None) -> tuple[list[AlertIn], AlertReport]:
     reader = READERS.get(kind)
     if reader is None:
-        raise InputError(f"{path}: unknown alert format {kind!r} (one of {', '.join(READERS)})")
+        raise InputError(
+            f"{source.where}: unknown alert format {kind!r} (one of {', '.join(READERS)})"
+        )
     if kind in ("csv", "json") and mapping is None:
-        raise InputError(f"{path}: {kind} alerts need a field mapping")
-    report = AlertReport(str(path))
-    alerts = list(reader(path, mapping, report))
+        raise InputError(f"{source.where}: {kind} alerts need a field mapping")
+    report = AlertReport(source.where)
+    alerts = list(reader(source, mapping, report))
     return alerts, report
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+def _open_file(path: Path) -> io.TextIOBase:
     try:
         if path.suffix == ".gz":
             return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
@@ -88,9 +113,9 @@ def _open_text(path: Path) -> io.TextIOBase:
         raise InputError(f"{path}: cannot read: {exc}") from exc
 
 
-def _json_records(path: Path, report: AlertReport) -> Iterator[tuple[int, dict[str, Any]]]:
+def _json_records(source: Source, report: AlertReport) -> Iterator[tuple[int, dict[str, Any]]]:
     """JSON lines, or one JSON array (Suricata samples come that way)."""
-    with _open_text(path) as handle:
+    with source.open() as handle:
         text = handle.read()
     stripped = text.lstrip()
     if stripped.startswith("["):
@@ -127,10 +152,10 @@ def _get(record: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-def _alert_id(source: str, path: Path, number: int, record: Any) -> str:
+def _alert_id(tool: str, source: Source, number: int, record: Any) -> str:
     body = orjson.dumps(record, option=orjson.OPT_SORT_KEYS, default=str)
-    digest = hashlib.sha256(f"{source}\0{path.name}\0{number}\0".encode() + body).hexdigest()
-    return f"{source}-{digest[:20]}"
+    digest = hashlib.sha256(f"{tool}\0{source.name}\0{number}\0".encode() + body).hexdigest()
+    return f"{tool}-{digest[:20]}"
 
 
 # --- Wazuh -------------------------------------------------------------------------------
@@ -153,8 +178,8 @@ def _wazuh_level(level: Any) -> str:
     return "informational"
 
 
-def _wazuh(path: Path, _: Mapping | None, report: AlertReport) -> Iterator[AlertIn]:
-    for number, record in _json_records(path, report):
+def _wazuh(source: Source, _: Mapping | None, report: AlertReport) -> Iterator[AlertIn]:
+    for number, record in _json_records(source, report):
         rule = record.get("rule")
         when = parse_time(record.get("timestamp"))
         if not isinstance(rule, dict) or when is None:
@@ -172,7 +197,7 @@ def _wazuh(path: Path, _: Mapping | None, report: AlertReport) -> Iterator[Alert
         tactics = [f"attack.{str(t).lower().replace(' ', '-')}" for t in mitre.get("tactic", [])]
         report.read += 1
         yield AlertIn(
-            id=_alert_id("wazuh", path, number, record),
+            id=_alert_id("wazuh", source, number, record),
             time=when,
             rule=f"wazuh:{rule.get('id', '?')}",
             title=str(rule.get("description") or rule.get("id") or "Wazuh alert"),
@@ -180,6 +205,7 @@ def _wazuh(path: Path, _: Mapping | None, report: AlertReport) -> Iterator[Alert
             source="wazuh",
             entities=entities_of(fields),
             tactics=tactics_of(tactics),
+            record=record,
         )
 
 
@@ -188,8 +214,8 @@ def _wazuh(path: Path, _: Mapping | None, report: AlertReport) -> Iterator[Alert
 _SURICATA_LEVEL = {1: "high", 2: "medium", 3: "low", 4: "informational"}
 
 
-def _suricata(path: Path, _: Mapping | None, report: AlertReport) -> Iterator[AlertIn]:
-    for number, record in _json_records(path, report):
+def _suricata(source: Source, _: Mapping | None, report: AlertReport) -> Iterator[AlertIn]:
+    for number, record in _json_records(source, report):
         if record.get("event_type") != "alert":
             continue  # flows, DNS, ... are events, not alerts
         alert = record.get("alert")
@@ -205,12 +231,13 @@ def _suricata(path: Path, _: Mapping | None, report: AlertReport) -> Iterator[Al
         tactics = [f"attack.{t}" for t in metadata.get("mitre_tactic_name", []) or []]
         report.read += 1
         yield AlertIn(
-            id=_alert_id("suricata", path, number, record),
+            id=_alert_id("suricata", source, number, record),
             time=when,
             rule=f"suricata:{alert.get('gid', 1)}:{alert.get('signature_id', '?')}",
             title=str(alert.get("signature") or "Suricata alert"),
             level=_SURICATA_LEVEL.get(alert.get("severity"), "medium"),  # type: ignore[arg-type]
             source="suricata",
+            record=record,
             entities=entities_of(fields),
             tactics=tactics_of([t.lower().replace("_", "-") for t in tactics]),
         )
@@ -220,7 +247,7 @@ def _suricata(path: Path, _: Mapping | None, report: AlertReport) -> Iterator[Al
 
 
 def _mapped(
-    number: int, record: dict[str, Any], mapping: Mapping, path: Path, report: AlertReport
+    number: int, record: dict[str, Any], mapping: Mapping, source: Source, report: AlertReport
 ) -> AlertIn | None:
     when = _when(_get(record, mapping.time))
     rule = _get(record, mapping.rule)
@@ -237,7 +264,7 @@ def _mapped(
     tactics = _get(record, mapping.tactics) if mapping.tactics else None
     report.read += 1
     return AlertIn(
-        id=_alert_id(mapping.source, path, number, record),
+        id=_alert_id(mapping.source, source, number, record),
         time=when,
         rule=str(rule),
         title=str(_get(record, mapping.title) or rule) if mapping.title else str(rule),
@@ -246,6 +273,7 @@ def _mapped(
         entities=tuple(entities),
         tactics=tactics_of([f"attack.{t}" for t in str(tactics or "").split(",") if t]),
         labels={name: _get(record, name) for name in mapping.labels},
+        record=dict(record),
     )
 
 
@@ -267,31 +295,31 @@ _KIND_FIELD = {
 }
 
 
-def _csv(path: Path, mapping: Mapping | None, report: AlertReport) -> Iterator[AlertIn]:
+def _csv(source: Source, mapping: Mapping | None, report: AlertReport) -> Iterator[AlertIn]:
     assert mapping is not None
-    with _open_text(path) as handle:
+    with source.open() as handle:
         rows = csv.DictReader(handle)
         missing = {mapping.time, mapping.rule} - set(rows.fieldnames or ())
         if missing:
-            raise InputError(f"{path}: the CSV has no column {', '.join(sorted(missing))}")
+            raise InputError(f"{source.where}: the CSV has no column {', '.join(sorted(missing))}")
         for number, row in enumerate(rows, 2):
             if None in row:  # more values than columns
                 report.reject(number, "more values than the header has columns")
                 continue
-            alert = _mapped(number, row, mapping, path, report)
+            alert = _mapped(number, row, mapping, source, report)
             if alert is not None:
                 yield alert
 
 
-def _json(path: Path, mapping: Mapping | None, report: AlertReport) -> Iterator[AlertIn]:
+def _json(source: Source, mapping: Mapping | None, report: AlertReport) -> Iterator[AlertIn]:
     assert mapping is not None
-    for number, record in _json_records(path, report):
-        alert = _mapped(number, record, mapping, path, report)
+    for number, record in _json_records(source, report):
+        alert = _mapped(number, record, mapping, source, report)
         if alert is not None:
             yield alert
 
 
-READERS: dict[str, Callable[[Path, Mapping | None, AlertReport], Iterator[AlertIn]]] = {
+READERS: dict[str, Callable[[Source, Mapping | None, AlertReport], Iterator[AlertIn]]] = {
     "wazuh": _wazuh,
     "suricata": _suricata,
     "csv": _csv,

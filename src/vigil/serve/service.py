@@ -8,6 +8,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from vigil.detect import Detection
 from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import LoadedRules, load_rules, starter_rules
 from vigil.errors import InputError
+from vigil.events import format_time
 from vigil.intel.store import IndicatorStore
 from vigil.serve.pipeline import (
     EVENT,
@@ -361,6 +363,47 @@ class Service:
 
     def intel_stats(self) -> dict[str, Any]:
         return self.indicators_store.stats()
+
+    def import_alerts(self, name: str, data: bytes, kind: str) -> dict[str, Any]:
+        """Alerts another tool raised (Wazuh, Suricata EVE, the AIT CSV): stored as alerts
+        (ids fixed by the record: a file sent twice adds nothing) and grouped into incidents
+        with Vigil's own."""
+        from vigil.correlate import AIT_MAPPING, parse_alerts
+
+        mapping = AIT_MAPPING if kind == "ait" else None
+        alerts, report = parse_alerts(name, data, "csv" if kind == "ait" else kind, mapping)
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        items = []
+        for alert in alerts:
+            host = next((v for k, v in alert.entities if k == "host"), None)
+            detection = Detection(
+                kind=alert.source,
+                rule_id=alert.rule,
+                rule_title=alert.title,
+                level=alert.level,
+                status="external",
+                tags=tuple(f"attack.{t}" for t in alert.tactics),
+                time=alert.time,
+                timestamp=format_time(alert.time),
+                host=host,
+                source_file=name,
+                record_id=None,
+                matched_fields={},
+                event=alert.record,
+                detected_at=stamp,
+            )
+            items.append((alert.id[:32], detection, None))
+        new = self.alert_store.add(items)
+        raised = [replace(a, id=a.id[:32], raised=now) for a in alerts]
+        touched = self.incidents.feed(raised)
+        return {
+            "accepted": len(alerts),
+            "new_alerts": new,
+            "rejected": report.rejected,
+            "set_aside": report.set_aside[:20],
+            "incidents": sorted(i.id for i in touched),
+        }
 
     def entities(self, *, limit: int = 50) -> list[dict[str, Any]]:
         now = time.time()
