@@ -30,7 +30,7 @@ def test_csv_alerts_need_their_mapping(run_cli, tmp_path) -> None:
     path = tmp_path / "alerts.csv"
     path.write_text("when,sig,box\n2026-11-28T10:00:00Z,Mimikatz,WS-1\n")
     missing = run_cli("correlate", str(path), "--format", "csv")
-    assert missing.exit_code == 2 and "--map time=COLUMN" in missing.stderr
+    assert missing.exit_code == 2 and "mapping of time=COLUMN and rule=COLUMN" in missing.stderr
     result = run_cli(
         "correlate", str(path), "--format", "csv", "--map", "time=when", "--map", "rule=sig",
         "--map", "host=box", "--json",

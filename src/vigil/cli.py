@@ -1165,29 +1165,12 @@ def correlate(
 
 
 def _mapping(pairs: list[str]) -> Any:
-    from vigil.correlate import Mapping
+    from vigil.correlate import mapping_from_pairs
 
-    given: dict[str, list[str]] = {}
-    for pair in pairs:
-        key, sep, column = pair.partition("=")
-        if not sep or not column:
-            raise fail(f"--map takes KEY=COLUMN, not {pair!r}")
-        given.setdefault(key.strip(), []).append(column.strip())
-    if "time" not in given or "rule" not in given:
-        raise fail("csv/json alerts need --map time=COLUMN and --map rule=COLUMN")
-    entity_kinds = ("host", "user", "ip", "process", "hash", "principal")
-    known = {"time", "rule", "title", "level", "label", *entity_kinds}
-    unknown = set(given) - known
-    if unknown:
-        raise fail(f"--map knows {', '.join(sorted(known))}, not {', '.join(sorted(unknown))}")
-    return Mapping(
-        time=given["time"][0],
-        rule=given["rule"][0],
-        title=given.get("title", [None])[0],
-        level=given.get("level", [None])[0],
-        entities={k: tuple(given[k]) for k in entity_kinds if k in given},
-        labels=tuple(given.get("label", [])),
-    )
+    try:
+        return mapping_from_pairs(pairs)
+    except VigilError as exc:
+        raise fail(str(exc)) from None
 
 
 def _short_time(epoch: float) -> str:

@@ -209,6 +209,21 @@ def test_other_tools_alerts_become_alerts_and_incidents_once(served, need_data) 
     bad = client.post("/api/v1/alerts/import", params={"format": "splunk"}, content=b"x",
                       headers=headers)  # fmt: skip
     assert bad.status_code == 422
+    # CSV with a mapping; a bad row is set aside with its reason
+    mapped = {"format": "csv", "name": "edr.csv",
+              "map": ["time=when", "rule=sig", "host=box", "user=who", "level=sev"]}  # fmt: skip
+    body = (
+        b"when,sig,box,who,sev\n2026-11-28T10:00:00Z,Mimikatz,WS-9,eve,critical\nnope,x,y,z,low\n"
+    )
+    csv_reply = client.post("/api/v1/alerts/import", params=mapped, content=body,
+                            headers=headers).json()  # fmt: skip
+    assert (csv_reply["accepted"], csv_reply["rejected"]) == (1, 1)
+    incident = client.get(f"/api/v1/incidents/{csv_reply['incidents'][0]}", headers=reader).json()
+    assert {"host:ws-9", "user:eve"} <= set(incident["entities"])
+    assert incident["level"] == "critical"
+    unmapped = client.post("/api/v1/alerts/import", params={"format": "csv"}, content=body,
+                           headers=headers)  # fmt: skip
+    assert unmapped.status_code == 400 and "time=COLUMN" in unmapped.text
 
 
 def test_over_the_body_limit_413_and_overload_503_with_retry_after(tmp_path: Path) -> None:

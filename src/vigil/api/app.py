@@ -247,14 +247,16 @@ def create_app(
     async def import_alerts(
         request: Request,
         _: Annotated[Principal, Depends(require("events:write"))],
-        format: Annotated[str, Query(pattern="^(wazuh|suricata|ait)$")],
+        format: Annotated[str, Query(pattern="^(wazuh|suricata|ait|csv|json)$")],
         name: Annotated[str, Query(min_length=1, max_length=255)] = "upload",
+        mapping: Annotated[list[str] | None, Query(alias="map")] = None,
     ) -> dict[str, Any]:
-        """Alerts raised by another tool (Wazuh alerts.json, Suricata EVE, the AIT CSV; the
-        body is the file, gzip or not): stored as alerts and grouped into incidents."""
+        """Alerts raised by another tool (Wazuh alerts.json, Suricata EVE, the AIT CSV, or
+        CSV / JSON lines with `map=time=COLUMN&map=rule=COLUMN&map=host=COLUMN...`; the body
+        is the file, gzip or not): stored as alerts and grouped into incidents."""
         body = await request.body()
         try:
-            return await run_in_threadpool(backend.import_alerts, name, body, format)
+            return await run_in_threadpool(backend.import_alerts, name, body, format, mapping)
         except VigilError as exc:
             raise HTTPException(400, str(exc)) from None
 

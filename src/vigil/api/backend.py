@@ -32,8 +32,11 @@ class IngestAck:
 class Backend(Protocol):
     incident_store: IncidentStore  # incidents and their cases
 
-    def import_alerts(self, name: str, data: bytes, kind: str) -> dict[str, Any]:
-        """Other tools' alerts (wazuh, suricata, ait) into alerts and incidents."""
+    def import_alerts(
+        self, name: str, data: bytes, kind: str, mapping: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Other tools' alerts (wazuh, suricata, ait; csv and json with a KEY=COLUMN
+        mapping) into alerts and incidents."""
         ...
 
     def entities(self, *, limit: int = 50) -> list[dict[str, Any]]:

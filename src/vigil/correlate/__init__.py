@@ -12,7 +12,13 @@ from vigil.correlate.model import AlertIn, Incident, Membership, from_detection
 from vigil.correlate.risk import EntityRisk, RiskChange
 from vigil.correlate.stage import IncidentStage
 from vigil.correlate.store import STATUSES, CaseError, IncidentStore
-from vigil.correlate.thirdparty import AIT_MAPPING, Mapping, parse_alerts, read_alerts
+from vigil.correlate.thirdparty import (
+    AIT_MAPPING,
+    Mapping,
+    mapping_from_pairs,
+    parse_alerts,
+    read_alerts,
+)
 
 __all__ = [
     "AIT_MAPPING",
@@ -29,6 +35,7 @@ __all__ = [
     "RiskChange",
     "Settings",
     "from_detection",
+    "mapping_from_pairs",
     "parse_alerts",
     "progresses",
     "read_alerts",

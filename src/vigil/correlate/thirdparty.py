@@ -52,6 +52,35 @@ AIT_MAPPING = Mapping(
 )
 
 
+def mapping_from_pairs(pairs: list[str], source: str = "csv") -> Mapping:
+    """A mapping from `KEY=COLUMN` pairs (time, rule, title, level, label and the entity
+    kinds; entity kinds and label may repeat)."""
+    given: dict[str, list[str]] = {}
+    for pair in pairs:
+        key, sep, column = pair.partition("=")
+        if not sep or not column:
+            raise InputError(f"a mapping is KEY=COLUMN, not {pair!r}")
+        given.setdefault(key.strip(), []).append(column.strip())
+    if "time" not in given or "rule" not in given:
+        raise InputError("csv/json alerts need a mapping of time=COLUMN and rule=COLUMN")
+    entity_kinds = tuple(_KIND_FIELD)
+    known = {"time", "rule", "title", "level", "label", *entity_kinds}
+    unknown = set(given) - known
+    if unknown:
+        raise InputError(
+            f"a mapping knows {', '.join(sorted(known))}, not {', '.join(sorted(unknown))}"
+        )
+    return Mapping(
+        time=given["time"][0],
+        rule=given["rule"][0],
+        title=given.get("title", [None])[0],
+        level=given.get("level", [None])[0],
+        entities={k: tuple(given[k]) for k in entity_kinds if k in given},
+        labels=tuple(given.get("label", [])),
+        source=source,
+    )
+
+
 @dataclass
 class AlertReport:
     path: str

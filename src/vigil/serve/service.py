@@ -364,14 +364,20 @@ class Service:
     def intel_stats(self) -> dict[str, Any]:
         return self.indicators_store.stats()
 
-    def import_alerts(self, name: str, data: bytes, kind: str) -> dict[str, Any]:
-        """Alerts another tool raised (Wazuh, Suricata EVE, the AIT CSV): stored as alerts
-        (ids fixed by the record: a file sent twice adds nothing) and grouped into incidents
-        with Vigil's own."""
-        from vigil.correlate import AIT_MAPPING, parse_alerts
+    def import_alerts(
+        self, name: str, data: bytes, kind: str, mapping: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Alerts another tool raised (Wazuh, Suricata EVE, the AIT CSV, CSV or JSON lines
+        with a `KEY=COLUMN` mapping): stored as alerts (ids fixed by the record: a file sent
+        twice adds nothing) and grouped into incidents with Vigil's own."""
+        from vigil.correlate import AIT_MAPPING, mapping_from_pairs, parse_alerts
 
-        mapping = AIT_MAPPING if kind == "ait" else None
-        alerts, report = parse_alerts(name, data, "csv" if kind == "ait" else kind, mapping)
+        fields = None
+        if kind == "ait":
+            kind, fields = "csv", AIT_MAPPING
+        elif kind in ("csv", "json"):
+            fields = mapping_from_pairs(mapping or [])
+        alerts, report = parse_alerts(name, data, kind, fields)
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
         items = []
