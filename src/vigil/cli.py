@@ -196,6 +196,10 @@ def scan(
             "--intel", help="Also match the live indicators of the store (`vigil intel import`)."
         ),
     ] = False,
+    starter: Annotated[
+        bool,
+        typer.Option("--starter-rules", help="Also use Vigil's own rules (`vigil serve` does)."),
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Hunt through logs with Sigma rules (and indicators) and print a timeline of detections."""
@@ -205,13 +209,16 @@ def scan(
         raise fail(f"unknown format {fmt!r} (use table, jsonl or csv)")
     if min_level is not None and min_level not in LEVELS:
         raise fail(f"unknown level {min_level!r} (use {', '.join(LEVELS)})")
-    if not rules and not intel:
-        raise fail("no rules given: use --rules DIR (a folder of Sigma rules) and/or --intel")
+    if not rules and not intel and not starter:
+        raise fail(
+            "no rules given: use --rules DIR (a folder of Sigma rules), --starter-rules "
+            "and/or --intel"
+        )
     for path in [*paths, *rules]:
         if not path.exists():
             raise fail(f"no such file or directory: {path}")
     try:
-        loaded = _load(rules, placeholders, no_cache)
+        loaded = _load([*([starter_rules()] if starter else []), *rules], placeholders, no_cache)
         matcher = _load_intel(data_dir) if intel else None
         columns = (
             TextColumn("{task.description}", style="cyan"),

@@ -3,6 +3,7 @@ what third-party attack recordings hold (and nothing in the other recordings).""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -70,3 +71,18 @@ def test_windows_attack_recordings_are_found(starter, need_data, recording, titl
     assert len(matches) == 1, recording
     titles = {d.rule_title for d in scan_inputs(matches, starter).detections}
     assert title in titles
+
+
+def test_vigil_scan_uses_the_pack_on_request(run_cli, need_data, tmp_path) -> None:
+    stratus = need_data("cloud", "stratus-red-team")
+    out = tmp_path / "found.jsonl"
+    result = run_cli("scan", str(stratus), "--starter-rules", "--format", "jsonl", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    titles = Counter(json.loads(line)["rule_title"] for line in out.read_text().splitlines())
+    assert titles == {
+        "AWS Console Login Without MFA": 1,
+        "CloudTrail Logging Stopped or Deleted": 2,
+        "IAM Access Key Created": 2,
+    }
+    bare = run_cli("scan", str(stratus))
+    assert bare.exit_code == 2 and "--starter-rules" in bare.stderr
