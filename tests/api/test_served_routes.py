@@ -234,6 +234,9 @@ def test_over_the_body_limit_413_and_overload_503_with_retry_after(tmp_path: Pat
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
     client = TestClient(build_app(service))  # not started: nothing drains the intake log
     assert client.post("/api/v1/ingest", content=b"x" * 2000, headers=headers).status_code == 413
+    big = client.post("/api/v1/alerts/import", params={"format": "wazuh"}, content=b"x" * 2000,
+                      headers=headers)  # fmt: skip
+    assert big.status_code == 413  # alert imports and evidence have the same limit
     assert client.post("/api/v1/ingest", content=b"{}\n{}", headers=headers).status_code == 202
     refused = client.post("/api/v1/ingest", content=b"{}\n{}", headers=headers)
     assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1

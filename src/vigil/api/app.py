@@ -188,11 +188,8 @@ def create_app(
     def metrics_text(_: Annotated[Principal, Depends(require("metrics:read"))]) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/api/v1/ingest", status_code=202, response_model=IngestReply, tags=["events"])
-    async def ingest(
-        request: Request, who: Annotated[Principal, Depends(require("events:write"))]
-    ) -> IngestReply:
-        limited(who)
+    async def bounded_body(request: Request) -> bytes:
+        """The request body, refused with 413 past `max_body_bytes` (read as it streams)."""
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
             raise HTTPException(413, f"body larger than {max_body_bytes} bytes")
@@ -203,7 +200,14 @@ def create_app(
             if size > max_body_bytes:
                 raise HTTPException(413, f"body larger than {max_body_bytes} bytes")
             chunks.append(chunk)
-        body = b"".join(chunks)
+        return b"".join(chunks)
+
+    @app.post("/api/v1/ingest", status_code=202, response_model=IngestReply, tags=["events"])
+    async def ingest(
+        request: Request, who: Annotated[Principal, Depends(require("events:write"))]
+    ) -> IngestReply:
+        limited(who)
+        body = await bounded_body(request)
         kind = request.headers.get("content-type", "").split(";")[0].strip()
         if kind == "application/json":
             try:
@@ -397,7 +401,7 @@ def create_app(
         name: Annotated[str, Query(min_length=1, max_length=255)],
     ) -> dict[str, Any]:
         """The request body is the file (any content type), kept under its SHA-256."""
-        body = await request.body()
+        body = await bounded_body(request)
         stream = io.BytesIO(body)
         return await run_in_threadpool(
             case, lambda: cases.add_evidence(incident_id, who.name, name, stream)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ class Correlator:
         self._seen = 0
         self.risk_changes: list[RiskChange] = []  # since last taken (`take_risk_changes`)
         self.gone: list[tuple[str, str]] = []  # (merged incident, the one it went into)
+        self._touched: dict[str, float] = {}  # incident → when it last grew (monotonic)
 
     # --- feeding ---------------------------------------------------------------------------
 
@@ -92,8 +94,14 @@ class Correlator:
         return incident
 
     def _is_open(self, incident: Incident, at: float) -> bool:
+        """Whether an alert at `at` belongs in the incident's time: not past its window or
+        span, and not from long before it began."""
         s = self.settings
-        return at - incident.last <= s.window and at - incident.opened < s.span
+        return (
+            at - incident.last <= s.window
+            and at - incident.opened < s.span
+            and incident.opened - at <= s.window
+        )
 
     def _open_incident(self, alert: AlertIn, follows: str | None) -> Incident:
         digest = hashlib.sha256(alert.id.encode("utf-8", "replace")).hexdigest()[:16]
@@ -122,6 +130,8 @@ class Correlator:
         for tactic in other.tactics:
             if tactic not in into.tactics:
                 into.tactics.append(tactic)
+        if LEVELS.index(other.level) > LEVELS.index(into.level):
+            into.level = other.level
         into.opened = min(into.opened, other.opened)
         into.last = max(into.last, other.last)
         if other.detected is not None:
@@ -135,6 +145,7 @@ class Correlator:
                 self._open[entity] = into.id
 
     def _join(self, incident: Incident, alert: AlertIn, entities: tuple[Entity, ...]) -> None:
+        self._touched[incident.id] = time.monotonic()
         incident.alerts.append(alert)
         incident.last = max(incident.last, alert.time)
         incident.entities.update(entities)
@@ -188,12 +199,20 @@ class Correlator:
         return sorted(self.incidents.values(), key=lambda i: i.risk, reverse=True)
 
     def prune(self, now: float) -> list[str]:
-        """Forget incidents closed by `now` (their window or span is over): a long-running
-        stage keeps only open ones in memory. The entities still say which incident last
-        named them, so the next one `follows` it. Ids of those forgotten."""
-        closed = [i for i, incident in self.incidents.items() if not self._is_open(incident, now)]
+        """Forget incidents closed by `now` (event time: their window or span is over) that
+        have also had no alert for a window of this machine's time: a long-running stage
+        keeps only live ones in memory, and one alert stamped in the future cannot close
+        the others. The entities still say which incident last named them, so the next one
+        `follows` it. Ids of those forgotten."""
+        idle_since = time.monotonic() - self.settings.window
+        closed = [
+            i
+            for i, incident in self.incidents.items()
+            if not self._is_open(incident, now) and self._touched.get(i, 0.0) < idle_since
+        ]
         for incident_id in closed:
             del self.incidents[incident_id]
+            self._touched.pop(incident_id, None)
         return closed
 
     def take_risk_changes(self) -> list[RiskChange]:

@@ -4,6 +4,7 @@ the logs Vigil reads (Windows and Sysmon, auditd, Zeek, CloudTrail, Okta, ECS-st
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from typing import Any
 
@@ -50,7 +51,7 @@ def entities_of(fields: dict[str, Any], host: str | None = None) -> tuple[Entity
     """The (kind, value) pairs of one event's fields, values lower-cased, each once."""
     found: list[Entity] = []
     if host:
-        found.append(("host", host.lower()))
+        found.append(("host", _bounded(host.lower())))
     for kind, names in FIELDS.items():
         for name in names:
             value = fields.get(name)
@@ -68,7 +69,7 @@ def entities_of(fields: dict[str, Any], host: str | None = None) -> tuple[Entity
             if kind == "hash" and _system_image(fields):
                 continue  # Windows' own binaries are on every host: their hashes link nothing
             for text in _values(kind, str(value)):
-                entity = (kind, text)
+                entity = (kind, _bounded(text))
                 if entity not in found:
                     found.append(entity)
     return tuple(found)
@@ -77,6 +78,16 @@ def entities_of(fields: dict[str, Any], host: str | None = None) -> tuple[Entity
 def _system_image(fields: dict[str, Any]) -> bool:
     image = str(fields.get("Image") or fields.get("NewProcessName") or "").lower()
     return image.startswith(("c:\\windows\\", "c:\\program files\\windows"))
+
+
+MAX_VALUE = 200  # longer values (they come from the data) keep a prefix and a digest
+
+
+def _bounded(value: str) -> str:
+    if len(value) <= MAX_VALUE:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:16]
+    return f"{value[: MAX_VALUE - 18]}…{digest}"
 
 
 def detection_entities(detection: Detection) -> tuple[Entity, ...]:

@@ -83,7 +83,7 @@ case_entry_table = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("incident_id", String(32), nullable=False, index=True),
     Column("at", Float, nullable=False),
-    Column("kind", String(16), nullable=False),  # status, assign, note, task, done, evidence
+    Column("kind", String(16), nullable=False),  # status, assign, note, task, done, evidence, merge
     Column("author", Text, nullable=False),
     Column("text", Text, nullable=False),
     Column("data", Text, nullable=False),  # JSON
@@ -146,7 +146,18 @@ class IncidentStore:
             for (kind, value), c in latest.items()
         ]
         # one statement per table, many rows each (compiled once, executed as a batch)
+        grown = {incident_id for incident_id, _ in members}
         with self.engine.begin() as conn:
+            closed = {}
+            if grown:
+                closed = dict(
+                    conn.execute(
+                        select(incident_table.c.id, incident_table.c.status).where(
+                            incident_table.c.id.in_(list(grown)),
+                            incident_table.c.status.in_(("resolved", "false_positive")),
+                        )
+                    ).all()
+                )
             if rows:
                 insert = self._insert(incident_table)
                 conn.execute(
@@ -160,11 +171,22 @@ class IncidentStore:
                 insert = self._insert(incident_alert_table)
                 conn.execute(insert.on_conflict_do_nothing(index_elements=["alert_id"]), linked)
             for old, into in gone:
+                self._merge_case(conn, old, into, now)
                 for table in (incident_alert_table, case_entry_table):
                     conn.execute(
                         update(table).where(table.c.incident_id == old).values(incident_id=into)
                     )
                 conn.execute(incident_table.delete().where(incident_table.c.id == old))
+            for incident_id, status in closed.items():
+                # new activity on a closed case reopens it: it must not stay hidden
+                conn.execute(
+                    update(incident_table)
+                    .where(incident_table.c.id == incident_id)
+                    .values(status="triaged", updated=now)
+                )
+                self._entry(conn, incident_id, now, "status", "vigil",
+                            f"{status} → triaged (new alerts)",
+                            {"from": status, "to": "triaged", "note": "reopened"})  # fmt: skip
             if scores:
                 insert = self._insert(entity_risk_table)
                 conn.execute(
@@ -174,6 +196,34 @@ class IncidentStore:
                     ),
                     scores,
                 )
+
+    def _merge_case(self, conn: Any, old: str, into: str, now: float) -> None:
+        """Keep the case of an incident merged into another: the further status, the
+        earliest stamps, an assignee."""
+        rows = {
+            row["id"]: row
+            for row in conn.execute(
+                select(incident_table).where(incident_table.c.id.in_((old, into)))
+            ).mappings()
+        }
+        if old not in rows or into not in rows:
+            return
+        gone, kept = rows[old], rows[into]
+        values: dict[str, Any] = {}
+        for column in ("created", "triaged_at", "contained_at", "resolved_at"):
+            stamps = [r[column] for r in (gone, kept) if r[column] is not None]
+            if stamps and min(stamps) != kept[column]:
+                values[column] = min(stamps)
+        if kept["status"] == "new" and gone["status"] != "new":
+            values["status"] = gone["status"]
+        if kept["assignee"] is None and gone["assignee"] is not None:
+            values["assignee"] = gone["assignee"]
+        if values:
+            conn.execute(update(incident_table).where(incident_table.c.id == into).values(**values))
+        if gone["status"] != "new" or gone["assignee"] is not None:
+            self._entry(conn, into, now, "merge", "vigil",
+                        f"{old} merged in (it was {gone['status']})",
+                        {"merged": old, "status": gone["status"]})  # fmt: skip
 
     # --- read ---------------------------------------------------------------------------
 
@@ -318,6 +368,8 @@ class IncidentStore:
         """Keep a file for the case under its SHA-256 (stored once however often added)."""
         if self.evidence is None:
             raise CaseError("this store keeps no evidence files (no evidence folder)")
+        with self.engine.connect() as conn:
+            self._status(conn, incident_id)  # an unknown incident keeps no file
         self.evidence.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         size = 0

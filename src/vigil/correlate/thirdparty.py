@@ -12,6 +12,7 @@ import csv
 import gzip
 import hashlib
 import io
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,11 +107,27 @@ def parse_alerts(
 ) -> tuple[list[AlertIn], AlertReport]:
     """The alerts of a file's content (an upload), gzip-compressed or not."""
 
+    raw = _gunzip(name, data) if data[:2] == b"\x1f\x8b" else data
+
     def opened() -> io.TextIOBase:
-        raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
         return io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8", errors="replace")
 
     return _read(Source(name, opened, name), kind, mapping)
+
+
+MAX_UNPACKED = 1 << 30  # an uploaded .gz may unpack to this much at most
+
+
+def _gunzip(name: str, data: bytes) -> bytes:
+    """Decompress an upload, refusing one that unpacks past MAX_UNPACKED (a gzip bomb)."""
+    unpacker = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = unpacker.decompress(data, MAX_UNPACKED)
+    except zlib.error as exc:
+        raise InputError(f"{name}: not a readable gzip file: {exc}") from exc
+    if unpacker.unconsumed_tail:
+        raise InputError(f"{name}: unpacks to more than {MAX_UNPACKED} bytes")
+    return out
 
 
 @dataclass(frozen=True)
