@@ -258,7 +258,7 @@ def create_app(
         """Alerts raised by another tool (Wazuh alerts.json, Suricata EVE, the AIT CSV, or
         CSV / JSON lines with `map=time=COLUMN&map=rule=COLUMN&map=host=COLUMN...`; the body
         is the file, gzip or not): stored as alerts and grouped into incidents."""
-        body = await request.body()
+        body = await bounded_body(request)
         try:
             return await run_in_threadpool(backend.import_alerts, name, body, format, mapping)
         except VigilError as exc:
