@@ -11,24 +11,12 @@ import time
 
 import pytest
 
-from vigil.correlate import AlertIn, CaseError, IncidentStage, IncidentStore, Settings
-from vigil.store import migrate, state_engine
+from vigil.correlate import CaseError, IncidentStage, Settings
 
 HOST, ALICE, OTHER = ("host", "ws-1"), ("user", "alice"), ("host", "ws-2")
 
 
-@pytest.fixture
-def store(tmp_path) -> IncidentStore:
-    engine = state_engine(tmp_path)
-    migrate(engine)
-    return IncidentStore(engine, evidence=tmp_path / "evidence")
-
-
-def alert(id: str, time: float, *entities, rule: str = "r", **kw) -> AlertIn:
-    return AlertIn(id=id, time=time, rule=rule, title=rule, entities=entities, **kw)
-
-
-def test_the_stage_saves_incidents_with_reasons_and_skips_a_replay(store) -> None:
+def test_the_stage_saves_incidents_with_reasons_and_skips_a_replay(store, alert) -> None:
     stage = IncidentStage(store)
     heard: list = []
     stage.listeners.append(heard.append)
@@ -56,7 +44,7 @@ def test_the_stage_saves_incidents_with_reasons_and_skips_a_replay(store) -> Non
     }  # fmt: skip
 
 
-def test_a_merge_moves_alerts_and_case_entries_to_the_incident_that_stays(store) -> None:
+def test_a_merge_moves_alerts_and_case_entries_to_the_incident_that_stays(store, alert) -> None:
     stage = IncidentStage(store)
     (first,) = stage.feed([alert("a1", 100, HOST)])
     (second,) = stage.feed([alert("a2", 105, ALICE)])
@@ -69,7 +57,7 @@ def test_a_merge_moves_alerts_and_case_entries_to_the_incident_that_stays(store)
     assert [e["text"] for e in full["timeline"]] == ["looked at alice"]
 
 
-def test_status_workflow_stamps_its_times_and_refuses_the_impossible(store) -> None:
+def test_status_workflow_stamps_its_times_and_refuses_the_impossible(store, alert) -> None:
     (incident,) = IncidentStage(store).feed([alert("a1", 100, HOST)])
     case = incident.id
     with pytest.raises(CaseError, match="unknown status"):
@@ -90,7 +78,7 @@ def test_status_workflow_stamps_its_times_and_refuses_the_impossible(store) -> N
         store.set_status("INC-nope", "triaged", "ana")
 
 
-def test_assignee_notes_tasks_and_evidence_make_one_timeline(store, tmp_path) -> None:
+def test_assignee_notes_tasks_and_evidence_make_one_timeline(store, tmp_path, alert) -> None:
     (incident,) = IncidentStage(store).feed([alert("a1", 100, HOST)])
     case = incident.id
     store.assign(case, "bo", "ana")
@@ -116,7 +104,7 @@ def test_assignee_notes_tasks_and_evidence_make_one_timeline(store, tmp_path) ->
         store.evidence_path("0" * 64)
 
 
-def test_response_metrics_come_from_the_stamps(store, monkeypatch) -> None:
+def test_response_metrics_come_from_the_stamps(store, monkeypatch, alert) -> None:
     import vigil.correlate.store as module
 
     class Clock:  # the store's `time` module, its clock set by the test

@@ -10,25 +10,13 @@ import threading
 
 import pytest
 
-from vigil.correlate import AlertIn, CaseError, Correlator, IncidentStage, IncidentStore
+from vigil.correlate import CaseError, Correlator, IncidentStage
 from vigil.correlate.entities import MAX_VALUE, entities_of
 from vigil.correlate.thirdparty import parse_alerts
 from vigil.errors import InputError
-from vigil.store import migrate, state_engine
 
 
-@pytest.fixture
-def store(tmp_path) -> IncidentStore:
-    engine = state_engine(tmp_path)
-    migrate(engine)
-    return IncidentStore(engine, evidence=tmp_path / "evidence")
-
-
-def alert(id: str, time: float, *entities, rule: str = "r", **kw) -> AlertIn:
-    return AlertIn(id=id, time=time, rule=rule, title=rule, entities=entities, **kw)
-
-
-def test_two_feeders_at_once_lose_and_double_nothing(store) -> None:
+def test_two_feeders_at_once_lose_and_double_nothing(store, alert) -> None:
     stage = IncidentStage(store)
 
     def feed(prefix: str) -> None:
@@ -46,7 +34,7 @@ def test_two_feeders_at_once_lose_and_double_nothing(store) -> None:
     assert sum(len(store.get(r["id"])["alert_ids"]) for r in rows) == 1200
 
 
-def test_a_failed_save_is_retried_without_counting_twice(store, monkeypatch) -> None:
+def test_a_failed_save_is_retried_without_counting_twice(store, monkeypatch, alert) -> None:
     stage = IncidentStage(store)
     stage.feed([alert("a1", 100, ("host", "h"), rule="r1")])
     batch = [alert("a2", 110, ("host", "h"), rule="r2"), alert("a3", 120, ("host", "h"))]
@@ -69,7 +57,7 @@ def test_entity_values_from_the_data_are_bounded() -> None:
     assert other != value  # the digest keeps them apart
 
 
-def test_a_future_timestamp_does_not_close_every_incident(store) -> None:
+def test_a_future_timestamp_does_not_close_every_incident(store, alert) -> None:
     stage = IncidentStage(store)
     (first,) = stage.feed([alert("x1", 1000, ("host", "h1"))])
     stage.feed([alert("evil", 4e9, ("host", "elsewhere"))])
@@ -77,14 +65,14 @@ def test_a_future_timestamp_does_not_close_every_incident(store) -> None:
     assert second.id == first.id
 
 
-def test_an_alert_from_long_before_an_incident_does_not_join_it() -> None:
+def test_an_alert_from_long_before_an_incident_does_not_join_it(alert) -> None:
     correlator = Correlator()
     late = correlator.add(alert("a1", 100_000, ("host", "h")))
     early = correlator.add(alert("a0", 1_000, ("host", "h")))
     assert early is not late
 
 
-def test_a_merge_keeps_the_higher_level_and_the_case(store) -> None:
+def test_a_merge_keeps_the_higher_level_and_the_case(store, alert) -> None:
     stage = IncidentStage(store)
     (low,) = stage.feed([alert("a1", 100, ("host", "h1"), level="low")])
     (critical,) = stage.feed([alert("a2", 105, ("user", "u1"), level="critical")])
@@ -98,7 +86,7 @@ def test_a_merge_keeps_the_higher_level_and_the_case(store) -> None:
     assert any(e["kind"] == "merge" for e in row["timeline"])
 
 
-def test_new_alerts_reopen_a_closed_case(store) -> None:
+def test_new_alerts_reopen_a_closed_case(store, alert) -> None:
     stage = IncidentStage(store)
     (incident,) = stage.feed([alert("a1", 100, ("host", "h"))])
     store.set_status(incident.id, "resolved", "ana")
