@@ -26,11 +26,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from vigil.correlate.model import Incident, Membership
 from vigil.correlate.risk import RiskChange
 from vigil.errors import VigilError
+from vigil.store import upsert_insert
 
 metadata = MetaData()
 
@@ -110,7 +110,7 @@ class IncidentStore:
         self.engine = engine
         self.evidence = evidence
         metadata.create_all(engine)
-        self._insert = sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
+        self._insert = upsert_insert(engine)
 
     # --- written by the correlation stage ------------------------------------------------
 
@@ -266,9 +266,8 @@ class IncidentStore:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(incident_table)).scalar() or 0)
 
-    def entities(self, limit: int = 50, at: float | None = None) -> list[dict[str, Any]]:
-        """Entities by risk (as stored at their last alert: decay is applied by readers that
-        pass `at` with a half-life)."""
+    def entities(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Entities by risk, as of each one's last alert (readers decay it to their time)."""
         with self.engine.connect() as conn:
             rows = (
                 conn.execute(

@@ -25,6 +25,7 @@ from vigil.correlate.model import AlertIn, Entity
 from vigil.detect.detection import tactics_of
 from vigil.errors import InputError
 from vigil.events.model import parse_time
+from vigil.ingest import FileReport
 
 
 @dataclass(frozen=True)
@@ -83,16 +84,19 @@ def mapping_from_pairs(pairs: list[str], source: str = "csv") -> Mapping:
 
 
 @dataclass
-class AlertReport:
-    path: str
-    read: int = 0
-    rejected: int = 0
-    set_aside: list[dict[str, Any]] = field(default_factory=list)
+class AlertReport(FileReport):
+    """What reading one alert file gave (`FileReport`'s counts and caps). The records set
+    aside are kept: an upload has nowhere else to go."""
 
-    def reject(self, where: int, reason: str) -> None:
-        self.rejected += 1
-        if len(self.set_aside) < 1000:
-            self.set_aside.append({"path": self.path, "record": where, "reason": reason})
+    keep_raw: bool = True
+
+    @property
+    def read(self) -> int:
+        return self.records_read
+
+    @property
+    def rejected(self) -> int:
+        return self.records_rejected
 
 
 def read_alerts(
@@ -241,7 +245,7 @@ def _wazuh(source: Source, _: Mapping | None, report: AlertReport) -> Iterator[A
         mitre = rule.get("mitre")
         mitre = mitre if isinstance(mitre, dict) else {}
         tactics = [f"attack.{str(t).lower().replace(' ', '-')}" for t in mitre.get("tactic", [])]
-        report.read += 1
+        report.records_read += 1
         yield AlertIn(
             id=_alert_id("wazuh", source, number, record),
             time=when,
@@ -275,7 +279,7 @@ def _suricata(source: Source, _: Mapping | None, report: AlertReport) -> Iterato
         metadata = alert.get("metadata")
         metadata = metadata if isinstance(metadata, dict) else {}
         tactics = [f"attack.{t}" for t in metadata.get("mitre_tactic_name", []) or []]
-        report.read += 1
+        report.records_read += 1
         yield AlertIn(
             id=_alert_id("suricata", source, number, record),
             time=when,
@@ -308,7 +312,7 @@ def _mapped(
                     entities.append(entity)
     level = str(_get(record, mapping.level) or "medium").lower() if mapping.level else "medium"
     tactics = _get(record, mapping.tactics) if mapping.tactics else None
-    report.read += 1
+    report.records_read += 1
     return AlertIn(
         id=_alert_id(mapping.source, source, number, record),
         time=when,

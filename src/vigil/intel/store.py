@@ -34,11 +34,10 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from vigil.intel import lifecycle
 from vigil.intel.model import ImportResult, Indicator, IndicatorValueError, canonical
-from vigil.store import state_engine
+from vigil.store import state_engine, upsert_insert
 
 metadata = MetaData()
 _KEY = BigInteger().with_variant(Integer, "sqlite")
@@ -209,7 +208,7 @@ class IndicatorStore:
         self.engine = engine
         self._pid = os.getpid()
         metadata.create_all(engine)
-        self._insert = sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
+        self._insert = upsert_insert(engine)
         # Bulk writes go straight to the driver (executemany): SQLite and PostgreSQL share
         # the upsert syntax, only the parameter marks differ.
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"

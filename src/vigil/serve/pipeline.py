@@ -92,7 +92,6 @@ class BatchFigures:
     rejected: int = 0
     alerts: int = 0
     new_alerts: int = 0
-    incidents: int = 0  # incidents opened or grown
     latencies: list[float] = field(default_factory=list)  # received → alert stored, seconds
 
 
@@ -266,8 +265,7 @@ class Detector:
         figures.new_alerts = self.alerts.add(found)
         stored_at = time.time()
         if self.incidents is not None and found:
-            touched = self.incidents.feed([from_detection(i, d, stored_at) for i, d, _ in found])
-            figures.incidents = len(touched)
+            self.incidents.feed([from_detection(i, d, stored_at) for i, d, _ in found])
         received = analysis.received
         for _, _, where in found:
             if where is not None and where in received:

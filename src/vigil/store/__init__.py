@@ -39,6 +39,13 @@ def state_engine(url_or_folder: str | Path | None = None) -> Engine:
     return engine
 
 
+def upsert_insert(engine: Engine) -> Any:
+    """The dialect's `insert` (SQLite's or PostgreSQL's), the one with `on_conflict_do_…`."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
+
+
 _MIGRATED: set[str] = set()
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, Text, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from vigil.detect import Detection
+from vigil.store import upsert_insert
 
 metadata = MetaData()
 
@@ -50,7 +50,7 @@ class AlertStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         metadata.create_all(engine)
-        self._insert = sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
+        self._insert = upsert_insert(engine)
 
     def add(self, items: Sequence[tuple[str, Detection, int | None]]) -> int:
         """Store (id, detection, event offset) items; ids already stored are left as they
