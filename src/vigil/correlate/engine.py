@@ -84,12 +84,13 @@ class Correlator:
         else:
             ordered = sorted(live, key=lambda i: self.incidents[i].opened)
             incident = self.incidents[ordered[0]]
+            for other_id in ordered[1:]:
+                self._merge(incident, self.incidents.pop(other_id), alert, tuple(live[other_id]))
             shared = tuple(live[incident.id])
+            # after the merges' own reasons: an alert's reason is the last when it has joined
             incident.reasons.append(
                 Membership(alert.id, alert.time, "shares " + _names(shared), shared)
             )
-            for other_id in ordered[1:]:
-                self._merge(incident, self.incidents.pop(other_id), alert, tuple(live[other_id]))
         self._join(incident, alert, entities)
         return incident
 

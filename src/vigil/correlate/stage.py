@@ -48,8 +48,7 @@ class IncidentStage:
         for alert in fresh:
             incident = correlator.add(alert)
             touched[incident.id] = incident
-            member = next(m for m in reversed(incident.reasons) if m.alert == alert.id)
-            members.append((incident.id, member))
+            members.append((incident.id, incident.reasons[-1]))
             self._latest = max(self._latest, alert.time)
         gone, correlator.gone = correlator.gone, []
         alive = [i for i in touched.values() if i.id in correlator.incidents]

@@ -52,6 +52,11 @@ _HEAD = struct.Struct("<cdB")
 JSON, SYSLOG, LINE, EVENT = b"J", b"S", b"L", b"E"
 
 
+def _now() -> str:
+    """When a detection is made, as its `detected_at` says it (UTC, milliseconds)."""
+    return datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def event_record(event: Event) -> bytes:
     """An event read from a file, with what its reader knew (dataset, logsource, time)."""
     return orjson.dumps(
@@ -143,7 +148,7 @@ class Analyzer:
                 events.append(event)
                 offsets.append(offset)
         out.events = len(events)
-        detected_at = datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        detected_at = _now()
         plan = self.loaded.plan
         offset_of = {id(event): offset for event, offset in zip(events, offsets, strict=True)}
         for match in self.loaded.engine.match(events):
@@ -250,9 +255,7 @@ class Detector:
         figures = BatchFigures(events=analysis.events, rejected=analysis.rejected)
         found = list(analysis.found)
         if analysis.hits:
-            detected_at = (
-                datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-            )
+            detected_at = _now()
             for hit in analysis.hits:
                 for fired in self.correlation.feed(hit):
                     if fired.spec.output:
