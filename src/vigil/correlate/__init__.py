@@ -8,7 +8,7 @@ and third-party alerts (Wazuh, Suricata, CSV/JSON with a mapping).
 """
 
 from vigil.correlate.engine import Correlator, Settings, progresses
-from vigil.correlate.model import AlertIn, Incident, Membership, from_detection
+from vigil.correlate.model import AlertIn, Incident, Membership, from_detection, to_detection
 from vigil.correlate.risk import EntityRisk, RiskChange
 from vigil.correlate.stage import IncidentStage
 from vigil.correlate.store import STATUSES, CaseError, IncidentStore
@@ -39,4 +39,5 @@ __all__ = [
     "parse_alerts",
     "progresses",
     "read_alerts",
+    "to_detection",
 ]

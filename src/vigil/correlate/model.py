@@ -118,3 +118,26 @@ def from_detection(alert_id: str, detection: Detection, raised: float) -> AlertI
         event_time=detection.time,
         raised=raised,
     )
+
+
+def to_detection(alert: AlertIn, source_file: str, detected_at: str) -> Detection:
+    """Another tool's alert as a Vigil detection (for the alert store): its rule, level,
+    tactics, host and the record as it came."""
+    from vigil.events import format_time
+
+    return Detection(
+        kind=alert.source,
+        rule_id=alert.rule,
+        rule_title=alert.title,
+        level=alert.level,
+        status="external",
+        tags=tuple(f"attack.{t}" for t in alert.tactics),
+        time=alert.time,
+        timestamp=format_time(alert.time),
+        host=next((v for k, v in alert.entities if k == "host"), None),
+        source_file=source_file,
+        record_id=None,
+        matched_fields={},
+        event=alert.record,
+        detected_at=detected_at,
+    )

@@ -26,7 +26,6 @@ from vigil.detect import Detection
 from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import LoadedRules, load_rules, starter_rules
 from vigil.errors import InputError
-from vigil.events import format_time
 from vigil.intel.store import IndicatorStore
 from vigil.serve.pipeline import (
     EVENT,
@@ -370,7 +369,7 @@ class Service:
         """Alerts another tool raised (Wazuh, Suricata EVE, the AIT CSV, CSV or JSON lines
         with a `KEY=COLUMN` mapping): stored as alerts (ids fixed by the record: a file sent
         twice adds nothing) and grouped into incidents with Vigil's own."""
-        from vigil.correlate import AIT_MAPPING, mapping_from_pairs, parse_alerts
+        from vigil.correlate import AIT_MAPPING, mapping_from_pairs, parse_alerts, to_detection
 
         fields = None
         if kind == "ait":
@@ -380,29 +379,8 @@ class Service:
         alerts, report = parse_alerts(name, data, kind, fields)
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
-        items = []
-        for alert in alerts:
-            host = next((v for k, v in alert.entities if k == "host"), None)
-            detection = Detection(
-                kind=alert.source,
-                rule_id=alert.rule,
-                rule_title=alert.title,
-                level=alert.level,
-                status="external",
-                tags=tuple(f"attack.{t}" for t in alert.tactics),
-                time=alert.time,
-                timestamp=format_time(alert.time),
-                host=host,
-                source_file=name,
-                record_id=None,
-                matched_fields={},
-                event=alert.record,
-                detected_at=stamp,
-            )
-            items.append((alert.id[:32], detection, None))
-        new = self.alert_store.add(items)
-        raised = [replace(a, id=a.id[:32], raised=now) for a in alerts]
-        touched = self.incidents.feed(raised)
+        new = self.alert_store.add([(a.id, to_detection(a, name, stamp), None) for a in alerts])
+        touched = self.incidents.feed([replace(a, raised=now) for a in alerts])
         return {
             "accepted": len(alerts),
             "new_alerts": new,
