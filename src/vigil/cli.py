@@ -1312,11 +1312,10 @@ def incident_show(
         highlight=False,
     )
     table = Table(title="Alerts and why they joined")
-    table.add_column("time")
     table.add_column("alert")
     table.add_column("reason")
     for reason in found["reasons"][:50]:
-        table.add_row("", reason["alert"][:16], escape(reason["reason"]))
+        table.add_row(reason["alert"][:16], escape(reason["reason"]))
     out.print(table)
     for entry in found["timeline"]:
         out.print(
