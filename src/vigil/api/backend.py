@@ -6,18 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from vigil.errors import VigilError
+from vigil.errors import Unavailable
 
 if TYPE_CHECKING:
     from vigil.correlate import IncidentStore
 
 
-class Overloaded(VigilError):
+class Overloaded(Unavailable):
     """The pipeline cannot take more now; the sender should retry after `retry_after` s."""
-
-    def __init__(self, reason: str, retry_after: float) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,7 @@ def sigma(
 
 _SPAN = re.compile(r"(\d{1,6})\s*([smhdw])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_MAX_SPAN = 100 * 366 * 86400  # further back than the epoch: a typo, not a hunt
 
 
 def parse_since(text: str, now: float | None = None) -> float:
@@ -102,7 +103,10 @@ def parse_since(text: str, now: float | None = None) -> float:
     at = time.time() if now is None else now
     match = _SPAN.fullmatch(text.strip().lower())
     if match:
-        return at - int(match.group(1)) * _UNIT[match.group(2)]
+        span = int(match.group(1)) * _UNIT[match.group(2)]
+        if span > _MAX_SPAN:
+            raise HuntError(f"{text!r} reaches back more than 100 years")
+        return at - span
     try:
         stamp = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -17,6 +17,10 @@ GZIP_MAGIC = b"\x1f\x8b"
 MAX_WHOLE_READ = 512 * 1024 * 1024
 # Line-based inputs are read in chunks of this size.
 CHUNK = 1 << 22
+# How deep a JSON record may nest objects and arrays. Real logs stay under ten levels; a
+# record past this is set aside at intake, before anything downstream (flattening, the
+# Parquet writer, alert serialisation) has to walk it.
+MAX_DEPTH = 64
 
 
 @dataclass(slots=True)
@@ -87,6 +91,29 @@ class FileReport:
             "warnings": [p.as_dict() for p in self.warnings],
             "detections": self.detections,
         }
+
+
+def too_deep(value: Any, text: bytes | bytearray | None = None, limit: int = MAX_DEPTH) -> bool:
+    """Whether a decoded JSON value nests objects and arrays more than `limit` deep. Given
+    its `text`, a record with no more brackets than `limit` is passed without a walk."""
+    if text is not None and text.count(b"{") + text.count(b"[") <= limit:
+        return False
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            children = item.values()
+        elif kind is list:
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth + 1))
+    return False
 
 
 @dataclass(slots=True)

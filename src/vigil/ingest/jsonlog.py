@@ -11,7 +11,15 @@ import orjson
 
 from vigil.events import Event
 from vigil.ingest import syslog
-from vigil.ingest.base import CHUNK, MAX_WHOLE_READ, FileReport, Input, read_lines
+from vigil.ingest.base import (
+    CHUNK,
+    MAX_DEPTH,
+    MAX_WHOLE_READ,
+    FileReport,
+    Input,
+    read_lines,
+    too_deep,
+)
 from vigil.ingest.shapes import TRUNCATED_MARK, Classifier, is_panther_fixture
 
 NAME = "json"
@@ -193,6 +201,9 @@ def record_event(
     dataset. A value that is not an object, is empty or is nested too deeply is rejected."""
     if type(value) is not dict:
         report.reject(number, f"a JSON {type(value).__name__}, not an object", raw=line)
+        return None
+    if too_deep(value, line):
+        report.reject(number, f"nested more than {MAX_DEPTH} levels deep", raw=line)
         return None
     try:
         fields, dataset = classifier.build(value, report.path)
