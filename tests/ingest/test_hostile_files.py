@@ -49,7 +49,24 @@ def test_a_record_nested_too_deeply_is_rejected_and_the_rest_read(tmp_path: Path
     report = FileReport(source.name)
     events = [e for batch in read_events(source, report) for e in batch]
     assert [e.fields["n"] for e in events] == [1, 3]
-    assert [(p.record, p.reason) for p in report.rejects] == [(2, "nested too deeply to flatten")]
+    assert [(p.record, p.reason) for p in report.rejects] == [
+        (2, "nested more than 64 levels deep")
+    ]
+
+
+def test_a_list_nested_past_the_depth_cap_is_rejected_with_its_reason(tmp_path: Path) -> None:
+    # 254 nested lists: orjson reads it, but no writer downstream can serialise it again
+    deep = "[" * 254 + "1" + "]" * 254
+    lines = ['{"n": 1}', '{"n": 2, "x": ' + deep + "}", '{"n": 3, "ok": [[[1]]]}']
+    path = tmp_path / "deep.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    [source] = discover([path])
+    report = FileReport(source.name)
+    events = [e for batch in read_events(source, report) for e in batch]
+    assert [e.fields["n"] for e in events] == [1, 3]
+    assert [(p.record, p.reason) for p in report.rejects] == [
+        (2, "nested more than 64 levels deep")
+    ]
 
 
 def test_an_overlong_line_is_rejected_by_number_and_reading_goes_on(
