@@ -9,6 +9,16 @@ environment: `VIGIL_API__PORT=8401`.
     [api]
     host = "127.0.0.1"
     port = 8400
+    max_body_bytes = 33554432   # a request body (inflated, for gzip) at most
+    max_records = 100000        # events in one ingest request at most
+    docs = true                 # /docs and /openapi.json
+
+    [hunt]
+    timeout_s = 60              # a hunt is stopped after this long
+    memory_mb = 1024            # and may use this much memory (DuckDB)
+    threads = 1
+    max_result_bytes = 16777216 # rows sent back at most
+    concurrent = 2              # hunts running at once
 
     [pipeline]
     batch_max = 2000        # events per micro-batch
@@ -46,7 +56,19 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8400
     max_body_bytes: Annotated[int, Field(gt=0)] = 32 << 20
-    rate_per_token: float | None = None  # requests per second; None: no limit
+    max_records: Annotated[int, Field(gt=0)] = 100_000  # events in one ingest request
+    rate_per_token: Annotated[float, Field(gt=0)] | None = None  # requests/s; None: no limit
+    docs: bool = True  # serve /docs and /openapi.json
+
+
+class HuntSettings(BaseModel):
+    """Limits of every hunt (API, CLI, saved): no hunt may starve intake or the server."""
+
+    timeout_s: Annotated[float, Field(gt=0)] = 60.0  # wall clock, then the query is stopped
+    memory_mb: Annotated[int, Field(ge=16)] = 1024  # DuckDB's memory limit per hunt
+    threads: Annotated[int, Field(ge=1, le=64)] = 1  # DuckDB threads per hunt
+    max_result_bytes: Annotated[int, Field(gt=0)] = 16 << 20  # of rows sent back
+    concurrent: Annotated[int, Field(ge=1, le=64)] = 2  # hunts at once; more wait, then 503
 
 
 class PipelineSettings(BaseModel):
@@ -92,6 +114,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = PipelineSettings()
     listeners: ListenerSettings = ListenerSettings()
     correlate: CorrelateSettings = CorrelateSettings()
+    hunt: HuntSettings = HuntSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -6,6 +6,8 @@ in one place (`vigil.api.app`), never by reading the message."""
 
 from __future__ import annotations
 
+import errno
+
 
 class VigilError(Exception):
     """Root of every error Vigil raises on purpose."""
@@ -32,6 +34,53 @@ class Unavailable(VigilError):
         self.retry_after = retry_after
 
 
-class StorageFull(Unavailable):
+class StorageUnavailable(Unavailable):
+    """The data folder cannot take writes now (read-only, not writable, failing)."""
+
+
+class StorageFull(StorageUnavailable):
     """The data folder's file system is full: nothing more can be stored until space is
     freed."""
+
+
+# errno values that say the data folder cannot take writes: not a fault of the data being
+# written, so the work is retried (not set aside) and senders are told to come back later
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+_UNWRITABLE = {
+    errno.EROFS: "read-only",
+    errno.EACCES: "not writable",
+    errno.EPERM: "not writable",
+    errno.EIO: "failing (I/O error)",
+}
+# the same from SQLite (sqlite3 errors carry the code): SQLITE_FULL; READONLY, IOERR, CANTOPEN
+_SQLITE_FULL = 13
+_SQLITE_UNWRITABLE = {8: "read-only", 10: "failing (I/O error)", 14: "not writable"}
+
+
+def storage_problem(exc: BaseException) -> StorageUnavailable | None:
+    """What an error means for storage, when one of its causes is the data folder's file
+    system refusing writes (full, read-only, not writable, failing): a StorageFull or an
+    Unavailable to raise or report; None when the error has another cause."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, StorageUnavailable):
+            return current
+        if isinstance(current, OSError) and current.errno is not None:
+            if current.errno in _FULL:
+                return StorageFull(f"the data folder's file system is full ({current})", 30.0)
+            if current.errno in _UNWRITABLE:
+                return StorageUnavailable(
+                    f"the data folder is {_UNWRITABLE[current.errno]} ({current})", 10.0
+                )
+        code = getattr(current, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            if code & 0xFF == _SQLITE_FULL:
+                return StorageFull(f"the state database's disk is full ({current})", 30.0)
+            if code & 0xFF in _SQLITE_UNWRITABLE:
+                reason = _SQLITE_UNWRITABLE[code & 0xFF]
+                return StorageUnavailable(f"the state database is {reason} ({current})", 10.0)
+        # SQLAlchemy keeps the driver's error as `orig`
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return None

@@ -97,7 +97,7 @@ def call(client, method: str, path: str, body, token: str | None, served_state):
         path = path.replace("{name}", "to-delete")
     if "{token_id}" in path:
         path = path.replace("{token_id}", tokens.create("viewer", "to-revoke")[1].id)
-    if "{incident_id}" in path:  # a fresh incident each call: each may change its status
+    if "{incident_id}" in path or "{sha256}" in path:  # a fresh incident each call
         stamp = time.time()
         (incident,) = service.incidents.feed(
             [AlertIn(id=f"t-{stamp}", time=stamp, rule="r", title="r",
@@ -110,10 +110,8 @@ def call(client, method: str, path: str, body, token: str | None, served_state):
         if path.endswith("/evidence"):
             path += "?name=capture.pcap"
     if "{sha256}" in path:
-        (incident,) = service.incident_store.ranked(limit=1) or [None]
-        assert incident is not None
         item = service.incident_store.add_evidence(
-            incident["id"], "test", "e.bin", io.BytesIO(b"evidence")
+            incident.id, "test", "e.bin", io.BytesIO(b"evidence")
         )
         path = path.replace("{sha256}", item["sha256"])
     if path == "/api/v1/indicators":

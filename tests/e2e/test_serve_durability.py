@@ -72,10 +72,11 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
 
-    def wait_processed(self, timeout: float = 120) -> dict:
+    def wait_processed(self, token: str, timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout
+        auth = {"Authorization": f"Bearer {token}"}
         while time.monotonic() < deadline:
-            health = httpx.get(f"{self.url}/health", timeout=5).json()
+            health = httpx.get(f"{self.url}/health", headers=auth, timeout=5).json()
             if health["lag"] == 0:
                 return health
             time.sleep(0.3)
@@ -132,7 +133,7 @@ def test_acknowledged_events_survive_kill_9_exactly_once(tmp_path: Path) -> None
         try:
             for batch in batches[next_batch:]:
                 assert send(batch, client)
-            server.wait_processed()
+            server.wait_processed(token)
         finally:
             server.stop()
 

@@ -71,7 +71,7 @@ def test_serve_finds_what_scan_finds(inputs, sigma_rules, tmp_path) -> None:
             response = client.post("/api/v1/ingest", content=body, headers=headers)
             assert response.status_code == 202, response.text
         deadline = time.monotonic() + 120
-        while client.get("/health").json()["lag"] and time.monotonic() < deadline:
+        while client.get("/health", headers=headers).json()["lag"] and time.monotonic() < deadline:
             time.sleep(0.1)
         alerts = []
         for page in range(0, 100_000, 1000):

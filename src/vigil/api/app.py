@@ -6,17 +6,20 @@ valid token, 403 without the permission."""
 # No `from __future__ import annotations` here: FastAPI reads the route signatures when they
 # are defined, and their `Depends(require(...))` refer to closures of `create_app`.
 import io
+import logging
 import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import anyio
 import orjson
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -30,7 +33,32 @@ from pydantic import BaseModel, Field
 from vigil.api.auth import ROLES, Principal, TokenStore
 from vigil.api.backend import Backend, Overloaded
 from vigil.correlate import CaseError
-from vigil.errors import VigilError
+from vigil.errors import (
+    InputError,
+    StorageFull,
+    TooLarge,
+    Unavailable,
+    Unsupported,
+    VigilError,
+)
+from vigil.ingest.body import BodyLimits, body_kind, read_body, split_records
+
+log = logging.getLogger("vigil.api")
+T = TypeVar("T")
+BIGINT = (1 << 63) - 1  # the largest integer the state database keeps
+# Each kind of error is one HTTP status, here and nowhere else (most specific first).
+STATUS: tuple[tuple[type[VigilError], int], ...] = (
+    (StorageFull, 507),
+    (Unavailable, 503),
+    (TooLarge, 413),
+    (Unsupported, 415),
+    (InputError, 400),
+    (VigilError, 400),
+)
+
+
+def status_of(exc: VigilError) -> int:
+    return next(code for kind, code in STATUS if isinstance(exc, kind))
 
 
 @dataclass
@@ -66,10 +94,17 @@ def pipeline_metrics(registry: CollectorRegistry) -> PipelineMetrics:
     )
 
 
+class Rejected(BaseModel):
+    record: int | str | None  # the line (NDJSON) or element (JSON array), from 1
+    reason: str
+
+
 class IngestReply(BaseModel):
     accepted: int
     first_offset: int | None
     last_offset: int | None
+    rejected: int = 0  # records set aside (kept with their reason), not stored
+    problems: list[Rejected] = []  # the first of them
 
 
 class SqlHunt(BaseModel):
@@ -84,9 +119,9 @@ class SigmaHunt(BaseModel):
 
 class SavedHunt(BaseModel):
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
-    query: str | None = None
-    sigma: str | None = None
-    every_seconds: int = Field(3600, ge=10)
+    query: str | None = Field(None, max_length=100_000)
+    sigma: str | None = Field(None, max_length=1_000_000)
+    every_seconds: int = Field(3600, ge=10, le=366 * 86400)
 
 
 class StatusChange(BaseModel):
@@ -130,21 +165,33 @@ def create_app(
     registry: CollectorRegistry,
     *,
     max_body_bytes: int = 32 << 20,
+    max_records: int = 100_000,
     rate_per_token: float | None = None,
     metrics: PipelineMetrics | None = None,
+    docs: bool = True,
+    hunts_at_once: int = 2,
 ) -> FastAPI:
     app = FastAPI(
         title="Vigil",
         version="0.1",
         description="Proactive threat defense: ingest, alerts, hunting, intelligence.",
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     buckets: dict[str, tuple[float, float]] = {}
     bucket_lock = threading.Lock()
+    limits = BodyLimits(max_body_bytes, max_records)
+    # hunts run in threads of their own, never in the pool requests share with ingest
+    hunt_threads = anyio.CapacityLimiter(hunts_at_once)
 
-    def principal(request: Request) -> Principal:
+    def bearer(request: Request) -> Principal | None:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        found = tokens.verify(token.strip()) if scheme.lower() == "bearer" else None
+        return tokens.verify(token.strip()) if scheme.lower() == "bearer" else None
+
+    def principal(request: Request) -> Principal:
+        found = bearer(request)
         if found is None:
             raise HTTPException(
                 401, "a valid API token is needed", headers={"WWW-Authenticate": "Bearer"}
@@ -180,59 +227,106 @@ def create_app(
             headers=exc.headers,
         )
 
+    @app.exception_handler(VigilError)
+    async def vigil_error(_: Request, exc: VigilError) -> JSONResponse:
+        code = status_of(exc)
+        headers = None
+        if isinstance(exc, Unavailable):
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        return JSONResponse({"error": code, "detail": str(exc)}, status_code=code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"where": [str(p) for p in e.get("loc", ())], "problem": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"error": 422, "detail": problems}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(
+            {"error": 500, "detail": "internal error (logged by the server)"}, status_code=500
+        )
+
     @app.get("/health", tags=["service"])
-    def health() -> dict[str, Any]:
-        return backend.health()
+    def health(request: Request) -> dict[str, Any]:
+        """Served to anyone: the status and the kinds of problem; with a valid token, the
+        reasons and the figures too."""
+        return backend.health(detail=bearer(request) is not None)
 
     @app.get("/metrics", tags=["service"])
     def metrics_text(_: Annotated[Principal, Depends(require("metrics:read"))]) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    async def bounded_body(request: Request) -> bytes:
-        """The request body, refused with 413 past `max_body_bytes` (read as it streams)."""
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
-            raise HTTPException(413, f"body larger than {max_body_bytes} bytes")
-        chunks = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_body_bytes:
-                raise HTTPException(413, f"body larger than {max_body_bytes} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+    async def body_of(request: Request, *, gzip: bool = False) -> bytearray:
+        """The request body, refused with 413 past `max_body_bytes` (read as it streams;
+        for gzip, counted inflated as well)."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_body_bytes:
+            raise TooLarge(f"body larger than {max_body_bytes:,} bytes")
+        return await read_body(request.stream(), max_bytes=max_body_bytes, gzip=gzip)
 
     @app.post("/api/v1/ingest", status_code=202, response_model=IngestReply, tags=["events"])
     async def ingest(
         request: Request, who: Annotated[Principal, Depends(require("events:write"))]
     ) -> IngestReply:
+        """Events as NDJSON (one JSON object per line; `application/x-ndjson`) or JSON (one
+        object or an array; `application/json`), plain or `Content-Encoding: gzip`. A record
+        nested too deeply is set aside with its reason (`rejected`, `problems`); the rest
+        is stored. 202 once on disk; 413 past the size or count limits, 415 for another
+        content type, 503 (backlog full, data folder not writable) and 507 (disk full) with
+        Retry-After."""
         limited(who)
-        body = await bounded_body(request)
-        kind = request.headers.get("content-type", "").split(";")[0].strip()
-        if kind == "application/json":
-            try:
-                value = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise HTTPException(400, f"not JSON: {exc}") from None
-            items = value if isinstance(value, list) else [value]
-            lines = [orjson.dumps(item) for item in items]
-        else:
-            lines = [line for line in body.split(b"\n") if line.strip()]
-        try:
-            ack = await run_in_threadpool(backend.ingest, lines, source=f"http:{who.name}")
-        except Overloaded as exc:
-            raise HTTPException(
-                503, str(exc), headers={"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
-            ) from None
-        return IngestReply(
-            accepted=ack.accepted, first_offset=ack.first_offset, last_offset=ack.last_offset
+        backend.check_intake()  # before the body is read
+        shape, gzip = body_kind(
+            request.headers.get("content-type"), request.headers.get("content-encoding")
         )
+        body = await body_of(request, gzip=gzip)
+        split = await run_in_threadpool(split_records, body, shape, limits)
+        del body
+        source = f"http:{who.name}"
+        if split.rejected:
+            await run_in_threadpool(backend.set_aside, source, split.rejected)
+        ack = await run_in_threadpool(backend.ingest, split.records, source=source)
+        return IngestReply(
+            accepted=ack.accepted,
+            first_offset=ack.first_offset,
+            last_offset=ack.last_offset,
+            rejected=len(split.rejected),
+            problems=[Rejected(record=p.record, reason=p.reason) for p, _ in split.rejected[:20]],
+        )
+
+    async def hunt(request: Request, run: Callable[[threading.Event], T]) -> T:
+        """Run a hunt in a thread of its own, stopped as soon as its client goes away; 503
+        at once when every hunt place is taken (the rest of the API is never kept waiting
+        for a hunt)."""
+        if hunt_threads.borrowed_tokens >= hunt_threads.total_tokens:
+            raise Overloaded(f"{hunts_at_once} hunts are running; try again shortly", 2.0)
+        cancel = threading.Event()
+
+        async def watch() -> None:
+            while not cancel.is_set():
+                if await request.is_disconnected():
+                    cancel.set()
+                    return
+                await anyio.sleep(0.2)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch)
+            try:
+                result = await anyio.to_thread.run_sync(run, cancel, limiter=hunt_threads)
+            finally:
+                cancel.set()
+                group.cancel_scope.cancel()
+        return result
 
     @app.get("/api/v1/alerts", tags=["alerts"])
     def alerts(
         _: Annotated[Principal, Depends(require("alerts:read"))],
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=BIGINT)] = 0,
         since: str | None = None,
         level: str | None = None,
         rule_id: str | None = None,
@@ -258,11 +352,8 @@ def create_app(
         """Alerts raised by another tool (Wazuh alerts.json, Suricata EVE, the AIT CSV, or
         CSV / JSON lines with `map=time=COLUMN&map=rule=COLUMN&map=host=COLUMN...`; the body
         is the file, gzip or not): stored as alerts and grouped into incidents."""
-        body = await bounded_body(request)
-        try:
-            return await run_in_threadpool(backend.import_alerts, name, body, format, mapping)
-        except VigilError as exc:
-            raise HTTPException(400, str(exc)) from None
+        body = await body_of(request)
+        return await run_in_threadpool(backend.import_alerts, name, bytes(body), format, mapping)
 
     @app.get("/api/v1/alerts/{alert_id}", tags=["alerts"])
     def alert(
@@ -274,22 +365,26 @@ def create_app(
         return found
 
     @app.post("/api/v1/hunts/sql", tags=["hunts"])
-    def hunt_sql(
-        body: SqlHunt, _: Annotated[Principal, Depends(require("hunts:run"))]
+    async def hunt_sql(
+        request: Request, body: SqlHunt, _: Annotated[Principal, Depends(require("hunts:run"))]
     ) -> dict[str, Any]:
-        try:
-            return backend.hunt_sql(body.query, limit=body.limit)
-        except VigilError as exc:
-            raise HTTPException(400, str(exc)) from None
+        """One SELECT over the view `events`; stopped past the hunt time limit or when the
+        client goes away; rows cut off at `limit` or the result byte limit (`truncated`)."""
+        return await hunt(
+            request, lambda cancel: backend.hunt_sql(body.query, limit=body.limit, cancel=cancel)
+        )
 
     @app.post("/api/v1/hunts/sigma", tags=["hunts"])
-    def hunt_sigma(
-        body: SigmaHunt, _: Annotated[Principal, Depends(require("hunts:run"))]
-    ) -> list[dict[str, Any]]:
-        try:
-            return backend.hunt_sigma(body.rule, since=body.since)
-        except VigilError as exc:
-            raise HTTPException(400, str(exc)) from None
+    async def hunt_sigma(
+        request: Request,
+        body: SigmaHunt,
+        _: Annotated[Principal, Depends(require("hunts:run"))],
+    ) -> dict[str, Any]:
+        """The stored events through one Sigma rule: its detections (`truncated` when cut
+        off at the result byte limit)."""
+        return await hunt(
+            request, lambda cancel: backend.hunt_sigma(body.rule, since=body.since, cancel=cancel)
+        )
 
     @app.get("/api/v1/hunts/saved", tags=["hunts"])
     def saved(_: Annotated[Principal, Depends(require("hunts:run"))]) -> list[dict[str, Any]]:
@@ -299,8 +394,7 @@ def create_app(
     def save(
         body: SavedHunt, _: Annotated[Principal, Depends(require("hunts:manage"))]
     ) -> dict[str, Any]:
-        if (body.query is None) == (body.sigma is None):
-            raise HTTPException(400, "give exactly one of query and sigma")
+        """Kept once its SQL or Sigma rule is known to run (400 naming what is wrong)."""
         return backend.save_hunt(
             body.name, query=body.query, sigma=body.sigma, every_seconds=body.every_seconds
         )
@@ -342,7 +436,7 @@ def create_app(
         _: Annotated[Principal, Depends(require("incidents:read"))],
         status: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=BIGINT)] = 0,
     ) -> list[dict[str, Any]]:
         return cases.ranked(status=status, limit=limit, offset=offset)
 
@@ -387,7 +481,7 @@ def create_app(
     @app.post("/api/v1/incidents/{incident_id}/tasks/{task_id}/done", tags=["cases"])
     def task_done(
         incident_id: str,
-        task_id: int,
+        task_id: Annotated[int, Path(ge=0, le=BIGINT)],
         who: Annotated[Principal, Depends(require("cases:write"))],
     ) -> dict[str, Any]:
         case(lambda: cases.complete_task(incident_id, task_id, who.name))
@@ -400,8 +494,9 @@ def create_app(
         who: Annotated[Principal, Depends(require("cases:write"))],
         name: Annotated[str, Query(min_length=1, max_length=255)],
     ) -> dict[str, Any]:
-        """The request body is the file (any content type), kept under its SHA-256."""
-        body = await bounded_body(request)
+        """The request body is the file (any content type), kept under its SHA-256; its
+        name is kept cleaned (no path, control or bidi characters)."""
+        body = await body_of(request)
         stream = io.BytesIO(body)
         return await run_in_threadpool(
             case, lambda: cases.add_evidence(incident_id, who.name, name, stream)
@@ -409,7 +504,8 @@ def create_app(
 
     @app.get("/api/v1/evidence/{sha256}", tags=["cases"])
     def evidence(
-        sha256: str, _: Annotated[Principal, Depends(require("incidents:read"))]
+        sha256: Annotated[str, Path(pattern="^[0-9a-f]{64}$")],
+        _: Annotated[Principal, Depends(require("incidents:read"))],
     ) -> FileResponse:
         path = case(lambda: cases.evidence_path(sha256))
         return FileResponse(path, media_type="application/octet-stream", filename=sha256)

@@ -3,6 +3,8 @@ stores, the loaded rules). The API layer only parses requests, checks roles and 
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -10,6 +12,7 @@ from vigil.errors import Unavailable
 
 if TYPE_CHECKING:
     from vigil.correlate import IncidentStore
+    from vigil.ingest import Problem
 
 
 class Overloaded(Unavailable):
@@ -39,8 +42,19 @@ class Backend(Protocol):
         """Entities by risk: as of their last alert (`risk`) and decayed to now."""
         ...
 
-    def ingest(self, lines: list[bytes], *, source: str) -> IngestAck:
-        """Append NDJSON lines (one event each) durably; raise Overloaded when over limits."""
+    def check_intake(self, count: int = 1) -> None:
+        """Raise what `ingest` would before a body is read: Overloaded when the backlog is
+        full, StorageFull while the data folder's disk has no room."""
+        ...
+
+    def ingest(self, lines: Sequence[bytes | bytearray], *, source: str) -> IngestAck:
+        """Append JSON texts (one event each) durably. Raises Overloaded when the backlog
+        is full, TooLarge when they could never fit it, StorageUnavailable / StorageFull
+        when the data folder refuses the write."""
+        ...
+
+    def set_aside(self, source: str, rejected: Sequence[tuple[Problem, bytes | bytearray]]) -> None:
+        """Records refused at intake, kept with their reason."""
         ...
 
     def alerts(
@@ -56,12 +70,19 @@ class Backend(Protocol):
 
     def alert(self, alert_id: str) -> dict[str, Any] | None: ...
 
-    def hunt_sql(self, query: str, *, limit: int = 10_000) -> dict[str, Any]:
-        """{"columns": [...], "rows": [[...]], "seconds": s}; raises vigil.hunt.HuntError."""
+    def hunt_sql(
+        self, query: str, *, limit: int = 10_000, cancel: threading.Event | None = None
+    ) -> dict[str, Any]:
+        """{"columns": [...], "rows": [[...]], "seconds": s, "truncated": bool}; raises
+        vigil.hunt.HuntError (HuntStopped past its time or once `cancel` is set), and
+        Overloaded when every hunt place is taken."""
         ...
 
-    def hunt_sigma(self, rule: str, *, since: str | None = None) -> list[dict[str, Any]]:
-        """Retro-hunt stored events with one Sigma rule (YAML text): detections as dicts."""
+    def hunt_sigma(
+        self, rule: str, *, since: str | None = None, cancel: threading.Event | None = None
+    ) -> dict[str, Any]:
+        """Retro-hunt stored events with one Sigma rule (YAML text): {"detections": [...],
+        "seconds": s, "truncated": bool}; raises as `hunt_sql`."""
         ...
 
     def saved_hunts(self) -> list[dict[str, Any]]: ...
@@ -80,6 +101,7 @@ class Backend(Protocol):
 
     def intel_stats(self) -> dict[str, Any]: ...
 
-    def health(self) -> dict[str, Any]:
-        """{"status": "ok" | "degraded", ...figures}; served without authentication."""
+    def health(self, *, detail: bool = False) -> dict[str, Any]:
+        """{"status": "ok" | "degraded", "problems": [kinds]}; with `detail` (a caller with a
+        token), the reasons and the figures."""
         ...

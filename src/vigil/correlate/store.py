@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
+import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -99,6 +100,17 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "false_positive": ("triaged",),
 }
 _STAMP = {"triaged": "triaged_at", "contained": "contained_at", "resolved": "resolved_at"}
+
+
+def clean_file_name(name: str) -> str:
+    """A file name someone sent, safe to show and to offer for download: its last path
+    part, without control, format (bidi overrides, zero-width) or unassigned characters,
+    leading dots and spaces (so no `..` and no hidden name), at most 255 characters."""
+    last = name.replace("\\", "/").rsplit("/", 1)[-1]
+    kept = "".join(
+        c for c in unicodedata.normalize("NFC", last) if unicodedata.category(c)[0] != "C"
+    )
+    return kept.strip(" .")[:255].rstrip(" .") or "evidence"
 
 
 class CaseError(VigilError):
@@ -384,7 +396,7 @@ class IncidentStore:
             temporary.unlink()
         else:
             shutil.move(temporary, final)
-        safe = Path(name).name or "evidence"
+        safe = clean_file_name(name)
         item = {"name": safe, "sha256": sha256, "size": size}
         with self.engine.begin() as conn:
             self._status(conn, incident_id)

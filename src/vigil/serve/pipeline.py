@@ -29,6 +29,7 @@ from vigil.correlate import from_detection
 from vigil.detect import Detection
 from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import CorrelationEngine, Hit, LoadedRules
+from vigil.errors import StorageUnavailable, storage_problem
 from vigil.events import Event
 from vigil.ingest import FileReport
 from vigil.ingest import live as live_events
@@ -50,6 +51,8 @@ log = logging.getLogger("vigil.pipeline")
 # received (epoch s), the source's name, then the event's own bytes.
 _HEAD = struct.Struct("<cdB")
 JSON, SYSLOG, LINE, EVENT = b"J", b"S", b"L", b"E"
+MAX_TRIES = 3  # failures of a batch, then of a single record, before it is isolated / set aside
+MAX_BACKOFF = 30.0  # seconds between retries at most, while storage refuses writes
 
 
 def _now() -> str:
@@ -75,9 +78,9 @@ def event_record(event: Event) -> bytes:
     )
 
 
-def encode(kind: bytes, source: str, received: float, payload: bytes) -> bytes:
+def encode(kind: bytes, source: str, received: float, payload: bytes | bytearray) -> bytes:
     name = source.encode("utf-8", "replace")[:255]
-    return _HEAD.pack(kind, received, len(name)) + name + payload
+    return b"".join((_HEAD.pack(kind, received, len(name)), name, payload))
 
 
 def decode(record: bytes) -> tuple[bytes, float, str, bytes]:
@@ -249,6 +252,7 @@ class Detector:
         self.incidents = incidents
         self.indicators = indicators
         self.rejects = rejects
+        self._rejects_lock = threading.Lock()  # intake sets records aside too
         self.correlation = CorrelationEngine(loaded.plan.correlations)
 
     def finish(self, analysis: Analysis) -> BatchFigures:
@@ -273,11 +277,14 @@ class Detector:
         for _, _, where in found:
             if where is not None and where in received:
                 figures.latencies.append(stored_at - received[where])
-        if analysis.rejects and self.rejects is not None:
-            with self.rejects.open("ab") as out:
-                for item in analysis.rejects:
-                    out.write(orjson.dumps(item, default=str) + b"\n")
+        self.set_aside(analysis.rejects)
         return figures
+
+    def set_aside(self, items: list[dict[str, Any]]) -> None:
+        """Records set aside, each with its reason (and text), into the rejects file."""
+        if items and self.rejects is not None:
+            with self._rejects_lock, self.rejects.open("ab") as out:
+                out.write(b"".join(orjson.dumps(item, default=str) + b"\n" for item in items))
 
     @staticmethod
     def _correlated(detection: Detection) -> tuple[str, Detection, int | None]:
@@ -318,7 +325,14 @@ class Pipeline:
         self._in_flight: deque[tuple[int, int]] = deque()  # (worker, end of its batch)
         self._held: dict[int, int | None] = {}  # worker → lowest offset it holds unstored
         self.totals = {"events": 0, "rejected": 0, "alerts": 0, "new_alerts": 0, "batches": 0}
-        self.failures = 0
+        self.failures = 0  # batches failed, ever
+        self.consecutive = 0  # failures since the stage last made progress
+        self.problem: str | None = None  # why the stage is not making progress, if it is not
+        self.storage: StorageUnavailable | None = None  # when that is the data folder
+        self.set_aside = 0  # records set aside after failing detection on their own
+        self._strikes: dict[int, int] = {}  # position → failures there
+        self._isolating: deque[tuple[int, int]] = deque()  # ranges to process one at a time
+        self._skipped: set[int] = set()  # offsets set aside, while isolating
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._turn = threading.Lock()  # one batch at a time, whoever runs it
@@ -329,7 +343,9 @@ class Pipeline:
         """Events received and not yet detected on."""
         return self.stream.end - self.position
 
-    def publish(self, kind: bytes, source: str, payloads: Sequence[bytes]) -> tuple[int, int]:
+    def publish(
+        self, kind: bytes, source: str, payloads: Sequence[bytes | bytearray]
+    ) -> tuple[int, int]:
         now = time.time()
         return self.stream.publish([encode(kind, source, now, p) for p in payloads])
 
@@ -418,6 +434,9 @@ class Pipeline:
         upto = min([self.position, *held])
         if upto > self.stream.acked:
             self.stream.ack(upto)
+            self._acknowledged()
+        elif upto >= self.stream.end and not held:
+            self._acknowledged()  # idle, nothing held: nothing is wrong
 
     def flush(self) -> None:
         """Finish what is given out, store what the event stores hold and acknowledge it
@@ -442,7 +461,7 @@ class Pipeline:
             self._in_flight.clear()
             self._held.clear()
             if self.pool is not None:
-                self.pool.restart()
+                self.pool.reset()
             elif self.analyzer is not None:
                 self.analyzer.reset()
             self.position = self._sent = self.stream.acked
@@ -451,20 +470,161 @@ class Pipeline:
         """Process until everything published so far is done and stored (tests, shutdown)."""
         deadline = time.monotonic() + timeout
         while self.position < self.stream.end and time.monotonic() < deadline:
-            self.run_once(0.05)
-        self.flush()
+            self.step(0.05)
+        try:
+            self.flush()
+        except Exception as exc:
+            self._failed(exc)
         return self.position >= self.stream.end
+
+    # --- failures --------------------------------------------------------------------------
+
+    def step(self, timeout: float = 0.25) -> int:
+        """One unit of work, whatever happens: a micro-batch (or, after repeated failures, a
+        range being isolated); a failure is contained (see `_failed`). Records done."""
+        try:
+            if self._isolating:
+                return self._isolate_once()
+            return self.run_once(timeout)
+        except Exception as exc:
+            self._failed(exc)
+            return 0
+
+    def _failed(self, exc: Exception) -> None:
+        """A batch failed. When the data folder refused a write (full, read-only), nothing is
+        wrong with the records: wait (longer each time) and retry, reported in `problem`.
+        Otherwise retry from the acknowledged position; after `MAX_TRIES` failures there,
+        process what was given out in halves, one range at a time, down to the record at
+        fault, which is set aside with the reason after `MAX_TRIES` failures of its own, so
+        no record can stop the stage."""
+        self.failures += 1
+        self.consecutive += 1
+        storage = storage_problem(exc)
+        reason = _summary(exc)
+        at, given = self.stream.acked, self._sent
+        wait = 0.0
+        if storage is not None:
+            if str(storage) != self.problem:
+                log.warning("detection stage waits for storage: %s", storage)
+            self.storage = storage
+            self.problem = str(storage)
+            wait = min(MAX_BACKOFF, 0.5 * 2 ** min(self.consecutive, 6))
+        elif self._isolating:
+            lo, hi = self._isolating[0]
+            if hi - lo > 1:
+                middle = (lo + hi) // 2
+                self._isolating.popleft()
+                self._isolating.extendleft([(middle, hi), (lo, middle)])
+            else:
+                tries = self._strikes[lo] = self._strikes.get(lo, 0) + 1
+                if tries >= MAX_TRIES:
+                    self._set_aside(lo, reason)
+            self.problem = f"isolating a record that fails detection: {reason}"
+        else:
+            tries = self._strikes.get(at, 0) + 1
+            self._strikes = {at: tries}
+            self.problem = f"detection failing: {reason}"
+            if tries == 1:
+                log.error("detection failed at %d (retrying): %s", at, _detail(exc))
+            if tries >= MAX_TRIES and given > at:
+                log.warning(
+                    "detection failed %d times at %d: isolating records %d-%d", tries, at, at, given
+                )
+                self._isolating.append((at, given))
+                self._strikes = {}
+            else:
+                wait = 1.0
+        if wait:
+            self._stop.wait(wait)
+        try:
+            self.restart()
+        except Exception:
+            log.exception("restarting the detection stage failed")
+
+    def _isolate_once(self) -> int:
+        """Process the first range being isolated as one batch, stored at once (so a failure
+        of the event store is this range's)."""
+        with self._turn:
+            lo, hi = self._isolating[0]
+            records = [r for r in self._records(lo, hi) if r[0] not in self._skipped]
+            self._sent = hi
+            if self.pool is None:
+                assert self.analyzer is not None
+                worker, analysis = 0, self.analyzer.analyze(records)
+            else:
+                worker = self.pool.submit(records)
+                analysis = self.pool.result(worker)
+            done = self._finish(worker, hi, analysis)
+            if self.pool is None:
+                assert self.analyzer is not None
+                self.analyzer.flush()
+            else:
+                self.pool.flush()
+            self._held = dict.fromkeys(self._held)
+            self._isolating.popleft()
+            self._acknowledge()
+            if not self._isolating:
+                self._strikes = {}
+                self._skipped.clear()
+            return done
+
+    def _records(self, lo: int, hi: int) -> list[tuple[int, bytes]]:
+        records: list[tuple[int, bytes]] = []
+        while lo + len(records) < hi:
+            start = lo + len(records)
+            more = self.stream.fetch(start, hi - start, 0)
+            if not more:
+                break
+            records.extend(more)
+        return records
+
+    def _set_aside(self, offset: int, reason: str) -> None:
+        """A record that fails detection on its own, again and again: into the rejects with
+        the reason (its text kept), and skipped from now on."""
+        [(_, record)] = self._records(offset, offset + 1) or [(offset, b"")]
+        try:
+            kind, received, source, payload = decode(record)
+        except struct.error:
+            kind, received, source, payload = b"?", 0.0, "", record
+        log.error("record %d set aside: detection failed on it %d times: %s", offset,
+                  MAX_TRIES, reason)  # fmt: skip
+        self.detector.set_aside(
+            [
+                {
+                    "offset": offset,
+                    "source": source,
+                    "received": received,
+                    "kind": kind.decode("ascii", "replace"),
+                    "reason": f"detection failed on this record {MAX_TRIES} times: {reason}",
+                    "raw": payload.decode("utf-8", "replace"),
+                }
+            ]
+        )
+        self._skipped.add(offset)
+        self.set_aside += 1
+
+    def _acknowledged(self) -> None:
+        """Progress: whatever was wrong is over."""
+        self.consecutive = 0
+        self.problem = None
+        self.storage = None
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                if not self.run_once(0.25):
-                    self.flush()  # idle: what is held gets stored
-            except Exception:  # a bug must not stop 7x24 detection silently: log, count, retry
-                self.failures += 1
-                log.exception("detection batch failed (will retry from the acknowledged point)")
-                self._stop.wait(1.0)
+            if not self.step(0.25) and not self._isolating:
                 try:
-                    self.restart()
-                except Exception:
-                    log.exception("restarting the detection stage failed")
+                    self.flush()  # idle: what is held gets stored
+                except Exception as exc:
+                    self._failed(exc)
+
+
+def _summary(exc: BaseException) -> str:
+    """An error in one line (a worker's carries its traceback: its last line)."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    text = lines[-1] if lines else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _detail(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 4000 else text[:3997] + "..."

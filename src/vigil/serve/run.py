@@ -29,8 +29,11 @@ def build_app(service: Service) -> Any:
         TokenStore(service.engine),
         service.registry,
         max_body_bytes=settings.api.max_body_bytes,
+        max_records=settings.api.max_records,
         rate_per_token=settings.api.rate_per_token,
         metrics=service.metrics,
+        docs=settings.api.docs,
+        hunts_at_once=settings.hunt.concurrent,
     )
 
     @contextlib.asynccontextmanager

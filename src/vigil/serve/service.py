@@ -3,11 +3,13 @@ hunts on their schedule, and the `Backend` the API serves."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,16 @@ from vigil.correlate.store import IncidentStore
 from vigil.detect import Detection
 from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import LoadedRules, load_rules, starter_rules
-from vigil.errors import InputError
+from vigil.errors import (
+    InputError,
+    StorageFull,
+    StorageUnavailable,
+    TooLarge,
+    VigilError,
+    storage_problem,
+)
+from vigil.hunt import HuntLimits
+from vigil.ingest import Problem
 from vigil.intel.store import IndicatorStore
 from vigil.serve.pipeline import (
     EVENT,
@@ -44,6 +55,20 @@ from vigil.store.hunts import HuntStore
 
 log = logging.getLogger("vigil.serve")
 RETRY_AFTER = 2.0  # seconds a refused sender waits before trying again
+INTAKE_MEMORY_S = 30.0  # /health reports a refused ingest for this long
+ROOM = 4 << 20  # bytes free on the data folder's disk before ingest is tried again
+
+
+def _has_room(folder: Path) -> bool:
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return True  # cannot tell: let the write say
+    return stat.f_bavail * stat.f_frsize >= ROOM
+
+
+def _storage_kind(problem: StorageUnavailable) -> str:
+    return "storage full" if isinstance(problem, StorageFull) else "storage unavailable"
 
 
 class Service:
@@ -119,9 +144,18 @@ class Service:
             batch_wait=settings.pipeline.batch_wait_ms / 1000,
             on_batch=self._on_batch,
         )
+        self._intake_lock = threading.Lock()
+        self._reserved = 0  # events being written to the intake stream now
+        self._intake_problem: StorageUnavailable | None = None  # why the last ingest failed
+        self._intake_problem_at = 0.0
         self.latencies: list[tuple[float, float]] = []  # (when stored, received→stored)
         self.started = time.time()
         self._hunter = threading.Event()
+        self._hunt_slots = threading.BoundedSemaphore(settings.hunt.concurrent)
+        hunt = settings.hunt
+        self.hunt_limits = HuntLimits(
+            hunt.timeout_s, hunt.memory_mb, hunt.threads, hunt.max_result_bytes
+        )
         self._hunt_thread: threading.Thread | None = None
         self.batch_listeners: list[Callable[[BatchFigures], None]] = []
 
@@ -194,35 +228,57 @@ class Service:
         while not self._hunter.wait(5.0):
             try:
                 self.run_due_hunts()
-            except Exception:  # a broken saved hunt must not stop the others
-                log.exception("saved hunts failed")
+            except Exception:  # the schedule itself (the state database) failed: next round
+                log.exception("saved hunts could not be run")
+
+    @contextlib.contextmanager
+    def _hunt_slot(self, *, wait: bool) -> Iterator[None]:
+        """One of the `hunt.concurrent` places for a running hunt: refused (Overloaded) when
+        all are taken, unless the caller waits (saved hunts do; requests do not)."""
+        if not self._hunt_slots.acquire(blocking=wait):
+            raise Overloaded(
+                f"{self.settings.hunt.concurrent} hunts are running; try again shortly",
+                retry_after=RETRY_AFTER,
+            )
+        try:
+            yield
+        finally:
+            self._hunt_slots.release()
 
     def run_due_hunts(self, now: float | None = None) -> int:
-        """Run the saved hunts that are due; what they find becomes alerts. New alerts made."""
+        """Run the saved hunts that are due, each on its own (one that fails records its
+        error as its result, and runs again at its next turn); what they find becomes
+        alerts. New alerts made."""
         at = time.time() if now is None else now
         made = 0
         for hunt in self.hunts.due(at):
-            found: list[tuple[str, Detection, int | None]] = []
+            if self._hunter.is_set():
+                break
             try:
-                if hunt["sigma"]:
-                    for detection in self._retro(hunt["sigma"], None):
-                        offset = (
-                            detection.record_id if isinstance(detection.record_id, int) else None
-                        )
-                        found.append((alert_id(detection, str(offset)), detection, offset))
-                else:
-                    found.extend(self._sql_alerts(hunt))
+                with self._hunt_slot(wait=True):
+                    found = self._saved_hunt(hunt)
+                made += self.alert_store.add(found)
                 result = f"{len(found)} findings"
-            except InputError as exc:
-                result = f"error: {exc}"
-            made += self.alert_store.add(found)
+            except Exception as exc:  # one broken hunt must not stop the others
+                if not isinstance(exc, VigilError):
+                    log.exception("saved hunt %s failed", hunt["name"])
+                result = f"error: {exc}"[:2000]
             self.hunts.ran(hunt["name"], at, result)
         return made
+
+    def _saved_hunt(self, hunt: dict[str, Any]) -> list[tuple[str, Detection, int | None]]:
+        if not hunt["sigma"]:
+            return self._sql_alerts(hunt)
+        found: list[tuple[str, Detection, int | None]] = []
+        for detection in self._retro(hunt["sigma"], None, None):
+            offset = detection.record_id if isinstance(detection.record_id, int) else None
+            found.append((alert_id(detection, str(offset)), detection, offset))
+        return found
 
     def _sql_alerts(self, hunt: dict[str, Any]) -> list[tuple[str, Detection, int | None]]:
         from vigil.hunt import sql
 
-        answer = sql(self.events_folder, hunt["query"], limit=1000)
+        answer = sql(self.events_folder, hunt["query"], limit=1000, limits=self.hunt_limits)
         out: list[tuple[str, Detection, int | None]] = []
         for row in answer.rows:
             values = dict(zip(answer.columns, row, strict=True))
@@ -247,18 +303,28 @@ class Service:
             out.append((alert_id(detection, identity), detection, None))
         return out
 
-    def _retro(self, rule: str, since: str | None) -> list[Detection]:
-        from vigil.hunt import parse_since
-        from vigil.hunt import sigma as retro_hunt
-
+    def _rule(self, rule: str) -> LoadedRules:
+        """One Sigma rule (YAML text) loaded; InputError when it cannot be used."""
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "rule.yml"
             path.write_text(rule, "utf-8")
             loaded = load_rules([path], use_cache=False)
-        if loaded.plan.problems and not loaded.plan.rules:
-            raise InputError(f"the rule cannot be used: {loaded.plan.problems[0].reason}")
+        if not loaded.plan.rules:
+            reason = loaded.plan.problems[0].reason if loaded.plan.problems else "no rule in it"
+            raise InputError(f"the rule cannot be used: {reason}")
+        return loaded
+
+    def _retro(
+        self, rule: str, since: str | None, cancel: threading.Event | None
+    ) -> list[Detection]:
+        from vigil.hunt import parse_since
+        from vigil.hunt import sigma as retro_hunt
+
+        loaded = self._rule(rule)
         start = parse_since(since) if since else None
-        return retro_hunt(self.events_folder, loaded, since=start)
+        return retro_hunt(
+            self.events_folder, loaded, since=start, limits=self.hunt_limits, cancel=cancel
+        )
 
     def feed(self, paths: list[Path], on_progress: Callable[[int], None] | None = None) -> int:
         """Read log files (any format `vigil scan` reads) into the intake stream, each event
@@ -281,17 +347,62 @@ class Service:
 
     # --- Backend ---------------------------------------------------------------------------
 
-    def ingest(self, lines: list[bytes], *, source: str) -> IngestAck:
-        if not lines:
-            return IngestAck(0, None, None)
-        lag = self.pipeline.lag()
-        if lag + len(lines) > self.settings.pipeline.max_lag:
+    def check_intake(self, count: int = 1) -> None:
+        """Raise what `ingest` would for `count` events before anything is read: Overloaded
+        when the backlog is full, StorageFull while the data folder's disk has no room."""
+        limit = self.settings.pipeline.max_lag
+        with self._intake_lock:
+            lag = self.pipeline.lag() + self._reserved
+        if lag + count > limit:
             self.metrics.overloaded.inc()
             raise Overloaded(f"{lag:,} events waiting for detection", retry_after=RETRY_AFTER)
-        first, last = self.pipeline.publish(JSON, source, lines)
-        self.metrics.events_in.labels(source=source.split(":", 1)[0]).inc(len(lines))
+        problem = self._intake_problem
+        if isinstance(problem, StorageFull) and not _has_room(self.settings.data_dir):
+            raise problem
+
+    def ingest(self, lines: Sequence[bytes | bytearray], *, source: str) -> IngestAck:
+        count = len(lines)
+        if not count:
+            return IngestAck(0, None, None)
+        limit = self.settings.pipeline.max_lag
+        if count > limit:
+            raise TooLarge(
+                f"{count:,} events in one request; the backlog holds {limit:,}: send fewer"
+            )
+        with self._intake_lock:  # checked and taken at once: concurrent senders cannot overshoot
+            lag = self.pipeline.lag() + self._reserved
+            if lag + count > limit:
+                self.metrics.overloaded.inc()
+                raise Overloaded(f"{lag:,} events waiting for detection", retry_after=RETRY_AFTER)
+            self._reserved += count
+        try:
+            first, last = self.pipeline.publish(JSON, source, lines)
+        except Exception as exc:
+            storage = storage_problem(exc)
+            if storage is None:
+                raise
+            self._intake_problem, self._intake_problem_at = storage, time.monotonic()
+            log.warning("ingest refused: %s", storage)
+            raise storage from exc
+        finally:
+            with self._intake_lock:
+                self._reserved -= count
+        self._intake_problem = None
+        self.metrics.events_in.labels(source=source.split(":", 1)[0]).inc(count)
         self.metrics.lag.set(self.pipeline.lag())
-        return IngestAck(len(lines), first, last)
+        return IngestAck(count, first, last)
+
+    def set_aside(self, source: str, rejected: Sequence[tuple[Problem, bytes | bytearray]]) -> None:
+        """Records refused at intake (too deep, ...) into the rejects file, with the reason."""
+        now = time.time()
+        self.detector.set_aside(
+            [
+                {"source": source, "received": now, "record": problem.record,
+                 "reason": problem.reason, "raw": bytes(raw).decode("utf-8", "replace")}
+                for problem, raw in rejected
+            ]
+        )  # fmt: skip
+        self.metrics.events_rejected.labels(reason="intake").inc(len(rejected))
 
     def alerts(
         self,
@@ -310,18 +421,41 @@ class Service:
     def alert(self, alert_id: str) -> dict[str, Any] | None:
         return self.alert_store.get(alert_id)
 
-    def hunt_sql(self, query: str, *, limit: int = 10_000) -> dict[str, Any]:
+    def hunt_sql(
+        self, query: str, *, limit: int = 10_000, cancel: threading.Event | None = None
+    ) -> dict[str, Any]:
         from vigil.hunt import sql
 
-        answer = sql(self.events_folder, query, limit=limit)
+        with self._hunt_slot(wait=False):
+            answer = sql(
+                self.events_folder, query, limit=limit, limits=self.hunt_limits, cancel=cancel
+            )
         return {
             "columns": answer.columns,
             "rows": [list(row) for row in answer.rows],
             "seconds": answer.seconds,
+            "truncated": answer.truncated,
         }
 
-    def hunt_sigma(self, rule: str, *, since: str | None = None) -> list[dict[str, Any]]:
-        return [d.as_dict() for d in self._retro(rule, since)]
+    def hunt_sigma(
+        self, rule: str, *, since: str | None = None, cancel: threading.Event | None = None
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        with self._hunt_slot(wait=False):
+            found = self._retro(rule, since, cancel)
+        detections: list[dict[str, Any]] = []
+        room = self.settings.hunt.max_result_bytes
+        for detection in found:
+            item = detection.as_dict()
+            room -= len(orjson.dumps(item, default=str, option=orjson.OPT_NON_STR_KEYS))
+            if room < 0:
+                break
+            detections.append(item)
+        return {
+            "detections": detections,
+            "seconds": round(time.perf_counter() - started, 3),
+            "truncated": len(detections) < len(found),
+        }
 
     def saved_hunts(self) -> list[dict[str, Any]]:
         return self.hunts.all()
@@ -329,6 +463,17 @@ class Service:
     def save_hunt(
         self, name: str, *, query: str | None, sigma: str | None, every_seconds: int
     ) -> dict[str, Any]:
+        """Keep a hunt to run on a schedule, once its SQL or Sigma rule is known to run
+        (InputError naming what is wrong otherwise)."""
+        from vigil.hunt import check_sql
+
+        if (query is None) == (sigma is None):
+            raise InputError("give exactly one of query and sigma")
+        if query is not None:
+            check_sql(self.events_folder, query)
+        else:
+            assert sigma is not None
+            self._rule(sigma)
         return self.hunts.save(name, query=query, sigma=sigma, every=every_seconds)
 
     def delete_hunt(self, name: str) -> bool:
@@ -397,14 +542,37 @@ class Service:
             for row in self.incident_store.entities(limit=limit)
         ]
 
-    def health(self) -> dict[str, Any]:
+    def health(self, *, detail: bool = False) -> dict[str, Any]:
+        """ "ok", or "degraded" with what is wrong (a kind each; with `detail`, the reasons and
+        the figures too)."""
         lag = self.pipeline.lag()
-        alive = self.pipeline._thread is not None and self.pipeline._thread.is_alive()
+        pipeline = self.pipeline
+        problems: list[tuple[str, str]] = []
+        if pipeline._thread is None or not pipeline._thread.is_alive():
+            problems.append(("detection stopped", "the detection stage is not running"))
+        if lag >= self.settings.pipeline.max_lag:
+            problems.append(("backlog full", f"{lag:,} events wait for detection"))
+        intake = self._intake_problem
+        if intake is not None and time.monotonic() - self._intake_problem_at < INTAKE_MEMORY_S:
+            problems.append((_storage_kind(intake), f"ingest: {intake}"))
+        if pipeline.storage is not None:
+            problems.append((_storage_kind(pipeline.storage), f"detection: {pipeline.storage}"))
+        elif pipeline.problem is not None:
+            problems.append(("detection failing", pipeline.problem))
+        out: dict[str, Any] = {
+            "status": "degraded" if problems else "ok",
+            "problems": sorted({kind for kind, _ in problems}),
+        }
+        if not detail:
+            return out
         return {
-            "status": "ok" if alive and lag < self.settings.pipeline.max_lag else "degraded",
-            "events_processed": self.pipeline.totals["events"],
-            "alerts": self.pipeline.totals["new_alerts"],
+            **out,
+            "problems": [f"{kind}: {why}" for kind, why in problems],
+            "events_processed": pipeline.totals["events"],
+            "alerts": pipeline.totals["new_alerts"],
             "lag": lag,
+            "set_aside": pipeline.set_aside,
+            "batch_failures": pipeline.failures,
             "rules": len(self.loaded.plan.rules),
             "indicators": self.indicator_count,
             "uptime_s": round(time.time() - self.started, 1),

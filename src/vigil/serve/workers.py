@@ -9,10 +9,14 @@ the live indicators. It answers every message on its pipe in order:
 
 - `("batch", records)` → `("done", Analysis)`
 - `("flush",)` → `("flushed", None)` once what its event store holds is written
+- `("reset",)` → `("reset", None)` once it has dropped what its event store holds unwritten
 - `("stop",)` → writes what it holds and exits.
 
-A worker that dies or fails makes the pool's calls raise `WorkerError`; the pipeline then
-restarts the pool and goes on from the stream's acknowledged position.
+A failure on a message is answered `("failed", (traceback, storage))`, `storage` saying when
+the data folder refused the write (full, read-only), and the worker goes on. A worker that
+fails makes the pool's calls raise `WorkerError`; the pipeline then resets the pool (cheap:
+the workers stay) or, when a worker died, restarts it, and goes on from the stream's
+acknowledged position.
 """
 
 from __future__ import annotations
@@ -32,14 +36,24 @@ from pathlib import Path
 from typing import Any
 
 from vigil.detect.sigma import LoadedRules
-from vigil.errors import VigilError
+from vigil.errors import StorageFull, StorageUnavailable, VigilError, storage_problem
 
 log = logging.getLogger("vigil.workers")
 STARTUP_SECONDS = 300.0  # loading a large indicator set takes a while
 
 
 class WorkerError(VigilError):
-    """A detection worker died or failed on a batch."""
+    """A detection worker died or failed on a batch (`died`: the process is gone; `storage`:
+    the failure was the data folder refusing writes)."""
+
+    def __init__(
+        self, message: str, *, died: bool = False, storage: StorageUnavailable | None = None
+    ) -> None:
+        super().__init__(message)
+        self.died = died
+        self.storage = storage
+        if storage is not None:
+            self.__cause__ = storage
 
 
 @dataclass(frozen=True)
@@ -102,9 +116,30 @@ class WorkerPool:
 
     def result(self, index: int) -> Any:
         """The `Analysis` of the oldest batch given to worker `index`."""
-        _, analysis = self._receive(index, "done")
-        self._busy[index] -= 1
+        try:
+            _, analysis = self._receive(index, "done")
+        finally:
+            self._busy[index] -= 1
         return analysis
+
+    def reset(self) -> None:
+        """After a failed batch: every worker drops what it was given (answers still owed
+        are read and dropped) and what its event store holds unwritten; the workers stay.
+        A worker that died or does not answer has the pool restarted instead."""
+        try:
+            for index in range(self.size):
+                while self._busy[index] > 0:
+                    self._busy[index] -= 1
+                    try:
+                        self._receive(index, "done", STARTUP_SECONDS)
+                    except WorkerError as exc:
+                        if exc.died:
+                            raise
+                self._send(index, ("reset",))
+            for index in range(self.size):
+                self._receive(index, "reset", STARTUP_SECONDS)
+        except WorkerError:
+            self.restart()
 
     def flush(self) -> None:
         """Every worker writes what its event store holds (nothing may be in flight)."""
@@ -138,19 +173,28 @@ class WorkerPool:
         try:
             conn.send(message)
         except (OSError, ValueError) as exc:
-            raise WorkerError(f"detection worker {index} is gone: {exc}") from exc
+            raise WorkerError(f"detection worker {index} is gone: {exc}", died=True) from exc
 
     def _receive(self, index: int, expected: str, timeout: float | None = None) -> Any:
         process, conn = self._workers[index]
         try:
             if timeout is not None and not conn.poll(timeout):
-                raise WorkerError(f"detection worker {index} did not answer in {timeout:.0f}s")
+                raise WorkerError(
+                    f"detection worker {index} did not answer in {timeout:.0f}s", died=True
+                )
             kind, value = conn.recv()
         except (EOFError, OSError) as exc:
             code = process.exitcode
-            raise WorkerError(f"detection worker {index} died (exit code {code})") from exc
+            raise WorkerError(
+                f"detection worker {index} died (exit code {code})", died=True
+            ) from exc
         if kind == "failed":
-            raise WorkerError(f"detection worker {index} failed: {value}")
+            text, storage = value if isinstance(value, tuple) else (value, None)
+            problem = None
+            if storage is not None:
+                full, reason = storage
+                problem = (StorageFull if full else StorageUnavailable)(reason)
+            raise WorkerError(f"detection worker {index} failed: {text}", storage=problem)
         if kind != expected:
             raise WorkerError(f"detection worker {index} said {kind!r}, not {expected!r}")
         return kind, value
@@ -176,8 +220,8 @@ def _worker_main(conn: Connection) -> None:
         count = analyzer.intel.matcher.count if analyzer.intel is not None else 0
         quiet_gc()
         conn.send(("ready", count))
-    except Exception:
-        conn.send(("failed", traceback.format_exc(limit=5)))
+    except Exception as exc:
+        conn.send(("failed", _failure(exc)))
         return
     while True:
         try:
@@ -191,11 +235,22 @@ def _worker_main(conn: Connection) -> None:
             elif message[0] == "flush":
                 analyzer.flush()
                 conn.send(("flushed", None))
+            elif message[0] == "reset":
+                analyzer.reset()
+                conn.send(("reset", None))
             else:
                 analyzer.close()
                 return
-        except Exception:
-            conn.send(("failed", traceback.format_exc(limit=5)))
+        except Exception as exc:
+            conn.send(("failed", _failure(exc)))
+
+
+def _failure(exc: BaseException) -> tuple[str, tuple[bool, str] | None]:
+    """A failure as the pipe carries it: the traceback, and (full?, reason) when the data
+    folder refused the write."""
+    storage = storage_problem(exc)
+    kind = None if storage is None else (isinstance(storage, StorageFull), str(storage))
+    return traceback.format_exc(limit=5), kind
 
 
 def _analyzer(setup: WorkerSetup) -> Any:

@@ -101,7 +101,12 @@ class AlertStore:
 
 
 def _dumps(value: Any) -> str:
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    """A value as JSON; one that cannot be (nested past what the encoder allows, ...) is
+    kept as the reason and its text cut short, so the alert is stored all the same."""
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
+        return orjson.dumps({"_vigil_unwritable": str(exc), "text": repr(value)[:4096]}).decode()
 
 
 def _row(identifier: str, d: Detection, offset: int | None, now: float) -> dict[str, Any]:

@@ -88,6 +88,7 @@ SCHEMA = pa.schema(
 )
 _ECS_STRUCT = pa.struct([(key, kind) for key, kind in ECS_COLUMNS.values()])
 COMMITS = "_commits"
+UNWRITABLE = "_vigil_unwritable"  # in `fields`, in place of fields that could not be written
 
 
 class EventStoreError(VigilError):
@@ -306,8 +307,10 @@ class EventWriter:
 
     def discard(self) -> None:
         """Drop what is handed over and not yet written, and a failure (it is all to be done
-        again)."""
+        again). A write under way is let finish first, so its outcome cannot arrive later."""
         with self._cv:
+            while self._writing is not None:
+                self._cv.wait(0.5)
             self._pending, self._count = [], 0
             self._error = self._failed_from = None
 
@@ -378,7 +381,7 @@ def _table(items: list[tuple[Event, int]], ingested: float) -> pa.Table:
         "source": [e.source for e in events],
         "record": [None if e.record is None else str(e.record) for e in events],
         "host": [e.host for e in events],
-        "fields": [dumps(e.fields, default=str, option=option).decode() for e in events],
+        "fields": [_fields_json(e.fields, dumps, option) for e in events],
         "raw": [r.decode("utf-8", "replace") if isinstance(r := e.raw, bytes) else r
                 for e in events],
     }  # fmt: skip
@@ -395,6 +398,16 @@ def _table(items: list[tuple[Event, int]], ingested: float) -> pa.Table:
                 values = [None if v is None else _number(v) for v in values]
             arrays.append(pa.array(values, type=kind))
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def _fields_json(fields: dict[str, Any], dumps: Any, option: int) -> str:
+    """An event's fields as JSON. Fields that cannot be written as JSON (nested past what
+    the encoder allows, ...) do not stop the batch: the event is stored with the reason in
+    their place, and its `raw` text keeps the original."""
+    try:
+        return dumps(fields, default=str, option=option).decode()  # type: ignore[no-any-return]
+    except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
+        return dumps({UNWRITABLE: f"fields not storable as JSON: {exc}"}).decode()  # type: ignore[no-any-return]
 
 
 def _ranges(line: str) -> list[tuple[int, int]]:
