@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import socket
 import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -95,6 +98,48 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _output_file(path: Path | None) -> Path | None:
+    """An option naming a file to write: refused at once (before any work) when its folder is
+    missing or it is a folder itself."""
+    if path is None:
+        return None
+    if path.is_dir():
+        raise fail(f"cannot write {path}: it is a folder (give a file name)")
+    folder = path.parent
+    if not folder.is_dir():
+        problem = "not a folder" if folder.exists() else "no such folder"
+        raise fail(f"cannot write {path}: {problem}: {folder}")
+    return path
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise fail(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _check_folder(path: Path) -> None:
+    """A data folder Vigil may create: refused when it, or the nearest part of its path that
+    exists, is not a folder."""
+    for part in (path, *path.parents):
+        if part.is_dir():
+            return
+        if part.exists():
+            where = "" if part == path else f": {part} is not a folder"
+            raise fail(f"data folder {path} is not a folder{where}")
+
+
+def _reason(exc: Exception) -> str:
+    """Why a database could not be used: the driver's first line (it names no password), an
+    OS error's text, else only the kind of error (SQLAlchemy's own may quote the URL)."""
+    cause = getattr(exc, "orig", None)
+    if cause is None and isinstance(exc, OSError):
+        cause = exc.strerror or exc
+    lines = str(cause).strip().splitlines() if cause is not None else []
+    return lines[0] if lines else exc.__class__.__name__
+
+
 def _placeholders(path: Path | None) -> dict[str, list[str]] | None:
     if path is None:
         return None
@@ -108,9 +153,12 @@ def _placeholders(path: Path | None) -> dict[str, list[str]] | None:
 
 
 def _load(rules: list[Path], placeholders: Path | None, no_cache: bool) -> LoadedRules:
+    """The rules, compiled; an error when rules were asked for and none of them can be used."""
     with err.status("Loading Sigma rules…"):
         loaded = load_rules(rules, placeholders=_placeholders(placeholders), use_cache=not no_cache)
     plan = loaded.plan
+    if rules and not plan.rules and not plan.correlations:
+        raise fail(_nothing_usable(rules, loaded) + " (see `vigil rules check`)")
     how = "from cache" if loaded.from_cache else "compiled"
     err.print(
         f"Loaded [bold]{len(plan.rules)}[/] rules and [bold]{len(plan.correlations)}[/] "
@@ -119,6 +167,14 @@ def _load(rules: list[Path], placeholders: Path | None, no_cache: bool) -> Loade
         highlight=False,
     )
     return loaded
+
+
+def _nothing_usable(rules: list[Path], loaded: LoadedRules) -> str:
+    plan = loaded.plan
+    return (
+        f"no usable rule found in {', '.join(str(r) for r in rules)}: {plan.files} rule "
+        f"files, {len(plan.problems)} unusable"
+    )
 
 
 class BarProgress:
@@ -163,17 +219,21 @@ def scan(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Write detections to this file instead of standard output."
+            "--output",
+            "-o",
+            help="Write detections to this file instead of standard output.",
+            callback=_output_file,
         ),
     ] = None,
     stats: Annotated[
-        Path | None, typer.Option(help="Write per-file and total figures as JSON.")
+        Path | None,
+        typer.Option(help="Write per-file and total figures as JSON.", callback=_output_file),
     ] = None,
     placeholders: Annotated[
         Path | None, typer.Option(help="YAML file of values for rule placeholders (%name%).")
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompile the rules.")] = False,
-    limit: Annotated[int, typer.Option(help="Rows of the timeline table (0: all).")] = 200,
+    limit: Annotated[int, typer.Option(min=0, help="Rows of the timeline table (0: all).")] = 200,
     jobs: Annotated[
         int, typer.Option("--jobs", "-j", min=1, help="Worker processes reading files in parallel.")
     ] = 1,
@@ -187,7 +247,8 @@ def scan(
     rejects: Annotated[
         Path | None,
         typer.Option(
-            help="Write every rejected record (file, record, reason, text) as JSON lines."
+            help="Write every rejected record (file, record, reason, text) as JSON lines.",
+            callback=_output_file,
         ),
     ] = None,
     intel: Annotated[
@@ -217,9 +278,10 @@ def scan(
     for path in [*paths, *rules]:
         if not path.exists():
             raise fail(f"no such file or directory: {path}")
+    store = _store(data_dir) if intel else None
     try:
         loaded = _load([*([starter_rules()] if starter else []), *rules], placeholders, no_cache)
-        matcher = _load_intel(data_dir) if intel else None
+        matcher = _load_intel(store) if store is not None else None
         columns = (
             TextColumn("{task.description}", style="cyan"),
             BarColumn(),
@@ -246,10 +308,10 @@ def scan(
     _print_problems(result.files)
     _write_detections(result, fmt, output, limit)
     if stats is not None:
-        stats.write_bytes(orjson.dumps(result.stats(), option=orjson.OPT_INDENT_2))
+        _write(stats, orjson.dumps(result.stats(), option=orjson.OPT_INDENT_2))
     if rejects is not None:
         records = [r for f in result.files for r in f.set_aside]
-        rejects.write_bytes(b"".join(orjson.dumps(r, default=str) + b"\n" for r in records))
+        _write(rejects, b"".join(orjson.dumps(r, default=str) + b"\n" for r in records))
         err.print(
             f"{len(records):,} rejected records written to {escape(str(rejects))}", highlight=False
         )
@@ -257,10 +319,13 @@ def scan(
         err.print(f"Figures written to {escape(str(stats))}", highlight=False)
 
 
-def _load_intel(data_dir: Path | None) -> IntelScan:
+def _load_intel(store: IndicatorStore) -> IntelScan:
     with err.status("Loading indicators…"):
         started = time.perf_counter()
-        intel = IntelScan.load(IndicatorStore.open(data_dir))
+        try:
+            intel = IntelScan.load(store)
+        except SQLAlchemyError as exc:
+            raise fail(f"cannot read the indicator store: {_reason(exc)}") from None
     err.print(
         f"Loaded [bold]{len(intel.matcher):,}[/] live indicators in "
         f"{time.perf_counter() - started:.2f}s.",
@@ -408,8 +473,9 @@ def _write_detections(result: ScanResult, fmt: str, output: Path | None, limit: 
         if output is None:
             out.print(table)
         else:
-            with output.open("w", encoding="utf-8") as handle:
-                Console(file=handle, width=200).print(_timeline(detections, 0))
+            text = io.StringIO()
+            Console(file=text, width=200).print(_timeline(detections, 0))
+            _write(output, text.getvalue().encode("utf-8"))
             err.print(f"Timeline written to {escape(str(output))}", highlight=False)
 
 
@@ -418,7 +484,7 @@ def _emit(data: bytes, output: Path | None) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
-        output.write_bytes(data)
+        _write(output, data)
         err.print(f"Detections written to {escape(str(output))}", highlight=False)
 
 
@@ -493,7 +559,15 @@ def rules_check(
     }
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
-        return
+        sys.stdout.flush()
+    else:
+        _print_rule_report(loaded, share)
+    if not usable:
+        raise fail(_nothing_usable(folders, loaded))
+
+
+def _print_rule_report(loaded: LoadedRules, share: float) -> None:
+    plan = loaded.plan
     summary = Table(title="Rule set", title_justify="left", show_header=False)
     summary.add_row("rule files", f"{plan.files:,}")
     summary.add_row("detection rules loaded", f"{len(plan.rules):,}")
@@ -520,10 +594,14 @@ def rules_check(
 
 
 def _store(data_dir: Path | None) -> IndicatorStore:
+    from vigil.store import data_dir as default_data_dir
+
+    if data_dir is not None or not os.environ.get("VIGIL_DATABASE_URL"):
+        _check_folder(default_data_dir(data_dir))
     try:
         return IndicatorStore.open(data_dir)
-    except SQLAlchemyError as exc:
-        raise fail(f"cannot open the indicator store: {exc.__class__.__name__}") from None
+    except (SQLAlchemyError, OSError) as exc:
+        raise fail(f"cannot open the indicator store: {_reason(exc)}") from None
 
 
 def _import_table(title: str) -> Table:
@@ -588,7 +666,7 @@ def _write_aside(aside: list[Any], path: Path | None) -> None:
             )
         err.print(table)
     if path is not None:
-        path.write_bytes(b"".join(orjson.dumps(a, default=str) + b"\n" for a in aside))
+        _write(path, b"".join(orjson.dumps(a, default=str) + b"\n" for a in aside))
         err.print(
             f"{len(aside):,} unsupported or rejected items written to {escape(str(path))}",
             highlight=False,
@@ -602,7 +680,11 @@ def _write_aside(aside: list[Any], path: Path | None) -> None:
 
 Aside = Annotated[
     Path | None,
-    typer.Option("--aside", help="Write unsupported and rejected items as JSON lines."),
+    typer.Option(
+        "--aside",
+        help="Write unsupported and rejected items as JSON lines.",
+        callback=_output_file,
+    ),
 ]
 
 
@@ -779,14 +861,20 @@ def _indicator_dict(indicator: StoredIndicator) -> dict[str, Any]:
 @intel_app.command("sightings")
 def intel_sightings(
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the STIX bundle to this file.")
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write the STIX bundle to this file.", callback=_output_file
+        ),
     ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Export every sighting as a STIX 2.1 bundle of `sighting` objects."""
     from vigil.intel.sightings import export_bundle
 
-    bundle = export_bundle(_store(data_dir))
+    try:
+        bundle = export_bundle(_store(data_dir))
+    except SQLAlchemyError as exc:
+        raise fail(f"cannot read the indicator store: {_reason(exc)}") from None
     data = orjson.dumps(bundle, option=orjson.OPT_INDENT_2) + b"\n"
     _emit(data, output)
     count = sum(1 for o in bundle["objects"] if o["type"] == "sighting")
@@ -869,7 +957,10 @@ def intel_coverage(
 def intel_attack_layer(
     rules: RulesOption = [],  # noqa: B006
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Where to write the layer (JSON).")
+        Path,
+        typer.Option(
+            "--output", "-o", help="Where to write the layer (JSON).", callback=_output_file
+        ),
     ] = Path("vigil-coverage-layer.json"),
     group: Annotated[
         str | None, typer.Option("--group", "-g", help="Show this group's techniques and gaps.")
@@ -896,7 +987,7 @@ def intel_attack_layer(
         group=found,
         kb=kb,
     )
-    output.write_bytes(orjson.dumps(layer, option=orjson.OPT_INDENT_2) + b"\n")
+    _write(output, orjson.dumps(layer, option=orjson.OPT_INDENT_2) + b"\n")
     err.print(
         f"Layer of {len(layer['techniques']):,} technique entries ({len(covered):,} techniques "
         f"with rules) written to {escape(str(output))}; open it in ATT&CK Navigator "
@@ -912,12 +1003,44 @@ app.add_typer(token_app, name="token")
 
 
 def _settings(**overrides: Any) -> Any:
+    """The settings, with the command line's overrides; the data folder must be one."""
     from vigil.config import load_settings
 
     try:
-        return load_settings(**overrides)
+        settings = load_settings(**overrides)
     except VigilError as exc:
         raise fail(str(exc)) from None
+    _check_folder(settings.data_dir)
+    return settings
+
+
+def _state_engine(settings: Any) -> Any:
+    """The state database of the settings, brought to the newest schema."""
+    from vigil.store import migrate, state_engine
+
+    try:
+        engine = state_engine(settings.database_url or settings.data_dir)
+        migrate(engine)
+    except (SQLAlchemyError, OSError) as exc:
+        raise fail(f"cannot open the state database: {_reason(exc)}") from None
+    return engine
+
+
+def _check_listen(host: str, port: int, kind: socket.SocketKind, what: str) -> None:
+    """Fail at once, before anything starts, when `host:port` cannot be listened on (in use,
+    no such address) instead of starting everything and then stopping."""
+    try:
+        for family, kind_, proto, _, address in socket.getaddrinfo(
+            host, port, type=kind, flags=socket.AI_PASSIVE
+        ):
+            with socket.socket(family, kind_, proto) as probe:
+                if kind == socket.SOCK_STREAM:  # as the server itself does
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                probe.bind(address)
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port} ({what}): {exc.strerror or exc}") from None
 
 
 @app.command()
@@ -925,7 +1048,9 @@ def serve(
     rules: RulesOption = [],  # noqa: B006
     data_dir: DataDir = None,
     host: Annotated[str | None, typer.Option(help="API address (default 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="API port (default 8400).")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="API port (default 8400).")
+    ] = None,
     feed: Annotated[
         list[Path],
         typer.Option("--feed", help="Once started, read these log files or folders into it."),
@@ -949,8 +1074,20 @@ def serve(
             update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
         )
         settings = settings.model_copy(update={"api": api})
+    for path in [*settings.rules, *feed]:
+        if not path.exists():
+            raise fail(f"no such file or directory: {path}")
+    _check_listen(settings.api.host, settings.api.port, socket.SOCK_STREAM, "the API")
+    listeners = settings.listeners
+    if listeners.syslog_udp is not None:
+        _check_listen(listeners.host, listeners.syslog_udp, socket.SOCK_DGRAM, "syslog over UDP")
+    if listeners.syslog_tcp is not None:
+        _check_listen(listeners.host, listeners.syslog_tcp, socket.SOCK_STREAM, "syslog over TCP")
     starter = [starter_rules()] if settings.starter_rules else []
-    loaded = _load([*starter, *settings.rules], None, False)
+    try:
+        loaded = _load([*starter, *settings.rules], None, False)
+    except VigilError as exc:
+        raise fail(str(exc)) from None
 
     def ready(service: Any, url: str) -> None:
         err.print(
@@ -974,6 +1111,8 @@ def serve(
         run_service(settings, loaded=loaded, on_ready=ready)
     except VigilError as exc:
         raise fail(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise fail(f"cannot open the state database: {_reason(exc)}") from None
 
 
 def _serve_demo(service: Any, url: str) -> None:
@@ -1038,8 +1177,12 @@ def token_create(
     if role not in ROLES:
         raise fail(f"unknown role {role!r} (use {', '.join(ROLES)})")
     settings = _settings(data_dir=data_dir)
-    tokens = TokenStore(state_engine(settings.database_url or settings.data_dir))
-    token, _ = tokens.create(role, name)
+    try:
+        token, _ = TokenStore(state_engine(settings.database_url or settings.data_dir)).create(
+            role, name
+        )
+    except (SQLAlchemyError, OSError) as exc:
+        raise fail(f"cannot open the state database: {_reason(exc)}") from None
     out.print(token, highlight=False, soft_wrap=True)
 
 
@@ -1052,7 +1195,7 @@ def hunt(
     since: Annotated[
         str | None, typer.Option(help="With --sigma: only events since (30d, 12h, a date).")
     ] = None,
-    limit: Annotated[int, typer.Option(help="Rows shown at most.")] = 200,
+    limit: Annotated[int, typer.Option(min=1, help="Rows shown at most.")] = 200,
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON lines.")] = False,
 ) -> None:
@@ -1064,10 +1207,19 @@ def hunt(
     folder = settings.data_dir / "events"
     if (query is None) == (sigma is None):
         raise fail("give a SQL query or --sigma RULE.yml (one of them)")
+    if since is not None and sigma is None:
+        raise fail("--since goes with --sigma (in SQL, filter on the column `time`)")
+    try:
+        start = parse_since(since) if since is not None else None
+        if start is not None:
+            datetime.fromtimestamp(start, tz=UTC)  # the event store's days end in the year 9999
+    except VigilError as exc:
+        raise fail(str(exc)) from None
+    except (ValueError, OverflowError, OSError):
+        raise fail(f"{since!r} is out of the range of dates (years 1 to 9999)") from None
     try:
         if sigma is not None:
             loaded = _load([sigma], None, True)
-            start = parse_since(since) if since else None
             detections = retro_hunt(folder, loaded, since=start)
             if as_json:
                 for detection in detections:
@@ -1119,7 +1271,7 @@ def correlate(
         Path | None,
         typer.Option(help="attacktimes.py of the AIT data set: report MTTD per attack phase."),
     ] = None,
-    top: Annotated[int, typer.Option(help="Incidents shown.")] = 10,
+    top: Annotated[int, typer.Option(min=0, help="Incidents shown.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print incidents as JSON lines.")] = False,
 ) -> None:
     """Group alerts (Wazuh, Suricata, CSV/JSON) into incidents, ranked by risk. Labelled
@@ -1243,12 +1395,9 @@ app.add_typer(incident_app, name="incident")
 
 def _incidents(data_dir: Path | None) -> Any:
     from vigil.correlate import IncidentStore
-    from vigil.store import migrate, state_engine
 
     settings = _settings(data_dir=data_dir)
-    engine = state_engine(settings.database_url or settings.data_dir)
-    migrate(engine)
-    return IncidentStore(engine, evidence=settings.data_dir / "evidence")
+    return IncidentStore(_state_engine(settings), evidence=settings.data_dir / "evidence")
 
 
 def _case(action: Any) -> Any:
@@ -1270,11 +1419,15 @@ def _author() -> str:
 @incident_app.command("list")
 def incident_list(
     status: Annotated[str | None, typer.Option(help="Only incidents in this status.")] = None,
-    limit: Annotated[int, typer.Option(help="Incidents shown at most.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="Incidents shown at most.")] = 20,
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
 ) -> None:
     """Incidents by risk."""
+    from vigil.correlate import STATUSES
+
+    if status is not None and status not in STATUSES:
+        raise fail(f"unknown status {status!r} (use {', '.join(STATUSES)})")
     rows = _incidents(data_dir).ranked(status=status, limit=limit)
     if as_json:
         for row in rows:
@@ -1369,11 +1522,13 @@ def incident_task(
 @incident_app.command("evidence")
 def incident_evidence(incident_id: str, path: Path, data_dir: DataDir = None) -> None:
     """Keep a file for a case (stored once under its SHA-256)."""
-    store = _incidents(data_dir)
+    if path.is_dir():
+        raise fail(f"{path} is a folder: give one file")
     try:
         handle = path.open("rb")
     except OSError as exc:
-        raise fail(f"{path}: {exc}") from None
+        raise fail(f"cannot read {path}: {exc.strerror or exc}") from None
+    store = _incidents(data_dir)
     with handle:
         item = _case(lambda: store.add_evidence(incident_id, _author(), path.name, handle))
     out.print(f"{item['name']} sha256:{item['sha256']} ({item['size']:,} bytes)")
@@ -1381,7 +1536,7 @@ def incident_evidence(incident_id: str, path: Path, data_dir: DataDir = None) ->
 
 @app.command()
 def entities(
-    limit: Annotated[int, typer.Option(help="Entities shown.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="Entities shown.")] = 20,
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
 ) -> None:
@@ -1402,7 +1557,7 @@ def entities(
 
 @app.command()
 def metrics(
-    days: Annotated[int, typer.Option(help="Incidents created in the last N days.")] = 30,
+    days: Annotated[int, typer.Option(min=1, help="Incidents created in the last N days.")] = 30,
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON.")] = False,
 ) -> None:
@@ -1436,6 +1591,8 @@ def demo(
     and show the incidents it became."""
     from vigil.demo import run as run_demo
 
+    if data_dir is not None:
+        _check_folder(data_dir)
     with err.status("Replaying the Northwind intrusion through the pipeline…"):
         incidents = run_demo(data_dir)
     if as_json:
