@@ -182,7 +182,9 @@ def create_app(
     buckets: dict[str, tuple[float, float]] = {}
     bucket_lock = threading.Lock()
     limits = BodyLimits(max_body_bytes, max_records)
-    # hunts run in threads of their own, never in the pool requests share with ingest
+    # hunts run in threads of their own, never in the pool requests share with ingest; a
+    # hunt past the places free is refused at once, not queued
+    hunt_slots = anyio.CapacityLimiter(hunts_at_once)
     hunt_threads = anyio.CapacityLimiter(hunts_at_once)
 
     def bearer(request: Request) -> Principal | None:
@@ -302,8 +304,16 @@ def create_app(
         """Run a hunt in a thread of its own, stopped as soon as its client goes away; 503
         at once when every hunt place is taken (the rest of the API is never kept waiting
         for a hunt)."""
-        if hunt_threads.borrowed_tokens >= hunt_threads.total_tokens:
-            raise Overloaded(f"{hunts_at_once} hunts are running; try again shortly", 2.0)
+        try:
+            hunt_slots.acquire_nowait()
+        except anyio.WouldBlock:
+            raise Overloaded(f"{hunts_at_once} hunts are running; try again shortly", 2.0) from None
+        try:
+            return await _hunt(request, run)
+        finally:
+            hunt_slots.release()
+
+    async def _hunt(request: Request, run: Callable[[threading.Event], T]) -> T:
         cancel = threading.Event()
 
         async def watch() -> None:
@@ -313,14 +323,22 @@ def create_app(
                     return
                 await anyio.sleep(0.2)
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(watch)
+        outcome: list[Any] = []
+
+        async def work() -> None:
             try:
-                result = await anyio.to_thread.run_sync(run, cancel, limiter=hunt_threads)
+                outcome.append(await anyio.to_thread.run_sync(run, cancel, limiter=hunt_threads))
+            except Exception as exc:  # raised below, outside the task group (no group wrap)
+                outcome.append(exc)
             finally:
                 cancel.set()
-                group.cancel_scope.cancel()
-        return result
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch)
+            await work()
+        if isinstance(outcome[0], Exception):
+            raise outcome[0]
+        return outcome[0]  # type: ignore[no-any-return]
 
     @app.get("/api/v1/alerts", tags=["alerts"])
     def alerts(
@@ -548,16 +566,35 @@ def create_app(
         return Response(status_code=204)
 
     if metrics is not None:
-        counter = metrics.http_requests
-
-        @app.middleware("http")
-        async def count(request: Request, call_next: Any) -> Any:
-            response = await call_next(request)
-            route = request.scope.get("route")
-            counter.labels(route=getattr(route, "path", "other"), status=response.status_code).inc()
-            return response
-
+        app.add_middleware(CountRequests, counter=metrics.http_requests)
     return app
+
+
+class CountRequests:
+    """Counts requests by route and status. Plain ASGI: a request's own `receive` reaches
+    the route, so a route can tell when its client went away (hunts stop then)."""
+
+    def __init__(self, app: Any, counter: Counter) -> None:
+        self.app = app
+        self.counter = counter
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def sending(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", "other")
+            self.counter.labels(route=route, status=status).inc()
 
 
 def _info(info: Any) -> dict[str, Any]:

@@ -12,7 +12,6 @@ import csv
 import gzip
 import hashlib
 import io
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from vigil.detect.detection import tactics_of
 from vigil.errors import InputError
 from vigil.events.model import parse_time
 from vigil.ingest import FileReport
+from vigil.ingest.body import gunzip
 
 
 @dataclass(frozen=True)
@@ -106,32 +106,25 @@ def read_alerts(
     return _read(Source(path.name, lambda: _open_file(path), str(path)), kind, mapping)
 
 
-def parse_alerts(
-    name: str, data: bytes, kind: str, mapping: Mapping | None = None
-) -> tuple[list[AlertIn], AlertReport]:
-    """The alerts of a file's content (an upload), gzip-compressed or not."""
+MAX_UNPACKED = 1 << 30  # an uploaded .gz may unpack to this much at most, by default
 
-    raw = _gunzip(name, data) if data[:2] == b"\x1f\x8b" else data
+
+def parse_alerts(
+    name: str,
+    data: bytes,
+    kind: str,
+    mapping: Mapping | None = None,
+    *,
+    max_unpacked: int = MAX_UNPACKED,
+) -> tuple[list[AlertIn], AlertReport]:
+    """The alerts of a file's content (an upload), gzip-compressed (every member read) or
+    not; one that unpacks past `max_unpacked` bytes is refused (TooLarge) as it unpacks."""
+    raw = gunzip(data, max_unpacked, name)
 
     def opened() -> io.TextIOBase:
         return io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8", errors="replace")
 
     return _read(Source(name, opened, name), kind, mapping)
-
-
-MAX_UNPACKED = 1 << 30  # an uploaded .gz may unpack to this much at most
-
-
-def _gunzip(name: str, data: bytes) -> bytes:
-    """Decompress an upload, refusing one that unpacks past MAX_UNPACKED (a gzip bomb)."""
-    unpacker = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = unpacker.decompress(data, MAX_UNPACKED)
-    except zlib.error as exc:
-        raise InputError(f"{name}: not a readable gzip file: {exc}") from exc
-    if unpacker.unconsumed_tail:
-        raise InputError(f"{name}: unpacks to more than {MAX_UNPACKED} bytes")
-    return out
 
 
 @dataclass(frozen=True)

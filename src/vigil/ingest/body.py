@@ -77,8 +77,11 @@ def body_kind(content_type: str | None, content_encoding: str | None) -> tuple[s
 
 
 class Inflater:
-    """Inflates gzip data as it arrives (every member, one after another), refusing to give
-    more than `max_bytes` in all: a small bomb costs no more than a large honest body."""
+    """Inflates gzip data as it arrives (every member, one after another) into a buffer,
+    in steps of at most `STEP` bytes, refusing to give more than `max_bytes` in all: a
+    small bomb costs no more than a large honest body."""
+
+    STEP = 1 << 20
 
     def __init__(self, max_bytes: int, what: str = "the body") -> None:
         self.max_bytes = max_bytes
@@ -87,18 +90,19 @@ class Inflater:
         self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._started = False
 
-    def feed(self, data: bytes) -> bytes:
-        out = bytearray()
+    def feed(self, data: bytes | bytearray, into: bytearray) -> None:
+        """Inflate `data` onto the end of `into`."""
         while data:
             self._started = True
+            room = self.max_bytes - self.size + 1
             try:
-                part = self._inflate.decompress(data, self.max_bytes - self.size + 1)
+                part = self._inflate.decompress(data, min(room, self.STEP))
             except zlib.error as exc:
                 raise InputError(f"{self.what} is not readable gzip: {exc}") from None
             self.size += len(part)
-            out += part
             if self.size > self.max_bytes:
                 raise TooLarge(f"{self.what} inflates to more than {self.max_bytes:,} bytes")
+            into += part
             if self._inflate.unconsumed_tail:
                 data = self._inflate.unconsumed_tail
             elif self._inflate.eof:
@@ -107,7 +111,6 @@ class Inflater:
                 self._started = False
             else:
                 data = b""
-        return bytes(out)
 
     def close(self) -> None:
         """The end of the data: a gzip member cut short is an error."""
@@ -127,18 +130,22 @@ async def read_body(
         sent += len(chunk)
         if sent > max_bytes:
             raise TooLarge(f"{what} is larger than {max_bytes:,} bytes")
-        body += inflater.feed(chunk) if inflater is not None else chunk
+        if inflater is not None:
+            inflater.feed(chunk, body)
+        else:
+            body += chunk
     if inflater is not None:
         inflater.close()
     return body
 
 
-def gunzip(data: bytes, max_bytes: int, what: str) -> bytes:
+def gunzip(data: bytes | bytearray, max_bytes: int, what: str) -> bytes | bytearray:
     """Bytes inflated if they are gzip (every member), up to `max_bytes`; as they are if not."""
     if data[:2] != b"\x1f\x8b":
         return data
     inflater = Inflater(max_bytes, what)
-    out = inflater.feed(data)
+    out = bytearray()
+    inflater.feed(data, out)
     inflater.close()
     return out
 

@@ -211,6 +211,8 @@ class Analyzer:
             try:
                 data = orjson.loads(payload)
                 service = data["service"]
+                if type(data["fields"]) is not dict:
+                    raise TypeError("its fields are not an object")
                 return Event(
                     fields=data["fields"],
                     source=data["source"] or source,
@@ -322,6 +324,7 @@ class Pipeline:
         self.on_batch = on_batch
         self.position = stream.acked  # everything below is detected on
         self._sent = self.position  # everything below is given to the analyzers
+        self._counted = self.position  # batches below are counted in `totals`
         self._in_flight: deque[tuple[int, int]] = deque()  # (worker, end of its batch)
         self._held: dict[int, int | None] = {}  # worker → lowest offset it holds unstored
         self.totals = {"events": 0, "rejected": 0, "alerts": 0, "new_alerts": 0, "batches": 0}
@@ -419,9 +422,11 @@ class Pipeline:
         self.position = upto
         self._held[worker] = analysis.held_from
         self._acknowledge()
-        for name in ("events", "rejected", "alerts", "new_alerts"):
-            self.totals[name] += getattr(figures, name)
-        self.totals["batches"] += 1
+        if upto > self._counted:  # a batch done again after a failure is counted once
+            self._counted = upto
+            for name in ("events", "rejected", "alerts", "new_alerts"):
+                self.totals[name] += getattr(figures, name)
+            self.totals["batches"] += 1
         if self.on_batch is not None:
             self.on_batch(figures, self)
         return done

@@ -521,7 +521,9 @@ class Service:
             kind, fields = "csv", AIT_MAPPING
         elif kind in ("csv", "json"):
             fields = mapping_from_pairs(mapping or [])
-        alerts, report = parse_alerts(name, data, kind, fields)
+        alerts, report = parse_alerts(
+            name, data, kind, fields, max_unpacked=self.settings.api.max_body_bytes
+        )
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
         new = self.alert_store.add([(a.id, to_detection(a, name, stamp), None) for a in alerts])
@@ -570,7 +572,8 @@ class Service:
             "problems": [f"{kind}: {why}" for kind, why in problems],
             "events_processed": pipeline.totals["events"],
             "alerts": pipeline.totals["new_alerts"],
-            "lag": lag,
+            "lag": lag,  # received, not yet detected on
+            "backlog": self.stream.end - self.stream.acked,  # not yet detected on and stored
             "set_aside": pipeline.set_aside,
             "batch_failures": pipeline.failures,
             "rules": len(self.loaded.plan.rules),
