@@ -455,3 +455,16 @@ def test_serve_with_a_state_database_that_is_not_one_says_so(tmp_path: Path) -> 
     (data / "vigil.db").write_bytes(b"not a database at all " * 64)
     code, stderr = serve(tmp_path, "--data-dir", data, "--port", "0")
     assert_refused(code, stderr, "not a database")
+
+
+def test_serve_with_a_data_folder_nobody_may_write_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "d"
+    folder.mkdir()
+    done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"a folder nobody may write needs chattr on ext4 (root): {done.stderr}")
+    try:
+        code, stderr = serve(tmp_path, "--data-dir", folder, "--port", "0")
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=False)
+    assert_refused(code, stderr, "state database", "not writable")

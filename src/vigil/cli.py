@@ -11,7 +11,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -35,7 +34,7 @@ from vigil import __version__
 from vigil.detect import LEVELS, Detection, tactics_of
 from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import LoadedRules, load_rules, starter_rules
-from vigil.errors import InputError, VigilError
+from vigil.errors import InputError, VigilError, storage_problem
 from vigil.events import format_time
 from vigil.ingest import FORMATS, FileReport
 from vigil.intel.store import IndicatorStore, StoredIndicator
@@ -1112,7 +1111,10 @@ def serve(
     except VigilError as exc:
         raise fail(str(exc)) from None
     except SQLAlchemyError as exc:
-        raise fail(f"cannot open the state database: {_reason(exc)}") from None
+        problem = storage_problem(exc)
+        raise fail(f"cannot open the state database: {problem or _reason(exc)}") from None
+    except OSError as exc:
+        raise fail(f"cannot use the data folder {settings.data_dir}: {exc}") from None
 
 
 def _serve_demo(service: Any, url: str) -> None:
@@ -1200,7 +1202,7 @@ def hunt(
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON lines.")] = False,
 ) -> None:
     """Hunt through the stored events: SQL (DuckDB) or a Sigma rule."""
-    from vigil.hunt import parse_since, sql
+    from vigil.hunt import HuntLimits, parse_since, sql
     from vigil.hunt import sigma as retro_hunt
 
     settings = _settings(data_dir=data_dir)
@@ -1211,16 +1213,13 @@ def hunt(
         raise fail("--since goes with --sigma (in SQL, filter on the column `time`)")
     try:
         start = parse_since(since) if since is not None else None
-        if start is not None:
-            datetime.fromtimestamp(start, tz=UTC)  # the event store's days end in the year 9999
     except VigilError as exc:
         raise fail(str(exc)) from None
-    except (ValueError, OverflowError, OSError):
-        raise fail(f"{since!r} is out of the range of dates (years 1 to 9999)") from None
+    limits = HuntLimits(**settings.hunt.model_dump(exclude={"concurrent"}))
     try:
         if sigma is not None:
             loaded = _load([sigma], None, True)
-            detections = retro_hunt(folder, loaded, since=start)
+            detections = retro_hunt(folder, loaded, since=start, limits=limits)
             if as_json:
                 for detection in detections:
                     sys.stdout.write(orjson.dumps(detection.as_dict(), default=str).decode() + "\n")
@@ -1228,7 +1227,7 @@ def hunt(
                 out.print(_timeline(detections, limit))
             return
         assert query is not None
-        answer = sql(folder, query, limit=limit)
+        answer = sql(folder, query, limit=limit, limits=limits)
     except VigilError as exc:
         raise fail(str(exc)) from None
     if as_json:

@@ -234,6 +234,8 @@ def sigma(
 _SPAN = re.compile(r"(\d{1,6})\s*([smhdw])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _MAX_SPAN = 100 * 366 * 86400  # further back than the epoch: a typo, not a hunt
+_FIRST = datetime(1, 1, 2, tzinfo=UTC)
+_LAST = datetime(9999, 12, 30, tzinfo=UTC)
 
 
 def parse_since(text: str, now: float | None = None) -> float:
@@ -251,6 +253,8 @@ def parse_since(text: str, now: float | None = None) -> float:
         raise HuntError(f"not a time or a span like 30d: {text!r}") from None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=UTC)
+    if not _FIRST <= stamp <= _LAST:  # the event store's days are years 1 to 9999, in UTC
+        raise HuntError(f"{text!r} is out of the range of dates (years 1 to 9999)")
     return stamp.timestamp()
 
 

@@ -152,10 +152,7 @@ class Service:
         self.started = time.time()
         self._hunter = threading.Event()
         self._hunt_slots = threading.BoundedSemaphore(settings.hunt.concurrent)
-        hunt = settings.hunt
-        self.hunt_limits = HuntLimits(
-            hunt.timeout_s, hunt.memory_mb, hunt.threads, hunt.max_result_bytes
-        )
+        self.hunt_limits = HuntLimits(**settings.hunt.model_dump(exclude={"concurrent"}))
         self._hunt_thread: threading.Thread | None = None
         self.batch_listeners: list[Callable[[BatchFigures], None]] = []
 
