@@ -84,12 +84,14 @@ def vigil(*args: str, env: dict[str, str]) -> str:
     return done.stdout.decode().strip()
 
 
-def wait_empty(url: str, timeout: float) -> dict:
+def wait_empty(url: str, token: str, timeout: float) -> dict:
+    """/health (with its figures: a token) once the backlog is detected on and stored."""
     deadline = time.monotonic() + timeout
     health: dict = {}
+    auth = {"Authorization": f"Bearer {token}"}
     while time.monotonic() < deadline:
-        health = httpx.get(f"{url}/health", timeout=10).json()
-        if health["lag"] == 0:
+        health = httpx.get(f"{url}/health", headers=auth, timeout=10).json()
+        if health["backlog"] == 0:
             return health
         time.sleep(0.05)
     raise SystemExit(f"backlog not drained in {timeout}s: {health}")
@@ -107,7 +109,7 @@ def send_all(url: str, token: str, bodies: list[bytes], threads: int, backlog: i
     def watch() -> None:
         with httpx.Client(timeout=10) as client:
             while not done.is_set():
-                lag[0] = client.get(f"{url}/health").json()["lag"]
+                lag[0] = client.get(f"{url}/health", headers=headers).json()["lag"]
                 time.sleep(0.05)
 
     def worker() -> None:
@@ -208,7 +210,7 @@ def main() -> int:
                 started = time.monotonic()
                 send_all(url, token, bodies, args.threads, args.backlog)
                 sent_s = time.monotonic() - started
-                health = wait_empty(url, 600)
+                health = wait_empty(url, token, 600)
                 seconds = time.monotonic() - started
             rate = len(lines) / seconds
             figures: dict[str, float | int] = {
@@ -223,7 +225,7 @@ def main() -> int:
                 with console.status(f"Sending at {share:.0%} of that rate for {phase:.0f}s…"):
                     time.sleep(phase + 3)  # the latency window is one phase: start it clean
                     send_at_rate(url, token, bodies, rate * share, phase)
-                    health = wait_empty(url, 120)
+                    health = wait_empty(url, token, 120)
                 latency = health["alert_latency_ms"]
                 tag = f"{int(share * 100)}"
                 figures[f"p50_ms_at_{tag}"] = latency.get("p50", -1)

@@ -13,7 +13,7 @@ import pytest
 from vigil.correlate import CaseError, Correlator, IncidentStage
 from vigil.correlate.entities import MAX_VALUE, entities_of
 from vigil.correlate.thirdparty import parse_alerts
-from vigil.errors import InputError
+from vigil.errors import InputError, TooLarge
 
 
 def test_two_feeders_at_once_lose_and_double_nothing(store, alert) -> None:
@@ -102,12 +102,15 @@ def test_evidence_for_an_unknown_incident_keeps_no_file(store, tmp_path) -> None
     assert not (tmp_path / "evidence").exists() or not any((tmp_path / "evidence").iterdir())
 
 
-def test_an_upload_that_unpacks_too_far_is_refused(monkeypatch) -> None:
-    import vigil.correlate.thirdparty as module
-
-    monkeypatch.setattr(module, "MAX_UNPACKED", 1000)
+def test_an_upload_that_unpacks_too_far_is_refused() -> None:
     bomb = gzip.compress(b"\n" * 100_000)
-    with pytest.raises(InputError, match="unpacks to more than 1000 bytes"):
-        parse_alerts("bomb.json.gz", bomb, "suricata")
-    with pytest.raises(InputError, match="not a readable gzip"):
+    with pytest.raises(TooLarge, match="inflates to more than 1,000 bytes"):
+        parse_alerts("bomb.json.gz", bomb, "suricata", max_unpacked=1000)
+    # the limit counts every member
+    members = gzip.compress(b"\n" * 600) + gzip.compress(b"\n" * 600)
+    with pytest.raises(TooLarge, match="inflates to more than 1,000 bytes"):
+        parse_alerts("members.json.gz", members, "suricata", max_unpacked=1000)
+    with pytest.raises(InputError, match="not readable gzip"):
         parse_alerts("bad.gz", b"\x1f\x8b" + b"junk" * 10, "suricata")
+    with pytest.raises(InputError, match="cut short"):
+        parse_alerts("short.gz", gzip.compress(b"x" * 1000)[:20], "suricata")
