@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/intel.py
 	$(BIN)/python bench/hunt.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/hostile.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
