@@ -61,7 +61,7 @@ def _ip(value: Any) -> str | None:
         try:
             if socket.inet_ntoa(socket.inet_aton(text)) == text and text.count(".") == 3:
                 return text
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL in the text
             return None
     try:
         return str(ipaddress.ip_address(text.split("%")[0]))
@@ -78,9 +78,16 @@ def _host(value: Any) -> str | None:
 def _port(value: Any) -> int | None:
     try:
         port = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: float infinity
         return None
     return port if 0 <= port <= 65535 else None
+
+
+def _int(value: Any) -> int | None:
+    text = str(value)
+    digits = text[1:] if text.startswith("-") else text
+    # ASCII only: str.isdigit() is true for '²', which int() refuses
+    return int(text) if digits.isascii() and digits.isdigit() else None
 
 
 def _basename(value: Any) -> str:
@@ -122,7 +129,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "port": _port,
     "host": _host,
     "basename": _basename,
-    "int": lambda v: int(v) if str(v).lstrip("-").isdigit() else None,
+    "int": _int,
     "lower": lambda v: str(v).lower(),
     "text": str,
     "sshd": _sshd,

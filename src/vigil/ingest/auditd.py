@@ -15,8 +15,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from vigil.events import Event
-from vigil.ingest.base import FileReport, Input, batched, numbered_lines
+from vigil.events import Event, parse_time
+from vigil.ingest.base import MAX_DEPTH, FileReport, Input, batched, numbered_lines, too_deep
 
 NAME = "auditd"
 BATCH = 2048
@@ -91,8 +91,11 @@ def parse_pairs(text: str, unquoted: set[str] | None = None) -> dict[str, Any]:
             position = close
             try:
                 value = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested past the stack
                 value = raw
+            else:
+                if raw.count("{") + raw.count("[") > MAX_DEPTH and too_deep(value):
+                    value = raw  # kept as text, as any record nested this deep is
         else:
             space = text.find(" ", position)
             space = end if space < 0 else space
@@ -241,6 +244,7 @@ def tag(event: Event, stamp: str | None) -> None:
     if stamp:
         seconds = stamp.split(":", 1)[0]
         try:
-            event.time = float(seconds)
+            # `nan`, `inf` and `1e999` are floats too: parse_time keeps times in range
+            event.time = parse_time(float(seconds))
         except ValueError:
             event.time = None

@@ -284,11 +284,12 @@ def read_lines(head: bytes, stream: IO[bytes], report: FileReport) -> Iterator[l
         pending += chunk
         cut = pending.rfind(b"\n")
         if cut >= 0:
-            lines = checked(pending[:cut].split(b"\n"), cut)
+            lines = pending[:cut].split(b"\n")
             pending = pending[cut + 1 :]
-            if overlong:
+            if overlong:  # the end of a line already rejected: not rejected again
                 lines[0] = b""
                 overlong = False
+            lines = checked(lines, cut)
             number += len(lines)
             yield lines
         if len(pending) > MAX_LINE:

@@ -41,6 +41,7 @@ class Chunk:
     first_record: int
     last_record: int
     problems: list[str] = field(default_factory=list)
+    cut: bool = False  # the file ends inside this chunk: the parser reads none of it
 
 
 @dataclass
@@ -51,6 +52,8 @@ class Layout:
     chunks: dict[int, Chunk] = field(default_factory=dict)
     problems: list[tuple[str, str]] = field(default_factory=list)
     slack: list[int] = field(default_factory=list)
+    # File offsets of string-table links that close a loop, to be cut before parsing.
+    loops: list[int] = field(default_factory=list)
 
 
 def inspect(data: bytes) -> Layout:
@@ -97,9 +100,60 @@ def inspect(data: bytes) -> Layout:
             )
         if 512 <= free <= CHUNK_SIZE and zlib.crc32(chunk[512:free]) != records_crc:
             entry.problems.append("event records CRC32 mismatch")
+        loops = _string_loops(chunk)
+        if loops:
+            entry.problems.append(
+                f"string table links loop back ({len(loops)} loop(s), cut before parsing)"
+            )
+            layout.loops.extend(start + offset for offset in loops)
         for problem in entry.problems:
             layout.problems.append((where, problem))
+    _inspect_cut(data, count, layout)
     return layout
+
+
+# A chunk's common string table: 64 offsets of the first name of each hash bucket; each name
+# starts with the offset of the next name of its bucket (0 ends the list).
+STRING_TABLE = struct.Struct("<64I")
+STRING_TABLE_AT = 128
+
+
+def _string_loops(chunk: bytes) -> list[int]:
+    """The offsets (in the chunk) of the links that close a loop in the string table's lists.
+
+    pyevtx-rs follows these lists without noticing a loop (other than a name linking to
+    itself) and never returns: a damaged chunk must not hang the reader."""
+    loops: list[int] = []
+    done: set[int] = set()  # names on lists already followed to their end
+    limit = len(chunk) - 4
+    for head in STRING_TABLE.unpack_from(chunk, STRING_TABLE_AT):
+        path: set[int] = set()
+        offset = head
+        while 0 < offset <= limit and offset not in done:
+            path.add(offset)
+            (following,) = struct.unpack_from("<I", chunk, offset)
+            if following in path:
+                loops.append(offset)
+                break
+            offset = following
+        done |= path
+    return loops
+
+
+def _inspect_cut(data: bytes, index: int, layout: Layout) -> None:
+    """A chunk cut short by the end of the file (a log copied while written, a truncated
+    download): the parser skips it, so its records, when its header says which, are lost."""
+    start = HEADER_SIZE + index * CHUNK_SIZE
+    rest = data[start:]
+    if not rest or rest == _ZERO_CHUNK[: len(rest)]:
+        return
+    where = f"chunk {index} (offset {start:#x})"
+    layout.problems.append(
+        (where, f"chunk cut short: the file ends {len(rest)} bytes into it (truncated?)")
+    )
+    if rest[:8] == CHUNK_MAGIC and len(rest) >= 40:
+        first, last = struct.unpack_from("<QQ", rest, 24)
+        layout.chunks[index] = Chunk(index, first, last, cut=True)
 
 
 def read(source: Input, report: FileReport) -> Iterator[list[dict[str, Any]]]:
@@ -108,6 +162,11 @@ def read(source: Input, report: FileReport) -> Iterator[list[dict[str, Any]]]:
     layout = inspect(data)
     for where, problem in layout.problems:
         report.warn(where, problem)
+    if layout.loops:
+        patched = bytearray(data)
+        for offset in layout.loops:
+            patched[offset : offset + 4] = bytes(4)  # the list ends there instead
+        data = bytes(patched)
     parser = PyEvtxParser(io.BytesIO(data))
     records = parser.records_json()
     seen: dict[int, int] = {}
@@ -160,10 +219,13 @@ def _account(layout: Layout, seen: dict[int, int], errors: list[str], report: Fi
         missing = _gaps(chunk.first_record, chunk.last_record, ordered)
         if not missing:
             continue
-        reasons = chunk_errors.pop(index, []) or loose[:1]
-        if loose and reasons == loose[:1]:
-            loose.pop(0)
-        why = reasons[0] if reasons else "not returned by the parser"
+        if chunk.cut:
+            why = "the file ends inside this chunk (truncated?)"
+        else:
+            reasons = chunk_errors.pop(index, []) or loose[:1]
+            if loose and reasons == loose[:1]:
+                loose.pop(0)
+            why = reasons[0] if reasons else "not returned by the parser"
         where = f"chunk {index} (offset {HEADER_SIZE + index * CHUNK_SIZE:#x})"
         for first, last in missing:
             span = f"{first}-{last}" if first != last else str(first)
@@ -204,7 +266,7 @@ def to_events(records: list[dict[str, Any]], report: FileReport) -> list[Event]:
         if not isinstance(record_id, int):
             try:
                 record_id = int(record_id) if record_id is not None else record["event_record_id"]
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # text, NaN, infinity
                 record_id = record["event_record_id"]
         stamp = fields.get("TimeCreated_SystemTime") or record.get("timestamp")
         events.append(

@@ -18,6 +18,7 @@ import orjson
 
 from vigil.events import flatten_dotted, flatten_evtx_json, flatten_nxlog, flatten_winlogbeat
 from vigil.ingest import auditd, syslog, zeek
+from vigil.ingest.base import MAX_DEPTH, too_deep
 
 # Set on fields the shape could read only in part (the reader reports it and removes it).
 TRUNCATED_MARK = "\x00truncated"
@@ -46,7 +47,10 @@ def _sentinel_windows(doc: dict[str, Any], hint: str | None) -> Built:
             decoded = orjson.loads(data)
         except orjson.JSONDecodeError:
             decoded = None
-        if type(decoded) is dict:
+        # text nested past the depth cap stays text (the record's own depth was checked, not
+        # that of the JSON inside its strings)
+        deep = data.count("{") + data.count("[") > MAX_DEPTH and too_deep(decoded)
+        if type(decoded) is dict and not deep:
             fields.update(decoded)
     elif isinstance(data, dict):
         fields.update(data)
@@ -265,8 +269,10 @@ class Classifier:
             log = doc["log"]
             if type(log) is not dict:
                 return {}, None
-            types = doc.get("log_types") or []
-            named = BY_NAME.get(PANTHER_TYPES.get(types[0], "")) if len(types) == 1 else None
+            types = doc.get("log_types")
+            # a list of one name says what the log is; anything else does not
+            one = types[0] if type(types) is list and len(types) == 1 else None
+            named = BY_NAME.get(PANTHER_TYPES.get(one, "")) if type(one) is str else None
             shape = named if named is not None and named.test(log) else self.shape_of(log)
             return shape.build(log, hint)
         return self.shape_of(doc).build(doc, hint)

@@ -104,7 +104,9 @@ def _pri(text: str, out: dict[str, Any]) -> str:
     if not text.startswith("<"):
         return text
     close = text.find(">", 1, 6)
-    if close < 0 or not text[1:close].isdigit():
+    digits = text[1:close]
+    # ASCII digits only: `²` is a digit to str.isdigit() but not to int()
+    if close < 0 or not (digits.isascii() and digits.isdigit()):
         return text
     pri = int(text[1:close])
     facility, severity = divmod(pri, 8)
@@ -243,6 +245,11 @@ _SALVAGE = re.compile(r'<Data Name="([^"<>]{1,128})">([^<]{0,65536})</Data>')
 _SALVAGE_SYSTEM = re.compile(r"<(EventID|Computer|Channel|EventRecordID)>([^<]{0,256})</\1>")
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits (`²` is a digit to str.isdigit() but not to int()), ten at most."""
+    return text.isascii() and text.isdigit() and len(text) <= 10
+
+
 def parse_sysmon_xml(text: str) -> tuple[dict[str, Any], bool] | None:
     """The fields of a Sysmon for Linux `<Event>` XML (EVTX names) and whether the XML was
     whole; None when the text is no such event. From XML cut short, the complete elements
@@ -256,7 +263,7 @@ def parse_sysmon_xml(text: str) -> tuple[dict[str, Any], bool] | None:
     except (ElementTree.ParseError, DefusedXmlException, ValueError):
         out: dict[str, Any] = {}
         for name, value in _SALVAGE_SYSTEM.findall(xml):
-            out[name] = int(value) if name == "EventID" and value.isdigit() else value
+            out[name] = int(value) if name == "EventID" and _is_number(value) else value
         if "EventID" not in out:
             return None
         for name, value in _SALVAGE.findall(xml):
@@ -272,7 +279,7 @@ def parse_sysmon_xml(text: str) -> tuple[dict[str, Any], bool] | None:
                     out[f"{name}_{attribute}"] = value
                 if item.text and item.text.strip():
                     value = item.text.strip()
-                    out[name] = int(value) if value.isdigit() and name == "EventID" else value
+                    out[name] = int(value) if name == "EventID" and _is_number(value) else value
         elif tag in ("EventData", "UserData"):
             for item in section:
                 name = item.attrib.get("Name") or item.tag.rsplit("}", 1)[-1]

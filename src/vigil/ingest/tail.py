@@ -451,6 +451,8 @@ class FileTail:
                     raise ValueError("fingerprint is not text")
         except ValueError as exc:  # json.JSONDecodeError included
             raise InputError(f"{self.state_file}: unusable tail state: {exc}") from exc
+        except RecursionError as exc:
+            raise InputError(f"{self.state_file}: unusable tail state: nested too deeply") from exc
         self.extra = extra
         return state
 

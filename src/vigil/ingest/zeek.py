@@ -8,11 +8,12 @@ underscores (`id_orig_h`, as some exporters do) is renamed to the dotted form Si
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from vigil.events import Event
+from vigil.events import Event, parse_time
 from vigil.ingest.base import FileReport, Input, batched, numbered_lines
 
 NAME = "zeek"
@@ -142,12 +143,20 @@ def looks_like_json(doc: dict[str, Any]) -> bool:
 @dataclass
 class Header:
     separator: bytes = b"\t"
+    text_separator: str | None = "\t"  # the separator as text; None when it is no UTF-8
     set_separator: str = ","
     empty: str = "(empty)"
     unset: str = "-"
     path: str | None = None
     names: list[str] = field(default_factory=list)
     converters: list[Callable[[str], Any]] = field(default_factory=list)
+
+    def split(self, line: bytes) -> list[str]:
+        """The values of a line (decoded), cut at the separator."""
+        if self.text_separator is not None:
+            return line.decode("utf-8", "replace").split(self.text_separator)
+        # a separator byte that is no UTF-8 could not be found again once decoded
+        return [value.decode("utf-8", "replace") for value in line.split(self.separator)]
 
 
 def _bool(text: str) -> Any:
@@ -189,14 +198,33 @@ def _converter(zeek_type: str, header: Header) -> Callable[[str], Any]:
     return _SCALARS.get(zeek_type, str)
 
 
-def _directive(line: bytes, header: Header) -> None:
+# Zeek writes the separator as `\xHH`; `\t` and `\\` are taken too, anything else as it is.
+_ESCAPE = re.compile(rb"\\(x[0-9A-Fa-f]{2}|t|\\)")
+
+
+def _unescape(found: re.Match[bytes]) -> bytes:
+    code = found.group(1)
+    return b"\t" if code == b"t" else b"\\" if code == b"\\" else bytes([int(code[1:], 16)])
+
+
+def _directive(line: bytes, header: Header) -> str | None:
+    """Take one header line into `header`; what is wrong with the line, if anything (the
+    header then keeps what it had)."""
     if line.startswith(b"#separator"):
         value = line[len(b"#separator") :].strip()
-        header.separator = value.decode("unicode_escape").encode("latin-1") if value else b"\t"
-        return
-    name, _, rest = line[1:].decode("utf-8", "replace").partition(header.separator.decode())
-    values = rest.split(header.separator.decode())
+        separator = _ESCAPE.sub(_unescape, value) if value else b"\t"
+        header.separator = separator
+        try:
+            header.text_separator = separator.decode()
+        except UnicodeDecodeError:
+            header.text_separator = None
+        return None
+    name, *values = header.split(line[1:])
+    values = values or [""]
+    rest = (header.text_separator or header.separator.decode("utf-8", "replace")).join(values)
     if name == "set_separator":
+        if not rest:
+            return f"empty #set_separator; the set separator stays {header.set_separator!r}"
         header.set_separator = rest
     elif name == "empty_field":
         header.empty = rest
@@ -208,7 +236,14 @@ def _directive(line: bytes, header: Header) -> None:
         header.names = values
         header.converters = [str] * len(values)
     elif name == "types":
+        if header.names and len(values) != len(header.names):
+            header.converters = [str] * len(header.names)
+            return (
+                f"#types names {len(values)} types for {len(header.names)} #fields; "
+                "values are read as text"
+            )
         header.converters = [_converter(t, header) for t in values]
+    return None
 
 
 # (line number, fields, log type)
@@ -228,12 +263,14 @@ def _records(source: Input, report: FileReport) -> Iterator[Raw]:
     for number, line in numbered_lines(source, report):
         if line[:1] == b"#":
             if not line.startswith((b"#open", b"#close")):
-                _directive(line.rstrip(b"\r"), header)
+                problem = _directive(line.rstrip(b"\r"), header)
+                if problem:
+                    report.warn(number, problem)
             continue
         if not header.names:
             report.reject(number, "data line before the #fields header", raw=line)
             continue
-        values = line.rstrip(b"\r").decode("utf-8", "replace").split(header.separator.decode())
+        values = header.split(line.rstrip(b"\r"))
         if len(values) != len(header.names):
             report.reject(
                 number,
@@ -254,7 +291,9 @@ def to_events(records: list[Raw], report: FileReport) -> list[Event]:
     events = []
     for number, fields, log_type in records:
         event = Event(fields=fields, source=report.path, record=number, format=NAME)
-        event.time = fields.get("ts") if isinstance(fields.get("ts"), float) else None
+        ts = fields.get("ts")
+        # `nan`, `inf` and `1e999` are floats too: no time rather than one out of range
+        event.time = parse_time(ts) if type(ts) is float else None
         tag(event, log_type)
         events.append(event)
     return events
