@@ -286,7 +286,9 @@ class Detector:
         """Records set aside, each with its reason (and text), into the rejects file."""
         if items and self.rejects is not None:
             with self._rejects_lock, self.rejects.open("ab") as out:
-                out.write(b"".join(orjson.dumps(item, default=str) + b"\n" for item in items))
+                for item in items:  # one at a time: an item may be a line of many megabytes
+                    out.write(orjson.dumps(item, default=str))
+                    out.write(b"\n")
 
     @staticmethod
     def _correlated(detection: Detection) -> tuple[str, Detection, int | None]:

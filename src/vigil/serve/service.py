@@ -395,7 +395,7 @@ class Service:
         self.detector.set_aside(
             [
                 {"source": source, "received": now, "record": problem.record,
-                 "reason": problem.reason, "raw": bytes(raw).decode("utf-8", "replace")}
+                 "reason": problem.reason, "raw": raw.decode("utf-8", "replace")}
                 for problem, raw in rejected
             ]
         )  # fmt: skip
