@@ -114,3 +114,19 @@ def test_every_event_log_clear_in_the_t1070_001_recording_is_detected(
     detected = {d.record_id for d in result.detections if "attack.t1070.001" in d.tags}
     missed = sorted(clears - detected)
     assert not missed, f"{len(missed)} of {len(clears)} log clears not detected: {missed[:10]}"
+
+
+def test_defender_exclusion_recording_raises_sigmahq_exclusions_added(
+    need_data, sigma_rules
+) -> None:
+    """Defender writes `<Data Name="New Value">`; the rule asks for `NewValue`."""
+    path = need_data(
+        "windows",
+        "evtx-to-mitre-attack",
+        "TA0005-Defense Evasion",
+        "T1562.001-Impair Defenses-Disable or Modify tool",
+        "ID5007-Defender threat exclusion (native).evtx.gz",
+    )
+    result = scan_inputs([path], sigma_rules.loaded)
+    titles = {d.rule_id: d.rule_title for d in result.detections}
+    assert titles.get("1321dc4e-a1fe-481d-a016-52c45f0c8b4f") == "Windows Defender Exclusions Added"

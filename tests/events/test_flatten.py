@@ -122,8 +122,9 @@ def test_every_named_event_data_value_is_a_field_of_its_own_name(need_data, name
             if key.startswith("#") or isinstance(value, dict):
                 continue
             count += 1
-            if fields.get(key, "<missing>") != value:
-                wrong.append((event_id(doc), key, value, fields.get(key, "<missing>")))
+            name = key.replace(" ", "")  # as Sigma names them
+            if fields.get(name, "<missing>") != value:
+                wrong.append((event_id(doc), key, value, fields.get(name, "<missing>")))
     assert count > 100
     assert not wrong[:10]
 
@@ -138,7 +139,7 @@ def test_event_data_attributes_do_not_become_fields(need_data) -> None:
     assert "#attributes" not in fields
     for key, value in data.items():
         if key != "#attributes":
-            assert fields[key] == value
+            assert fields[key.replace(" ", "")] == value
 
 
 def test_user_data_fields_are_there_by_their_own_name(need_data) -> None:
@@ -273,3 +274,27 @@ def test_other_json_is_not_a_windows_shape_and_gets_dotted_names() -> None:
         "userIdentity.type": "Root",
         "userIdentity.arn": "arn:x",
     }
+
+
+def test_names_with_spaces_get_the_names_sigma_rules_use(need_data) -> None:
+    """Defender's `New Value` is `NewValue` in most rules and `Feature_Name`-style in a few."""
+    path = need_data(
+        "windows",
+        "evtx-to-mitre-attack",
+        "TA0005-Defense Evasion",
+        "T1562.001-Impair Defenses-Disable or Modify tool",
+        "ID5007-Defender threat exclusion (native).evtx.gz",
+    )
+    fields = flatten_evtx_json(
+        first(path, lambda doc: "Exclusions" in str(doc["Event"]["EventData"].get("New Value")))
+    )
+    assert "Exclusions" in fields["NewValue"]
+    assert fields["New_Value"] == fields["NewValue"]
+    assert fields["ProductName"]
+    assert not [name for name in fields if " " in name]
+
+
+def test_nxlog_names_with_spaces_get_sigma_names() -> None:
+    fields = flatten_nxlog({"EventID": 5007, "SourceName": "x", "Threat Name": "Eicar"})
+    assert fields["ThreatName"] == fields["Threat_Name"] == "Eicar"
+    assert "Threat Name" not in fields

@@ -50,6 +50,16 @@ def _system(system: dict[str, Any], out: dict[str, Any]) -> None:
             out[key] = value
 
 
+def spaced_names(fields: dict[str, Any]) -> None:
+    """Field names holding spaces (Defender's `New Value`, `Threat Name`) under the names Sigma
+    rules use: without the spaces (`NewValue`, most rules), and with underscores
+    (`Feature_Name`, a few); the spaced name goes."""
+    for key in [key for key in fields if " " in key]:
+        value = fields.pop(key)
+        fields.setdefault(key.replace(" ", ""), value)
+        fields.setdefault(key.replace(" ", "_"), value)
+
+
 def _data(section: Any, out: dict[str, Any]) -> None:
     """EventData / UserData: every leaf by its own name; unnamed <Data> items as a `Data` list."""
     if type(section) is not dict:
@@ -58,6 +68,8 @@ def _data(section: Any, out: dict[str, Any]) -> None:
         return
     # Most values are plain: copy them at C speed, then mend the few nested ones.
     out.update(section)
+    if " " in "".join(section):
+        spaced_names(out)
     if dict not in map(type, section.values()):
         return
     out.pop(ATTRS, None)
@@ -105,6 +117,8 @@ def flatten_nxlog(doc: Mapping[str, Any]) -> dict[str, Any]:
     A dict is completed in place (readers hand over records they own); other mappings are
     copied."""
     out = doc if type(doc) is dict else dict(doc)
+    if " " in "".join(map(str, out)):
+        spaced_names(out)
     for old, new in NXLOG_RENAMES.items():
         if old in out and new not in out:
             out[new] = out[old]
