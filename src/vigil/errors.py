@@ -13,8 +13,20 @@ class VigilError(Exception):
     """Root of every error Vigil raises on purpose."""
 
 
-class InputError(VigilError):
-    """A path, folder, option or request given by the user cannot be used."""
+class Invalid(VigilError):
+    """A path, folder, option, value or request given by the user cannot be used."""
+
+
+# The name most of the code knows it by.
+InputError = Invalid
+
+
+class NotFound(VigilError):
+    """What was asked for (an incident, alert, task, token, file...) does not exist."""
+
+
+class Conflict(VigilError):
+    """The request clashes with the current state (a status it cannot reach from here...)."""
 
 
 class TooLarge(InputError):

@@ -89,6 +89,8 @@ def served(tmp_path_factory):
 def call(client, method: str, path: str, body, token: str | None, served_state):
     _, _, service, tokens = served_state
     if "{alert_id}" in path:
+        # an alert of its own (under xdist the ingest tests may run in another worker)
+        service.ingest([EVENT], source="test")
         service.pipeline.drain(10)
         alerts = service.alert_store.list(limit=1)
         path = path.replace("{alert_id}", alerts[0]["id"] if alerts else "none")
@@ -276,3 +278,21 @@ def test_a_tailed_log_file_is_read_into_the_pipeline(tmp_path: Path) -> None:
               for e in batch]  # fmt: skip
     assert {e.fields.get("hostname") for e in stored} == {"web1"}
     assert all(e.source == "tail:auth.log" for e in stored)
+
+
+def test_case_errors_get_the_status_of_their_kind(served) -> None:
+    """Unknown incident or task: 404; a status it cannot reach from here: 409; a status that
+    does not exist: 400 (chosen by the error's kind, not its text)."""
+    client, keys, service, _ = served
+    headers = {"Authorization": f"Bearer {keys['analyst']}"}
+    stamp = time.time()
+    (incident,) = service.incidents.feed(
+        [AlertIn(id=f"k-{stamp}", time=stamp, rule="r", title="r", entities=(("host", "k"),))]
+    )
+    url = f"/api/v1/incidents/{incident.id}"
+    assert client.get("/api/v1/incidents/INC-none", headers=headers).status_code == 404
+    assert client.post(f"{url}/tasks/999/done", headers=headers).status_code == 404
+    assert client.post(f"{url}/status", json={"status": "nope"}, headers=headers).status_code == 400
+    reply = client.post(f"{url}/status", json={"status": "new"}, headers=headers)
+    assert reply.status_code == 409, reply.text
+    assert "can go to" in reply.json()["detail"]

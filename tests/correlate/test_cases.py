@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from vigil.correlate import CaseError, IncidentStage, Settings
+from vigil.correlate import IncidentStage, Settings
+from vigil.errors import Conflict, Invalid, NotFound
 
 HOST, ALICE, OTHER = ("host", "ws-1"), ("user", "alice"), ("host", "ws-2")
 
@@ -60,10 +61,10 @@ def test_a_merge_moves_alerts_and_case_entries_to_the_incident_that_stays(store,
 def test_status_workflow_stamps_its_times_and_refuses_the_impossible(store, alert) -> None:
     (incident,) = IncidentStage(store).feed([alert("a1", 100, HOST)])
     case = incident.id
-    with pytest.raises(CaseError, match="unknown status"):
+    with pytest.raises(Invalid, match="unknown status"):
         store.set_status(case, "closed", "ana")
     store.set_status(case, "triaged", "ana", note="real")
-    with pytest.raises(CaseError, match="is triaged: it can go to contained, resolved"):
+    with pytest.raises(Conflict, match="is triaged: it can go to contained, resolved"):
         store.set_status(case, "new", "ana")
     store.set_status(case, "contained", "bo")
     store.set_status(case, "resolved", "bo")
@@ -74,7 +75,7 @@ def test_status_workflow_stamps_its_times_and_refuses_the_impossible(store, aler
     steps = [e["text"] for e in row["timeline"] if e["kind"] == "status"]
     assert steps == ["new → triaged", "triaged → contained", "contained → resolved",
                      "resolved → triaged"]  # fmt: skip
-    with pytest.raises(CaseError, match="no incident INC-nope"):
+    with pytest.raises(NotFound, match="no incident INC-nope"):
         store.set_status("INC-nope", "triaged", "ana")
 
 
@@ -98,9 +99,9 @@ def test_assignee_notes_tasks_and_evidence_make_one_timeline(store, tmp_path, al
     kinds = [e["kind"] for e in store.timeline(case)]
     assert kinds == ["assign", "note", "task", "evidence", "evidence", "done"]
     assert store.get(case)["assignee"] == "bo"
-    with pytest.raises(CaseError, match="no task 999"):
+    with pytest.raises(NotFound, match="no task 999"):
         store.complete_task(case, 999, "bo")
-    with pytest.raises(CaseError, match="no evidence"):
+    with pytest.raises(NotFound, match="no evidence"):
         store.evidence_path("0" * 64)
 
 

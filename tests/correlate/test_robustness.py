@@ -10,10 +10,10 @@ import threading
 
 import pytest
 
-from vigil.correlate import CaseError, Correlator, IncidentStage
+from vigil.correlate import Correlator, IncidentStage
 from vigil.correlate.entities import MAX_VALUE, entities_of
 from vigil.correlate.thirdparty import parse_alerts
-from vigil.errors import InputError, TooLarge
+from vigil.errors import InputError, NotFound, TooLarge
 
 
 def test_two_feeders_at_once_lose_and_double_nothing(store, alert) -> None:
@@ -97,7 +97,7 @@ def test_new_alerts_reopen_a_closed_case(store, alert) -> None:
 
 
 def test_evidence_for_an_unknown_incident_keeps_no_file(store, tmp_path) -> None:
-    with pytest.raises(CaseError, match="no incident"):
+    with pytest.raises(NotFound, match="no incident"):
         store.add_evidence("INC-none", "ana", "x.bin", io.BytesIO(b"data"))
     assert not (tmp_path / "evidence").exists() or not any((tmp_path / "evidence").iterdir())
 

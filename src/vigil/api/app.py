@@ -32,9 +32,10 @@ from pydantic import BaseModel, Field
 
 from vigil.api.auth import ROLES, Principal, TokenStore
 from vigil.api.backend import Backend, Overloaded
-from vigil.correlate import CaseError
 from vigil.errors import (
+    Conflict,
     InputError,
+    NotFound,
     StorageFull,
     TooLarge,
     Unavailable,
@@ -52,6 +53,8 @@ STATUS: tuple[tuple[type[VigilError], int], ...] = (
     (Unavailable, 503),
     (TooLarge, 413),
     (Unsupported, 415),
+    (NotFound, 404),
+    (Conflict, 409),
     (InputError, 400),
     (VigilError, 400),
 )
@@ -442,13 +445,6 @@ def create_app(
 
     cases = backend.incident_store
 
-    def case(action: Callable[[], Any]) -> Any:
-        """Run a case action: an unknown incident is 404, an action it cannot take 409."""
-        try:
-            return action()
-        except CaseError as exc:
-            raise HTTPException(404 if str(exc).startswith("no ") else 409, str(exc)) from None
-
     @app.get("/api/v1/incidents", tags=["incidents"])
     def incidents(
         _: Annotated[Principal, Depends(require("incidents:read"))],
@@ -462,9 +458,9 @@ def create_app(
     def incident(
         incident_id: str, _: Annotated[Principal, Depends(require("incidents:read"))]
     ) -> dict[str, Any]:
-        found = case(lambda: cases.get(incident_id))
+        found = cases.get(incident_id)
         found["alerts_detail"] = [a for a in map(backend.alert, found["alert_ids"][:200]) if a]
-        return found  # type: ignore[no-any-return]
+        return found
 
     @app.post("/api/v1/incidents/{incident_id}/status", tags=["cases"])
     def set_status(
@@ -472,7 +468,7 @@ def create_app(
         body: StatusChange,
         who: Annotated[Principal, Depends(require("cases:write"))],
     ) -> dict[str, Any]:
-        case(lambda: cases.set_status(incident_id, body.status, who.name, body.note))
+        cases.set_status(incident_id, body.status, who.name, body.note)
         return {"id": incident_id, "status": body.status}
 
     @app.post("/api/v1/incidents/{incident_id}/assignee", tags=["cases"])
@@ -481,20 +477,20 @@ def create_app(
         body: Assignment,
         who: Annotated[Principal, Depends(require("cases:write"))],
     ) -> dict[str, Any]:
-        case(lambda: cases.assign(incident_id, body.assignee, who.name))
+        cases.assign(incident_id, body.assignee, who.name)
         return {"id": incident_id, "assignee": body.assignee}
 
     @app.post("/api/v1/incidents/{incident_id}/notes", status_code=201, tags=["cases"])
     def note(
         incident_id: str, body: Note, who: Annotated[Principal, Depends(require("cases:write"))]
     ) -> dict[str, Any]:
-        return {"id": case(lambda: cases.note(incident_id, who.name, body.text))}
+        return {"id": cases.note(incident_id, who.name, body.text)}
 
     @app.post("/api/v1/incidents/{incident_id}/tasks", status_code=201, tags=["cases"])
     def add_task(
         incident_id: str, body: NewTask, who: Annotated[Principal, Depends(require("cases:write"))]
     ) -> dict[str, Any]:
-        return {"id": case(lambda: cases.add_task(incident_id, who.name, body.title))}
+        return {"id": cases.add_task(incident_id, who.name, body.title)}
 
     @app.post("/api/v1/incidents/{incident_id}/tasks/{task_id}/done", tags=["cases"])
     def task_done(
@@ -502,7 +498,7 @@ def create_app(
         task_id: Annotated[int, Path(ge=0, le=BIGINT)],
         who: Annotated[Principal, Depends(require("cases:write"))],
     ) -> dict[str, Any]:
-        case(lambda: cases.complete_task(incident_id, task_id, who.name))
+        cases.complete_task(incident_id, task_id, who.name)
         return {"id": task_id, "done": True}
 
     @app.post("/api/v1/incidents/{incident_id}/evidence", status_code=201, tags=["cases"])
@@ -516,16 +512,14 @@ def create_app(
         name is kept cleaned (no path, control or bidi characters)."""
         body = await body_of(request)
         stream = io.BytesIO(body)
-        return await run_in_threadpool(
-            case, lambda: cases.add_evidence(incident_id, who.name, name, stream)
-        )
+        return await run_in_threadpool(cases.add_evidence, incident_id, who.name, name, stream)
 
     @app.get("/api/v1/evidence/{sha256}", tags=["cases"])
     def evidence(
         sha256: Annotated[str, Path(pattern="^[0-9a-f]{64}$")],
         _: Annotated[Principal, Depends(require("incidents:read"))],
     ) -> FileResponse:
-        path = case(lambda: cases.evidence_path(sha256))
+        path = cases.evidence_path(sha256)
         return FileResponse(path, media_type="application/octet-stream", filename=sha256)
 
     @app.get("/api/v1/entities", tags=["incidents"])

@@ -11,7 +11,7 @@ from vigil.correlate.engine import Correlator, Settings, progresses
 from vigil.correlate.model import AlertIn, Incident, Membership, from_detection, to_detection
 from vigil.correlate.risk import EntityRisk, RiskChange
 from vigil.correlate.stage import IncidentStage
-from vigil.correlate.store import STATUSES, CaseError, IncidentStore
+from vigil.correlate.store import STATUSES, IncidentStore
 from vigil.correlate.thirdparty import (
     AIT_MAPPING,
     Mapping,
@@ -19,6 +19,11 @@ from vigil.correlate.thirdparty import (
     parse_alerts,
     read_alerts,
 )
+from vigil.errors import VigilError
+
+# Case actions raise NotFound, Conflict or Invalid (vigil.errors); callers that catch them all
+# still say CaseError until they name the kinds.
+CaseError = VigilError
 
 __all__ = [
     "AIT_MAPPING",

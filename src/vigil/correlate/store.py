@@ -30,7 +30,7 @@ from sqlalchemy import (
 
 from vigil.correlate.model import Incident, Membership
 from vigil.correlate.risk import RiskChange
-from vigil.errors import VigilError
+from vigil.errors import Conflict, Invalid, NotFound
 from vigil.store import upsert_insert
 
 metadata = MetaData()
@@ -111,10 +111,6 @@ def clean_file_name(name: str) -> str:
         c for c in unicodedata.normalize("NFC", last) if unicodedata.category(c)[0] != "C"
     )
     return kept.strip(" .")[:255].rstrip(" .") or "evidence"
-
-
-class CaseError(VigilError):
-    """A case action that cannot be done (unknown incident, a status it cannot reach...)."""
 
 
 class IncidentStore:
@@ -257,7 +253,7 @@ class IncidentStore:
                 .first()
             )
             if row is None:
-                raise CaseError(f"no incident {incident_id}")
+                raise NotFound(f"no incident {incident_id}")
             members = (
                 conn.execute(
                     select(incident_alert_table)
@@ -294,13 +290,13 @@ class IncidentStore:
 
     def set_status(self, incident_id: str, status: str, author: str, note: str = "") -> None:
         if status not in STATUSES:
-            raise CaseError(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
+            raise Invalid(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
         now = time.time()
         with self.engine.begin() as conn:
             current = self._status(conn, incident_id)
             if status not in TRANSITIONS[current]:
                 allowed = ", ".join(TRANSITIONS[current])
-                raise CaseError(f"incident {incident_id} is {current}: it can go to {allowed}")
+                raise Conflict(f"incident {incident_id} is {current}: it can go to {allowed}")
             values: dict[str, Any] = {"status": status, "updated": now}
             stamp = _STAMP.get(status)
             row = (
@@ -357,7 +353,7 @@ class IncidentStore:
                 .first()
             )
             if row is None:
-                raise CaseError(f"incident {incident_id} has no task {task_id}")
+                raise NotFound(f"incident {incident_id} has no task {task_id}")
             data = {**orjson.loads(row["data"]), "done": True, "done_at": now}
             conn.execute(
                 update(case_entry_table)
@@ -378,7 +374,7 @@ class IncidentStore:
     ) -> dict[str, Any]:
         """Keep a file for the case under its SHA-256 (stored once however often added)."""
         if self.evidence is None:
-            raise CaseError("this store keeps no evidence files (no evidence folder)")
+            raise Conflict("this store keeps no evidence files (no evidence folder)")
         with self.engine.connect() as conn:
             self._status(conn, incident_id)  # an unknown incident keeps no file
         self.evidence.mkdir(parents=True, exist_ok=True)
@@ -405,10 +401,10 @@ class IncidentStore:
 
     def evidence_path(self, sha256: str) -> Path:
         if self.evidence is None or len(sha256) != 64 or not sha256.isalnum():
-            raise CaseError(f"no evidence {sha256!r}")
+            raise NotFound(f"no evidence {sha256!r}")
         path = self.evidence / sha256
         if not path.exists():
-            raise CaseError(f"no evidence {sha256}")
+            raise NotFound(f"no evidence {sha256}")
         return path
 
     def timeline(self, incident_id: str) -> list[dict[str, Any]]:
@@ -463,7 +459,7 @@ class IncidentStore:
             select(incident_table.c.status).where(incident_table.c.id == incident_id)
         ).scalar()
         if status is None:
-            raise CaseError(f"no incident {incident_id}")
+            raise NotFound(f"no incident {incident_id}")
         return str(status)
 
     def _entry(
