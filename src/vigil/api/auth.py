@@ -27,9 +27,11 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Boolean, Column, Engine, Float, MetaData, String, Table, select
+from sqlalchemy import Engine, select
 
 from vigil.errors import InputError
+from vigil.store import migrate
+from vigil.store.tables import api_token_table
 
 ROLES = ("admin", "analyst", "responder", "viewer", "ingest")
 _READERS = frozenset(("admin", "analyst", "responder", "viewer"))
@@ -47,19 +49,6 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 PREFIX = "vgl_"
 TOUCH_EVERY = 60.0
-
-metadata = MetaData()
-api_token_table = Table(
-    "api_token",
-    metadata,
-    Column("id", String(36), primary_key=True),
-    Column("name", String(128), nullable=False),
-    Column("role", String(16), nullable=False),
-    Column("hash", String(64), nullable=False, unique=True),
-    Column("created", Float, nullable=False),
-    Column("last_used", Float),
-    Column("revoked", Boolean, nullable=False, default=False),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +78,7 @@ def _digest(token: str) -> str:
 class TokenStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        migrate(engine)
         self._touched: dict[str, float] = {}
 
     def create(self, role: str, name: str) -> tuple[str, TokenInfo]:

@@ -15,14 +15,7 @@ from typing import Any, BinaryIO
 
 import orjson
 from sqlalchemy import (
-    Column,
     Engine,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
     func,
     select,
     update,
@@ -31,63 +24,12 @@ from sqlalchemy import (
 from vigil.correlate.model import Incident, Membership
 from vigil.correlate.risk import RiskChange
 from vigil.errors import Conflict, Invalid, NotFound
-from vigil.store import upsert_insert
-
-metadata = MetaData()
-
-incident_table = Table(
-    "incident",
-    metadata,
-    Column("id", String(32), primary_key=True),
-    Column("opened", Float, nullable=False, index=True),  # first alert (its time)
-    Column("last", Float, nullable=False),
-    Column("level", String(16), nullable=False),
-    Column("risk", Float, nullable=False, index=True),
-    Column("alerts", Integer, nullable=False),
-    Column("entities", Text, nullable=False),  # JSON ["host:ws-1", ...]
-    Column("rules", Text, nullable=False),  # JSON {rule: alerts}
-    Column("tactics", Text, nullable=False),  # JSON [tactic, ...] in order first seen
-    Column("merges", Text, nullable=False),  # JSON [reason, ...]
-    Column("follows", String(32)),
-    Column("first_event", Float),  # the earliest event behind its alerts
-    Column("detected", Float),  # when its first alert was raised
-    Column("created", Float, nullable=False, index=True),  # when Vigil made it (wall clock)
-    Column("updated", Float, nullable=False),
-    Column("status", String(16), nullable=False, index=True),
-    Column("assignee", Text),
-    Column("triaged_at", Float),
-    Column("contained_at", Float),
-    Column("resolved_at", Float),
-)
-
-incident_alert_table = Table(
-    "incident_alert",
-    metadata,
-    Column("alert_id", String(64), primary_key=True),
-    Column("incident_id", String(32), nullable=False, index=True),
-    Column("time", Float, nullable=False),
-    Column("reason", Text, nullable=False),
-)
-
-entity_risk_table = Table(
-    "entity_risk",
-    metadata,
-    Column("kind", String(16), primary_key=True),
-    Column("value", String(512), primary_key=True),
-    Column("risk", Float, nullable=False),
-    Column("as_of", Float, nullable=False, index=True),
-)
-
-case_entry_table = Table(
-    "case_entry",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("incident_id", String(32), nullable=False, index=True),
-    Column("at", Float, nullable=False),
-    Column("kind", String(16), nullable=False),  # status, assign, note, task, done, evidence, merge
-    Column("author", Text, nullable=False),
-    Column("text", Text, nullable=False),
-    Column("data", Text, nullable=False),  # JSON
+from vigil.store import migrate, upsert_insert
+from vigil.store.tables import (
+    case_entry_table,
+    entity_risk_table,
+    incident_alert_table,
+    incident_table,
 )
 
 STATUSES = ("new", "triaged", "contained", "resolved", "false_positive")
@@ -117,7 +59,7 @@ class IncidentStore:
     def __init__(self, engine: Engine, evidence: Path | None = None) -> None:
         self.engine = engine
         self.evidence = evidence
-        metadata.create_all(engine)
+        migrate(engine)
         self._insert = upsert_insert(engine)
 
     # --- written by the correlation stage ------------------------------------------------

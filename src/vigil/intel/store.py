@@ -20,84 +20,15 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
     Engine,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
     func,
     select,
 )
 
 from vigil.intel import lifecycle
 from vigil.intel.model import ImportResult, Indicator, IndicatorValueError, canonical
-from vigil.store import state_engine, upsert_insert
-
-metadata = MetaData()
-_KEY = BigInteger().with_variant(Integer, "sqlite")
-
-indicator_table = Table(
-    "intel_indicator",
-    metadata,
-    # INTEGER PRIMARY KEY in SQLite: the key is the row id, no separate index
-    Column("key", _KEY, primary_key=True, autoincrement=False),
-    Column("type", String(16), nullable=False),
-    Column("value", Text, nullable=False),
-    Column("created", Float, nullable=False),
-    Column("last_sighting", Float),
-    Column("sightings", Integer, nullable=False, default=0),
-    UniqueConstraint("type", "value", name="uq_intel_indicator_value"),
-)
-
-provenance_table = Table(
-    "intel_provenance",
-    metadata,
-    Column("key", BigInteger, primary_key=True, autoincrement=False),
-    Column("source", String(255), primary_key=True),
-    Column("reference", String(512), primary_key=True),
-    Column("confidence", Integer),
-    Column("first_seen", Float),
-    Column("last_seen", Float),
-    Column("valid_until", Float),
-    Column("revoked", Boolean, nullable=False, default=False),
-    Column("tags", Text, nullable=False, default="[]"),
-    Column("techniques", Text, nullable=False, default="[]"),
-    Column("actors", Text, nullable=False, default="[]"),
-    Column("description", Text),
-    Column("imported_at", Float, nullable=False),
-    sqlite_with_rowid=False,
-)
-
-source_table = Table(
-    "intel_source",
-    metadata,
-    Column("name", String(255), primary_key=True),
-    Column("kind", String(32), nullable=False),
-    Column("location", Text, nullable=False, default=""),
-    Column("cursor", Text),
-    Column("last_import", Float),
-    Column("indicators", Integer, nullable=False, default=0),
-    Column("unsupported", Integer, nullable=False, default=0),
-    Column("rejected", Integer, nullable=False, default=0),
-)
-
-sighting_table = Table(
-    "intel_sighting",
-    metadata,
-    Column("key", BigInteger, primary_key=True, autoincrement=False),
-    Column("where", String(512), primary_key=True),
-    Column("field", String(128), primary_key=True),
-    Column("first_seen", Float),
-    Column("last_seen", Float),
-    Column("count", Integer, nullable=False),
-    Column("recorded", Float, nullable=False),
-)
+from vigil.store import migrate, state_engine, upsert_insert
+from vigil.store.tables import indicator_table, provenance_table, sighting_table, source_table
 
 BATCH = 100_000
 
@@ -207,7 +138,7 @@ class IndicatorStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._pid = os.getpid()
-        metadata.create_all(engine)
+        migrate(engine)
         self._insert = upsert_insert(engine)
         # Bulk writes go straight to the driver (executemany): SQLite and PostgreSQL share
         # the upsert syntax, only the parameter marks differ.

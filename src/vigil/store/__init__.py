@@ -4,6 +4,7 @@ data folder by default, any SQLAlchemy URL otherwise)."""
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +47,14 @@ def upsert_insert(engine: Engine) -> Any:
     return sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
 
 
-_MIGRATED: set[str] = set()
+_MIGRATED: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def migrate(engine: Engine) -> None:
     """Bring the state database to the newest schema (Alembic, the revisions in
-    `vigil/store/migrations`); done once per database and process."""
-    key = engine.url.render_as_string(hide_password=True)
-    if key in _MIGRATED:
+    `vigil/store/migrations`); done once per engine. Every store calls it: nothing else
+    creates tables."""
+    if engine in _MIGRATED:
         return
     from alembic import command
     from alembic.config import Config
@@ -63,7 +64,7 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
-    _MIGRATED.add(key)
+    _MIGRATED.add(engine)
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -10,33 +10,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, Text, select
+from sqlalchemy import Engine, select
 
 from vigil.detect import Detection
-from vigil.store import upsert_insert
-
-metadata = MetaData()
-
-alert_table = Table(
-    "alert",
-    metadata,
-    Column("id", String(32), primary_key=True),
-    Column("kind", String(16), nullable=False),
-    Column("rule_id", String(128), nullable=False, index=True),
-    Column("rule_title", Text, nullable=False),
-    Column("level", String(16), nullable=False, index=True),
-    Column("tags", Text, nullable=False),
-    Column("time", Float, index=True),
-    Column("host", Text),
-    Column("source", Text, nullable=False),
-    Column("record", Text),
-    Column("event_offset", Integer),
-    Column("detected_at", Text, nullable=False),
-    Column("created", Float, nullable=False, index=True),
-    Column("matched_fields", Text, nullable=False),
-    Column("event", Text, nullable=False),
-    Column("details", Text, nullable=False),
-)
+from vigil.store import migrate, upsert_insert
+from vigil.store.tables import alert_table
 
 
 def alert_id(detection: Detection, identity: str) -> str:
@@ -49,7 +27,7 @@ def alert_id(detection: Detection, identity: str) -> str:
 class AlertStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        migrate(engine)
         self._insert = upsert_insert(engine)
 
     def add(self, items: Sequence[tuple[str, Detection, int | None]]) -> int:

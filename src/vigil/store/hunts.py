@@ -6,27 +6,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, Text, select
+from sqlalchemy import Engine, select
 
-metadata = MetaData()
-
-saved_hunt_table = Table(
-    "saved_hunt",
-    metadata,
-    Column("name", String(128), primary_key=True),
-    Column("query", Text),
-    Column("sigma", Text),
-    Column("every_seconds", Integer, nullable=False),
-    Column("created", Float, nullable=False),
-    Column("last_run", Float),
-    Column("last_result", Text),
-)
+from vigil.store import migrate
+from vigil.store.tables import saved_hunt_table
 
 
 class HuntStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        migrate(engine)
 
     def save(
         self, name: str, *, query: str | None, sigma: str | None, every: int

@@ -1,0 +1,207 @@
+"""Every table of the state database, declared once. Packages use these tables; none
+declares its own. The migrations (`migrations/versions`) are frozen snapshots, not built
+from here: a change to a table here needs a new migration (a test compares the two)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# --- threat intelligence (vigil.intel) ------------------------------------------------------
+
+_KEY = BigInteger().with_variant(Integer, "sqlite")
+
+indicator_table = Table(
+    "intel_indicator",
+    metadata,
+    # INTEGER PRIMARY KEY in SQLite: the key is the row id, no separate index
+    Column("key", _KEY, primary_key=True, autoincrement=False),
+    Column("type", String(16), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("last_sighting", Float),
+    Column("sightings", Integer, nullable=False, default=0),
+    UniqueConstraint("type", "value", name="uq_intel_indicator_value"),
+)
+
+provenance_table = Table(
+    "intel_provenance",
+    metadata,
+    Column("key", BigInteger, primary_key=True, autoincrement=False),
+    Column("source", String(255), primary_key=True),
+    Column("reference", String(512), primary_key=True),
+    Column("confidence", Integer),
+    Column("first_seen", Float),
+    Column("last_seen", Float),
+    Column("valid_until", Float),
+    Column("revoked", Boolean, nullable=False, default=False),
+    Column("tags", Text, nullable=False, default="[]"),
+    Column("techniques", Text, nullable=False, default="[]"),
+    Column("actors", Text, nullable=False, default="[]"),
+    Column("description", Text),
+    Column("imported_at", Float, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+source_table = Table(
+    "intel_source",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("location", Text, nullable=False, default=""),
+    Column("cursor", Text),
+    Column("last_import", Float),
+    Column("indicators", Integer, nullable=False, default=0),
+    Column("unsupported", Integer, nullable=False, default=0),
+    Column("rejected", Integer, nullable=False, default=0),
+)
+
+sighting_table = Table(
+    "intel_sighting",
+    metadata,
+    Column("key", BigInteger, primary_key=True, autoincrement=False),
+    Column("where", String(512), primary_key=True),
+    Column("field", String(128), primary_key=True),
+    Column("first_seen", Float),
+    Column("last_seen", Float),
+    Column("count", Integer, nullable=False),
+    Column("recorded", Float, nullable=False),
+)
+
+
+# --- alerts and saved hunts -------------------------------------------------------------------
+
+alert_table = Table(
+    "alert",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("rule_id", String(128), nullable=False, index=True),
+    Column("rule_title", Text, nullable=False),
+    Column("level", String(16), nullable=False, index=True),
+    Column("tags", Text, nullable=False),
+    Column("time", Float, index=True),
+    Column("host", Text),
+    Column("source", Text, nullable=False),
+    Column("record", Text),
+    Column("event_offset", Integer),
+    Column("detected_at", Text, nullable=False),
+    Column("created", Float, nullable=False, index=True),
+    Column("matched_fields", Text, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("details", Text, nullable=False),
+)
+
+
+saved_hunt_table = Table(
+    "saved_hunt",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("query", Text),
+    Column("sigma", Text),
+    Column("every_seconds", Integer, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("last_run", Float),
+    Column("last_result", Text),
+)
+
+
+# --- incidents and cases (vigil.correlate) ----------------------------------------------------
+
+incident_table = Table(
+    "incident",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("opened", Float, nullable=False, index=True),  # first alert (its time)
+    Column("last", Float, nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("risk", Float, nullable=False, index=True),
+    Column("alerts", Integer, nullable=False),
+    Column("entities", Text, nullable=False),  # JSON ["host:ws-1", ...]
+    Column("rules", Text, nullable=False),  # JSON {rule: alerts}
+    Column("tactics", Text, nullable=False),  # JSON [tactic, ...] in order first seen
+    Column("merges", Text, nullable=False),  # JSON [reason, ...]
+    Column("follows", String(32)),
+    Column("first_event", Float),  # the earliest event behind its alerts
+    Column("detected", Float),  # when its first alert was raised
+    Column("created", Float, nullable=False, index=True),  # when Vigil made it (wall clock)
+    Column("updated", Float, nullable=False),
+    Column("status", String(16), nullable=False, index=True),
+    Column("assignee", Text),
+    Column("triaged_at", Float),
+    Column("contained_at", Float),
+    Column("resolved_at", Float),
+)
+
+incident_alert_table = Table(
+    "incident_alert",
+    metadata,
+    Column("alert_id", String(64), primary_key=True),
+    Column("incident_id", String(32), nullable=False, index=True),
+    Column("time", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+entity_risk_table = Table(
+    "entity_risk",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("value", String(512), primary_key=True),
+    Column("risk", Float, nullable=False),
+    Column("as_of", Float, nullable=False, index=True),
+)
+
+case_entry_table = Table(
+    "case_entry",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("incident_id", String(32), nullable=False, index=True),
+    Column("at", Float, nullable=False),
+    Column("kind", String(16), nullable=False),  # status, assign, note, task, done, evidence, merge
+    Column("author", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("data", Text, nullable=False),  # JSON
+)
+
+
+# --- API tokens (vigil.api) -------------------------------------------------------------------
+
+api_token_table = Table(
+    "api_token",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("created", Float, nullable=False),
+    Column("last_used", Float),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+
+
+__all__ = [
+    "alert_table",
+    "api_token_table",
+    "case_entry_table",
+    "entity_risk_table",
+    "incident_alert_table",
+    "incident_table",
+    "indicator_table",
+    "metadata",
+    "provenance_table",
+    "saved_hunt_table",
+    "sighting_table",
+    "source_table",
+]
