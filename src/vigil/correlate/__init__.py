@@ -9,7 +9,7 @@ and third-party alerts (Wazuh, Suricata, CSV/JSON with a mapping).
 
 from vigil.correlate.engine import Correlator, Settings, progresses
 from vigil.correlate.model import AlertIn, Incident, Membership, from_detection, to_detection
-from vigil.correlate.risk import EntityRisk, RiskChange
+from vigil.correlate.risk import EntityRisk
 from vigil.correlate.stage import IncidentStage
 from vigil.correlate.store import STATUSES, IncidentStore
 from vigil.correlate.thirdparty import (
@@ -20,6 +20,7 @@ from vigil.correlate.thirdparty import (
     read_alerts,
 )
 from vigil.errors import VigilError
+from vigil.events.records import RiskChange
 
 # Case actions raise NotFound, Conflict or Invalid (vigil.errors); callers that catch them all
 # still say CaseError until they name the kinds.

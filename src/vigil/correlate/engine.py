@@ -24,9 +24,10 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from vigil.correlate.model import AlertIn, Entity, Incident, Membership
-from vigil.correlate.risk import LEVEL_POINTS, EntityRisk, RiskChange
+from vigil.correlate.model import AlertIn, Incident, Membership
+from vigil.correlate.risk import LEVEL_POINTS, EntityRisk
 from vigil.detect.detection import LEVELS, TACTICS
+from vigil.events.records import Entity, RiskChange
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,8 @@ import hashlib
 import ipaddress
 from typing import Any
 
-from vigil.correlate.model import Entity
 from vigil.detect.detection import Detection
+from vigil.events.records import Entity
 
 FIELDS: dict[str, tuple[str, ...]] = {
     # not `host`: Zeek's http log (and others) name the HTTP Host header so

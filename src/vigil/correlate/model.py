@@ -7,12 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from vigil.detect.detection import LEVEL_RANK, Detection
+from vigil.events.records import LEVEL_RANK, Detection, Entity
 
 # The entity kinds an alert can name; incidents are joined on them.
 ENTITY_KINDS = ("host", "user", "ip", "process", "hash", "principal")
-
-Entity = tuple[str, str]  # (kind, value), the value as a lower-case string
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vigil.correlate.model import Entity
+from vigil.events.records import Entity, RiskChange
 
 # Points an alert gives each entity it names, by level.
 LEVEL_POINTS = {"informational": 1.0, "low": 5.0, "medium": 10.0, "high": 25.0, "critical": 50.0}
@@ -22,16 +22,6 @@ DEFAULT_HALF_LIFE = 24 * 3600.0
 class _Score:
     value: float
     at: float
-
-
-@dataclass(frozen=True, slots=True)
-class RiskChange:
-    """One entity's risk after an alert: pushed to whoever follows risk (Zero Trust)."""
-
-    entity: Entity
-    risk: float
-    at: float
-    delta: float
 
 
 class EntityRisk:

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 
 from vigil.correlate.engine import Correlator, Settings
 from vigil.correlate.model import AlertIn, Incident, Membership
-from vigil.correlate.risk import RiskChange
 from vigil.correlate.store import IncidentStore
+from vigil.events.records import RiskChange
 
 RiskListener = Callable[[list[RiskChange]], None]
 

@@ -22,8 +22,8 @@ from sqlalchemy import (
 )
 
 from vigil.correlate.model import Incident, Membership
-from vigil.correlate.risk import RiskChange
 from vigil.errors import Conflict, Invalid, NotFound
+from vigil.events.records import RiskChange
 from vigil.store import migrate, upsert_insert
 from vigil.store.tables import (
     case_entry_table,

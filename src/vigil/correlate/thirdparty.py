@@ -20,10 +20,11 @@ from typing import Any
 import orjson
 
 from vigil.correlate.entities import entities_of
-from vigil.correlate.model import AlertIn, Entity
+from vigil.correlate.model import AlertIn
 from vigil.detect.detection import tactics_of
 from vigil.errors import InputError
 from vigil.events.model import parse_time
+from vigil.events.records import Entity
 from vigil.ingest import FileReport
 from vigil.ingest.body import gunzip
 

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, select
 
-from vigil.detect import Detection
+from vigil.events.records import Detection
 from vigil.store import migrate, upsert_insert
 from vigil.store.tables import alert_table
 
