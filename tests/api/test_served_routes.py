@@ -168,7 +168,7 @@ def test_ingested_event_becomes_an_alert_readable_over_the_api(served) -> None:
     headers = {"Authorization": f"Bearer {keys['ingest']}", "Content-Type": "application/x-ndjson"}
     reply = client.post("/api/v1/ingest", content=EVENT, headers=headers)
     assert reply.status_code == 202 and reply.json()["accepted"] == 1
-    assert service.pipeline.drain(10)
+    assert service.drain(10)
     reader = {"Authorization": f"Bearer {keys['viewer']}"}
     rule = {"rule_id": "0b3a1c52-8d7e-4f61-9a2b-3c4d5e6f7a8b"}
     alerts = client.get("/api/v1/alerts", params=rule, headers=reader).json()

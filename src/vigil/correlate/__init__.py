@@ -8,7 +8,15 @@ and third-party alerts (Wazuh, Suricata, CSV/JSON with a mapping).
 """
 
 from vigil.correlate.engine import Correlator, Settings, progresses
-from vigil.correlate.model import AlertIn, Incident, Membership, from_detection, to_detection
+from vigil.correlate.model import (
+    AlertIn,
+    Incident,
+    Membership,
+    from_alert,
+    from_detection,
+    to_alert,
+    to_detection,
+)
 from vigil.correlate.risk import EntityRisk
 from vigil.correlate.stage import IncidentStage
 from vigil.correlate.store import STATUSES, IncidentStore
@@ -19,18 +27,12 @@ from vigil.correlate.thirdparty import (
     parse_alerts,
     read_alerts,
 )
-from vigil.errors import VigilError
 from vigil.events.records import RiskChange
-
-# Case actions raise NotFound, Conflict or Invalid (vigil.errors); callers that catch them all
-# still say CaseError until they name the kinds.
-CaseError = VigilError
 
 __all__ = [
     "AIT_MAPPING",
     "STATUSES",
     "AlertIn",
-    "CaseError",
     "Correlator",
     "EntityRisk",
     "Incident",
@@ -40,10 +42,12 @@ __all__ = [
     "Membership",
     "RiskChange",
     "Settings",
+    "from_alert",
     "from_detection",
     "mapping_from_pairs",
     "parse_alerts",
     "progresses",
     "read_alerts",
+    "to_alert",
     "to_detection",
 ]

@@ -122,6 +122,7 @@ class Correlator:
         )
         for member in other.alerts:
             into.alerts.append(member)
+        into.earlier += other.earlier
         into.reasons.extend(other.reasons)
         into.merges.extend(other.merges)
         into.entities |= other.entities
@@ -185,6 +186,28 @@ class Correlator:
         if progresses(incident.tactics, self.settings.progression):
             top = min(top + 1, len(LEVELS) - 1)
         return LEVELS[top]
+
+    # --- after a restart ---------------------------------------------------------------------
+
+    def restore(
+        self,
+        incidents: Iterable[Incident],
+        rule_counts: dict[str, int],
+        scores: Iterable[tuple[Entity, float, float]],
+    ) -> None:
+        """Take up where a stopped correlator left off, from what its store kept: recent
+        incidents (their alerts only counted, in `earlier`), oldest first, so each entity
+        points at the latest incident that named it; how often each rule was seen; the
+        entity risk scores ((entity, risk, as of)). Alerts that come next join, merge and
+        follow as they would have without the restart."""
+        for incident in incidents:
+            self.incidents[incident.id] = incident
+            for entity in incident.entities:
+                self._open[entity] = incident.id
+        self._rule_seen.update(rule_counts)
+        self._seen = sum(self._rule_seen.values())
+        for entity, risk, at in scores:
+            self.risk.restore(entity, risk, at)
 
     # --- reading ---------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from vigil.events.records import LEVEL_RANK, Detection, Entity
+from vigil.events.records import LEVEL_RANK, Alert, Detection, Entity
 
 # The entity kinds an alert can name; incidents are joined on them.
 ENTITY_KINDS = ("host", "user", "ip", "process", "hash", "principal")
@@ -70,10 +70,11 @@ class Incident:
     follows: str | None = None
     first_event: float | None = None  # the earliest event behind its alerts
     detected: float | None = None  # when its first alert was raised
+    earlier: int = 0  # alerts it had before a restart (not in `alerts`: see Correlator.restore)
 
     @property
     def size(self) -> int:
-        return len(self.alerts)
+        return self.earlier + len(self.alerts)
 
     @property
     def mttd(self) -> float | None:
@@ -89,7 +90,7 @@ class Incident:
             "last": self.last,
             "level": self.level,
             "risk": round(self.risk, 2),
-            "alerts": len(self.alerts),
+            "alerts": self.size,
             "rules": dict(sorted(self.rules.items(), key=lambda kv: -kv[1])),
             "entities": sorted(f"{kind}:{value}" for kind, value in self.entities),
             "tactics": list(self.tactics),
@@ -97,6 +98,40 @@ class Incident:
             "merges": list(self.merges),
             "mttd_s": self.mttd,
         }
+
+
+def from_alert(alert: Alert) -> AlertIn:
+    """An alert of the `alerts` stream as correlation sees it (grouped on its event's time,
+    else when it was raised)."""
+    d = alert.detection
+    raised = alert.raised
+    external = d.status == "external"  # another tool's: its time is the alert's, no event's
+    return AlertIn(
+        id=alert.id,
+        time=d.time if d.time is not None else (raised or 0.0),
+        rule=d.rule_id,
+        title=d.rule_title,
+        level=d.level,
+        source=alert.dataset,
+        entities=alert.entities,
+        tactics=d.tactics,
+        event_time=None if external else d.time,
+        raised=raised,
+        labels=alert.labels,
+        record=d.event if external else {},
+    )
+
+
+def to_alert(alert: AlertIn, source_file: str, detected_at: str, raised: float) -> Alert:
+    """Another tool's alert as a record of the `alerts` stream."""
+    return Alert(
+        id=alert.id,
+        detection=to_detection(alert, source_file, detected_at),
+        entities=alert.entities,
+        dataset=alert.source,
+        raised=raised,
+        labels=alert.labels,
+    )
 
 
 def from_detection(alert_id: str, detection: Detection, raised: float) -> AlertIn:

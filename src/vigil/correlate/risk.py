@@ -50,6 +50,10 @@ class EntityRisk:
             score.value += points * self.decay(score.at - at)
         return RiskChange(entity, score.value, score.at, points)
 
+    def restore(self, entity: Entity, risk: float, at: float) -> None:
+        """An entity's risk as kept (after a restart)."""
+        self._scores[entity] = _Score(risk, at)
+
     def alert(self, entities: Iterable[Entity], level: str, at: float) -> list[RiskChange]:
         points = LEVEL_POINTS.get(level, LEVEL_POINTS["medium"])
         return [self.add(entity, points, at) for entity in entities]

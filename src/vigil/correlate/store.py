@@ -6,6 +6,7 @@ SHA-256, and one timeline of all of it. Time stamps give MTTD, MTTA, MTTC and MT
 from __future__ import annotations
 
 import hashlib
+import math
 import shutil
 import time
 import unicodedata
@@ -22,6 +23,7 @@ from sqlalchemy import (
 )
 
 from vigil.correlate.model import Incident, Membership
+from vigil.correlate.risk import LEVEL_POINTS
 from vigil.errors import Conflict, Invalid, NotFound
 from vigil.events.records import RiskChange
 from vigil.store import migrate, upsert_insert
@@ -215,6 +217,49 @@ class IncidentStore:
     def count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(incident_table)).scalar() or 0)
+
+    def latest(self) -> float | None:
+        """The time of the latest alert in any incident (event time), None with none."""
+        with self.engine.connect() as conn:
+            value = conn.execute(select(func.max(incident_table.c.last))).scalar()
+        return None if value is None else float(value)
+
+    def incidents_of(self, alert_ids: Sequence[str]) -> list[str]:
+        """The incidents these alerts are in."""
+        column = incident_alert_table.c
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(column.incident_id).where(column.alert_id.in_(list(alert_ids))).distinct()
+            )
+            return sorted(found.scalars())
+
+    def recent(self, since: float) -> list[Incident]:
+        """Incidents whose last alert is at or after `since` (event time), as correlation
+        holds them (their alerts counted, not listed), the longest idle first."""
+        query = (
+            select(incident_table)
+            .where(incident_table.c.last >= since)
+            .order_by(incident_table.c.last, incident_table.c.id)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [_incident_of(row) for row in rows]
+
+    def rule_counts(self) -> dict[str, int]:
+        """Alerts per rule over every incident (how often each rule has been seen)."""
+        counts: dict[str, int] = {}
+        with self.engine.connect() as conn:
+            for (rules,) in conn.execute(select(incident_table.c.rules)):
+                for rule, count in orjson.loads(rules).items():
+                    counts[rule] = counts.get(rule, 0) + int(count)
+        return counts
+
+    def scores(self) -> list[tuple[tuple[str, str], float, float]]:
+        """Every entity's risk as last kept: ((kind, value), risk, as of)."""
+        table = entity_risk_table
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(table.c.kind, table.c.value, table.c.risk, table.c.as_of))
+            return [((kind, value), risk, at) for kind, value, risk, at in rows]
 
     def entities(self, limit: int = 50) -> list[dict[str, Any]]:
         """Entities by risk, as of each one's last alert (readers decay it to their time)."""
@@ -443,6 +488,34 @@ def _incident_row(incident: Incident) -> dict[str, Any]:
         "first_event": incident.first_event,
         "detected": incident.detected,
     }
+
+
+def _incident_of(row: Any) -> Incident:
+    """An incident row as correlation holds it; its surprise is what its risk has beyond
+    its size and level (see `Correlator.score`)."""
+    entities = set()
+    for text in orjson.loads(row["entities"]):
+        kind, _, value = text.partition(":")
+        entities.add((kind, value))
+    size = int(row["alerts"])
+    level = row["level"]
+    surprise = row["risk"] - math.log2(1 + size) - LEVEL_POINTS.get(level, LEVEL_POINTS["medium"])
+    return Incident(
+        id=row["id"],
+        opened=row["opened"],
+        last=row["last"],
+        entities=entities,
+        merges=orjson.loads(row["merges"]),
+        rules=orjson.loads(row["rules"]),
+        tactics=orjson.loads(row["tactics"]),
+        level=level,
+        surprise=surprise,
+        risk=row["risk"],
+        follows=row["follows"],
+        first_event=row["first_event"],
+        detected=row["detected"],
+        earlier=size,
+    )
 
 
 def _plain(row: Any) -> dict[str, Any]:

@@ -135,7 +135,7 @@ def run(folder: Path | None = None, *, start: float | None = None) -> list[dict[
         try:
             began = time.time() - duration() if start is None else start
             service.pipeline.publish(JSON, "demo", records(began))
-            service.pipeline.drain(120)
+            service.drain(120)
             return [incident_view(service, i) for i in service.incident_store.ranked(limit=20)]
         finally:
             service.stop()

@@ -1,10 +1,10 @@
-"""The embedded pipeline of `vigil serve`: intake → durable stream → detection → alerts and
-the event store.
+"""The detect stage of `vigil serve`: the `events` stream → detection → alerts (stored, and
+published to the `alerts` stream) and the event store.
 
 Intake (HTTP, syslog, tailed files) publishes each event to the `events` stream, which is on
 disk when `publish` returns: only then is the sender acknowledged. One detection stage reads
 the stream in micro-batches from its acknowledged position, parses, matches the Sigma rules
-and the live indicators, feeds correlation, writes alerts (deterministic ids: a replayed
+and the live indicators, runs the Sigma correlations, writes alerts (deterministic ids: a replayed
 event cannot make a second alert) and stores the events (each offset once), and then
 acknowledges the batch. After a crash it starts again from the last acknowledged position.
 """
@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from vigil.bus import Stream
-from vigil.correlate import from_detection
+from vigil.correlate.entities import detection_entities
 from vigil.detect import Detection
 from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import CorrelationEngine, Hit, LoadedRules
 from vigil.errors import StorageUnavailable, storage_problem
 from vigil.events import Event
+from vigil.events.records import Alert
 from vigil.ingest import FileReport
 from vigil.ingest import live as live_events
 from vigil.ingest.jsonlog import record_event
@@ -38,9 +39,9 @@ from vigil.ingest.shapes import Classifier
 from vigil.scan import correlation_detection, detection_of
 from vigil.store.alerts import AlertStore, alert_id
 from vigil.store.events import EventStore, EventWriter
+from vigil.store.stages import StageStateStore
 
 if TYPE_CHECKING:
-    from vigil.correlate.stage import IncidentStage
     from vigil.intel.store import IndicatorStore
     from vigil.serve.workers import WorkerPool
 
@@ -53,6 +54,7 @@ _HEAD = struct.Struct("<cdB")
 JSON, SYSLOG, LINE, EVENT = b"J", b"S", b"L", b"E"
 MAX_TRIES = 3  # failures of a batch, then of a single record, before it is isolated / set aside
 MAX_BACKOFF = 30.0  # seconds between retries at most, while storage refuses writes
+STAGE = "detect"  # its name for the state it keeps (the Sigma correlation windows)
 
 
 def _now() -> str:
@@ -112,6 +114,7 @@ class Analysis:
     rejected: int = 0
     found: list[tuple[str, Detection, int | None]] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)  # for correlation rules, in event order
+    hit_offsets: list[int] = field(default_factory=list)  # the stream offset of each hit
     received: dict[int, float] = field(default_factory=dict)  # offset → received, of `found`
     rejects: list[dict[str, Any]] = field(default_factory=list)
     held_from: int | None = None  # lowest offset the event store holds unwritten
@@ -160,6 +163,7 @@ class Analyzer:
             if match.rule in self.wanted and event.time is not None:
                 refs = ((event.source, event.record),)
                 out.hits.append(Hit(event.time, ("rule", match.rule), match.rule_fields(), refs))
+                out.hit_offsets.append(-1 if at is None else at)
             if not plan.rules[match.rule].output:
                 continue
             detection = detection_of(match, self.loaded, detected_at)
@@ -239,8 +243,8 @@ class Analyzer:
 
 class Detector:
     """The in-order half of detection: correlation over the rule hits of every batch, the
-    alerts (deterministic ids), indicator sightings, set-aside records, and the alerts into
-    incidents."""
+    alerts (deterministic ids) stored and published to the `alerts` stream, indicator
+    sightings and set-aside records."""
 
     def __init__(
         self,
@@ -248,21 +252,41 @@ class Detector:
         alerts: AlertStore,
         indicators: IndicatorStore | None = None,
         rejects: Path | None = None,
-        incidents: IncidentStage | None = None,
+        alerts_out: Stream | None = None,
+        kept: StageStateStore | None = None,
     ) -> None:
         self.alerts = alerts
-        self.incidents = incidents
+        self.alerts_out = alerts_out  # the `alerts` stream (correlation and later stages)
         self.indicators = indicators
         self.rejects = rejects
         self._rejects_lock = threading.Lock()  # intake sets records aside too
-        self.correlation = CorrelationEngine(loaded.plan.correlations)
+        self.specs = loaded.plan.correlations
+        self.kept = kept
+        self.reset()
 
-    def finish(self, analysis: Analysis) -> BatchFigures:
+    def reset(self) -> None:
+        """The Sigma correlation windows as last kept (at start, and after a failed batch,
+        whose hits may be in them: they will be fed again)."""
+        self.correlation = CorrelationEngine(self.specs)
+        self.kept_upto = 0  # hits of records below this offset are in the windows
+        saved = self.kept.get(STAGE) if self.kept is not None and self.specs else None
+        if saved is not None:
+            self.kept_upto, state = saved
+            self.correlation.restore(state)
+
+    def finish(self, analysis: Analysis, upto: int | None = None) -> BatchFigures:
+        """One analyzed batch, in stream order; `upto`: the stream offset after it."""
         figures = BatchFigures(events=analysis.events, rejected=analysis.rejected)
         found = list(analysis.found)
+        fed = False
         if analysis.hits:
             detected_at = _now()
-            for hit in analysis.hits:
+            kept_upto = self.kept_upto
+            offsets = analysis.hit_offsets or [-1] * len(analysis.hits)
+            for hit, offset in zip(analysis.hits, offsets, strict=True):
+                if 0 <= offset < kept_upto:
+                    continue  # before a restart: in the windows already, not counted twice
+                fed = True
                 for fired in self.correlation.feed(hit):
                     if fired.spec.output:
                         found.append(self._correlated(correlation_detection(fired, detected_at)))
@@ -273,13 +297,22 @@ class Detector:
         figures.alerts = len(found)
         figures.new_alerts = self.alerts.add(found)
         stored_at = time.time()
-        if self.incidents is not None and found:
-            self.incidents.feed([from_detection(i, d, stored_at) for i, d, _ in found])
+        if self.alerts_out is not None and found:
+            self.alerts_out.publish(
+                [
+                    Alert(i, d, detection_entities(d), offset=at, raised=stored_at).to_bytes()
+                    for i, d, at in found
+                ]
+            )
         received = analysis.received
         for _, _, where in found:
             if where is not None and where in received:
                 figures.latencies.append(stored_at - received[where])
         self.set_aside(analysis.rejects)
+        if fed and upto is not None and self.kept is not None:
+            # kept with the batch, before the stream is acknowledged: windows span a restart
+            self.kept.put(STAGE, upto, self.correlation.state())
+            self.kept_upto = upto
         return figures
 
     def set_aside(self, items: list[dict[str, Any]]) -> None:
@@ -419,7 +452,7 @@ class Pipeline:
         return self._finish(worker, upto, pool.result(worker))
 
     def _finish(self, worker: int, upto: int, analysis: Analysis) -> int:
-        figures = self.detector.finish(analysis)
+        figures = self.detector.finish(analysis, upto)
         done = upto - self.position
         self.position = upto
         self._held[worker] = analysis.held_from
@@ -471,6 +504,7 @@ class Pipeline:
                 self.pool.reset()
             elif self.analyzer is not None:
                 self.analyzer.reset()
+            self.detector.reset()
             self.position = self._sent = self.stream.acked
 
     def drain(self, timeout: float = 60.0) -> bool:

@@ -10,7 +10,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from prometheus_client import CollectorRegistry
 from vigil.api.backend import IngestAck, Overloaded
 from vigil.bus import LocalStream
 from vigil.config import Settings
-from vigil.correlate import RiskChange
 from vigil.correlate import Settings as CorrelateSettings
 from vigil.correlate.stage import IncidentStage
 from vigil.correlate.store import IncidentStore
@@ -35,6 +33,7 @@ from vigil.errors import (
     VigilError,
     storage_problem,
 )
+from vigil.events.records import IncidentChange, RiskChange
 from vigil.hunt import HuntLimits
 from vigil.ingest import Problem
 from vigil.intel.store import IndicatorStore
@@ -47,15 +46,18 @@ from vigil.serve.pipeline import (
     Pipeline,
     event_record,
 )
+from vigil.serve.stages import StageCollector, StageRunner
 from vigil.serve.workers import WorkerPool
 from vigil.store import migrate, state_engine
 from vigil.store.alerts import AlertStore, alert_id
 from vigil.store.events import EventStore
 from vigil.store.hunts import HuntStore
+from vigil.store.stages import StageStateStore
 
 log = logging.getLogger("vigil.serve")
 RETRY_AFTER = 2.0  # seconds a refused sender waits before trying again
 INTAKE_MEMORY_S = 30.0  # /health reports a refused ingest for this long
+IMPORT_WAIT_S = 10.0  # an alert import waits this long for its incidents
 ROOM = 4 << 20  # bytes free on the data folder's disk before ingest is tried again
 
 
@@ -101,19 +103,31 @@ class Service:
             self.incident_store,
             CorrelateSettings(correlate.window_s, correlate.span_s, correlate.half_life_s),
         )
-        # entity risk changes as events, for whoever follows risk (the Zero Trust decision
-        # point): one JSON record per change on the `risk` stream
-        self.risk_stream = LocalStream(
-            folder / "risk", fsync=False, segment_bytes=settings.pipeline.segment_bytes
+        # the streams between the stages (`vigil.serve.stages`): `events` is `self.stream`
+        # (the intake log); alerts are kept as durably as events; incident and risk changes
+        # are derived (the store has them), for whoever follows them
+        segment = settings.pipeline.segment_bytes
+        self.alerts_stream = LocalStream(
+            folder / "alerts", fsync=settings.pipeline.fsync, segment_bytes=segment
         )
+        self.incidents_stream = LocalStream(
+            folder / "incidents", fsync=False, segment_bytes=segment
+        )
+        self.risk_stream = LocalStream(folder / "risk", fsync=False, segment_bytes=segment)
         self.incidents.listeners.append(self._publish_risk)
+        self.incidents.change_listeners.append(self._publish_incidents)
         self.detector = Detector(
             self.loaded,
             self.alert_store,
             self.indicators_store if settings.indicators else None,
             rejects=folder / "rejects.jsonl",
-            incidents=self.incidents,
+            alerts_out=self.alerts_stream,
+            kept=StageStateStore(self.engine),
         )
+        self.correlating = StageRunner(
+            "correlate", self.incidents, self.alerts_stream, set_aside=self.detector.set_aside
+        )
+        self.registry.register(StageCollector(self._stage_figures))
         stored = settings.pipeline.store_events
         self.pool: WorkerPool | None = None
         analyzer: Analyzer | None = None
@@ -160,6 +174,7 @@ class Service:
 
     def start(self) -> None:
         self.pipeline.start()
+        self.correlating.start()
         for path in self.settings.listeners.tail:
             thread = threading.Thread(
                 target=self._tail, args=(Path(path),), name=f"vigil-tail-{path}", daemon=True
@@ -173,18 +188,29 @@ class Service:
     def stop(self) -> None:
         self._hunter.set()
         self.pipeline.stop()
-        self.stream.close()
-        self.risk_stream.close()
+        self.correlating.stop()
+        for stream in (self.stream, self.alerts_stream, self.incidents_stream, self.risk_stream):
+            stream.close()
+
+    def drain(self, timeout: float = 60.0) -> bool:
+        """Run every stage until all published so far is processed (tests, tools)."""
+        deadline = time.monotonic() + timeout
+        done = self.pipeline.drain(timeout)
+        return self.correlating.drain(max(0.0, deadline - time.monotonic())) and done
+
+    def _stage_figures(self) -> dict[str, tuple[int, int]]:
+        return {
+            "detect": (self.pipeline.lag(), self.pipeline.totals["events"]),
+            "correlate": (self.correlating.lag(), self.correlating.processed),
+        }
 
     def _publish_risk(self, changes: list[RiskChange]) -> None:
         if changes:
-            self.risk_stream.publish(
-                [
-                    orjson.dumps({"kind": c.entity[0], "value": c.entity[1], "risk": c.risk,
-                                  "delta": c.delta, "at": c.at})
-                    for c in changes
-                ]
-            )  # fmt: skip
+            self.risk_stream.publish([change.to_bytes() for change in changes])
+
+    def _publish_incidents(self, changes: list[IncidentChange]) -> None:
+        if changes:
+            self.incidents_stream.publish([change.to_bytes() for change in changes])
 
     def _on_batch(self, figures: BatchFigures, pipeline: Pipeline) -> None:
         self.metrics.lag.set(pipeline.lag())
@@ -511,7 +537,7 @@ class Service:
         """Alerts another tool raised (Wazuh, Suricata EVE, the AIT CSV, CSV or JSON lines
         with a `KEY=COLUMN` mapping): stored as alerts (ids fixed by the record: a file sent
         twice adds nothing) and grouped into incidents with Vigil's own."""
-        from vigil.correlate import AIT_MAPPING, mapping_from_pairs, parse_alerts, to_detection
+        from vigil.correlate import AIT_MAPPING, mapping_from_pairs, parse_alerts, to_alert
 
         fields = None
         if kind == "ait":
@@ -523,14 +549,26 @@ class Service:
         )
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
-        new = self.alert_store.add([(a.id, to_detection(a, name, stamp), None) for a in alerts])
-        touched = self.incidents.feed([replace(a, raised=now) for a in alerts])
+        records = [to_alert(a, name, stamp, now) for a in alerts]
+        new = self.alert_store.add([(r.id, r.detection, None) for r in records])
+        incidents: list[str] = []
+        fresh = [r.id for r in records]
+        if fresh:
+            known = self.incident_store.known_alerts(fresh)  # a file sent again joins nothing
+            fresh = [i for i in fresh if i not in known]
+            _, last = self.alerts_stream.publish([r.to_bytes() for r in records])
+            # the caller is told which incidents they joined: wait for the correlate stage
+            if self.correlating.alive:
+                self.correlating.wait_for(last + 1, IMPORT_WAIT_S)
+            else:
+                self.correlating.drain(IMPORT_WAIT_S)
+            incidents = self.incident_store.incidents_of(fresh) if fresh else []
         return {
             "accepted": len(alerts),
             "new_alerts": new,
             "rejected": report.rejected,
             "set_aside": report.set_aside[:20],
-            "incidents": sorted(i.id for i in touched),
+            "incidents": incidents,
         }
 
     def entities(self, *, limit: int = 50) -> list[dict[str, Any]]:
@@ -558,6 +596,11 @@ class Service:
             problems.append((_storage_kind(pipeline.storage), f"detection: {pipeline.storage}"))
         elif pipeline.problem is not None:
             problems.append(("detection failing", pipeline.problem))
+        correlating = self.correlating
+        if not correlating.alive:
+            problems.append(("correlation stopped", "the correlate stage is not running"))
+        elif correlating.problem is not None:
+            problems.append(("correlation failing", correlating.problem))
         out: dict[str, Any] = {
             "status": "degraded" if problems else "ok",
             "problems": sorted({kind for kind, _ in problems}),
@@ -571,7 +614,11 @@ class Service:
             "alerts": pipeline.totals["new_alerts"],
             "lag": lag,  # received, not yet detected on
             "backlog": self.stream.end - self.stream.acked,  # not yet detected on and stored
-            "set_aside": pipeline.set_aside,
+            "set_aside": pipeline.set_aside + correlating.records_set_aside,
+            "stages": {
+                "detect": {"lag": lag, "processed": pipeline.totals["events"]},
+                "correlate": {"lag": correlating.lag(), "processed": correlating.processed},
+            },
             "batch_failures": pipeline.failures,
             "rules": len(self.loaded.plan.rules),
             "indicators": self.indicator_count,

@@ -176,6 +176,18 @@ case_entry_table = Table(
 )
 
 
+# --- stages' kept state (vigil.serve.stages) ---------------------------------------------------
+
+stage_state_table = Table(
+    "stage_state",
+    metadata,
+    Column("stage", String(64), primary_key=True),
+    Column("position", BigInteger, nullable=False),  # stream offsets below it are in `state`
+    Column("state", Text, nullable=False),  # JSON
+    Column("saved", Float, nullable=False),
+)
+
+
 # --- API tokens (vigil.api) -------------------------------------------------------------------
 
 api_token_table = Table(
@@ -204,4 +216,5 @@ __all__ = [
     "saved_hunt_table",
     "sighting_table",
     "source_table",
+    "stage_state_table",
 ]

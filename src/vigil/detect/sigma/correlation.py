@@ -235,6 +235,44 @@ class CorrelationEngine:
         self._sweep_every = max(1.0, min((s.timespan for s in self.specs), default=1.0))
         self._swept_at: float | None = None
 
+    # --- kept state (so that windows span a restart) --------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """The open windows as plain data (JSON), by correlation rule id, so that a restart
+        with the same rules takes them up (`restore`)."""
+        return {
+            "swept_at": self._swept_at,
+            "windows": [
+                {
+                    "rule": self.specs[spec_index].rule_id,
+                    "key": list(key),
+                    "items": [[p, h.time, h.fields, list(h.refs)] for p, h in window.items],
+                }
+                for (spec_index, key), window in self.windows.items()
+                if window.items
+            ],
+        }
+
+    def restore(self, state: dict[str, Any]) -> int:
+        """Take up windows kept by `state`; those of rules no longer loaded are dropped.
+        Windows taken up."""
+        index = {spec.rule_id: i for i, spec in enumerate(self.specs)}
+        self.windows.clear()
+        self._swept_at = state.get("swept_at")
+        for item in state.get("windows", ()):
+            spec_index = index.get(item["rule"])
+            if spec_index is None:
+                continue
+            inputs = len(self.specs[spec_index].inputs)
+            window = _Window()
+            for position, at, fields, refs in item["items"]:
+                if 0 <= position < inputs:
+                    refs = tuple(tuple(r) if isinstance(r, list) else r for r in refs)
+                    window.items.append((position, Hit(at, ("kept", -1), fields, refs)))
+            if window.items:
+                self.windows[(spec_index, tuple(item["key"]))] = window
+        return len(self.windows)
+
     def wants(self, rule_index: int) -> bool:
         return ("rule", rule_index) in self.listeners
 

@@ -1,0 +1,236 @@
+"""The stages of `vigil serve` and the streams between them.
+
+    intake ──► events ──► detect ──► alerts ──► correlate ──► incidents, risk
+
+A stage reads one stream from its committed position, does one job, publishes what it made
+to the next streams, and only then commits. A stage is one module plus one line in `STAGES`;
+later stages (assets, respond, zerotrust) subscribe the same way. `detect` runs in its own
+runner (`vigil.serve.pipeline.Pipeline`: worker processes, record isolation); every other
+stage runs in a `StageRunner`, which reads, hands batches to the stage, retries, sets aside
+a record that fails on its own, and reports its lag and rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from vigil.bus import Stream
+from vigil.errors import storage_problem
+
+log = logging.getLogger("vigil.stages")
+
+MAX_TRIES = 3  # failures of a batch, then of a single record, before it is set aside
+MAX_BACKOFF = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class StageSpec:
+    """A stage: the stream it consumes and those it publishes to."""
+
+    name: str
+    consumes: str
+    publishes: tuple[str, ...]
+
+
+# The registry: one line per stage, in flow order.
+STAGES = (
+    StageSpec("detect", consumes="events", publishes=("alerts",)),
+    StageSpec("correlate", consumes="alerts", publishes=("incidents", "risk")),
+)
+STREAMS = tuple(dict.fromkeys(name for s in STAGES for name in (s.consumes, *s.publishes)))
+
+
+class Stage(Protocol):
+    """What a `StageRunner` runs: a batch of (offset, record) in, committed when it
+    returns; `restore` takes up the stage's kept state before the first batch."""
+
+    def restore(self) -> Any: ...
+
+    def process(self, records: Sequence[tuple[int, bytes]]) -> object: ...
+
+
+SetAside = Callable[[list[dict[str, Any]]], None]
+
+
+class StageRunner:
+    """Runs one stage over its stream in a thread, from the stream's committed position."""
+
+    def __init__(
+        self,
+        name: str,
+        stage: Stage,
+        stream: Stream,
+        *,
+        set_aside: SetAside,
+        batch_max: int = 1000,
+    ) -> None:
+        self.name = name
+        self.stage = stage
+        self.stream = stream
+        self.set_aside = set_aside
+        self.batch_max = batch_max
+        self.position = stream.acked
+        self.processed = 0  # records, since start
+        self.failures = 0
+        self.consecutive = 0
+        self.problem: str | None = None
+        self.records_set_aside = 0
+        self._strikes: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._turn = threading.Lock()
+        self._progress = threading.Condition()
+
+    def lag(self) -> int:
+        return self.stream.end - self.position
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        self.stage.restore()
+        self._thread = threading.Thread(target=self._run, name=f"vigil-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def step(self, timeout: float = 0.25) -> int:
+        """One batch, whatever happens (a failure is contained); records done."""
+        with self._turn:
+            records = self.stream.fetch(self.position, self.batch_max, timeout)
+            if not records:
+                return 0
+            try:
+                self.stage.process(records)
+            except Exception as exc:
+                self._failed(records, exc)
+                return 0
+            self._done(records[-1][0] + 1, len(records))
+            return len(records)
+
+    def wait_for(self, offset: int, timeout: float) -> bool:
+        """Wait until every record before `offset` is processed (by the thread)."""
+        deadline = time.monotonic() + timeout
+        with self._progress:
+            while self.position < offset:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._progress.wait(min(left, 0.1))
+        return True
+
+    def drain(self, timeout: float = 60.0) -> bool:
+        """Process everything published so far, here (tests, tools, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self.position < self.stream.end and time.monotonic() < deadline:
+            self.step(0.05)
+        return self.position >= self.stream.end
+
+    def _done(self, upto: int, count: int) -> None:
+        self.stream.ack(upto)
+        with self._progress:
+            self.position = upto
+            self._progress.notify_all()
+        self.processed += count
+        self.consecutive = 0
+        self.problem = None
+        self._strikes.clear()
+
+    def _failed(self, records: Sequence[tuple[int, bytes]], exc: Exception) -> None:
+        """Storage refusing writes: wait, longer each time, and retry. Any other failure:
+        retry; after `MAX_TRIES`, the batch goes record by record, and a record that fails
+        `MAX_TRIES` times on its own is set aside with the reason."""
+        self.failures += 1
+        self.consecutive += 1
+        storage = storage_problem(exc)
+        reason = str(exc).splitlines()[-1][:300] if str(exc).strip() else type(exc).__name__
+        if storage is not None:
+            self.problem = f"waiting for storage: {storage}"
+            self._stop.wait(min(MAX_BACKOFF, 0.5 * 2 ** min(self.consecutive, 6)))
+            return
+        first = records[0][0]
+        tries = self._strikes[first] = self._strikes.get(first, 0) + 1
+        self.problem = f"{self.name} failing: {reason}"
+        if tries == 1:
+            log.error("stage %s failed at %d (retrying): %s", self.name, first, reason)
+        if tries < MAX_TRIES:
+            self._stop.wait(min(MAX_BACKOFF, 0.5 * tries))
+            return
+        if len(records) > 1:
+            self._one_by_one(records)
+            return
+        offset, record = records[0]
+        log.error("stage %s sets record %d aside: %s", self.name, offset, reason)
+        self.set_aside(
+            [
+                {
+                    "stage": self.name,
+                    "offset": offset,
+                    "reason": f"{self.name} failed on this record {MAX_TRIES} times: {reason}",
+                    "raw": record.decode("utf-8", "replace"),
+                }
+            ]
+        )
+        self.records_set_aside += 1
+        self._done(offset + 1, 1)
+
+    def _one_by_one(self, records: Sequence[tuple[int, bytes]]) -> None:
+        for offset, record in records:
+            for _ in range(MAX_TRIES):
+                try:
+                    self.stage.process([(offset, record)])
+                except Exception as exc:
+                    if storage_problem(exc) is not None:
+                        return self._failed([(offset, record)], exc)
+                    last = exc
+                    continue
+                self._done(offset + 1, 1)
+                break
+            else:
+                self._strikes[offset] = MAX_TRIES - 1
+                self._failed([(offset, record)], last)
+        return None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.step(0.25)
+
+
+class StageCollector:
+    """Every stage's lag (records published to its stream, not yet processed) and rate
+    (records processed, a counter) for `/metrics`, read when scraped."""
+
+    def __init__(self, figures: Callable[[], dict[str, tuple[int, int]]]) -> None:
+        self.figures = figures  # stage → (lag, processed)
+
+    def describe(self) -> Iterator[Metric]:
+        """The metrics' names (read at registration, before any stage runs)."""
+        return self._families({})
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families(self.figures())
+
+    def _families(self, figures: dict[str, tuple[int, int]]) -> Iterator[Metric]:
+        lag = GaugeMetricFamily(
+            "vigil_stage_lag_records", "Records on the stage's stream not yet processed",
+            labels=["stage"],
+        )  # fmt: skip
+        done = CounterMetricFamily(
+            "vigil_stage_records", "Records the stage processed", labels=["stage"]
+        )
+        for name, (behind, processed) in figures.items():
+            lag.add_metric([name], behind)
+            done.add_metric([name], processed)
+        yield lag
+        yield done
