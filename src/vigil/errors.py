@@ -46,6 +46,10 @@ class Unavailable(VigilError):
         self.retry_after = retry_after
 
 
+class Overloaded(Unavailable):
+    """The pipeline cannot take more now; the sender should retry after `retry_after` s."""
+
+
 class StorageUnavailable(Unavailable):
     """The data folder cannot take writes now (read-only, not writable, failing)."""
 

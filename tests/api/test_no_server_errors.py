@@ -17,9 +17,9 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.generation import GenerationMode
 
 from vigil.api.auth import TokenStore
+from vigil.api.server import build_app
 from vigil.config import Settings
 from vigil.detect.sigma import load_rules
-from vigil.serve.run import build_app
 from vigil.serve.service import Service
 
 EXAMPLES = int(os.environ.get("VIGIL_API_EXAMPLES", "20"))

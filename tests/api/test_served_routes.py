@@ -12,10 +12,10 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from vigil.api.auth import PERMISSIONS, ROLES, TokenStore
+from vigil.api.server import build_app
 from vigil.config import Settings
 from vigil.correlate import AlertIn
 from vigil.detect.sigma import load_rules
-from vigil.serve.run import build_app
 from vigil.serve.service import Service
 from vigil.store.events import EventStore
 

@@ -393,8 +393,8 @@ def test_a_broken_saved_hunt_does_not_stop_the_others(hunting) -> None:
 
 
 def test_the_backlog_limit_holds_under_concurrent_senders(tmp_path) -> None:
-    from vigil.api.backend import Overloaded
     from vigil.config import Settings
+    from vigil.errors import Overloaded
     from vigil.serve.service import Service
 
     service = Service(Settings(data_dir=tmp_path, indicators=False, starter_rules=False,

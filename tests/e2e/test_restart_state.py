@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from served import Served, whoami
 
 WHOAMI_ID = "0b3a1c52-8d7e-4f61-9a2b-3c4d5e6f7a8b"

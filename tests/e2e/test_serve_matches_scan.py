@@ -16,10 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from vigil.api.auth import TokenStore
+from vigil.api.server import build_app
 from vigil.config import Settings
 from vigil.detect import Detection
 from vigil.scan import scan_inputs
-from vigil.serve.run import build_app
 from vigil.serve.service import Service
 
 

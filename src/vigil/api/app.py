@@ -11,7 +11,6 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
@@ -25,17 +24,17 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Gauge,
     generate_latest,
 )
 from pydantic import BaseModel, Field
 
 from vigil.api.auth import ROLES, Principal, TokenStore
-from vigil.api.backend import Backend, Overloaded
+from vigil.api.backend import Backend
 from vigil.errors import (
     Conflict,
     InputError,
     NotFound,
+    Overloaded,
     StorageFull,
     TooLarge,
     Unavailable,
@@ -43,6 +42,7 @@ from vigil.errors import (
     VigilError,
 )
 from vigil.ingest.body import BodyLimits, body_kind, read_body, split_records
+from vigil.serve.metrics import PipelineMetrics
 
 log = logging.getLogger("vigil.api")
 T = TypeVar("T")
@@ -62,39 +62,6 @@ STATUS: tuple[tuple[type[VigilError], int], ...] = (
 
 def status_of(exc: VigilError) -> int:
     return next(code for kind, code in STATUS if isinstance(exc, kind))
-
-
-@dataclass
-class PipelineMetrics:
-    events_in: Counter
-    events_rejected: Counter
-    alerts: Counter
-    lag: Gauge
-    queue_depth: Gauge
-    overloaded: Counter
-    http_requests: Counter
-
-
-def pipeline_metrics(registry: CollectorRegistry) -> PipelineMetrics:
-    return PipelineMetrics(
-        events_in=Counter("vigil_events_in", "Events received", ["source"], registry=registry),
-        events_rejected=Counter(
-            "vigil_events_rejected", "Events set aside", ["reason"], registry=registry
-        ),
-        alerts=Counter("vigil_alerts", "Alerts raised", ["kind", "level"], registry=registry),
-        lag=Gauge(
-            "vigil_pipeline_lag_events", "Events received, not yet processed", registry=registry
-        ),
-        queue_depth=Gauge(
-            "vigil_queue_depth", "Events waiting in the intake log", registry=registry
-        ),
-        overloaded=Counter(
-            "vigil_ingest_overloaded", "Ingest requests refused (overload)", registry=registry
-        ),
-        http_requests=Counter(
-            "vigil_http_requests", "API requests", ["route", "status"], registry=registry
-        ),
-    )
 
 
 class Rejected(BaseModel):

@@ -5,27 +5,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
-
-from vigil.errors import Unavailable
 
 if TYPE_CHECKING:
     from vigil.correlate import IncidentStore
     from vigil.ingest import Problem
-
-
-class Overloaded(Unavailable):
-    """The pipeline cannot take more now; the sender should retry after `retry_after` s."""
-
-
-@dataclass(frozen=True, slots=True)
-class IngestAck:
-    """Events accepted: on disk (the intake log) before this is returned."""
-
-    accepted: int
-    first_offset: int | None
-    last_offset: int | None
+    from vigil.serve.service import IngestAck
 
 
 class Backend(Protocol):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from vigil.store.segments import SegmentLog
+from vigil.bus.segments import SegmentLog
 
 
 class Stream(Protocol):

@@ -59,7 +59,7 @@ def serve(
     ] = False,
 ) -> None:
     """Run Vigil continuously: ingest, detection, alerts, event store and the API."""
-    from vigil.serve.run import serve as run_service
+    from vigil.api.server import serve as run_service
 
     overrides: dict[str, Any] = {"data_dir": data_dir}
     if rules:

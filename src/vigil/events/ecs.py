@@ -23,11 +23,12 @@ import socket
 from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from vigil.events.model import Event
+if TYPE_CHECKING:
+    from vigil.events.model import Event
 
 _ABSENT: tuple[Any, ...] = (None, "", "-", [])  # values that do not count as a value
 

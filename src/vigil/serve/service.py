@@ -10,13 +10,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry
 
-from vigil.api.backend import IngestAck, Overloaded
 from vigil.bus import LocalStream
 from vigil.config import Settings
 from vigil.correlate import Settings as CorrelateSettings
@@ -27,6 +27,7 @@ from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import LoadedRules, load_rules, starter_rules
 from vigil.errors import (
     InputError,
+    Overloaded,
     StorageFull,
     StorageUnavailable,
     TooLarge,
@@ -37,6 +38,7 @@ from vigil.events.records import IncidentChange, RiskChange
 from vigil.hunt import HuntLimits
 from vigil.ingest import Problem
 from vigil.intel.store import IndicatorStore
+from vigil.serve.metrics import pipeline_metrics
 from vigil.serve.pipeline import (
     EVENT,
     JSON,
@@ -73,6 +75,15 @@ def _storage_kind(problem: StorageUnavailable) -> str:
     return "storage full" if isinstance(problem, StorageFull) else "storage unavailable"
 
 
+@dataclass(frozen=True, slots=True)
+class IngestAck:
+    """Events accepted: on disk (the intake log) before this is returned."""
+
+    accepted: int
+    first_offset: int | None
+    last_offset: int | None
+
+
 class Service:
     """Everything `vigil serve` runs, built from the settings; also the API's `Backend`."""
 
@@ -89,8 +100,6 @@ class Service:
         folders = [*([starter_rules()] if settings.starter_rules else []), *settings.rules]
         self.loaded = loaded if loaded is not None else load_rules(folders)
         self.registry = CollectorRegistry()
-        from vigil.api.app import pipeline_metrics
-
         self.metrics = pipeline_metrics(self.registry)
         self.stream = LocalStream(
             folder / "intake",

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from vigil.store import segments
-from vigil.store.segments import (
+from vigil.bus import segments
+from vigil.bus.segments import (
     HEADER,
     CommitError,
     OffsetRetainedError,
@@ -279,7 +279,7 @@ def test_a_missing_segment_in_the_middle_is_an_error(tmp_path: Path) -> None:
 WRITER = """
 import sys, threading
 from pathlib import Path
-from vigil.store.segments import SegmentLog
+from vigil.bus.segments import SegmentLog
 
 def record(offset):
     return b"%d:" % offset + bytes([offset % 251]) * (offset % 97) + b"\\n"
@@ -553,7 +553,7 @@ def test_a_second_owner_in_this_process_is_refused(tmp_path: Path) -> None:
 
 def test_a_second_process_opening_the_folder_gets_a_clear_error(tmp_path: Path) -> None:
     opener = (
-        "import sys; from pathlib import Path; from vigil.store.segments import SegmentLog\n"
+        "import sys; from pathlib import Path; from vigil.bus.segments import SegmentLog\n"
         "SegmentLog(Path(sys.argv[1]))"
     )
     with SegmentLog(tmp_path):
