@@ -5,6 +5,7 @@ bytes for a stream (`to_bytes`, `from_bytes`: JSON)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -108,6 +109,13 @@ def tactics_of(tags: tuple[str, ...] | list[str]) -> tuple[str, ...]:
             if name in TACTICS and name not in found:
                 found.append(name)
     return tuple(found)
+
+
+def alert_id(detection: Detection, identity: str) -> str:
+    """An alert's id: the detector, the rule and what identifies the event (its stream
+    offset, or file and record) — the same finding always gets the same id."""
+    text = f"{detection.kind}\0{detection.rule_id}\0{identity}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def _dumps(value: dict[str, Any]) -> bytes:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,13 +31,13 @@ from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import CorrelationEngine, Hit, LoadedRules
 from vigil.errors import StorageUnavailable, storage_problem
 from vigil.events import Event
-from vigil.events.records import Alert
+from vigil.events.records import Alert, alert_id
 from vigil.ingest import FileReport
 from vigil.ingest import live as live_events
 from vigil.ingest.jsonlog import record_event
 from vigil.ingest.shapes import Classifier
 from vigil.scan import correlation_detection, detection_of
-from vigil.store.alerts import AlertStore, alert_id
+from vigil.store.alerts import AlertStore
 from vigil.store.events import EventStore, EventWriter
 from vigil.store.stages import StageStateStore
 
@@ -112,7 +112,7 @@ class Analysis:
 
     events: int = 0
     rejected: int = 0
-    found: list[tuple[str, Detection, int | None]] = field(default_factory=list)
+    found: list[Alert] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)  # for correlation rules, in event order
     hit_offsets: list[int] = field(default_factory=list)  # the stream offset of each hit
     received: dict[int, float] = field(default_factory=dict)  # offset → received, of `found`
@@ -167,13 +167,23 @@ class Analyzer:
             if not plan.rules[match.rule].output:
                 continue
             detection = detection_of(match, self.loaded, detected_at)
-            out.found.append((alert_id(detection, str(at)), detection, at))
+            out.found.append(
+                Alert(
+                    alert_id(detection, str(at)),
+                    detection,
+                    detection_entities(detection),
+                    offset=at,
+                )
+            )
         if self.intel is not None and self.intel.matcher.count:
             for event, offset in zip(events, offsets, strict=True):
                 for detection in self.intel.detections([event], detected_at):
                     identity = f"{offset}\0{next(iter(detection.matched_fields), '')}"
-                    out.found.append((alert_id(detection, identity), detection, offset))
-        out.received = {at: received[at] for _, _, at in out.found if at in received}
+                    entities = detection_entities(detection)
+                    out.found.append(
+                        Alert(alert_id(detection, identity), detection, entities, offset=offset)
+                    )
+        out.received = {a.offset: received[a.offset] for a in out.found if a.offset in received}
         if self.events is not None:
             self.events.check()
             if events:
@@ -291,23 +301,20 @@ class Detector:
                     if fired.spec.output:
                         found.append(self._correlated(correlation_detection(fired, detected_at)))
         if self.indicators is not None:
-            sightings = [IntelScan.sighting(d) for _, d, _ in found if d.kind == "indicator"]
+            sightings = [
+                IntelScan.sighting(a.detection) for a in found if a.detection.kind == "indicator"
+            ]
             if sightings:
                 self.indicators.record_sightings(sightings)
         figures.alerts = len(found)
         figures.new_alerts = self.alerts.add(found)
         stored_at = time.time()
         if self.alerts_out is not None and found:
-            self.alerts_out.publish(
-                [
-                    Alert(i, d, detection_entities(d), offset=at, raised=stored_at).to_bytes()
-                    for i, d, at in found
-                ]
-            )
+            self.alerts_out.publish([replace(a, raised=stored_at).to_bytes() for a in found])
         received = analysis.received
-        for _, _, where in found:
-            if where is not None and where in received:
-                figures.latencies.append(stored_at - received[where])
+        for alert in found:
+            if alert.offset is not None and alert.offset in received:
+                figures.latencies.append(stored_at - received[alert.offset])
         self.set_aside(analysis.rejects)
         if fed and upto is not None and self.kept is not None:
             # kept with the batch, before the stream is acknowledged: windows span a restart
@@ -324,9 +331,9 @@ class Detector:
                     out.write(b"\n")
 
     @staticmethod
-    def _correlated(detection: Detection) -> tuple[str, Detection, int | None]:
+    def _correlated(detection: Detection) -> Alert:
         refs = orjson.dumps(detection.details.get("events", []), default=str).decode()
-        return alert_id(detection, refs), detection, None
+        return Alert(alert_id(detection, refs), detection, detection_entities(detection))
 
 
 class Pipeline:

@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from vigil.bus import LocalStream
 from vigil.config import Settings
 from vigil.correlate import Settings as CorrelateSettings
+from vigil.correlate.entities import detection_entities
 from vigil.correlate.stage import IncidentStage
 from vigil.correlate.store import IncidentStore
 from vigil.detect import Detection
@@ -34,7 +35,7 @@ from vigil.errors import (
     VigilError,
     storage_problem,
 )
-from vigil.events.records import IncidentChange, RiskChange
+from vigil.events.records import Alert, IncidentChange, RiskChange, alert_id
 from vigil.hunt import HuntLimits
 from vigil.ingest import Problem
 from vigil.intel.store import IndicatorStore
@@ -51,7 +52,7 @@ from vigil.serve.pipeline import (
 from vigil.serve.stages import StageCollector, StageRunner
 from vigil.serve.workers import WorkerPool
 from vigil.store import migrate, state_engine
-from vigil.store.alerts import AlertStore, alert_id
+from vigil.store.alerts import AlertStore
 from vigil.store.events import EventStore
 from vigil.store.hunts import HuntStore
 from vigil.store.stages import StageStateStore
@@ -290,6 +291,11 @@ class Service:
                 with self._hunt_slot(wait=True):
                     found = self._saved_hunt(hunt)
                 made += self.alert_store.add(found)
+                if found:  # into incidents like any other alert (ids fixed: once each)
+                    raised = time.time()
+                    self.alerts_stream.publish(
+                        [replace(a, raised=raised).to_bytes() for a in found]
+                    )
                 result = f"{len(found)} findings"
             except Exception as exc:  # one broken hunt must not stop the others
                 if not isinstance(exc, VigilError):
@@ -298,20 +304,23 @@ class Service:
             self.hunts.ran(hunt["name"], at, result)
         return made
 
-    def _saved_hunt(self, hunt: dict[str, Any]) -> list[tuple[str, Detection, int | None]]:
+    def _saved_hunt(self, hunt: dict[str, Any]) -> list[Alert]:
         if not hunt["sigma"]:
             return self._sql_alerts(hunt)
-        found: list[tuple[str, Detection, int | None]] = []
+        found: list[Alert] = []
         for detection in self._retro(hunt["sigma"], None, None):
             offset = detection.record_id if isinstance(detection.record_id, int) else None
-            found.append((alert_id(detection, str(offset)), detection, offset))
+            entities = detection_entities(detection)
+            found.append(
+                Alert(alert_id(detection, str(offset)), detection, entities, offset=offset)
+            )
         return found
 
-    def _sql_alerts(self, hunt: dict[str, Any]) -> list[tuple[str, Detection, int | None]]:
+    def _sql_alerts(self, hunt: dict[str, Any]) -> list[Alert]:
         from vigil.hunt import sql
 
         answer = sql(self.events_folder, hunt["query"], limit=1000, limits=self.hunt_limits)
-        out: list[tuple[str, Detection, int | None]] = []
+        out: list[Alert] = []
         for row in answer.rows:
             values = dict(zip(answer.columns, row, strict=True))
             detection = Detection(
@@ -332,7 +341,9 @@ class Service:
                 details={"query": hunt["query"]},
             )
             identity = orjson.dumps(values, default=str, option=orjson.OPT_SORT_KEYS).decode()
-            out.append((alert_id(detection, identity), detection, None))
+            out.append(
+                Alert(alert_id(detection, identity), detection, detection_entities(detection))
+            )
         return out
 
     def _rule(self, rule: str) -> LoadedRules:
@@ -559,7 +570,7 @@ class Service:
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
         records = [to_alert(a, name, stamp, now) for a in alerts]
-        new = self.alert_store.add([(r.id, r.detection, None) for r in records])
+        new = self.alert_store.add(records)
         incidents: list[str] = []
         fresh = [r.id for r in records]
         if fresh:

@@ -4,7 +4,6 @@ second alert for the same finding."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -12,16 +11,9 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, select
 
-from vigil.events.records import Detection
+from vigil.events.records import Alert, Detection
 from vigil.store import migrate, upsert_insert
 from vigil.store.tables import alert_table
-
-
-def alert_id(detection: Detection, identity: str) -> str:
-    """The alert's id: the detector, the rule and what identifies the event (its intake
-    offset, or file and record) — the same finding always gets the same id."""
-    text = f"{detection.kind}\0{detection.rule_id}\0{identity}"
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 class AlertStore:
@@ -30,13 +22,13 @@ class AlertStore:
         migrate(engine)
         self._insert = upsert_insert(engine)
 
-    def add(self, items: Sequence[tuple[str, Detection, int | None]]) -> int:
-        """Store (id, detection, event offset) items; ids already stored are left as they
-        are. Returns how many were new."""
-        if not items:
+    def add(self, alerts: Sequence[Alert]) -> int:
+        """Store alerts; ids already stored are left as they are. Returns how many were
+        new."""
+        if not alerts:
             return 0
         now = time.time()
-        rows = [_row(alert_id, detection, offset, now) for alert_id, detection, offset in items]
+        rows = [_row(alert.id, alert.detection, alert.offset, now) for alert in alerts]
         with self.engine.begin() as conn:
             result = conn.execute(
                 self._insert(alert_table).on_conflict_do_nothing(index_elements=["id"]), rows
