@@ -1,0 +1,62 @@
+"""Routes over what detection raised and with what: alerts and the loaded rules."""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from vigil.api.auth import Principal
+from vigil.api.context import BIGINT, Context
+from vigil.errors import Invalid, NotFound
+
+
+def _since(value: str | None) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise Invalid(f"since: not a time: {value!r}") from None
+
+
+def router(context: Context) -> APIRouter:
+    backend, require = context.backend, context.require
+    routes = APIRouter()
+
+    @routes.get("/api/v1/alerts", tags=["alerts"])
+    def alerts(
+        _: Annotated[Principal, Depends(require("alerts:read"))],
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0, le=BIGINT)] = 0,
+        since: str | None = None,
+        level: str | None = None,
+        rule_id: str | None = None,
+        kind: str | None = None,
+    ) -> list[dict[str, Any]]:
+        return backend.alerts(
+            limit=limit,
+            offset=offset,
+            since=_since(since),
+            level=level,
+            rule_id=rule_id,
+            kind=kind,
+        )
+
+    @routes.get("/api/v1/alerts/{alert_id}", tags=["alerts"])
+    def alert(
+        alert_id: str, _: Annotated[Principal, Depends(require("alerts:read"))]
+    ) -> dict[str, Any]:
+        found = backend.alert(alert_id)
+        if found is None:
+            raise NotFound("no such alert")
+        return found
+
+    @routes.get("/api/v1/rules", tags=["rules"])
+    def rules(_: Annotated[Principal, Depends(require("rules:read"))]) -> list[dict[str, Any]]:
+        return backend.rules()
+
+    return routes

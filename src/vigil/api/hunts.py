@@ -1,0 +1,132 @@
+"""Hunting routes: SQL and Sigma hunts over the stored events, each in a thread of its own
+(a few at once, stopped when the client goes away), and saved hunts."""
+
+import threading
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import anyio
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, Field
+
+from vigil.api.auth import Principal
+from vigil.api.context import Context
+from vigil.errors import NotFound, Overloaded
+
+T = TypeVar("T")
+
+
+class SqlHunt(BaseModel):
+    query: str = Field(max_length=100_000)
+    limit: int = Field(10_000, ge=1, le=100_000)
+
+
+class SigmaHunt(BaseModel):
+    rule: str = Field(max_length=1_000_000)
+    since: str | None = None
+
+
+class SavedHunt(BaseModel):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
+    query: str | None = Field(None, max_length=100_000)
+    sigma: str | None = Field(None, max_length=1_000_000)
+    every_seconds: int = Field(3600, ge=10, le=366 * 86400)
+
+
+class Hunts:
+    """Where hunts run: threads of their own, never the pool requests share with ingest; a
+    hunt past the places free is refused at once, not queued."""
+
+    def __init__(self, at_once: int) -> None:
+        self.at_once = at_once
+        self.slots = anyio.CapacityLimiter(at_once)
+        self.threads = anyio.CapacityLimiter(at_once)
+
+    async def run(self, request: Request, run: Callable[[threading.Event], T]) -> T:
+        """Run a hunt in a thread of its own, stopped as soon as its client goes away; 503
+        at once when every hunt place is taken (the rest of the API is never kept waiting
+        for a hunt)."""
+        try:
+            self.slots.acquire_nowait()
+        except anyio.WouldBlock:
+            raise Overloaded(f"{self.at_once} hunts are running; try again shortly", 2.0) from None
+        try:
+            return await self._watched(request, run)
+        finally:
+            self.slots.release()
+
+    async def _watched(self, request: Request, run: Callable[[threading.Event], T]) -> T:
+        cancel = threading.Event()
+
+        async def watch() -> None:
+            while not cancel.is_set():
+                if await request.is_disconnected():
+                    cancel.set()
+                    return
+                await anyio.sleep(0.2)
+
+        outcome: list[Any] = []
+
+        async def work() -> None:
+            try:
+                outcome.append(await anyio.to_thread.run_sync(run, cancel, limiter=self.threads))
+            except Exception as exc:  # raised below, outside the task group (no group wrap)
+                outcome.append(exc)
+            finally:
+                cancel.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch)
+            await work()
+        if isinstance(outcome[0], Exception):
+            raise outcome[0]
+        return outcome[0]  # type: ignore[no-any-return]
+
+
+def router(context: Context) -> APIRouter:
+    backend, require = context.backend, context.require
+    hunts = Hunts(context.hunts_at_once)
+    routes = APIRouter()
+
+    @routes.post("/api/v1/hunts/sql", tags=["hunts"])
+    async def hunt_sql(
+        request: Request, body: SqlHunt, _: Annotated[Principal, Depends(require("hunts:run"))]
+    ) -> dict[str, Any]:
+        """One SELECT over the view `events`; stopped past the hunt time limit or when the
+        client goes away; rows cut off at `limit` or the result byte limit (`truncated`)."""
+        return await hunts.run(
+            request, lambda cancel: backend.hunt_sql(body.query, limit=body.limit, cancel=cancel)
+        )
+
+    @routes.post("/api/v1/hunts/sigma", tags=["hunts"])
+    async def hunt_sigma(
+        request: Request,
+        body: SigmaHunt,
+        _: Annotated[Principal, Depends(require("hunts:run"))],
+    ) -> dict[str, Any]:
+        """The stored events through one Sigma rule: its detections (`truncated` when cut
+        off at the result byte limit)."""
+        return await hunts.run(
+            request, lambda cancel: backend.hunt_sigma(body.rule, since=body.since, cancel=cancel)
+        )
+
+    @routes.get("/api/v1/hunts/saved", tags=["hunts"])
+    def saved(_: Annotated[Principal, Depends(require("hunts:run"))]) -> list[dict[str, Any]]:
+        return backend.saved_hunts()
+
+    @routes.post("/api/v1/hunts/saved", status_code=201, tags=["hunts"])
+    def save(
+        body: SavedHunt, _: Annotated[Principal, Depends(require("hunts:manage"))]
+    ) -> dict[str, Any]:
+        """Kept once its SQL or Sigma rule is known to run (400 naming what is wrong)."""
+        return backend.save_hunt(
+            body.name, query=body.query, sigma=body.sigma, every_seconds=body.every_seconds
+        )
+
+    @routes.delete("/api/v1/hunts/saved/{name}", status_code=204, tags=["hunts"])
+    def unsave(name: str, _: Annotated[Principal, Depends(require("hunts:manage"))]) -> Response:
+        if not backend.delete_hunt(name):
+            raise NotFound("no such saved hunt")
+        return Response(status_code=204)
+
+    return routes
