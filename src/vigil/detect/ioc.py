@@ -19,11 +19,11 @@ import time
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from vigil.detect.detection import Detection
 from vigil.events import Event
+from vigil.events.records import detected_now
 from vigil.intel.model import IndicatorValueError, canonical_domain, canonical_url
 
 if TYPE_CHECKING:
@@ -280,7 +280,7 @@ class IndicatorMatcher:
         hits = [(event, match) for event in events for match in self.match(event)]
         if not hits:
             return []
-        stamp = detected_at or datetime.now(tz=UTC).isoformat(timespec="seconds")
+        stamp = detected_at or detected_now()
         stored = store.get([m.key for _, m in hits])
         now = time.time()
         out = []

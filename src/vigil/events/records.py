@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -109,6 +110,12 @@ def tactics_of(tags: tuple[str, ...] | list[str]) -> tuple[str, ...]:
             if name in TACTICS and name not in found:
                 found.append(name)
     return tuple(found)
+
+
+def detected_now() -> str:
+    """The one clock of `detected_at` (when Vigil raised a detection, for MTTD): UTC, in
+    milliseconds, ISO 8601 with `Z`."""
+    return datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def alert_id(detection: Detection, identity: str) -> str:

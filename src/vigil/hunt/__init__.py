@@ -18,6 +18,7 @@ import orjson
 from vigil.detect import Detection
 from vigil.detect.sigma import LoadedRules
 from vigil.errors import InputError
+from vigil.events.records import detected_now
 
 
 class HuntError(InputError):
@@ -216,7 +217,7 @@ def sigma(
     limits = limits or HuntLimits()
     deadline = time.monotonic() + limits.timeout_s
     store = EventStore(folder, writer=False)
-    stamp = datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    stamp = detected_now()
     out = []
     for batch in store.events(since, until):
         if cancel is not None and cancel.is_set():

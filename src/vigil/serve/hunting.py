@@ -21,7 +21,7 @@ from vigil.config import Settings
 from vigil.correlate.entities import detection_entities
 from vigil.detect.sigma import LoadedRules, load_rules
 from vigil.errors import InputError, Overloaded, VigilError
-from vigil.events.records import Alert, Detection, alert_id
+from vigil.events.records import Alert, Detection, alert_id, detected_now
 from vigil.hunt import HuntLimits
 from vigil.store.alerts import AlertStore
 from vigil.store.hunts import HuntStore
@@ -182,7 +182,7 @@ class Hunting:
                 record_id=None,
                 matched_fields=values,
                 event={},
-                detected_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                detected_at=detected_now(),
                 details={"query": hunt["query"]},
             )
             identity = orjson.dumps(values, default=str, option=orjson.OPT_SORT_KEYS).decode()

@@ -18,7 +18,6 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,7 @@ from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import CorrelationEngine, Hit, LoadedRules
 from vigil.errors import StorageUnavailable, storage_problem
 from vigil.events import Event
-from vigil.events.records import Alert, alert_id
+from vigil.events.records import Alert, alert_id, detected_now
 from vigil.ingest import FileReport
 from vigil.ingest import live as live_events
 from vigil.ingest.jsonlog import record_event
@@ -55,11 +54,6 @@ JSON, SYSLOG, LINE, EVENT = b"J", b"S", b"L", b"E"
 MAX_TRIES = 3  # failures of a batch, then of a single record, before it is isolated / set aside
 MAX_BACKOFF = 30.0  # seconds between retries at most, while storage refuses writes
 STAGE = "detect"  # its name for the state it keeps (the Sigma correlation windows)
-
-
-def _now() -> str:
-    """When a detection is made, as its `detected_at` says it (UTC, milliseconds)."""
-    return datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def event_record(event: Event) -> bytes:
@@ -154,7 +148,7 @@ class Analyzer:
                 events.append(event)
                 offsets.append(offset)
         out.events = len(events)
-        detected_at = _now()
+        detected_at = detected_now()
         plan = self.loaded.plan
         offset_of = {id(event): offset for event, offset in zip(events, offsets, strict=True)}
         for match in self.loaded.engine.match(events):
@@ -290,7 +284,7 @@ class Detector:
         found = list(analysis.found)
         fed = False
         if analysis.hits:
-            detected_at = _now()
+            detected_at = detected_now()
             kept_upto = self.kept_upto
             offsets = analysis.hit_offsets or [-1] * len(analysis.hits)
             for hit, offset in zip(analysis.hits, offsets, strict=True):

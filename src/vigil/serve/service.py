@@ -24,7 +24,7 @@ from vigil.errors import (
     StorageFull,
     StorageUnavailable,
 )
-from vigil.events.records import IncidentChange, RiskChange
+from vigil.events.records import IncidentChange, RiskChange, detected_now
 from vigil.ingest import Problem
 from vigil.intel.store import IndicatorStore
 from vigil.serve.hunting import Hunting
@@ -305,8 +305,7 @@ class Service:
             name, data, kind, fields, max_unpacked=self.settings.api.max_body_bytes
         )
         now = time.time()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
-        records = [to_alert(a, name, stamp, now) for a in alerts]
+        records = [to_alert(a, name, detected_now(), now) for a in alerts]
         new = self.alert_store.add(records)
         incidents: list[str] = []
         fresh = [r.id for r in records]
