@@ -19,10 +19,10 @@ from typing import Any
 
 import orjson
 
-from vigil.correlate.entities import entities_of
-from vigil.correlate.model import AlertIn
+from vigil.correlate.model import ENTITY_KINDS, AlertIn
 from vigil.detect.detection import tactics_of
 from vigil.errors import InputError
+from vigil.events.entities import entities_in, entity_values
 from vigil.events.model import parse_time
 from vigil.events.records import Entity
 from vigil.ingest import FileReport
@@ -66,7 +66,7 @@ def mapping_from_pairs(pairs: list[str], source: str = "csv") -> Mapping:
         given.setdefault(key.strip(), []).append(column.strip())
     if "time" not in given or "rule" not in given:
         raise InputError("csv/json alerts need a mapping of time=COLUMN and rule=COLUMN")
-    entity_kinds = tuple(_KIND_FIELD)
+    entity_kinds = ENTITY_KINDS
     known = {"time", "rule", "title", "level", "label", *entity_kinds}
     unknown = set(given) - known
     if unknown:
@@ -229,12 +229,12 @@ def _wazuh(source: Source, _: Mapping | None, report: AlertReport) -> Iterator[A
         if not isinstance(rule, dict) or when is None:
             report.reject(number, "a Wazuh alert has `rule` and `timestamp`")
             continue
-        fields = {
-            "hostname": _get(record, "agent.name"),
-            "addr": _get(record, "agent.ip"),
-            "src_ip": _get(record, "data.srcip"),
-            "dest_ip": _get(record, "data.dstip"),
-            "username": _get(record, "data.dstuser") or _get(record, "data.srcuser"),
+        view = {  # the alert's ECS view
+            "host.name": _get(record, "agent.name"),
+            "host.ip": _get(record, "agent.ip"),
+            "source.ip": _get(record, "data.srcip"),
+            "destination.ip": _get(record, "data.dstip"),
+            "user.name": _get(record, "data.dstuser") or _get(record, "data.srcuser"),
         }
         mitre = rule.get("mitre")
         mitre = mitre if isinstance(mitre, dict) else {}
@@ -247,7 +247,7 @@ def _wazuh(source: Source, _: Mapping | None, report: AlertReport) -> Iterator[A
             title=str(rule.get("description") or rule.get("id") or "Wazuh alert"),
             level=_wazuh_level(rule.get("level")),
             source="wazuh",
-            entities=entities_of(fields),
+            entities=entities_in(view),
             tactics=tactics_of(tactics),
             record=record,
         )
@@ -267,9 +267,9 @@ def _suricata(source: Source, _: Mapping | None, report: AlertReport) -> Iterato
         if not isinstance(alert, dict) or when is None:
             report.reject(number, "a Suricata alert has `alert` and `timestamp`")
             continue
-        fields = {"src_ip": record.get("src_ip"), "dest_ip": record.get("dest_ip")}
+        view = {"source.ip": record.get("src_ip"), "destination.ip": record.get("dest_ip")}
         if record.get("host"):
-            fields["hostname"] = record["host"]
+            view["host.name"] = record["host"]
         metadata = alert.get("metadata")
         metadata = metadata if isinstance(metadata, dict) else {}
         tactics = [f"attack.{t}" for t in metadata.get("mitre_tactic_name", []) or []]
@@ -282,7 +282,7 @@ def _suricata(source: Source, _: Mapping | None, report: AlertReport) -> Iterato
             level=_SURICATA_LEVEL.get(alert.get("severity"), "medium"),  # type: ignore[arg-type]
             source="suricata",
             record=record,
-            entities=entities_of(fields),
+            entities=entities_in(view),
             tactics=tactics_of([t.lower().replace("_", "-") for t in tactics]),
         )
 
@@ -301,9 +301,9 @@ def _mapped(
     entities: list[Entity] = []
     for kind, columns in mapping.entities.items():
         for column in columns:
-            for entity in entities_of({_KIND_FIELD[kind]: _get(record, column)}):
-                if entity not in entities:
-                    entities.append(entity)
+            for value in entity_values(kind, _get(record, column)):
+                if (kind, value) not in entities:
+                    entities.append((kind, value))
     level = str(_get(record, mapping.level) or "medium").lower() if mapping.level else "medium"
     tactics = _get(record, mapping.tactics) if mapping.tactics else None
     report.records_read += 1
@@ -326,17 +326,6 @@ def _when(value: Any) -> float | None:
     if isinstance(value, str) and value.replace(".", "", 1).isdigit():
         return parse_time(float(value))
     return parse_time(value)
-
-
-# a field name `entities_of` reads for each kind
-_KIND_FIELD = {
-    "host": "hostname",
-    "user": "username",
-    "ip": "addr",
-    "process": "exe",
-    "hash": "sha256",
-    "principal": "actor.id",
-}
 
 
 def _csv(source: Source, mapping: Mapping | None, report: AlertReport) -> Iterator[AlertIn]:
