@@ -38,7 +38,7 @@ want of anything better, and an analytic-judgment tag, when there is one, says m
 from __future__ import annotations
 
 import re
-import urllib.request
+import ssl
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import orjson
 
 from vigil.errors import InputError
@@ -126,7 +127,8 @@ THREAT_LEVEL_CONFIDENCE: dict[int, int | None] = {1: 90, 2: 60, 3: 30, 4: None}
 TECHNIQUE_ID = re.compile(r"T\d{4}(?:\.\d{3})?")
 ATTACK_GROUP_OR_SOFTWARE_ID = re.compile(r"[GS]\d{4}")
 MAX_DOWNLOAD = 512 << 20
-TIMEOUT = 60
+TIMEOUT = 60  # seconds to connect, and for each read
+MAX_REDIRECTS = 10  # followed (as many as urllib, what feeds were fetched with before, did)
 
 
 # --- read: raw events out of files, folders and URLs ---------------------------------------
@@ -194,14 +196,36 @@ def _local(folder: Path) -> Fetch:
     return fetch
 
 
-def _remote(base: str) -> Fetch:
+def _client() -> httpx.Client:
+    """What a feed is fetched with: the system's certificate authorities, redirects
+    followed, the body as sent (`identity`)."""
+    return httpx.Client(
+        headers={"User-Agent": "vigil", "Accept-Encoding": "identity"},
+        timeout=TIMEOUT,
+        follow_redirects=True,
+        max_redirects=MAX_REDIRECTS,
+        verify=ssl.create_default_context(),
+    )
+
+
+def _remote(client: httpx.Client, base: str) -> Fetch:
     def fetch(name: str) -> bytes:
-        request = urllib.request.Request(base + name, headers={"User-Agent": "vigil"})  # noqa: S310
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
-            data: bytes = response.read(MAX_DOWNLOAD + 1)
-        if len(data) > MAX_DOWNLOAD:
-            raise OSError(f"larger than {MAX_DOWNLOAD >> 20} MiB")
-        return data
+        """The file's bytes; OSError with the reason (an HTTP status other than 2xx, no
+        answer, past MAX_DOWNLOAD)."""
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            with client.stream("GET", base + name) as response:
+                if not response.is_success:
+                    raise OSError(f"HTTP Error {response.status_code}: {response.reason_phrase}")
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > MAX_DOWNLOAD:
+                        raise OSError(f"larger than {MAX_DOWNLOAD >> 20} MiB")
+                    chunks.append(chunk)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise OSError(str(exc) or type(exc).__name__) from None
+        return b"".join(chunks)
 
     return fetch
 
@@ -538,11 +562,14 @@ def import_feed(
         base = base if base.endswith("/") else base + "/"
         parts = urlsplit(base)
         name = parts.path.rstrip("/").rpartition("/")[2] or parts.hostname or "feed"
-        fetch, where = _remote(base), _safe(base)
-    else:
-        path = Path(folder)
-        name, fetch, where = path.name, _local(path), str(path)
-    result = ImportResult(source or f"misp:{name}")
+        with _client() as client:
+            return _read_feed(_remote(client, base), _safe(base), source or f"misp:{name}", cursor)
+    path = Path(folder)
+    return _read_feed(_local(path), str(path), source or f"misp:{path.name}", cursor)
+
+
+def _read_feed(fetch: Fetch, where: str, source: str, cursor: str | None) -> ImportResult:
+    result = ImportResult(source)
     before = _read_cursor(cursor)
     manifest = _manifest(fetch, where)
     after: dict[str, int] = {}

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
+import httpx
 from taxii2client.exceptions import TAXIIServiceException
 from taxii2client.v21 import ApiRoot, Collection, Server
 
@@ -20,7 +21,9 @@ from vigil.intel import stix
 from vigil.intel.model import ImportResult
 
 MEDIA_TYPE = "application/taxii+json;version=2.1"
-TIMEOUT = (10.0, 120.0)  # connect, read: a stalled server must not stall a scheduled pull
+# connect 10 s; each read (and write) 120 s: a stalled server must not stall a scheduled pull
+TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+MAX_REDIRECTS = 30  # followed, as requests (what pulls were made with before) does
 LAST_ADDED = "X-TAXII-Date-Added-Last"
 HTTP_HINTS = {
     401: "the server refused the user name or password",
@@ -247,16 +250,22 @@ def _later(held: str | None, candidate: str | None) -> str | None:
 
 
 class _Connection:
-    """What taxii2client endpoints call to GET a resource (its `conn` argument): a requests
-    session with a timeout, that keeps the headers of the last answer (the TAXII date
-    headers) and turns every failure into a TaxiiError without credentials."""
+    """What taxii2client endpoints call to GET a resource (its `conn` argument, so that
+    taxii2client makes no request of its own): an httpx client with a timeout, that keeps
+    the headers of the last answer (the TAXII date headers) and turns every failure into a
+    TaxiiError without credentials. Basic auth from `user` and `password`, else from the
+    URL's user info."""
 
     def __init__(self, user: str | None, password: str | None, verify: bool) -> None:
-        self.session = requests.Session()
-        self.session.verify = verify
-        self.session.headers["User-Agent"] = "vigil"
-        if user is not None or password is not None:
-            self.session.auth = (user or "", password or "")
+        login = (user or "", password or "") if user is not None or password is not None else None
+        self.client = httpx.Client(
+            auth=login,
+            verify=verify,
+            timeout=TIMEOUT,
+            follow_redirects=True,
+            max_redirects=MAX_REDIRECTS,
+            headers={"User-Agent": "vigil"},
+        )
         self.secrets = tuple(s for s in (password,) if s)
         self.last_headers: Mapping[str, str] = {}
 
@@ -268,8 +277,8 @@ class _Connection:
     ) -> Any:
         asked = {"Accept": MEDIA_TYPE, **(headers or {})}
         try:
-            response = self.session.get(url, headers=asked, params=params, timeout=TIMEOUT)
-        except requests.RequestException as exc:
+            response = self.client.get(url, headers=asked, params=params)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise TaxiiError(f"{_safe_url(url)}: {_network_reason(exc)}") from None
         self.last_headers = response.headers
         if response.status_code >= 400:
@@ -286,7 +295,7 @@ class _Connection:
         return text
 
     def close(self) -> None:
-        self.session.close()
+        self.client.close()
 
 
 @contextmanager
@@ -303,8 +312,8 @@ def _reading(url: str, connection: _Connection) -> Iterator[None]:
         raise TaxiiError(connection.hide(message)) from None
 
 
-def _http_reason(response: requests.Response) -> str:
-    reason = f"HTTP {response.status_code} {response.reason or ''}".rstrip()
+def _http_reason(response: httpx.Response) -> str:
+    reason = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
     hint = HTTP_HINTS.get(response.status_code)
     try:
         body = response.json()
@@ -320,17 +329,30 @@ def _http_reason(response: requests.Response) -> str:
 _ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")\]]+")
 
 
-def _network_reason(exc: requests.RequestException) -> str:
-    if isinstance(exc, requests.Timeout):
+def _network_reason(exc: httpx.HTTPError | httpx.InvalidURL) -> str:
+    if isinstance(exc, httpx.TimeoutException):
         return "no answer in time"
-    if isinstance(exc, requests.exceptions.SSLError):
+    if _caused_by(exc, ssl.SSLError):
         return "TLS failed (certificate not trusted? `verify=False` skips the check)"
-    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
         return "not a valid URL"
-    if isinstance(exc, requests.ConnectionError):
+    if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
         found = _ERRNO.search(str(exc))
         return f"cannot connect ({found.group(0).strip() if found else 'connection failed'})"
     return f"request failed ({type(exc).__name__})"
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether `exc` or one of the errors it was raised from is a `kind` (httpx keeps the
+    socket's or TLS layer's error as the cause)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _safe_url(url: str) -> str:
