@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from vigil.bus import Stream
-from vigil.correlate.entities import detection_entities
 from vigil.detect import Detection
 from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import CorrelationEngine, Hit, LoadedRules
 from vigil.errors import StorageUnavailable, storage_problem
 from vigil.events import Event
+from vigil.events.entities import entities_in, entities_of
 from vigil.events.records import Alert, alert_id, detected_now
 from vigil.ingest import FileReport
 from vigil.ingest import live as live_events
@@ -165,7 +165,7 @@ class Analyzer:
                 Alert(
                     alert_id(detection, str(at)),
                     detection,
-                    detection_entities(detection),
+                    entities_of(event),
                     offset=at,
                 )
             )
@@ -173,7 +173,7 @@ class Analyzer:
             for event, offset in zip(events, offsets, strict=True):
                 for detection in self.intel.detections([event], detected_at):
                     identity = f"{offset}\0{next(iter(detection.matched_fields), '')}"
-                    entities = detection_entities(detection)
+                    entities = entities_of(event)
                     out.found.append(
                         Alert(alert_id(detection, identity), detection, entities, offset=offset)
                     )
@@ -327,7 +327,8 @@ class Detector:
     @staticmethod
     def _correlated(detection: Detection) -> Alert:
         refs = orjson.dumps(detection.details.get("events", []), default=str).decode()
-        return Alert(alert_id(detection, refs), detection, detection_entities(detection))
+        host = {"host.name": detection.host} if detection.host else {}
+        return Alert(alert_id(detection, refs), detection, entities_in(host))
 
 
 class Pipeline:
