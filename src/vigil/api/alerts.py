@@ -1,6 +1,5 @@
 """Routes over what detection raised and with what: alerts and the loaded rules."""
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -8,6 +7,7 @@ from fastapi import APIRouter, Depends, Query
 from vigil.api.auth import Principal
 from vigil.api.context import BIGINT, Context
 from vigil.errors import Invalid, NotFound
+from vigil.events import parse_time
 
 
 def _since(value: str | None) -> float | None:
@@ -17,10 +17,10 @@ def _since(value: str | None) -> float | None:
         return float(value)
     except ValueError:
         pass
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
-        raise Invalid(f"since: not a time: {value!r}") from None
+    stamp = parse_time(value)
+    if stamp is None:
+        raise Invalid(f"since: not a time: {value!r}")
+    return stamp
 
 
 def router(context: Context) -> APIRouter:

@@ -12,12 +12,12 @@ import ast
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from vigil.correlate.model import AlertIn, Incident
 from vigil.errors import InputError
+from vigil.events import parse_time
 
 BENIGN = "false_positive"
 # phases `attacktimes.py` gives that are not attack steps
@@ -56,8 +56,10 @@ def attack_phases(path: Path) -> dict[str, dict[str, tuple[float, float]]]:
 
 
 def _stamp(text: str) -> float:
-    moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
-    return moment.replace(tzinfo=timezone.utc).timestamp()  # noqa: UP017
+    moment = parse_time(text)  # "YYYY-mm-dd HH:MM:SS", UTC
+    if moment is None:
+        raise ValueError(f"not a time: {text!r}")
+    return moment
 
 
 @dataclass

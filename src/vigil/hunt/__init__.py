@@ -18,6 +18,7 @@ import orjson
 from vigil.detect import Detection
 from vigil.detect.sigma import LoadedRules
 from vigil.errors import InputError
+from vigil.events import parse_time
 from vigil.events.records import detected_now
 
 
@@ -235,8 +236,9 @@ def sigma(
 _SPAN = re.compile(r"(\d{1,6})\s*([smhdw])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _MAX_SPAN = 100 * 366 * 86400  # further back than the epoch: a typo, not a hunt
-_FIRST = datetime(1, 1, 2, tzinfo=UTC)
-_LAST = datetime(9999, 12, 30, tzinfo=UTC)
+_FIRST = datetime(1, 1, 2, tzinfo=UTC).timestamp()
+_LAST = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
+_ISO_DATE = re.compile(r"[+-]?\d{4,}-\d{2}-\d{2}")  # a date, if one out of range
 
 
 def parse_since(text: str, now: float | None = None) -> float:
@@ -248,15 +250,14 @@ def parse_since(text: str, now: float | None = None) -> float:
         if span > _MAX_SPAN:
             raise HuntError(f"{text!r} reaches back more than 100 years")
         return at - span
-    try:
-        stamp = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise HuntError(f"not a time or a span like 30d: {text!r}") from None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=UTC)
+    stamp = parse_time(text)
+    if stamp is None:
+        if _ISO_DATE.match(text.strip()):
+            raise HuntError(f"{text!r} is out of the range of dates (years 1 to 9999)")
+        raise HuntError(f"not a time or a span like 30d: {text!r}")
     if not _FIRST <= stamp <= _LAST:  # the event store's days are years 1 to 9999, in UTC
         raise HuntError(f"{text!r} is out of the range of dates (years 1 to 9999)")
-    return stamp.timestamp()
+    return stamp
 
 
 __all__ = ["HuntError", "HuntLimits", "HuntResult", "HuntStopped", "parse_since", "sigma", "sql"]

@@ -38,10 +38,10 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from vigil.errors import InputError
+from vigil.events import parse_time
 from vigil.intel.files import gunzip, read_bytes
 from vigil.intel.model import (
     TYPES,
@@ -491,12 +491,7 @@ def _time(name: str, text: str) -> float | None:
         else:
             if math.isfinite(number):
                 return number
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            pass
-        else:
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
-            return moment.timestamp()
+        moment = parse_time(text)
+        if moment is not None:
+            return moment
     raise ValueError(f"{name} {text[:64]!r} is not epoch seconds or an ISO 8601 time")

@@ -41,7 +41,6 @@ import re
 import ssl
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,6 +49,7 @@ import httpx
 import orjson
 
 from vigil.errors import InputError
+from vigil.events import parse_time
 from vigil.intel.files import decode_json, read_bytes
 from vigil.intel.model import (
     ImportResult,
@@ -469,13 +469,7 @@ def _epoch(value: Any) -> float | None:
     text = value.strip()
     if text.isdigit():
         return float(text)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return parse_time(text)
 
 
 def _flag(value: Any) -> bool:

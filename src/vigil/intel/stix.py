@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from stix2patterns.exceptions import ParseException
 from stix2patterns.v20.pattern import Pattern as Pattern20
 from stix2patterns.v21.pattern import Pattern as Pattern21
 
+from vigil.events import parse_time
 from vigil.intel.files import decode_json, read_bytes
 from vigil.intel.model import (
     ImportResult,
@@ -409,13 +409,10 @@ def epoch(value: Any) -> float | None:
     text = f"{day}T{clock}.{(fraction or '0')[:6].ljust(6, '0')}"
     if zone and zone.upper() != "Z":
         text += zone
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"malformed timestamp {value!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    moment = parse_time(text)
+    if moment is None:
+        raise ValueError(f"malformed timestamp {value!r}")
+    return moment
 
 
 def is_stix(doc: Any) -> bool:
