@@ -36,18 +36,19 @@ def _scalar(value: Any) -> Any:
 
 def _system(system: dict[str, Any], out: dict[str, Any]) -> None:
     for key, value in system.items():
-        if type(value) is dict:
-            attrs = value.get(ATTRS)
-            if type(attrs) is dict:
-                for attr, attr_value in attrs.items():
-                    # Provider.Name -> Provider_Name, Execution.ProcessID -> Execution_ProcessID
-                    out[key + "_" + attr] = attr_value
-            if TEXT in value:
-                out[key] = _scalar(value[TEXT])
-            elif not attrs:
-                out[key] = None
-        else:
+        if type(value) is not dict:  # most values: EventID, Channel, Computer, ...
             out[key] = value
+            continue
+        attrs = value.get(ATTRS)
+        if attrs and type(attrs) is dict:
+            prefix = key + "_"
+            for attr, attr_value in attrs.items():
+                # Provider.Name -> Provider_Name, Execution.ProcessID -> Execution_ProcessID
+                out[prefix + attr] = attr_value
+        if TEXT in value:
+            out[key] = _scalar(value[TEXT])
+        elif not attrs:
+            out[key] = None
 
 
 def spaced_names(fields: dict[str, Any]) -> None:

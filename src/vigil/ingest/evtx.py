@@ -251,11 +251,14 @@ def _gaps(first: int, last: int, ordered: list[int]) -> list[tuple[int, int]]:
 
 def to_events(records: list[dict[str, Any]], report: FileReport) -> list[Event]:
     events: list[Event] = []
+    append = events.append
     loads = orjson.loads
+    flatten = flatten_evtx_json
     name = report.path
     for record in records:
+        data = record["data"]
         try:
-            fields = flatten_evtx_json(loads(record["data"]))
+            fields = flatten(loads(data))
         except orjson.JSONDecodeError as exc:
             report.reject(record.get("event_record_id"), f"parser gave invalid JSON: {exc}")
             continue
@@ -269,13 +272,13 @@ def to_events(records: list[dict[str, Any]], report: FileReport) -> list[Event]:
             except (TypeError, ValueError, OverflowError):  # text, NaN, infinity
                 record_id = record["event_record_id"]
         stamp = fields.get("TimeCreated_SystemTime") or record.get("timestamp")
-        events.append(
+        append(
             Event(
                 fields=fields,
                 source=name,
                 record=record_id,
                 stamp=stamp,
-                raw=record["data"],
+                raw=data,
                 product="windows",
                 format=NAME,
             )

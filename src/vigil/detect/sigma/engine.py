@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import compress
-from operator import add
 from typing import Any
 
 import hyperscan
@@ -69,6 +67,13 @@ class Engine:
         for index, group in enumerate(plan.variant_group):
             self._variants_of_group[group].append(index)
         self._group_databases: dict[int, tuple[Any, Any]] = {}
+        self._routes_by_variants: dict[tuple[int, ...], Route] = {}
+        self._routing_fields = frozenset(f for fields in self._key_fields.values() for f in fields)
+        self._outlines: list[Node | None] = [None] * len(plan.variants)
+        self._outlines_of_route: dict[tuple[int, ...], list[tuple[Node, list[int]]]] = {}
+        self._atom_values: dict[tuple[int, Any], bool] = {}
+        self._ungated_tests: dict[int, Test] = {}
+        self._positives: dict[int, tuple[int, ...]] = {}
         self.counters = {"events": 0, "routed": 0, "candidates": 0, "matches": 0}
 
     @staticmethod
@@ -117,6 +122,14 @@ class Engine:
                 if plan.variants[variant_index].fieldmap == fieldmap:
                     chosen.append(variant_index)
         chosen.sort()
+        return self._route_of(tuple(chosen))
+
+    def _route_of(self, chosen: tuple[int, ...]) -> Route:
+        """The route that tests these variants (sorted); routes with the same variants are one."""
+        found = self._routes_by_variants.get(chosen)
+        if found is not None:
+            return found
+        plan = self.plan
         prefixes: dict[str, str] = {}
         by_literal: dict[int, list[int]] = {}
         always: list[int] = []
@@ -136,30 +149,124 @@ class Engine:
         for variant_index in chosen:
             self.variant_test(variant_index)
         self.routes_built += 1
-        return Route(
-            variants=tuple(chosen),
+        found = Route(
+            variants=chosen,
             prefixes=prefixes,
             field_scans=tuple(on_fields for on_fields, _ in databases if on_fields),
             keyword_scans=tuple(on_keywords for _, on_keywords in databases if on_keywords),
             by_literal={k: tuple(v) for k, v in by_literal.items()},
             always=tuple(always),
         )
+        self._routes_by_variants[chosen] = found
+        return found
+
+    def _narrowed(self, route: Route, known: dict[str, Any]) -> Route:
+        """The route without the variants that cannot hold given the values of the routing
+        fields (`EventID: 4738` on a 4624 event): every event with these values takes it."""
+        outlines = self._outlines_of_route.get(route.variants)
+        if outlines is None:
+            grouped: dict[Node, list[int]] = {}
+            for variant_index in route.variants:
+                outline = self._outline(variant_index)
+                if outline is not _UNKNOWN:
+                    grouped.setdefault(outline, []).append(variant_index)
+            outlines = list(grouped.items())
+            self._outlines_of_route[route.variants] = outlines
+        dead: set[int] = set()
+        view = EventView(known, set())  # atoms of routing fields read only their own field
+        for outline, variants in outlines:
+            if self._settled(outline, view) is False:
+                dead.update(variants)
+        if not dead:
+            return route
+        return self._route_of(tuple(v for v in route.variants if v not in dead))
+
+    def _outline(self, variant_index: int) -> Node:
+        """The variant's condition as far as routing fields decide it: atoms on other fields
+        become `_UNKNOWN` (`_UNKNOWN` itself when no routing field is read). Rules share few
+        outlines (`EventID: 4688 and ...`), so each is settled once per route and values."""
+        found = self._outlines[variant_index]
+        if found is None:
+            found = self._outline_of(self.plan.variants[variant_index].tree)
+            self._outlines[variant_index] = found
+        return found
+
+    def _outline_of(self, node: Node) -> Node:
+        kind = node[0]
+        if kind == "atom":
+            atom = self.plan.atoms[node[1]]
+            routing = atom.field in self._routing_fields and atom.kind in _ONE_FIELD_KINDS
+            return node if routing else _UNKNOWN
+        if kind == "not":
+            inner = self._outline_of(node[1])
+            return _UNKNOWN if inner is _UNKNOWN else ("not", inner)
+        if kind in ("and", "or"):
+            children = [self._outline_of(child) for child in node[1]]
+            kept = tuple(child for child in children if child is not _UNKNOWN)
+            if not kept:
+                return _UNKNOWN
+            if len(kept) < len(children):
+                kept += (_UNKNOWN,)
+            return kept[0] if len(kept) == 1 else (kind, kept)
+        return node  # const
+
+    def _settled(self, node: Node, view: EventView) -> bool | None:
+        """The value of an outline given the routing fields' values: True or False when they
+        decide it, None when other fields matter. Atoms are judged by their exact test (no
+        prefilter gate), which is what a gated atom also comes to."""
+        kind = node[0]
+        if kind == "atom":
+            atom = self.plan.atoms[node[1]]
+            value = view.fields.get(atom.field)  # type: ignore[arg-type]
+            if value is None:
+                return None
+            key = (node[1], value)
+            found = self._atom_values.get(key)
+            if found is None:
+                test = self._ungated_tests.get(node[1])
+                if test is None:
+                    test = self._ungated_tests[node[1]] = atom_test(atom, None)
+                found = bool(test(view))
+                self._atom_values[key] = found
+            return found
+        if kind == "const":
+            return bool(node[1])
+        if kind == "not":
+            inner = self._settled(node[1], view)
+            return None if inner is None else not inner
+        if kind == "unknown":
+            return None
+        decided = kind == "or"  # the child value that decides the whole: True for or
+        result: bool | None = not decided
+        for child in node[1]:
+            value = self._settled(child, view)
+            if value is decided:
+                return decided
+            if value is None:
+                result = None
+        return result
 
     def route_for(self, event: Event) -> Route:
         """The route of an event, cached on the fields routing looks at (`LogsourceMap.key`,
         whose usual case, a known product and plain values, is inlined here)."""
         key_fields = self._key_fields.get(event.product)  # type: ignore[arg-type]
+        plain = False
         if key_fields is None:
             key = self.logsources.key(event)
         else:
             values = tuple(map(event.fields.get, key_fields))
-            if KEY_TYPES.issuperset(map(type, values)):
+            plain = KEY_TYPES.issuperset(map(type, values))
+            if plain:
                 key = (event.product, event.service, event.category, event.dataset, *values)
             else:
                 key = self.logsources.key(event)
         found = self._routes_by_key.get(key)
         if found is None:
             found = self.route(self.logsources.classify(event))
+            if plain and key_fields is not None:
+                # every event of this key holds these very values: narrow the route on them
+                known = {n: v for n, v in zip(key_fields, values, strict=True) if v is not None}
+                found = self._narrowed(found, known)
             self._routes_by_key[key] = found
         return found
 
@@ -221,7 +328,11 @@ class Engine:
         """The fields whose values made the rule true (positive atoms that hold)."""
         out: dict[str, Any] = {}
         atoms = self.plan.atoms
-        for atom_index in _positive_atoms(self.plan.variants[variant_index].tree):
+        positives = self._positives.get(variant_index)
+        if positives is None:
+            positives = tuple(_positive_atoms(self.plan.variants[variant_index].tree))
+            self._positives[variant_index] = positives
+        for atom_index in positives:
             atom = atoms[atom_index]
             if not self.atom_tests[atom_index](view):
                 continue
@@ -270,30 +381,61 @@ def _load(data: bytes | None) -> Any:
     return database
 
 
-_PLAIN = frozenset((str, int, float, bool))
+_NUMBERS = frozenset((int, float, bool))
+_ABSENT: Any = object()
 
 
 def _prefilter_buffer(fields: dict[str, Any], prefixes: dict[str, str]) -> bytes:
     """`SEG <field id> VAL <value>` for each value the route's rules look at, folded.
 
-    This runs once per event, so the usual case (plain scalar values) is built from C-level
-    iterators only; None and lists are unpacked first. Values that hold a separator character
-    or a lone surrogate themselves take the careful path."""
-    names = list(compress(fields, map(prefixes.__contains__, fields)))
-    values = list(map(fields.__getitem__, names))
-    if not _PLAIN.issuperset(map(type, values)):
-        # nulls give no text; each item of a list is a value of its own
-        pairs = [(n, t) for n, v in zip(names, values, strict=True) for t in texts_of(v) or ()]
-        names = [n for n, _ in pairs]
-        values = [t for _, t in pairs]
-    joined = "".join(map(add, map(prefixes.__getitem__, names), map(str, values))) + SEG
+    This runs once per event, so it walks the shorter list: the fields the route looks at (a
+    few, once routing values have settled what they can) or the event's. Values come in that
+    list's order, which is of no consequence: no literal holds a separator, so none can span
+    two values (see plan). Values that hold a separator character or a lone surrogate
+    themselves take the careful path."""
+    parts: list[str] = []
+    append = parts.append
+    if len(prefixes) <= len(fields):
+        get = fields.get
+        for name, prefix in prefixes.items():
+            value = get(name, _ABSENT)
+            if type(value) is str:
+                append(prefix)
+                append(value)
+            elif value is not _ABSENT:
+                _other_value(parts, prefix, value)
+    else:
+        lookup = prefixes.get
+        for name, value in fields.items():
+            looked = lookup(name)
+            if looked is None:
+                continue
+            if type(value) is str:
+                append(looked)
+                append(value)
+            else:
+                _other_value(parts, looked, value)
+    append(SEG)
+    joined = "".join(parts)
+    values = len(parts) // 2
     # Each prefix holds one SEG and one VAL: any more came from a value.
-    if joined.count(SEG) == len(names) + 1 and joined.count(VAL) == len(names):
+    if joined.count(SEG) == values + 1 and joined.count(VAL) == values:
         try:
             return fold(joined).encode("utf-8")
         except UnicodeEncodeError:  # a value holds a lone surrogate
             pass
     return _sanitised(fields, prefixes)
+
+
+def _other_value(parts: list[str], prefix: str, value: Any) -> None:
+    """A value that is no str: a number as text; nulls give none, each item of a list one."""
+    if type(value) in _NUMBERS:
+        parts.append(prefix)
+        parts.append(str(value))
+        return
+    for text in texts_of(value) or ():
+        parts.append(prefix)
+        parts.append(text)
 
 
 def _keyword_buffer(event: Event) -> bytes:
@@ -331,6 +473,14 @@ def _sanitised(fields: dict[str, Any], prefixes: dict[str, str]) -> bytes:
             out.append(prefix + clean.encode("utf-8", "replace").decode("utf-8"))
     out.append(SEG)
     return fold("".join(out)).encode("utf-8")
+
+
+# Atom kinds whose value depends on their own field alone (not `ref`, which reads two fields).
+_ONE_FIELD_KINDS = frozenset(("str", "re", "cidr", "cmp", "null", "exists", "bool", "time"))
+
+
+# What a condition's outline holds for the parts routing fields do not decide.
+_UNKNOWN: Node = ("unknown",)
 
 
 def _positive_atoms(node: Node, negated: bool = False) -> Iterator[int]:

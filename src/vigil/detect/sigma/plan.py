@@ -93,6 +93,12 @@ def _literal_bytes(literal: Literal, field_ids: dict[str, str]) -> bytes:
     return encode(text)
 
 
+def _holds_separator(literal: Literal) -> bool:
+    """A field literal holding SEG or VAL could be found across two values of the buffer (whose
+    values come in no set order); its atom is tested directly instead."""
+    return literal.field is not None and (SEG in literal.text or VAL in literal.text)
+
+
 def encode(text: str) -> bytes:
     return text.encode("utf-8")
 
@@ -191,7 +197,7 @@ def build(
     literals: list[bytes] = []
     atom_literal: list[int | None] = []
     for atom in atoms.atoms:
-        if atom.literal is None:
+        if atom.literal is None or _holds_separator(atom.literal):
             atom_literal.append(None)
             continue
         data = _literal_bytes(atom.literal, field_ids)

@@ -12,6 +12,7 @@ from typing import Any
 
 import re2
 import regex as guarded_regex
+from re2 import _re2 as _re2_binding
 
 from vigil.detect.sigma.folding import fold
 
@@ -32,6 +33,33 @@ class RegexStats:
 
 Matcher = Callable[[str], bool]
 
+_SEARCH = _re2_binding.RE2.Anchor.UNANCHORED
+_WHOLE = _re2_binding.RE2.Anchor.ANCHOR_BOTH
+
+
+def re2_predicate(compiled: Any, whole: bool = False) -> Matcher:
+    """Whether a compiled RE2 pattern is found in a text (`whole`: matches all of it).
+
+    Calls RE2's binding directly: the wrapper's search and fullmatch also build a match object
+    and tables of character offsets, which cost more than the match itself when the question
+    is only yes or no. Falls back to the wrapper if its binding is not the expected one."""
+    regexp = getattr(compiled, "_regexp", None)
+    if not isinstance(regexp, _re2_binding.RE2):
+        method = compiled.fullmatch if whole else compiled.search
+
+        def wrapped(text: str) -> bool:
+            return method(text) is not None
+
+        return wrapped
+    match = regexp.Match
+    anchor = _WHOLE if whole else _SEARCH
+
+    def run(text: str) -> bool:
+        data = text.encode("utf-8")  # as the wrapper does: its offsets are bytes
+        return match(anchor, data, 0, len(data))[0][0] != -1  # type: ignore[no-any-return]
+
+    return run
+
 
 def compile_search(pattern: str, flags: str) -> tuple[Matcher, str]:
     """A `search` predicate for the pattern with Sigma flags (subset of "ims"), and the engine
@@ -43,12 +71,7 @@ def compile_search(pattern: str, flags: str) -> tuple[Matcher, str]:
         compiled = re2.compile(full, _RE2_OPTIONS)
     except re2.error:
         return _guarded(pattern, prefix), "guarded"
-    search = compiled.search
-
-    def run(text: str) -> bool:
-        return search(text) is not None
-
-    return run, "re2"
+    return re2_predicate(compiled), "re2"
 
 
 def _pcre_dollar(pattern: str) -> str:
