@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re2
+
 from vigil.detect.sigma import RegexStats, rules_from_text
-from vigil.detect.sigma.regex import compile_search
+from vigil.detect.sigma.regex import compile_search, re2_predicate
 from vigil.events import Event
 
 HOSTILE = r"""
@@ -40,3 +42,23 @@ def test_a_catastrophic_pattern_gives_up_on_a_hostile_line_and_the_rest_goes_on(
     matched = [m.event.record for m in loaded.engine.match([hostile, benign])]
     assert matched == [2]
     assert RegexStats.timeouts == before + 1
+
+
+def test_yes_or_no_from_re2_itself_agrees_with_its_wrapper() -> None:
+    patterns = [r"(a+)+b$", r"^[a-z]{3}\d", r"é+(x|y)", r"", r"b", r"\bword\b", r"(?i)MiXeD"]
+    texts = ["aaab", "aaa", "abc1", "xéé y", "ééx", "", "a word here", "mixed", "b\n"]
+    for pattern in patterns:
+        compiled = re2.compile(pattern)
+        for whole in (False, True):
+            method = compiled.fullmatch if whole else compiled.search
+            direct = re2_predicate(compiled, whole=whole)
+            for text in texts:
+                assert direct(text) == (method(text) is not None), (pattern, whole, text)
+
+    class Wrapped:  # a compiled pattern without google-re2's binding underneath
+        def __init__(self, pattern: str) -> None:
+            self.search = re2.compile(pattern).search
+            self.fullmatch = re2.compile(pattern).fullmatch
+
+    assert re2_predicate(Wrapped("b+"))("abbc")
+    assert not re2_predicate(Wrapped("b+"), whole=True)("abbc")

@@ -12,7 +12,11 @@ from typing import Any
 
 import re2
 import regex as guarded_regex
-from re2 import _re2 as _re2_binding
+
+try:  # google-re2's binding, below its Python wrapper (not public: used only if it is there)
+    from re2 import _re2 as _re2_binding
+except ImportError:  # pragma: no cover - another layout of google-re2
+    _re2_binding = None
 
 from vigil.detect.sigma.folding import fold
 
@@ -33,8 +37,8 @@ class RegexStats:
 
 Matcher = Callable[[str], bool]
 
-_SEARCH = _re2_binding.RE2.Anchor.UNANCHORED
-_WHOLE = _re2_binding.RE2.Anchor.ANCHOR_BOTH
+_BINDING: Any = getattr(_re2_binding, "RE2", None)
+_ANCHORS: Any = getattr(_BINDING, "Anchor", None)
 
 
 def re2_predicate(compiled: Any, whole: bool = False) -> Matcher:
@@ -44,7 +48,7 @@ def re2_predicate(compiled: Any, whole: bool = False) -> Matcher:
     and tables of character offsets, which cost more than the match itself when the question
     is only yes or no. Falls back to the wrapper if its binding is not the expected one."""
     regexp = getattr(compiled, "_regexp", None)
-    if not isinstance(regexp, _re2_binding.RE2):
+    if _ANCHORS is None or not isinstance(regexp, _BINDING):
         method = compiled.fullmatch if whole else compiled.search
 
         def wrapped(text: str) -> bool:
@@ -52,7 +56,7 @@ def re2_predicate(compiled: Any, whole: bool = False) -> Matcher:
 
         return wrapped
     match = regexp.Match
-    anchor = _WHOLE if whole else _SEARCH
+    anchor = _ANCHORS.ANCHOR_BOTH if whole else _ANCHORS.UNANCHORED
 
     def run(text: str) -> bool:
         data = text.encode("utf-8")  # as the wrapper does: its offsets are bytes
