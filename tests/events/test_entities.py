@@ -66,11 +66,6 @@ def test_failed_logons_name_the_target_user_and_the_source_address(data) -> None
     assert kinds(found, "process") == ["c:\\windows\\system32\\winlogon.exe@fs03.offsec.lan"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest/evtx.py gives EVTX events no dataset, so their ECS view is the `default` "
-    "table's (no Windows fields); remove this mark when the reader sets dataset=windows",
-)
 def test_an_evtx_event_as_read_has_its_windows_entities(data) -> None:
     folder = data(*EVTX, "TA0001-Initial access", "T1078-Valid accounts")
     path = folder / "ID4625-failed login with denied access due to account restriction.evtx.gz"

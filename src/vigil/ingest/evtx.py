@@ -280,6 +280,7 @@ def to_events(records: list[dict[str, Any]], report: FileReport) -> list[Event]:
                 stamp=stamp,
                 raw=data,
                 product="windows",
+                dataset="windows",  # as the Windows JSON shapes: its ECS table is windows'
                 format=NAME,
             )
         )
