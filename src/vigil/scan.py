@@ -5,27 +5,23 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from vigil.detect import Detection, level_rank
+from vigil.detect.core import DetectionCore, collector_tuned, correlation_detection
 from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import (
     CorrelationEngine,
-    CorrelationSpec,
     Fired,
     Hit,
     LoadedRules,
-    Match,
     RegexStats,
-    RuleMeta,
     load_rules,
 )
-from vigil.events import HOST_FIELDS, format_time
+from vigil.events.records import detected_now
 from vigil.ingest import FileReport, Input, discover, read_events
 from vigil.intel.store import Sighting
 
@@ -85,78 +81,6 @@ class ScanResult:
         }
 
 
-def _now() -> str:
-    return datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _rule_part(rule: RuleMeta | CorrelationSpec) -> dict[str, Any]:
-    return {
-        "rule_id": rule.rule_id,
-        "rule_title": rule.title,
-        "level": rule.level,
-        "status": rule.status,
-        "tags": rule.tags,
-        "rule_path": rule.path,
-    }
-
-
-def detection_of(match: Match, loaded: LoadedRules, detected_at: str) -> Detection:
-    event = match.event
-    return Detection(
-        kind="sigma",
-        **_rule_part(loaded.plan.rules[match.rule]),
-        time=event.time,
-        timestamp=event.timestamp,
-        host=event.host,
-        source_file=event.source,
-        record_id=event.record,
-        matched_fields=match.matched_fields,
-        event=event.fields,
-        detected_at=detected_at,
-    )
-
-
-def correlation_detection(fired: Fired, detected_at: str) -> Detection:
-    spec = fired.spec
-    refs = [ref for hit in fired.hits for ref in hit.refs]
-    host = next((str(fired.group[k]) for k in HOST_FIELDS if fired.group.get(k)), None)
-    first_source = refs[0][0] if refs else ""
-    return Detection(
-        kind="correlation",
-        **_rule_part(spec),
-        time=fired.last,
-        timestamp=format_time(fired.last),
-        host=host,
-        source_file=first_source,
-        record_id=None,
-        matched_fields=dict(fired.group),
-        event={},
-        detected_at=detected_at,
-        details={
-            "type": spec.type,
-            "group": dict(fired.group),
-            "window_start": format_time(fired.first),
-            "window_end": format_time(fired.last),
-            "value": fired.value,
-            "events": [{"source_file": s, "record_id": r} for s, r in refs],
-        },
-    )
-
-
-@contextmanager
-def collector_tuned() -> Iterator[None]:
-    """A scan makes and drops millions of short-lived objects while the loaded rules (hundreds
-    of thousands of objects) live on: keep the cyclic GC off those and run it less often."""
-    threshold = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(100_000, 20, 20)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
-
-
 def scan_inputs(
     paths: Sequence[str | Path],
     loaded: LoadedRules,
@@ -196,15 +120,12 @@ class _Batches(Protocol):
 
 def _scan_input(
     source: Input,
-    loaded: LoadedRules,
-    wanted_rules: set[int],
-    threshold: int,
+    core: DetectionCore,
     on_batch: _Batches | None = None,
     read: ReadOptions | None = None,
-    intel: IntelScan | None = None,
 ) -> _InputResult:
+    loaded, intel = core.loaded, core.intel
     engine = loaded.engine
-    plan = loaded.plan
     read = read or ReadOptions()
     out = _InputResult(FileReport(source.name, forced=read.log_format, keep_raw=read.keep_rejects))
     before = dict(engine.counters)
@@ -218,34 +139,19 @@ def _scan_input(
             break
         routes_seen = engine.routes_built
         started = time.perf_counter()
-        detected_at = _now()
-        found = 0
-        for match in engine.match(batch):
-            meta = plan.rules[match.rule]
-            if match.rule in wanted_rules:
-                if match.event.time is None:
-                    out.untimed += 1
-                else:
-                    refs = ((match.event.source, match.event.record),)
-                    hit = Hit(match.event.time, ("rule", match.rule), match.rule_fields(), refs)
-                    out.hits.append(hit)
-            if not meta.output or level_rank(meta.level) < threshold:
-                continue
-            out.detections.append(detection_of(match, loaded, detected_at))
-            found += 1
+        found = core.detect(batch)
+        out.untimed += found.untimed
+        out.hits.extend(hit for hit, _ in found.hits)
+        out.detections.extend(detection for detection, _ in found.detections)
         if intel is not None:
-            for detection in intel.detections(batch, detected_at):
-                out.sightings.append(intel.sighting(detection))
-                if level_rank(detection.level) >= threshold:
-                    out.detections.append(detection)
-                    found += 1
-        out.report.detections += found
+            out.sightings.extend(intel.sighting(d) for d in found.indicators)
+        out.report.detections += len(found.detections)
         out.match_seconds += time.perf_counter() - started
         if engine.routes_built != routes_seen:
             # rule tests built for new kinds of events live on: keep the GC off them too
             gc.freeze()
         if on_batch:
-            on_batch(len(batch), found)
+            on_batch(len(batch), len(found.detections))
     out.counters = {name: engine.counters[name] - before.get(name, 0) for name in engine.counters}
     out.counters["regex_timeouts"] = RegexStats.timeouts - timeouts_before
     return out
@@ -257,14 +163,7 @@ _SHARED: dict[str, Any] = {}
 
 def _scan_shared(index: int) -> tuple[int, _InputResult]:
     # the GC settings of the parent's scan (frozen rules, rare collections) carry over the fork
-    return index, _scan_input(
-        _SHARED["inputs"][index],
-        _SHARED["loaded"],
-        _SHARED["wanted_rules"],
-        _SHARED["threshold"],
-        read=_SHARED["read"],
-        intel=_SHARED["intel"],
-    )
+    return index, _scan_input(_SHARED["inputs"][index], _SHARED["core"], read=_SHARED["read"])
 
 
 def _scan(
@@ -279,27 +178,19 @@ def _scan(
     inputs = discover(paths)
     plan = loaded.plan
     correlation = CorrelationEngine(plan.correlations)
-    wanted_rules = {i for i in range(len(plan.rules)) if correlation.wants(i)}
-    threshold = level_rank(min_level) if min_level else -1
+    core = DetectionCore(loaded, intel=intel, min_level=min_level)
+    threshold = core.threshold
     result = ScanResult([], [], loaded)
     if progress:
         progress.start(len(inputs))
     parts: list[_InputResult] = []
     if jobs > 1 and len(inputs) > 1:
-        parts = _scan_parallel(inputs, loaded, wanted_rules, threshold, progress, jobs, read, intel)
+        parts = _scan_parallel(inputs, core, progress, jobs, read)
     else:
         for source in inputs:
             if progress:
                 progress.file_started(source.name)
-            part = _scan_input(
-                source,
-                loaded,
-                wanted_rules,
-                threshold,
-                progress.advanced if progress else None,
-                read,
-                intel,
-            )
+            part = _scan_input(source, core, progress.advanced if progress else None, read)
             parts.append(part)
             if progress:
                 progress.file_done(part.report)
@@ -317,7 +208,7 @@ def _scan(
         for name, value in part.counters.items():
             counters[name] = counters.get(name, 0) + value
     started = time.perf_counter()
-    detected_at = _now()
+    detected_at = detected_now()
     hits.sort(key=lambda h: h.time)
     fired_all: list[Fired] = []
     for hit in hits:
@@ -337,24 +228,14 @@ def _scan(
 
 def _scan_parallel(
     inputs: list[Input],
-    loaded: LoadedRules,
-    wanted_rules: set[int],
-    threshold: int,
+    core: DetectionCore,
     progress: Progress | None,
     jobs: int,
     read: ReadOptions,
-    intel: IntelScan | None = None,
 ) -> list[_InputResult]:
     """Inputs spread over forked worker processes (they inherit the loaded rules); results come
     back in input order, so the timeline does not depend on which worker read what."""
-    _SHARED.update(
-        inputs=inputs,
-        loaded=loaded,
-        wanted_rules=wanted_rules,
-        threshold=threshold,
-        read=read,
-        intel=intel,
-    )
+    _SHARED.update(inputs=inputs, core=core, read=read)
     context = multiprocessing.get_context("fork")
     parts: list[_InputResult | None] = [None] * len(inputs)
     try:

@@ -212,24 +212,24 @@ def sigma(
     """The stored events since `since` through the Sigma rules: the detections `vigil scan`
     would give (correlation rules are not run on retro-hunts), at most `max_detections`;
     stopped (HuntStopped) past `limits.timeout_s` or once `cancel` is set."""
-    from vigil.scan import detection_of
+    from vigil.detect.core import DetectionCore
     from vigil.store.events import EventStore
 
     limits = limits or HuntLimits()
     deadline = time.monotonic() + limits.timeout_s
     store = EventStore(folder, writer=False)
     stamp = detected_now()
+    core = DetectionCore(loaded, correlations=False)
     out = []
     for batch in store.events(since, until):
         if cancel is not None and cancel.is_set():
             raise HuntStopped("the hunt was cancelled (its client went away)")
         if time.monotonic() >= deadline:
             raise HuntStopped(f"the hunt ran past its limit of {limits.timeout_s:g} s")
-        for match in loaded.engine.match(batch):
-            if loaded.plan.rules[match.rule].output:
-                out.append(detection_of(match, loaded, stamp))
-                if len(out) >= max_detections:
-                    return out
+        for detection, _ in core.detect(batch, stamp).detections:
+            out.append(detection)
+            if len(out) >= max_detections:
+                return out
     return out
 
 

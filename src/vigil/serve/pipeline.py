@@ -25,6 +25,7 @@ import orjson
 
 from vigil.bus import Stream
 from vigil.detect import Detection
+from vigil.detect.core import DetectionCore, correlation_detection
 from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import CorrelationEngine, Hit, LoadedRules
 from vigil.errors import StorageUnavailable, storage_problem
@@ -35,7 +36,6 @@ from vigil.ingest import FileReport
 from vigil.ingest import live as live_events
 from vigil.ingest.jsonlog import record_event
 from vigil.ingest.shapes import Classifier
-from vigil.scan import correlation_detection, detection_of
 from vigil.store.alerts import AlertStore
 from vigil.store.events import EventStore, EventWriter
 from vigil.store.stages import StageStateStore
@@ -125,9 +125,7 @@ class Analyzer:
     ) -> None:
         self.loaded = loaded
         self.events = EventWriter(events) if events is not None else None
-        self.intel = intel
-        correlation = CorrelationEngine(loaded.plan.correlations)
-        self.wanted = {i for i in range(len(loaded.plan.rules)) if correlation.wants(i)}
+        self.core = DetectionCore(loaded, intel=intel)
         self.classifier = Classifier()
 
     def analyze(self, records: Sequence[tuple[int, bytes]]) -> Analysis:
@@ -148,35 +146,20 @@ class Analyzer:
                 events.append(event)
                 offsets.append(offset)
         out.events = len(events)
-        detected_at = detected_now()
-        plan = self.loaded.plan
         offset_of = {id(event): offset for event, offset in zip(events, offsets, strict=True)}
-        for match in self.loaded.engine.match(events):
-            event = match.event
+        found = self.core.detect(events)
+        for hit, event in found.hits:
+            out.hits.append(hit)
+            out.hit_offsets.append(offset_of.get(id(event), -1))
+        for detection, event in found.detections:
             at = offset_of.get(id(event))
-            if match.rule in self.wanted and event.time is not None:
-                refs = ((event.source, event.record),)
-                out.hits.append(Hit(event.time, ("rule", match.rule), match.rule_fields(), refs))
-                out.hit_offsets.append(-1 if at is None else at)
-            if not plan.rules[match.rule].output:
-                continue
-            detection = detection_of(match, self.loaded, detected_at)
+            if detection.kind == "indicator":  # one alert per indicator field of the event
+                identity = f"{at}\0{next(iter(detection.matched_fields), '')}"
+            else:
+                identity = str(at)
             out.found.append(
-                Alert(
-                    alert_id(detection, str(at)),
-                    detection,
-                    entities_of(event),
-                    offset=at,
-                )
+                Alert(alert_id(detection, identity), detection, entities_of(event), offset=at)
             )
-        if self.intel is not None and self.intel.matcher.count:
-            for event, offset in zip(events, offsets, strict=True):
-                for detection in self.intel.detections([event], detected_at):
-                    identity = f"{offset}\0{next(iter(detection.matched_fields), '')}"
-                    entities = entities_of(event)
-                    out.found.append(
-                        Alert(alert_id(detection, identity), detection, entities, offset=offset)
-                    )
         out.received = {a.offset: received[a.offset] for a in out.found if a.offset in received}
         if self.events is not None:
             self.events.check()

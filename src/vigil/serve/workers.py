@@ -22,7 +22,6 @@ acknowledged position.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import multiprocessing
 import pickle
@@ -35,6 +34,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from vigil.detect.core import tune_collector
 from vigil.detect.sigma import LoadedRules
 from vigil.errors import StorageFull, StorageUnavailable, VigilError, storage_problem
 
@@ -201,12 +201,8 @@ class WorkerPool:
 
 
 def quiet_gc() -> None:
-    """Leave what is loaded (rules, indicators: millions of objects) out of garbage
-    collection, and collect the young generation less often: a batch makes and drops tens of
-    thousands of dicts, and each collection would otherwise walk them all."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    """The detection core's collector tuning, for the life of the process."""
+    tune_collector()
 
 
 def _worker_main(conn: Connection) -> None:
@@ -217,7 +213,8 @@ def _worker_main(conn: Connection) -> None:
     try:
         setup: WorkerSetup = conn.recv()
         analyzer = _analyzer(setup)
-        count = analyzer.intel.matcher.count if analyzer.intel is not None else 0
+        intel = analyzer.core.intel
+        count = intel.matcher.count if intel is not None else 0
         quiet_gc()
         conn.send(("ready", count))
     except Exception as exc:
