@@ -69,10 +69,12 @@ def discover(paths: Iterable[str | Path]) -> list[Input]:
 def _expand(path: Path) -> list[Input]:
     try:
         source = file_input(path)
+        if source.compressed:  # a gzip'd zip is read as what it is, not opened as a zip
+            return [source]
         head = source.head(4)
     except OSError as exc:
         return [Input(str(path), _raiser(exc))]
-    if head != ZIP_MAGIC or source.compressed:
+    if head != ZIP_MAGIC:
         return [source]
     try:
         with zipfile.ZipFile(path) as archive:

@@ -130,7 +130,7 @@ class Input:
 
     def read_all(self, report: FileReport | None = None) -> bytes:
         with self.open() as stream:
-            data = stream.read(MAX_WHOLE_READ + 1)
+            data = _read_first(stream, MAX_WHOLE_READ + 1)
             if report is not None:
                 self.finish(stream, report)
         if len(data) > MAX_WHOLE_READ:
@@ -141,7 +141,7 @@ class Input:
 
     def head(self, size: int = 4096) -> bytes:
         with self.open() as stream:
-            return stream.read(size)
+            return _read_first(stream, size)
 
     @staticmethod
     def finish(stream: IO[bytes], report: FileReport) -> None:
@@ -175,6 +175,16 @@ def maybe_gunzipped(stream: IO[bytes]) -> IO[bytes]:
     return buffered  # type: ignore[no-any-return]
 
 
+def _read_first(stream: IO[bytes], size: int) -> bytes:
+    """`stream.read(size)` of a stream just opened. Gzip content is inflated up to `size`
+    bytes and no further, straight from the decompressor (not through the buffered reader's
+    buffer, which would inflate a block more than a short read asks for)."""
+    raw = getattr(stream, "raw", None)
+    if isinstance(raw, _GzipReader) and not raw.started:
+        return raw.read_upto(size)
+    return stream.read(size)
+
+
 def _drain(stream: IO[bytes]) -> int:
     """How many bytes are left in a stream (read and dropped in blocks)."""
     total = 0
@@ -185,12 +195,20 @@ def _drain(stream: IO[bytes]) -> int:
 
 class _GzipReader(io.RawIOBase):
     """Streams gzip data; trailing garbage after the last member ends the stream instead of
-    raising, so a gzip with a stray trailing byte still yields all of its data."""
+    raising, so a gzip with a stray trailing byte still yields all of its data.
+
+    Inflates no more than it is asked for: reading the first bytes of a file (to sniff its
+    format) inflates a few KiB, not the whole first block of compressed data. The compressed
+    data is read (and inflated) in blocks of STEP bytes, so a corrupt block loses at most
+    what that block held."""
+
+    STEP = 1 << 13
 
     def __init__(self, stream: IO[bytes]) -> None:
         self._file = stream
         self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self._pending = b""
+        self._input = b""  # compressed data read but not inflated yet
+        self._pending = b""  # inflated but not handed out yet (only what ends the stream)
         self._eof = False
         self.problem: str | None = None
         self._inflated = 0
@@ -200,53 +218,90 @@ class _GzipReader(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        while not self._pending and not self._eof:
-            self._fill()
-        size = min(len(view), len(self._pending))
-        view[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
+        data = self._inflate_some(len(view))
+        size = len(data)
+        view[:size] = data
         return size
 
-    def _fill(self) -> None:
-        chunk = self._file.read(1 << 13)
-        if not chunk:
-            self._pending += self._inflate.flush()
-            if not self._inflate.eof:
-                self.problem = (
-                    f"gzip stream truncated after {self._inflated} bytes; read up to there"
-                )
+    @property
+    def started(self) -> bool:
+        """Whether anything was read yet (and may sit in a buffered reader's buffer)."""
+        return self._inflated > 0 or self._eof or bool(self._input)
+
+    def read_upto(self, limit: int) -> bytes:
+        """The rest of the content, up to `limit` bytes (what lies past them is not
+        inflated), in one piece."""
+        first = self._inflate_some(limit)
+        total = len(first)
+        data = self._inflate_some(limit - total) if first and total < limit else b""
+        if not data:
+            return first
+        whole = io.BytesIO()  # grows in place; its value is taken without a copy
+        whole.write(first)
+        while data:
+            whole.write(data)
+            total += len(data)
+            data = self._inflate_some(limit - total) if total < limit else b""
+        return whole.getvalue()
+
+    def _inflate_some(self, limit: int) -> bytes:
+        """At most `limit` more bytes of the content; none only at its end (or when asked
+        for none: to zlib a `max_length` of 0 means no limit)."""
+        if limit <= 0:
+            return b""
+        if self._pending:
+            data, self._pending = self._pending[:limit], self._pending[limit:]
+            return data
+        while not self._eof:
+            chunk = self._input or self._file.read(self.STEP)
+            if not chunk:
+                self._end_of_input()
+                return self._inflate_some(limit)
+            try:
+                data = self._inflate.decompress(chunk, limit)
+            except zlib.error as exc:
+                self._corrupt(exc)
+                return b""
+            self._input = self._inflate.unconsumed_tail
+            self._inflated += len(data)
+            if self._inflate.eof:
+                self._next_member()
+            if data:
+                return data
+        return b""
+
+    def _end_of_input(self) -> None:
+        """The compressed data ended (all of it given to the inflater): what is left."""
+        self._eof = True
+        try:
+            self._pending = self._inflate.flush()
+        except zlib.error as exc:
+            self._corrupt(exc)
+            return
+        self._inflated += len(self._pending)
+        if not self._inflate.eof:
+            self.problem = f"gzip stream truncated after {self._inflated} bytes; read up to there"
+
+    def _corrupt(self, exc: zlib.error) -> None:
+        self.problem = f"gzip data corrupt after {self._inflated} bytes ({exc}); read up to there"
+        self._eof = True
+
+    def _next_member(self) -> None:
+        """End of one gzip member: another member may follow, or garbage, or nothing."""
+        rest = self._inflate.unused_data
+        if len(rest) < 2:  # the member ended at the end of what was read: look further
+            rest += self._file.read(2 - len(rest))
+            if not rest:
+                self._eof = True
+                return
+        if rest[:2] != GZIP_MAGIC:
+            extra = len(rest) + _drain(self._file)
+            if rest.strip(b"\0") or extra > 1024:
+                self.problem = f"{extra} byte(s) of trailing garbage after the gzip data (ignored)"
             self._eof = True
             return
-        while chunk:
-            try:
-                data = self._inflate.decompress(chunk)
-            except zlib.error as exc:
-                self.problem = (
-                    f"gzip data corrupt after {self._inflated} bytes ({exc}); read up to there"
-                )
-                self._eof = True
-                return
-            self._inflated += len(data)
-            self._pending += data
-            if not self._inflate.eof:
-                return
-            # End of one gzip member: another member may follow, or garbage.
-            rest = self._inflate.unused_data
-            if len(rest) < 2:  # the member ended at the end of what was read: look further
-                rest += self._file.read(2 - len(rest))
-                if not rest:
-                    self._eof = True
-                    return
-            if rest[:2] != GZIP_MAGIC:
-                extra = len(rest) + _drain(self._file)
-                if rest.strip(b"\0") or extra > 1024:
-                    self.problem = (
-                        f"{extra} byte(s) of trailing garbage after the gzip data (ignored)"
-                    )
-                self._eof = True
-                return
-            self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            chunk = rest
+        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._input = rest
 
     def close(self) -> None:
         self._file.close()
