@@ -202,7 +202,7 @@ class WorkerPool:
 
 def quiet_gc() -> None:
     """The detection core's collector tuning, for the life of the process."""
-    tune_collector()
+    tune_collector(collect=True)
 
 
 def _worker_main(conn: Connection) -> None:
