@@ -85,13 +85,15 @@ def vigil(*args: str, env: dict[str, str]) -> str:
 
 
 def wait_empty(url: str, token: str, timeout: float) -> dict:
-    """/health (with its figures: a token) once the backlog is detected on and stored."""
+    """/health (with its figures: a token) once the backlog is detected on and stored and
+    every stage after detection (correlation) has caught up: the rate counts all of them."""
     deadline = time.monotonic() + timeout
     health: dict = {}
     auth = {"Authorization": f"Bearer {token}"}
     while time.monotonic() < deadline:
         health = httpx.get(f"{url}/health", headers=auth, timeout=10).json()
-        if health["backlog"] == 0:
+        stages = health.get("stages", {})
+        if health["backlog"] == 0 and all(s["lag"] == 0 for s in stages.values()):
             return health
         time.sleep(0.05)
     raise SystemExit(f"backlog not drained in {timeout}s: {health}")
