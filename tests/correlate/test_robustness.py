@@ -11,9 +11,9 @@ import threading
 import pytest
 
 from vigil.correlate import Correlator, IncidentStage
-from vigil.correlate.entities import MAX_VALUE, entities_of
 from vigil.correlate.thirdparty import parse_alerts
 from vigil.errors import InputError, NotFound, TooLarge
+from vigil.events.entities import MAX_VALUE, entities_in
 
 
 def test_two_feeders_at_once_lose_and_double_nothing(store, alert) -> None:
@@ -51,9 +51,9 @@ def test_a_failed_save_is_retried_without_counting_twice(store, monkeypatch, ale
 
 def test_entity_values_from_the_data_are_bounded() -> None:
     long_name = "x" * 5000
-    ((kind, value),) = entities_of({"TargetUserName": long_name})
+    ((kind, value),) = entities_in({"user.name": long_name})
     assert kind == "user" and len(value) <= MAX_VALUE
-    ((_, other),) = entities_of({"TargetUserName": long_name + "y"})
+    ((_, other),) = entities_in({"user.name": long_name + "y"})
     assert other != value  # the digest keeps them apart
 
 

@@ -2,7 +2,7 @@
 and third-party alerts (Wazuh, Suricata, CSV/JSON with a mapping).
 
     correlator = Correlator()
-    correlator.feed(alerts)              # AlertIn, from `from_detection` or `read_alerts`
+    correlator.feed(alerts)              # AlertIn, from `from_alert` or `read_alerts`
     for incident in correlator.ranked():
         print(incident.summary())
 """
@@ -13,7 +13,6 @@ from vigil.correlate.model import (
     Incident,
     Membership,
     from_alert,
-    from_detection,
     to_alert,
     to_detection,
 )
@@ -43,7 +42,6 @@ __all__ = [
     "RiskChange",
     "Settings",
     "from_alert",
-    "from_detection",
     "mapping_from_pairs",
     "parse_alerts",
     "progresses",

@@ -134,25 +134,6 @@ def to_alert(alert: AlertIn, source_file: str, detected_at: str, raised: float) 
     )
 
 
-def from_detection(alert_id: str, detection: Detection, raised: float) -> AlertIn:
-    """A Vigil alert for correlation (grouped on its event's time), with the entities its
-    event names."""
-    from vigil.correlate.entities import detection_entities
-
-    return AlertIn(
-        id=alert_id,
-        time=detection.time if detection.time is not None else raised,
-        rule=detection.rule_id,
-        title=detection.rule_title,
-        level=detection.level,
-        source="vigil",
-        entities=detection_entities(detection),
-        tactics=detection.tactics,
-        event_time=detection.time,
-        raised=raised,
-    )
-
-
 def to_detection(alert: AlertIn, source_file: str, detected_at: str) -> Detection:
     """Another tool's alert as a Vigil detection (for the alert store): its rule, level,
     tactics, host and the record as it came."""

@@ -18,7 +18,7 @@ import orjson
 from vigil.detect import Detection
 from vigil.detect.sigma import LoadedRules
 from vigil.errors import InputError
-from vigil.events import parse_time
+from vigil.events import Event, parse_time
 from vigil.events.records import detected_now
 
 
@@ -212,6 +212,22 @@ def sigma(
     """The stored events since `since` through the Sigma rules: the detections `vigil scan`
     would give (correlation rules are not run on retro-hunts), at most `max_detections`;
     stopped (HuntStopped) past `limits.timeout_s` or once `cancel` is set."""
+    found = sigma_found(folder, loaded, since=since, until=until, limits=limits,
+                        cancel=cancel, max_detections=max_detections)  # fmt: skip
+    return [detection for detection, _ in found]
+
+
+def sigma_found(
+    folder: Path,
+    loaded: LoadedRules,
+    *,
+    since: float | None,
+    until: float | None = None,
+    limits: HuntLimits | None = None,
+    cancel: threading.Event | None = None,
+    max_detections: int = 10_000,
+) -> list[tuple[Detection, Event]]:
+    """`sigma`, each detection with the stored event it was found in."""
     from vigil.detect.core import DetectionCore
     from vigil.store.events import EventStore
 
@@ -220,16 +236,17 @@ def sigma(
     store = EventStore(folder, writer=False)
     stamp = detected_now()
     core = DetectionCore(loaded, correlations=False)
-    out = []
+    out: list[tuple[Detection, Event]] = []
     for batch in store.events(since, until):
         if cancel is not None and cancel.is_set():
             raise HuntStopped("the hunt was cancelled (its client went away)")
         if time.monotonic() >= deadline:
             raise HuntStopped(f"the hunt ran past its limit of {limits.timeout_s:g} s")
-        for detection, _ in core.detect(batch, stamp).detections:
-            out.append(detection)
+        for pair in core.detect(batch, stamp).detections:
+            out.append(pair)
             if len(out) >= max_detections:
                 return out
+    return out
     return out
 
 
@@ -260,4 +277,13 @@ def parse_since(text: str, now: float | None = None) -> float:
     return stamp
 
 
-__all__ = ["HuntError", "HuntLimits", "HuntResult", "HuntStopped", "parse_since", "sigma", "sql"]
+__all__ = [
+    "HuntError",
+    "HuntLimits",
+    "HuntResult",
+    "HuntStopped",
+    "parse_since",
+    "sigma",
+    "sigma_found",
+    "sql",
+]

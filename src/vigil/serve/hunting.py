@@ -18,9 +18,9 @@ import orjson
 
 from vigil.bus import Stream
 from vigil.config import Settings
-from vigil.correlate.entities import detection_entities
 from vigil.detect.sigma import LoadedRules, load_rules
 from vigil.errors import InputError, Overloaded, VigilError
+from vigil.events.entities import entities_in, entities_of
 from vigil.events.records import Alert, Detection, alert_id, detected_now
 from vigil.hunt import HuntLimits
 from vigil.store.alerts import AlertStore
@@ -152,10 +152,14 @@ class Hunting:
     def _saved(self, hunt: dict[str, Any]) -> list[Alert]:
         if not hunt["sigma"]:
             return self._sql_alerts(hunt)
+        from vigil.hunt import sigma_found
+
+        loaded = self._rule(hunt["sigma"])
         found: list[Alert] = []
-        for detection in self._retro(hunt["sigma"], None, None):
+        for detection, event in sigma_found(self.events_folder, loaded, since=None,
+                                            limits=self.limits):  # fmt: skip
             offset = detection.record_id if isinstance(detection.record_id, int) else None
-            entities = detection_entities(detection)
+            entities = entities_of(event)
             found.append(
                 Alert(alert_id(detection, str(offset)), detection, entities, offset=offset)
             )
@@ -186,9 +190,8 @@ class Hunting:
                 details={"query": hunt["query"]},
             )
             identity = orjson.dumps(values, default=str, option=orjson.OPT_SORT_KEYS).decode()
-            out.append(
-                Alert(alert_id(detection, identity), detection, detection_entities(detection))
-            )
+            host = {"host.name": detection.host} if detection.host else {}
+            out.append(Alert(alert_id(detection, identity), detection, entities_in(host)))
         return out
 
     def _rule(self, rule: str) -> LoadedRules:
