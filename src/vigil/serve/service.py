@@ -9,13 +9,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 
 from vigil.bus import LocalStream
 from vigil.config import Settings
-from vigil.correlate import Settings as CorrelateSettings
 from vigil.correlate.stage import IncidentStage
 from vigil.correlate.store import IncidentStore
 from vigil.detect.ioc import IntelScan
@@ -24,7 +23,7 @@ from vigil.errors import (
     StorageFull,
     StorageUnavailable,
 )
-from vigil.events.records import IncidentChange, RiskChange, detected_now
+from vigil.events.records import detected_now
 from vigil.ingest import Problem
 from vigil.intel.store import IndicatorStore
 from vigil.serve.hunting import Hunting
@@ -36,7 +35,7 @@ from vigil.serve.pipeline import (
     Detector,
     Pipeline,
 )
-from vigil.serve.stages import StageCollector, StageRunner
+from vigil.serve.stages import DURABLE, FOLDERS, STAGES, STREAMS, StageCollector, StageRunner
 from vigil.serve.workers import WorkerPool
 from vigil.store import migrate, state_engine
 from vigil.store.alerts import AlertStore
@@ -69,30 +68,19 @@ class Service:
         self.loaded = loaded if loaded is not None else load_rules(folders)
         self.registry = CollectorRegistry()
         self.metrics = pipeline_metrics(self.registry)
-        self.stream = LocalStream(
-            folder / "intake",
-            fsync=settings.pipeline.fsync,
-            segment_bytes=settings.pipeline.segment_bytes,
-        )
         self.incident_store = IncidentStore(self.engine, evidence=folder / "evidence")
-        correlate = settings.correlate
-        self.incidents = IncidentStage(
-            self.incident_store,
-            CorrelateSettings(correlate.window_s, correlate.span_s, correlate.half_life_s),
-        )
-        # the streams between the stages (`vigil.serve.stages`): `events` is `self.stream`
-        # (the intake log); alerts are kept as durably as events; incident and risk changes
-        # are derived (the store has them), for whoever follows them
-        segment = settings.pipeline.segment_bytes
-        self.alerts_stream = LocalStream(
-            folder / "alerts", fsync=settings.pipeline.fsync, segment_bytes=segment
-        )
-        self.incidents_stream = LocalStream(
-            folder / "incidents", fsync=False, segment_bytes=segment
-        )
-        self.risk_stream = LocalStream(folder / "risk", fsync=False, segment_bytes=segment)
-        self.incidents.listeners.append(self._publish_risk)
-        self.incidents.change_listeners.append(self._publish_incidents)
+        # the streams between the stages, as the registry names them (`vigil.serve.stages`)
+        self.streams = {
+            name: LocalStream(
+                folder / FOLDERS.get(name, name),
+                fsync=settings.pipeline.fsync and name in DURABLE,
+                segment_bytes=settings.pipeline.segment_bytes,
+            )
+            for name in STREAMS
+        }
+        self.stream = self.streams["events"]  # the intake log
+        self.alerts_stream = self.streams["alerts"]
+        self.risk_stream = self.streams["risk"]
         self.detector = Detector(
             self.loaded,
             self.alert_store,
@@ -101,9 +89,19 @@ class Service:
             alerts_out=self.alerts_stream,
             kept=StageStateStore(self.engine),
         )
-        self.correlating = StageRunner(
-            "correlate", self.incidents, self.alerts_stream, set_aside=self.detector.set_aside
-        )
+        # every stage after detection, each in its runner on the stream it consumes
+        self.runners = {
+            spec.name: StageRunner(
+                spec.name,
+                spec.build(self),
+                self.streams[spec.consumes],
+                set_aside=self.detector.set_aside,
+            )
+            for spec in STAGES
+            if spec.build is not None
+        }
+        self.correlating = self.runners["correlate"]
+        self.incidents = cast(IncidentStage, self.correlating.stage)
         self.registry.register(StageCollector(self._stage_figures))
         stored = settings.pipeline.store_events
         self.pool: WorkerPool | None = None
@@ -148,7 +146,8 @@ class Service:
 
     def start(self) -> None:
         self.pipeline.start()
-        self.correlating.start()
+        for runner in self.runners.values():
+            runner.start()
         stopping = self.hunting.stopping
         self._threads = []
         for path in self.settings.listeners.tail:
@@ -165,29 +164,34 @@ class Service:
     def stop(self) -> None:
         self.hunting.stopping.set()
         self.pipeline.stop()
-        self.correlating.stop()
-        for stream in (self.stream, self.alerts_stream, self.incidents_stream, self.risk_stream):
+        for runner in self.runners.values():
+            runner.stop()
+        for stream in self.streams.values():
             stream.close()
 
     def drain(self, timeout: float = 60.0) -> bool:
         """Run every stage until all published so far is processed (tests, tools)."""
         deadline = time.monotonic() + timeout
         done = self.pipeline.drain(timeout)
-        return self.correlating.drain(max(0.0, deadline - time.monotonic())) and done
+        for runner in self.runners.values():  # in flow order: each feeds the next
+            done = runner.drain(max(0.0, deadline - time.monotonic())) and done
+        return done
 
     def _stage_figures(self) -> dict[str, tuple[int, int]]:
-        return {
-            "detect": (self.pipeline.lag(), self.pipeline.totals["events"]),
-            "correlate": (self.correlating.lag(), self.correlating.processed),
-        }
+        figures = {"detect": (self.pipeline.lag(), self.pipeline.totals["events"])}
+        for name, runner in self.runners.items():
+            figures[name] = (runner.lag(), runner.processed)
+        return figures
 
-    def _publish_risk(self, changes: list[RiskChange]) -> None:
-        if changes:
-            self.risk_stream.publish([change.to_bytes() for change in changes])
+    def publisher(self, stream: str) -> Callable[[Sequence[Any]], None]:
+        """Publish records (anything with `to_bytes`) to a stream by name (for stages)."""
+        target = self.streams[stream]
 
-    def _publish_incidents(self, changes: list[IncidentChange]) -> None:
-        if changes:
-            self.incidents_stream.publish([change.to_bytes() for change in changes])
+        def publish(records: Sequence[Any]) -> None:
+            if records:
+                target.publish([record.to_bytes() for record in records])
+
+        return publish
 
     def _on_batch(self, figures: BatchFigures, pipeline: Pipeline) -> None:
         self.metrics.lag.set(pipeline.lag())

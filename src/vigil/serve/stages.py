@@ -22,6 +22,10 @@ from typing import Any, Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from vigil.bus import Stream
+from vigil.config import Settings
+from vigil.correlate import Settings as CorrelateSettings
+from vigil.correlate.stage import IncidentStage
+from vigil.correlate.store import IncidentStore
 from vigil.errors import storage_problem
 
 log = logging.getLogger("vigil.stages")
@@ -30,21 +34,50 @@ MAX_TRIES = 3  # failures of a batch, then of a single record, before it is set 
 MAX_BACKOFF = 30.0
 
 
+class Wiring(Protocol):
+    """What a stage is built from: the service's stores and settings, and publishing to a
+    stream by name."""
+
+    incident_store: IncidentStore
+    settings: Settings
+
+    def publisher(self, stream: str) -> Callable[[Sequence[Any]], None]: ...
+
+
+def _correlate(wiring: Wiring) -> Stage:
+    given = wiring.settings.correlate
+    stage = IncidentStage(
+        wiring.incident_store,
+        CorrelateSettings(given.window_s, given.span_s, given.half_life_s),
+    )
+    stage.listeners.append(wiring.publisher("risk"))
+    stage.change_listeners.append(wiring.publisher("incidents"))
+    return stage
+
+
 @dataclass(frozen=True, slots=True)
 class StageSpec:
-    """A stage: the stream it consumes and those it publishes to."""
+    """A stage: the stream it consumes, those it publishes to, and how it is built (None:
+    `detect`, which runs in its own runner, `vigil.serve.pipeline.Pipeline`)."""
 
     name: str
     consumes: str
     publishes: tuple[str, ...]
+    build: Callable[[Wiring], Stage] | None = None
 
 
-# The registry: one line per stage, in flow order.
+# The registry: one line per stage, in flow order. `Service` runs each stage with a
+# `build` in a `StageRunner` on the stream it consumes.
 STAGES = (
     StageSpec("detect", consumes="events", publishes=("alerts",)),
-    StageSpec("correlate", consumes="alerts", publishes=("incidents", "risk")),
+    StageSpec("correlate", consumes="alerts", publishes=("incidents", "risk"), build=_correlate),
 )
 STREAMS = tuple(dict.fromkeys(name for s in STAGES for name in (s.consumes, *s.publishes)))
+# Streams kept as durably as the intake (fsync per batch when `pipeline.fsync`); the others
+# are derived (their content is in the store too), for whoever follows them.
+DURABLE = frozenset({"events", "alerts"})
+# The folder of each stream in the data folder (`events` is the intake log).
+FOLDERS = {"events": "intake"}
 
 
 class Stage(Protocol):
