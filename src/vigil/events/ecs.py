@@ -23,12 +23,30 @@ import socket
 from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import yaml
 
-if TYPE_CHECKING:
-    from vigil.events.model import Event
+
+class Event(Protocol):
+    """What the view reads of an event (`vigil.events.Event`, which builds its view from
+    here: this module does not import it back)."""
+
+    @property
+    def fields(self) -> dict[str, Any]: ...
+
+    @property
+    def dataset(self) -> str | None: ...
+
+    @property
+    def product(self) -> str | None: ...
+
+    @property
+    def timestamp(self) -> str | None: ...
+
+    @property
+    def host(self) -> str | None: ...
+
 
 _ABSENT: tuple[Any, ...] = (None, "", "-", [])  # values that do not count as a value
 

@@ -30,14 +30,26 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from importlib.resources.abc import Traversable
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import orjson
 
 from vigil.errors import VigilError
 
-if TYPE_CHECKING:  # the Sigma compiler (and pySigma) is not needed to read ATT&CK
-    from vigil.detect.sigma.compiler import RuleMeta
+
+class RuleMeta(Protocol):
+    """What ATT&CK coverage reads of a rule (the Sigma compiler's `RuleMeta` has it; intel
+    sits below detection and does not import it)."""
+
+    @property
+    def rule_id(self) -> str: ...
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def tags(self) -> tuple[str, ...]: ...
+
 
 __all__ = [
     "AttackKB",

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -42,7 +42,6 @@ from vigil.store.stages import StageStateStore
 
 if TYPE_CHECKING:
     from vigil.intel.store import IndicatorStore
-    from vigil.serve.workers import WorkerPool
 
 log = logging.getLogger("vigil.pipeline")
 
@@ -312,6 +311,23 @@ class Detector:
         refs = orjson.dumps(detection.details.get("events", []), default=str).decode()
         host = {"host.name": detection.host} if detection.host else {}
         return Alert(alert_id(detection, refs), detection, entities_in(host))
+
+
+class WorkerPool(Protocol):
+    """Analyzers in worker processes (`vigil.serve.workers.WorkerPool`, which runs this
+    module's `Analyzer`: this module does not import it back)."""
+
+    size: int
+
+    def submit(self, records: Sequence[tuple[int, bytes]]) -> int: ...
+
+    def result(self, index: int) -> Any: ...
+
+    def flush(self) -> None: ...
+
+    def reset(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class Pipeline:
