@@ -4,7 +4,6 @@ content (a STIX bundle, a MISP event, a MISP feed folder, a plain or CSV list)."
 from __future__ import annotations
 
 import gzip
-import ssl
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,18 +11,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from vigil.errors import InputError
 from vigil.intel import lists, misp, stix
-from vigil.intel.files import decode_json
+from vigil.intel.files import DownloadTooLarge, decode_json, fetch, http_client, safe_url
 from vigil.intel.model import ImportResult
 
 # Files that sit beside indicator lists but hold none.
 NOT_INDICATORS = ("license", "licence", "readme", "source.txt", "labels.jsonl", "copying")
-MAX_DOWNLOAD = 512 << 20
-TIMEOUT = 60  # seconds to connect, and for each read
-MAX_REDIRECTS = 10  # followed (as many as urllib, what files were downloaded with before, did)
 
 
 @dataclass
@@ -132,35 +126,13 @@ def _import_url(url: str, cursors: dict[str, str]) -> Iterator[Imported]:
 
 
 def _download(url: str, path: Path) -> None:
-    """The file at `url` written to `path` as it comes (the system's certificate
-    authorities, redirects followed, the body as sent); InputError with the reason for an
+    """The file at `url` written to `path` as it comes; InputError with the reason for an
     HTTP status other than 2xx, no answer, or a file past MAX_DOWNLOAD."""
-    client = httpx.Client(
-        headers={"User-Agent": "vigil", "Accept-Encoding": "identity"},
-        timeout=TIMEOUT,
-        follow_redirects=True,
-        max_redirects=MAX_REDIRECTS,
-        verify=ssl.create_default_context(),
-    )
-    size = 0
-    try:
-        with client, client.stream("GET", url) as response, path.open("wb") as out:
-            if not response.is_success:
-                reason = f"HTTP Error {response.status_code}: {response.reason_phrase}"
-                raise InputError(f"{_safe(url)}: cannot download: {reason}")
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > MAX_DOWNLOAD:
-                    raise InputError(f"{_safe(url)}: larger than {MAX_DOWNLOAD >> 20} MiB")
-                out.write(chunk)
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        reason = str(exc) or type(exc).__name__
-        raise InputError(f"{_safe(url)}: cannot download: {reason}") from None
-
-
-def _safe(url: str) -> str:
-    """A URL without credentials, for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    with path.open("wb") as out:
+        try:
+            with http_client() as client:
+                fetch(client, url, out.write)
+        except DownloadTooLarge as exc:
+            raise InputError(f"{safe_url(url)}: {exc}") from None
+        except OSError as exc:
+            raise InputError(f"{safe_url(url)}: cannot download: {exc}") from None

@@ -38,7 +38,6 @@ want of anything better, and an analytic-judgment tag, when there is one, says m
 from __future__ import annotations
 
 import re
-import ssl
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -50,7 +49,7 @@ import orjson
 
 from vigil.errors import InputError
 from vigil.events import parse_time
-from vigil.intel.files import decode_json, read_bytes
+from vigil.intel.files import decode_json, fetch, http_client, read_bytes, safe_url
 from vigil.intel.model import (
     ImportResult,
     Indicator,
@@ -126,9 +125,6 @@ THREAT_LEVEL_CONFIDENCE: dict[int, int | None] = {1: 90, 2: 60, 3: 30, 4: None}
 
 TECHNIQUE_ID = re.compile(r"T\d{4}(?:\.\d{3})?")
 ATTACK_GROUP_OR_SOFTWARE_ID = re.compile(r"[GS]\d{4}")
-MAX_DOWNLOAD = 512 << 20
-TIMEOUT = 60  # seconds to connect, and for each read
-MAX_REDIRECTS = 10  # followed (as many as urllib, what feeds were fetched with before, did)
 
 
 # --- read: raw events out of files, folders and URLs ---------------------------------------
@@ -196,45 +192,15 @@ def _local(folder: Path) -> Fetch:
     return fetch
 
 
-def _client() -> httpx.Client:
-    """What a feed is fetched with: the system's certificate authorities, redirects
-    followed, the body as sent (`identity`)."""
-    return httpx.Client(
-        headers={"User-Agent": "vigil", "Accept-Encoding": "identity"},
-        timeout=TIMEOUT,
-        follow_redirects=True,
-        max_redirects=MAX_REDIRECTS,
-        verify=ssl.create_default_context(),
-    )
-
-
 def _remote(client: httpx.Client, base: str) -> Fetch:
-    def fetch(name: str) -> bytes:
+    def fetch_file(name: str) -> bytes:
         """The file's bytes; OSError with the reason (an HTTP status other than 2xx, no
         answer, past MAX_DOWNLOAD)."""
         chunks: list[bytes] = []
-        size = 0
-        try:
-            with client.stream("GET", base + name) as response:
-                if not response.is_success:
-                    raise OSError(f"HTTP Error {response.status_code}: {response.reason_phrase}")
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > MAX_DOWNLOAD:
-                        raise OSError(f"larger than {MAX_DOWNLOAD >> 20} MiB")
-                    chunks.append(chunk)
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise OSError(str(exc) or type(exc).__name__) from None
+        fetch(client, base + name, chunks.append)
         return b"".join(chunks)
 
-    return fetch
-
-
-def _safe(url: str) -> str:
-    """A URL without credentials, for messages."""
-    parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+    return fetch_file
 
 
 def _read_cursor(cursor: str | None) -> dict[str, int]:
@@ -556,8 +522,10 @@ def import_feed(
         base = base if base.endswith("/") else base + "/"
         parts = urlsplit(base)
         name = parts.path.rstrip("/").rpartition("/")[2] or parts.hostname or "feed"
-        with _client() as client:
-            return _read_feed(_remote(client, base), _safe(base), source or f"misp:{name}", cursor)
+        with http_client() as client:
+            return _read_feed(
+                _remote(client, base), safe_url(base), source or f"misp:{name}", cursor
+            )
     path = Path(folder)
     return _read_feed(_local(path), str(path), source or f"misp:{path.name}", cursor)
 
