@@ -27,7 +27,6 @@ from vigil.store.alerts import AlertStore
 from vigil.store.hunts import HuntStore
 
 log = logging.getLogger("vigil.serve")
-RETRY_AFTER = 2.0
 
 
 class Hunting:
@@ -55,7 +54,6 @@ class Hunting:
         if not self._slots.acquire(blocking=wait):
             raise Overloaded(
                 f"{self.settings.hunt.concurrent} hunts are running; try again shortly",
-                retry_after=RETRY_AFTER,
             )
         try:
             yield

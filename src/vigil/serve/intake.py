@@ -27,7 +27,6 @@ from vigil.serve.metrics import PipelineMetrics
 from vigil.serve.pipeline import EVENT, JSON, LINE, Pipeline, event_record
 
 log = logging.getLogger("vigil.serve")
-RETRY_AFTER = 2.0  # seconds a refused sender waits before trying again
 INTAKE_MEMORY_S = 30.0  # /health reports a refused ingest for this long
 ROOM = 4 << 20  # bytes free on the data folder's disk before ingest is tried again
 
@@ -76,15 +75,18 @@ class Intake:
     def check(self, count: int = 1) -> None:
         """Raise what `ingest` would for `count` events before anything is read: Overloaded
         when the backlog is full, StorageFull while the data folder's disk has no room."""
-        limit = self.settings.pipeline.max_lag
         with self._lock:
-            lag = self.pipeline.lag() + self._reserved
-        if lag + count > limit:
-            self.metrics.overloaded.inc()
-            raise Overloaded(f"{lag:,} events waiting for detection", retry_after=RETRY_AFTER)
+            self._room_for(count)
         problem = self._problem
         if isinstance(problem, StorageFull) and not has_room(self.settings.data_dir):
             raise problem
+
+    def _room_for(self, count: int) -> None:
+        """Overloaded unless `count` more events fit the backlog (with the lock held)."""
+        lag = self.pipeline.lag() + self._reserved
+        if lag + count > self.settings.pipeline.max_lag:
+            self.metrics.overloaded.inc()
+            raise Overloaded(f"{lag:,} events waiting for detection")
 
     def ingest(self, lines: Sequence[bytes | bytearray], *, source: str) -> IngestAck:
         count = len(lines)
@@ -96,10 +98,7 @@ class Intake:
                 f"{count:,} events in one request; the backlog holds {limit:,}: send fewer"
             )
         with self._lock:  # checked and taken at once: concurrent senders cannot overshoot
-            lag = self.pipeline.lag() + self._reserved
-            if lag + count > limit:
-                self.metrics.overloaded.inc()
-                raise Overloaded(f"{lag:,} events waiting for detection", retry_after=RETRY_AFTER)
+            self._room_for(count)
             self._reserved += count
         try:
             first, last = self.pipeline.publish(JSON, source, lines)

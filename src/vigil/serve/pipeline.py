@@ -268,8 +268,7 @@ class Detector:
         if analysis.hits:
             detected_at = detected_now()
             kept_upto = self.kept_upto
-            offsets = analysis.hit_offsets or [-1] * len(analysis.hits)
-            for hit, offset in zip(analysis.hits, offsets, strict=True):
+            for hit, offset in zip(analysis.hits, analysis.hit_offsets, strict=True):
                 if 0 <= offset < kept_upto:
                     continue  # before a restart: in the windows already, not counted twice
                 fed = True

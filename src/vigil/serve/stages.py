@@ -187,23 +187,39 @@ class StageRunner:
         self.failures += 1
         self.consecutive += 1
         storage = storage_problem(exc)
-        reason = str(exc).splitlines()[-1][:300] if str(exc).strip() else type(exc).__name__
         if storage is not None:
             self.problem = f"waiting for storage: {storage}"
             self._stop.wait(min(MAX_BACKOFF, 0.5 * 2 ** min(self.consecutive, 6)))
             return
-        first = records[0][0]
+        first, reason = records[0][0], _reason(exc)
         tries = self._strikes[first] = self._strikes.get(first, 0) + 1
         self.problem = f"{self.name} failing: {reason}"
         if tries == 1:
             log.error("stage %s failed at %d (retrying): %s", self.name, first, reason)
         if tries < MAX_TRIES:
             self._stop.wait(min(MAX_BACKOFF, 0.5 * tries))
-            return
-        if len(records) > 1:
+        elif len(records) > 1:
             self._one_by_one(records)
-            return
-        offset, record = records[0]
+        else:
+            self._set_aside(*records[0], reason)
+
+    def _one_by_one(self, records: Sequence[tuple[int, bytes]]) -> None:
+        for offset, record in records:
+            for _ in range(MAX_TRIES):
+                try:
+                    self.stage.process([(offset, record)])
+                except Exception as exc:
+                    if storage_problem(exc) is not None:
+                        self._failed([(offset, record)], exc)  # waits: the rest comes again
+                        return
+                    last = exc
+                    continue
+                self._done(offset + 1, 1)
+                break
+            else:
+                self._set_aside(offset, record, _reason(last))
+
+    def _set_aside(self, offset: int, record: bytes, reason: str) -> None:
         log.error("stage %s sets record %d aside: %s", self.name, offset, reason)
         self.set_aside(
             [
@@ -218,26 +234,15 @@ class StageRunner:
         self.records_set_aside += 1
         self._done(offset + 1, 1)
 
-    def _one_by_one(self, records: Sequence[tuple[int, bytes]]) -> None:
-        for offset, record in records:
-            for _ in range(MAX_TRIES):
-                try:
-                    self.stage.process([(offset, record)])
-                except Exception as exc:
-                    if storage_problem(exc) is not None:
-                        return self._failed([(offset, record)], exc)
-                    last = exc
-                    continue
-                self._done(offset + 1, 1)
-                break
-            else:
-                self._strikes[offset] = MAX_TRIES - 1
-                self._failed([(offset, record)], last)
-        return None
-
     def _run(self) -> None:
         while not self._stop.is_set():
             self.step(0.25)
+
+
+def _reason(exc: BaseException) -> str:
+    """An error in one line (its last, cut short)."""
+    text = str(exc).strip()
+    return text.splitlines()[-1][:300] if text else type(exc).__name__
 
 
 class StageCollector:
