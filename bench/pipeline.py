@@ -3,7 +3,8 @@ Sigma rules (all of ../shared/data/sigma/rules*) and the maltrail indicators →
 SQLite → events in Parquet.
 
 A real server runs in its own process (as in production); this process is the sender. The
-events are real records of every layer (Windows, Zeek, CloudTrail), sent as NDJSON.
+events are real records of every layer (Windows, Zeek, CloudTrail), sent as NDJSON, the
+sources' requests interleaved as several senders' are.
 
 1. Sustained rate: everything is sent as fast as the server processes it (senders pause
    while more than `--backlog` events wait, so intake and detection share the machine as
@@ -45,30 +46,38 @@ BATCH = 1000
 console = Console(stderr=True)
 
 
-def payloads(limit: int) -> list[bytes]:
-    """Real events as JSON lines: Windows (flattened EVTX fields, read back as Windows
-    events), Zeek JSON, CloudTrail; repeated up to `limit`."""
+def payloads(limit: int) -> list[list[bytes]]:
+    """Real events as JSON lines, in requests of BATCH: Windows (flattened EVTX fields, read
+    back as Windows events), Zeek JSON, CloudTrail; `limit` events in all, each source's
+    share as its number of events (repeated as needed). A request holds one source's events,
+    as one agent sends them, and the sources' requests are interleaved, as several senders'
+    reach a live server (sent one source after another, the 10,000 Windows events, which
+    carry nearly every alert and cost the most to match, came as one burst per cycle)."""
     sources = [
         DATA / "windows" / "evtx-to-mitre-attack",
         DATA / "network" / "wrccdc2018-zeek",
         DATA / "cloud" / "stratus-red-team",
     ]
-    lines: list[bytes] = []
+    per_source: list[list[bytes]] = []
     for folder in sources:
-        taken = 0
+        lines: list[bytes] = []
         for source in discover([folder]):
             for batch in read_events(source, FileReport(source.name)):
-                for event in batch:
-                    lines.append(orjson.dumps(event.fields, default=str))
-                    taken += 1
-                if taken >= limit // 2:
+                lines.extend(orjson.dumps(event.fields, default=str) for event in batch)
+                if len(lines) >= limit // 2:
                     break
-            if taken >= limit // 2:
+            if len(lines) >= limit // 2:
                 break
-    out: list[bytes] = []
-    while len(out) < limit:
-        out.extend(lines[: limit - len(out)])
-    return out
+        per_source.append(lines[: limit // 2])
+    total = sum(len(lines) for lines in per_source)
+    placed: list[tuple[float, list[bytes]]] = []
+    for lines in per_source:
+        share = round(limit * len(lines) / total)
+        taken = (lines * (share // len(lines) + 1))[:share]
+        requests = [taken[i : i + BATCH] for i in range(0, share, BATCH)]
+        placed.extend(((n + 0.5) / len(requests), r) for n, r in enumerate(requests))
+    placed.sort(key=lambda item: item[0])
+    return [request for _, request in placed]
 
 
 def free_port() -> int:
@@ -175,8 +184,9 @@ def main() -> int:
     total = 60_000 if args.quick else args.events
     phase = 6.0 if args.quick else args.phase_seconds
     with console.status("Reading the events to send…"):
-        lines = payloads(total)
-    bodies = [b"\n".join(lines[i : i + BATCH]) for i in range(0, len(lines), BATCH)]
+        requests = payloads(total)
+    bodies = [b"\n".join(request) for request in requests]
+    events = sum(len(request) for request in requests)
     rules = [str(p) for p in sorted((DATA / "sigma").glob("rules*")) if p.is_dir()]
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "vigil-data"
@@ -208,17 +218,17 @@ def main() -> int:
                         time.sleep(0.3)
                 else:
                     raise SystemExit("server did not start")
-            with console.status(f"Sending {len(lines):,} events as fast as they are taken…"):
+            with console.status(f"Sending {events:,} events as fast as they are taken…"):
                 started = time.monotonic()
                 send_all(url, token, bodies, args.threads, args.backlog)
                 sent_s = time.monotonic() - started
                 health = wait_empty(url, token, 600)
                 seconds = time.monotonic() - started
-            rate = len(lines) / seconds
+            rate = events / seconds
             figures: dict[str, float | int] = {
-                "events": len(lines),
+                "events": events,
                 "events_per_s": round(rate),
-                "ingest_events_per_s": round(len(lines) / sent_s),
+                "ingest_events_per_s": round(events / sent_s),
                 "alerts": health["alerts"],
                 "rules": health["rules"],
                 "indicators": health["indicators"],

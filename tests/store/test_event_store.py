@@ -147,7 +147,9 @@ def test_a_failed_write_is_raised_by_the_next_call_and_nothing_is_lost(
     store = EventStore(tmp_path)
     writer = events_module.EventWriter(store, max_age=30.0)
     with monkeypatch.context() as patch:
-        patch.setattr(store, "write", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+        patch.setattr(
+            store, "write_rows", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full"))
+        )
         writer.put(zeek_events[:10], range(10))
         with pytest.raises(events_module.EventStoreError, match="disk full"):
             writer.flush()

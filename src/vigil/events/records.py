@@ -6,7 +6,7 @@ bytes for a stream (`to_bytes`, `from_bytes`: JSON)."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -125,7 +125,7 @@ def alert_id(detection: Detection, identity: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _dumps(value: dict[str, Any]) -> bytes:
+def _dumps(value: Any) -> bytes:
     return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
 
 
@@ -150,7 +150,7 @@ class Alert:
         return _dumps(
             {
                 "id": self.id,
-                "detection": asdict(self.detection),
+                "detection": self.detection,  # orjson writes dataclasses itself
                 "entities": self.entities,
                 "dataset": self.dataset,
                 "offset": self.offset,
@@ -212,7 +212,7 @@ class IncidentChange:
     into: str | None = None
 
     def to_bytes(self) -> bytes:
-        return _dumps(asdict(self))
+        return _dumps(self)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> IncidentChange:

@@ -52,6 +52,7 @@ _HEAD = struct.Struct("<cdB")
 JSON, SYSLOG, LINE, EVENT = b"J", b"S", b"L", b"E"
 MAX_TRIES = 3  # failures of a batch, then of a single record, before it is isolated / set aside
 MAX_BACKOFF = 30.0  # seconds between retries at most, while storage refuses writes
+DISPATCH_STEP = 0.01  # seconds: how often a free worker is looked for while results are due
 STAGE = "detect"  # its name for the state it keeps (the Sigma correlation windows)
 
 
@@ -322,6 +323,8 @@ class WorkerPool(Protocol):
 
     def result(self, index: int) -> Any: ...
 
+    def ready(self, index: int, timeout: float) -> bool: ...
+
     def flush(self) -> None: ...
 
     def reset(self) -> None: ...
@@ -430,26 +433,39 @@ class Pipeline:
         return records
 
     def _run_pool(self, timeout: float) -> int:
-        """Keep every worker busy, then finish the oldest batch given out."""
+        """Keep every worker busy, then finish the oldest batch given out once it is ready.
+
+        Work-conserving: a worker that is free gets whatever waits (up to `batch_max`) at
+        once, while the others work, and the oldest result is waited for in short steps, so
+        records that arrive meanwhile go to a free worker instead of waiting behind the
+        oldest batch. Under load batches grow by themselves (more waits each time)."""
         pool = self.pool
         assert pool is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            self._give_out(pool, timeout if not self._in_flight else 0.0)
+            if not self._in_flight:
+                return 0
+            worker, upto = self._in_flight[0]
+            left = deadline - time.monotonic()
+            if pool.ready(worker, min(DISPATCH_STEP, max(left, 0.0))) or left <= 0:
+                self._in_flight.popleft()
+                analysis = pool.result(worker)
+                self._give_out(pool, 0.0)  # the freed worker goes on while this is finished
+                return self._finish(worker, upto, analysis)
+
+    def _give_out(self, pool: WorkerPool, timeout: float) -> None:
+        """Micro-batches of what waits, one to each free worker."""
         while len(self._in_flight) < pool.size:
             if self._in_flight:
-                # workers are busy: give out only full batches, without waiting
                 records = self.stream.fetch(self._sent, self.batch_max, 0)
-                if len(records) < self.batch_max:
-                    break
             else:
                 records = self._fetch(timeout)
-                if not records:
-                    break
+            if not records:
+                return
             worker = pool.submit(records)
             self._sent = records[-1][0] + 1
             self._in_flight.append((worker, self._sent))
-        if not self._in_flight:
-            return 0
-        worker, upto = self._in_flight.popleft()
-        return self._finish(worker, upto, pool.result(worker))
 
     def _finish(self, worker: int, upto: int, analysis: Analysis) -> int:
         figures = self.detector.finish(analysis, upto)

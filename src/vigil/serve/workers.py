@@ -122,6 +122,15 @@ class WorkerPool:
             self._busy[index] -= 1
         return analysis
 
+    def ready(self, index: int, timeout: float) -> bool:
+        """Whether worker `index` has answered (waiting up to `timeout` seconds); a worker
+        that died counts as ready: `result` then says so."""
+        _process, conn = self._workers[index]
+        try:
+            return conn.poll(timeout)
+        except (EOFError, OSError):
+            return True
+
     def reset(self) -> None:
         """After a failed batch: every worker drops what it was given (answers still owed
         are read and dropped) and what its event store holds unwritten; the workers stay.

@@ -27,6 +27,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,16 @@ def _number(value: Any) -> int | None:
         return None
 
 
+@dataclass(frozen=True)
+class Rows:
+    """Events as the store writes them: an Arrow table, and each row's intake offset and
+    partition (day, dataset)."""
+
+    table: pa.Table
+    offsets: list[int]
+    parts: list[tuple[str, str]]
+
+
 class EventStore:
     """`EventStore(folder)` is the writer (one per folder and `name`: it finishes or undoes
     its interrupted batches on open); `EventStore(folder, writer=False)` only reads (hunts),
@@ -160,30 +171,62 @@ class EventStore:
 
     def write(self, events: Sequence[Event], offsets: Sequence[int], *, ingested: float) -> int:
         """Store one batch (atomic); events already stored are skipped. Rows written."""
-        rows = list(zip(events, offsets, strict=True))
-        if rows and min(offsets) <= self.max_offset:
-            rows = [(e, o) for e, o in rows if not self.is_stored(o)]
-        if not rows:
-            return 0
-        rows.sort(key=lambda row: row[1])
-        spans = _spans([o for _, o in rows])
-        first, last = spans[0][0], spans[-1][1]
-        parts: dict[tuple[str, str], list[tuple[Event, int]]] = defaultdict(list)
+        rows = self.rows(events, offsets, ingested=ingested)
+        return self.write_rows([rows]) if rows is not None else 0
+
+    def rows(
+        self, events: Sequence[Event], offsets: Sequence[int], *, ingested: float
+    ) -> Rows | None:
+        """The events not stored yet, as the store writes them (None when there are none):
+        the costly half of storing, done by whoever hands the events over."""
+        pairs = list(zip(events, offsets, strict=True))
+        if pairs and min(offsets) <= self.max_offset:
+            pairs = [(e, o) for e, o in pairs if not self.is_stored(o)]
+        if not pairs:
+            return None
         days: dict[int, str] = {}
-        for event, offset in rows:
+        parts = []
+        for event, _ in pairs:
             when = event.time if event.time is not None else ingested
             number = int(when // 86400)
             day = days.get(number)
             if day is None:
                 day = days[number] = _day(when)
-            parts[(day, event.dataset or "unknown")].append((event, offset))
+            parts.append((day, event.dataset or "unknown"))
+        return Rows(_table(pairs, ingested), [o for _, o in pairs], parts)
+
+    def write_rows(self, batches: Sequence[Rows]) -> int:
+        """Store batches made by `rows` as one (atomic): a file per day and dataset, rows
+        stored meanwhile (by another writer) skipped. Rows written."""
+        if not batches:
+            return 0
+        table = (
+            pa.concat_tables([b.table for b in batches]) if len(batches) > 1 else batches[0].table
+        )
+        offsets = [o for b in batches for o in b.offsets]
+        parts = [p for b in batches for p in b.parts]
+        order = sorted(range(len(offsets)), key=offsets.__getitem__)
+        if offsets and min(offsets) <= self.max_offset:
+            order = [i for i in order if not self.is_stored(offsets[i])]
+        if not order:
+            return 0
+        spans = _spans([offsets[i] for i in order])
+        first, last = spans[0][0], spans[-1][1]
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for index in order:
+            groups[parts[index]].append(index)
+        # one take puts each partition's rows together; each file is then a zero-copy slice
+        grouped = table.take(pa.array([i for rows in groups.values() for i in rows], pa.int64()))
         written = []
         name = f"part-{self._tag}{first:020d}-{last:020d}.parquet"
-        for (day, dataset), items in parts.items():
+        start = 0
+        for (day, dataset), indices in groups.items():
             folder = self.folder / f"day={day}" / f"dataset={_safe(dataset)}"
             folder.mkdir(parents=True, exist_ok=True)
             temporary = folder / (name + ".tmp")
-            pq.write_table(_table(items, ingested), temporary, compression="zstd")
+            part = grouped.slice(start, len(indices))
+            pq.write_table(part, temporary, compression="zstd")
+            start += len(indices)
             written.append(temporary)
         with self._commit_log().open("a") as log:
             log.write(" ".join(f"{a} {b}" for a, b in spans) + "\n")
@@ -192,7 +235,7 @@ class EventStore:
         for temporary in written:
             os.replace(temporary, temporary.with_name(name))
         self._ranges = _merged([*self._ranges, *spans])
-        return len(rows)
+        return len(order)
 
     def files(self) -> list[Path]:
         return sorted(self.folder.rglob("*.parquet"))
@@ -250,17 +293,20 @@ class EventStore:
 
 class EventWriter:
     """Writes batches to an event store from a thread of its own, in files of up to
-    `max_events` events or `max_age` seconds: detection goes on while a file is written
-    (Arrow and Parquet work mostly outside the GIL). What is handed over and not yet
+    `max_events` events or `max_age` seconds. The caller turns its events into Arrow rows
+    as it hands them over (`put`: steady work, batch by batch, and the events are freed at
+    once); the thread joins them and writes the files (Arrow and Parquet work outside the
+    GIL), so detection goes on while files are written, and each day and dataset gets one
+    file per `max_age` rather than one per batch. What is handed over and not yet
     written is `held_from` onwards; the caller acknowledges its input only below that.
     A failed write is raised by every later call, and its events stay held, until
     `discard` (the caller then hands them over again)."""
 
-    def __init__(self, store: EventStore, *, max_events: int = 20_000, max_age: float = 1.0):
+    def __init__(self, store: EventStore, *, max_events: int = 50_000, max_age: float = 5.0):
         self.store = store
         self.max_events = max_events
         self.max_age = max_age
-        self._pending: list[tuple[Sequence[Event], Sequence[int]]] = []
+        self._pending: list[Rows] = []
         self._count = 0
         self._since = 0.0
         self._writing: int | None = None  # lowest offset of the batch being written
@@ -273,12 +319,15 @@ class EventWriter:
         self._thread.start()
 
     def put(self, events: Sequence[Event], offsets: Sequence[int]) -> None:
+        self.check()
+        rows = self.store.rows(events, offsets, ingested=time.time())
+        if rows is None:
+            return
         with self._cv:
-            self._raise()
             if not self._pending:
                 self._since = time.monotonic()
-            self._pending.append((events, offsets))
-            self._count += len(events)
+            self._pending.append(rows)
+            self._count += len(rows.offsets)
             if len(self._pending) == 1 or self._count >= self.max_events:
                 self._cv.notify_all()
 
@@ -286,7 +335,7 @@ class EventWriter:
     def held_from(self) -> int | None:
         """The lowest offset handed over and not yet written (None when none)."""
         with self._cv:
-            lows = [min(offsets) for _, offsets in self._pending if offsets]
+            lows = [min(rows.offsets) for rows in self._pending]
             lows.extend(o for o in (self._writing, self._failed_from) if o is not None)
             return min(lows) if lows else None
 
@@ -344,13 +393,9 @@ class EventWriter:
                     wait = self.max_age - (time.monotonic() - self._since)
                     self._cv.wait(max(0.01, wait) if self._pending else None)
                 batches, self._pending, self._count = self._pending, [], 0
-                lows = [min(offsets) for _, offsets in batches if offsets]
-                self._writing = min(lows) if lows else None
+                self._writing = min(min(rows.offsets) for rows in batches)
             try:
-                events = [e for chunk, _ in batches for e in chunk]
-                offsets = [o for _, chunk in batches for o in chunk]
-                if events:
-                    self.store.write(events, offsets, ingested=time.time())
+                self.store.write_rows(batches)
             except Exception as exc:  # raised to the caller from now on
                 with self._cv:
                     self._error = exc

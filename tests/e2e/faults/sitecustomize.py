@@ -7,11 +7,11 @@ import os
 if os.environ.get("VIGIL_TEST_FAULT") == "store":
     from vigil.store import events as _events
 
-    _write = _events.EventStore.write
+    _rows = _events.EventStore.rows
 
-    def _failing_write(self, events, offsets, *, ingested):  # type: ignore[no-untyped-def]
+    def _failing_rows(self, events, offsets, *, ingested):  # type: ignore[no-untyped-def]
         if any(e.fields.get("poison") is True for e in events):
             raise RuntimeError("injected fault: this event cannot be stored")
-        return _write(self, events, offsets, ingested=ingested)
+        return _rows(self, events, offsets, ingested=ingested)
 
-    _events.EventStore.write = _failing_write
+    _events.EventStore.rows = _failing_rows
