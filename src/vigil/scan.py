@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-import multiprocessing
+import itertools
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +21,7 @@ from vigil.detect.sigma import (
     RegexStats,
     load_rules,
 )
+from vigil.detect.workers import WorkerPool
 from vigil.events.records import detected_now
 from vigil.ingest import FileReport, Input, discover, read_events
 from vigil.intel.store import Sighting
@@ -157,13 +158,24 @@ def _scan_input(
     return out
 
 
-# Set in the parent before worker processes fork; workers inherit the loaded rules and inputs.
-_SHARED: dict[str, Any] = {}
+class _FileScanner:
+    """A scan worker: reads and matches the inputs it is given by their index (a forked
+    worker inherits the inputs, the loaded rules and the parent's collector tuning)."""
+
+    def __init__(self, inputs: list[Input], core: DetectionCore, read: ReadOptions) -> None:
+        self.inputs, self.core, self.read = inputs, core, read
+
+    def scan(self, index: int) -> tuple[int, _InputResult]:
+        return index, _scan_input(self.inputs[index], self.core, read=self.read)
+
+    def close(self) -> None:
+        pass
 
 
-def _scan_shared(index: int) -> tuple[int, _InputResult]:
-    # the GC settings of the parent's scan (frozen rules, rare collections) carry over the fork
-    return index, _scan_input(_SHARED["inputs"][index], _SHARED["core"], read=_SHARED["read"])
+def _file_scanner(
+    setup: tuple[list[Input], DetectionCore, ReadOptions],
+) -> tuple[_FileScanner, None]:
+    return _FileScanner(*setup), None
 
 
 def _scan(
@@ -233,21 +245,31 @@ def _scan_parallel(
     jobs: int,
     read: ReadOptions,
 ) -> list[_InputResult]:
-    """Inputs spread over forked worker processes (they inherit the loaded rules); results come
-    back in input order, so the timeline does not depend on which worker read what."""
-    _SHARED.update(inputs=inputs, core=core, read=read)
-    context = multiprocessing.get_context("fork")
+    """Inputs spread over forked workers of the detection core's pool (they inherit the
+    loaded rules), one file each at a time, the next to whichever is done first; results
+    are put back in input order, so the timeline does not depend on which worker read what."""
+    size = min(jobs, len(inputs))
+    pool = WorkerPool(_file_scanner, [(inputs, core, read)] * size, start="fork", name="vigil-scan")
     parts: list[_InputResult | None] = [None] * len(inputs)
+    waiting = iter(range(len(inputs)))
+    finished = False
     try:
-        with context.Pool(min(jobs, len(inputs))) as pool:
-            for index, part in pool.imap_unordered(_scan_shared, range(len(inputs))):
+        for index in itertools.islice(waiting, size):
+            pool.submit("scan", index)
+        while pool.owed:
+            for worker in pool.answered(None):
+                index, part = pool.result(worker)
                 parts[index] = part
+                following = next(waiting, None)
+                if following is not None:
+                    pool.submit("scan", following)
                 if progress:
                     progress.file_started(part.report.path)
                     progress.advanced(part.report.records_read, len(part.detections))
                     progress.file_done(part.report)
+        finished = True
     finally:
-        _SHARED.clear()
+        pool.stop(timeout=30.0 if finished else 1.0)  # interrupted: do not wait for files
     return [p for p in parts if p is not None]
 
 

@@ -11,9 +11,9 @@ from typing import Any
 import uvicorn
 
 from vigil.config import Settings
+from vigil.detect.core import tune_collector
 from vigil.detect.sigma import LoadedRules
 from vigil.serve.service import Service
-from vigil.serve.workers import quiet_gc
 
 log = logging.getLogger("vigil.serve")
 
@@ -80,7 +80,7 @@ def serve(
     on_ready: Callable[[Service, str], None] | None = None,
 ) -> None:
     service = Service(settings, loaded=loaded)
-    quiet_gc()
+    tune_collector(collect=True)
     app = build_app(service)
     config = uvicorn.Config(
         app,

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -28,6 +28,7 @@ from vigil.detect import Detection
 from vigil.detect.core import DetectionCore, correlation_detection
 from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import CorrelationEngine, Hit, LoadedRules
+from vigil.detect.workers import WorkerError, WorkerPool
 from vigil.errors import StorageUnavailable, storage_problem
 from vigil.events import Event
 from vigil.events.entities import entities_in, entities_of
@@ -313,31 +314,13 @@ class Detector:
         return Alert(alert_id(detection, refs), detection, entities_in(host))
 
 
-class WorkerPool(Protocol):
-    """Analyzers in worker processes (`vigil.serve.workers.WorkerPool`, which runs this
-    module's `Analyzer`: this module does not import it back)."""
-
-    size: int
-
-    def submit(self, records: Sequence[tuple[int, bytes]]) -> int: ...
-
-    def result(self, index: int) -> Any: ...
-
-    def ready(self, index: int, timeout: float) -> bool: ...
-
-    def flush(self) -> None: ...
-
-    def reset(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
 class Pipeline:
     """The intake stream and its detection stage, run in a thread.
 
-    The per-event work (`Analyzer`) runs in this process, or, given a `WorkerPool`, in
-    worker processes, several micro-batches at once; the results are finished (`Detector`)
-    here, one batch at a time in stream order. The stream is acknowledged up to what is
+    The per-event work (`Analyzer`) runs in this process, or, given a pool of workers that
+    each hold one (`vigil.serve.workers.analyzer_pool`), in worker processes, several
+    micro-batches at once; the results are finished (`Detector`) here, one batch at a time
+    in stream order. The stream is acknowledged up to what is
     detected on and stored."""
 
     def __init__(
@@ -463,7 +446,7 @@ class Pipeline:
                 records = self._fetch(timeout)
             if not records:
                 return
-            worker = pool.submit(records)
+            worker = pool.submit("analyze", records)
             self._sent = records[-1][0] + 1
             self._in_flight.append((worker, self._sent))
 
@@ -506,7 +489,7 @@ class Pipeline:
                 while self._in_flight:
                     worker, upto = self._in_flight.popleft()
                     self._finish(worker, upto, self.pool.result(worker))
-                self.pool.flush()
+                self.pool.call_all("flush")
                 self._held = dict.fromkeys(self._held)
             self._acknowledge()
 
@@ -517,7 +500,11 @@ class Pipeline:
             self._in_flight.clear()
             self._held.clear()
             if self.pool is not None:
-                self.pool.reset()
+                try:  # what was given out is dropped, and what the event stores hold
+                    self.pool.drop_owed()
+                    self.pool.call_all("reset")
+                except WorkerError:  # a worker died or does not answer
+                    self.pool.restart()
             elif self.analyzer is not None:
                 self.analyzer.reset()
             self.detector.reset()
@@ -609,14 +596,14 @@ class Pipeline:
                 assert self.analyzer is not None
                 worker, analysis = 0, self.analyzer.analyze(records)
             else:
-                worker = self.pool.submit(records)
+                worker = self.pool.submit("analyze", records)
                 analysis = self.pool.result(worker)
             done = self._finish(worker, hi, analysis)
             if self.pool is None:
                 assert self.analyzer is not None
                 self.analyzer.flush()
             else:
-                self.pool.flush()
+                self.pool.call_all("flush")
             self._held = dict.fromkeys(self._held)
             self._isolating.popleft()
             self._acknowledge()

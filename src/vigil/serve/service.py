@@ -19,6 +19,7 @@ from vigil.correlate.stage import IncidentStage
 from vigil.correlate.store import IncidentStore
 from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import LoadedRules, load_rules, starter_rules
+from vigil.detect.workers import WorkerPool
 from vigil.errors import (
     StorageFull,
     StorageUnavailable,
@@ -36,7 +37,7 @@ from vigil.serve.pipeline import (
     Pipeline,
 )
 from vigil.serve.stages import DURABLE, FOLDERS, STAGES, STREAMS, StageCollector, StageRunner
-from vigil.serve.workers import WorkerPool
+from vigil.serve.workers import analyzer_pool
 from vigil.store import migrate, state_engine
 from vigil.store.alerts import AlertStore
 from vigil.store.events import EventStore
@@ -107,7 +108,7 @@ class Service:
         self.pool: WorkerPool | None = None
         analyzer: Analyzer | None = None
         if settings.pipeline.workers:
-            self.pool = WorkerPool(
+            self.pool = analyzer_pool(
                 settings.pipeline.workers,
                 self.loaded,
                 events_folder=self.events_folder if stored else None,
@@ -117,7 +118,7 @@ class Service:
                     else None
                 ),
             )
-            self.indicator_count = self.pool.indicators
+            self.indicator_count = int(self.pool.infos[0])
         else:
             intel = IntelScan.load(self.indicators_store) if settings.indicators else None
             analyzer = Analyzer(
