@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from rich.console import Console
@@ -22,3 +23,17 @@ def report(title: str, figures: dict[str, Any]) -> None:
         table.add_row(name, shown)
     Console(stderr=True).print(table)
     print(json.dumps(figures))
+
+
+def calibrate() -> float:
+    """Seconds of CPU for a fixed pure-Python loop (dict and str work), best of three: the
+    machine's speed at the time, so figures from different runs can be compared (on a shared
+    virtual machine it drifts by tens of percent)."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        table: dict[int, str] = {}
+        for i in range(1_000_000):
+            table[i % 1000] = str(i)
+        best = min(best, time.process_time() - started)
+    return round(best, 3)

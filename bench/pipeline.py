@@ -13,6 +13,9 @@ sources' requests interleaved as several senders' are.
 2. Latency: events are sent at 50% and then 90% of that rate for a while; the server reports
    the p50/p99 time from an event's arrival to its alert being stored.
 
+`calibration_seconds` times a fixed pure-Python loop first (bench/figures.py), so runs taken
+at different times can be compared.
+
 Prints a table and ends with one JSON line (`events_per_s`, `p50_ms`, `p99_ms` at 90% load,
 and the rest). `--quick` sends fewer events and shortens the phases.
 """
@@ -39,7 +42,7 @@ import httpx  # noqa: E402
 import orjson  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from figures import report  # noqa: E402
+from figures import calibrate, report  # noqa: E402
 from vigil.ingest import FileReport, discover, read_events  # noqa: E402
 
 BATCH = 1000
@@ -183,6 +186,7 @@ def main() -> int:
         return 2
     total = 60_000 if args.quick else args.events
     phase = 6.0 if args.quick else args.phase_seconds
+    calibration = calibrate()  # before the server starts: the machine's speed, idle
     with console.status("Reading the events to send…"):
         requests = payloads(total)
     bodies = [b"\n".join(request) for request in requests]
@@ -227,6 +231,7 @@ def main() -> int:
             rate = events / seconds
             figures: dict[str, float | int] = {
                 "events": events,
+                "calibration_seconds": calibration,
                 "events_per_s": round(rate),
                 "ingest_events_per_s": round(events / sent_s),
                 "alerts": health["alerts"],

@@ -45,21 +45,10 @@ from evtx import PyEvtxParser  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from figures import calibrate  # noqa: E402
 from vigil.detect.sigma import LoadedRules, load_rules  # noqa: E402
 from vigil.ingest.base import file_input  # noqa: E402
 from vigil.scan import collector_tuned, scan_inputs  # noqa: E402
-
-
-def _calibrate() -> float:
-    """Seconds of CPU for a fixed pure-Python loop (dict and str work), best of three."""
-    best = float("inf")
-    for _ in range(3):
-        started = time.process_time()
-        table: dict[int, str] = {}
-        for i in range(1_000_000):
-            table[i % 1000] = str(i)
-        best = min(best, time.process_time() - started)
-    return round(best, 3)
 
 
 def _parse_only(files: list[bytes]) -> int:
@@ -142,7 +131,7 @@ def main() -> int:
         cold = load_rules(rules)
         warm = load_rules(rules)
     assert warm.from_cache
-    calibration = _calibrate()
+    calibration = calibrate()
     best = None
     for _ in range(1 if args.quick else args.repeat):
         started = time.perf_counter()
