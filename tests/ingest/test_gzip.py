@@ -173,3 +173,28 @@ def test_gzip_member_of_a_zip_reads_whole(tmp_path: Path) -> None:
 
     assert source.head(10) == content[:10]
     assert source.read_all() == content
+
+
+def test_a_clean_whole_gzip_is_inflated_at_once_and_anything_else_the_careful_way(
+    monkeypatch,
+) -> None:
+    content = jsonl(20_000)
+    careful: list[int] = []
+    read_upto = base._GzipReader.read_upto
+
+    def counted(self: Any, limit: int) -> bytes:
+        careful.append(limit)
+        return read_upto(self, limit)
+
+    monkeypatch.setattr(base._GzipReader, "read_upto", counted)
+    assert gzip_input(gzip.compress(content)).read_all(FileReport("x")) == content
+    assert careful == []  # one member, checksum good: ISA-L in one call
+    for odd in (gzip.compress(content) * 2, gzip.compress(content) + b"junk"):
+        report = FileReport("x")
+        assert gzip_input(odd).read_all(report) == content * (2 if odd[-4:] != b"junk" else 1)
+    assert len(careful) == 2  # two members, trailing bytes: read block by block
+    bad = bytearray(gzip.compress(content))
+    bad[-8] ^= 1  # the checksum
+    report = FileReport("x")
+    gzip_input(bytes(bad)).read_all(report)
+    assert len(careful) == 3 and report.warnings  # refused by ISA-L, reported by the careful way

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from isal import isal_zlib
+
 from vigil.errors import InputError
 
 T = TypeVar("T")
@@ -130,7 +132,7 @@ class Input:
 
     def read_all(self, report: FileReport | None = None) -> bytes:
         with self.open() as stream:
-            data = _read_first(stream, MAX_WHOLE_READ + 1)
+            data = _read_first(stream, MAX_WHOLE_READ + 1, whole=True)
             if report is not None:
                 self.finish(stream, report)
         if len(data) > MAX_WHOLE_READ:
@@ -175,12 +177,17 @@ def maybe_gunzipped(stream: IO[bytes]) -> IO[bytes]:
     return buffered  # type: ignore[no-any-return]
 
 
-def _read_first(stream: IO[bytes], size: int) -> bytes:
+def _read_first(stream: IO[bytes], size: int, *, whole: bool = False) -> bytes:
     """`stream.read(size)` of a stream just opened. Gzip content is inflated up to `size`
     bytes and no further, straight from the decompressor (not through the buffered reader's
-    buffer, which would inflate a block more than a short read asks for)."""
+    buffer, which would inflate a block more than a short read asks for). `whole`: the
+    caller wants all of it (a whole file), so a clean gzip is inflated in one call."""
     raw = getattr(stream, "raw", None)
     if isinstance(raw, _GzipReader) and not raw.started:
+        if whole:
+            data = raw.inflate_whole(size)
+            if data is not None:
+                return data
         return raw.read_upto(size)
     return stream.read(size)
 
@@ -227,6 +234,24 @@ class _GzipReader(io.RawIOBase):
     def started(self) -> bool:
         """Whether anything was read yet (and may sit in a buffered reader's buffer)."""
         return self._inflated > 0 or self._eof or bool(self._input)
+
+    def inflate_whole(self, limit: int) -> bytes | None:
+        """All of the content at once, by ISA-L (about four times as fast as zlib here), when
+        it is one gzip member shorter than `limit` bytes whose checksum holds; None otherwise,
+        and the stream reads on from its start the careful way (damage, several members,
+        trailing bytes and sizes past the limit are found and reported there)."""
+        packed = self._file.read()
+        self._file = io.BytesIO(packed)  # what the careful way reads, block by block
+        try:
+            inflate = isal_zlib.decompressobj(16 + zlib.MAX_WBITS)
+            data = inflate.decompress(packed, limit)
+        except Exception:  # isal_zlib.error (typed loosely); the careful way says what it is
+            return None
+        if not inflate.eof or inflate.unused_data or len(data) >= limit:
+            return None
+        self._eof = True
+        self._inflated = len(data)
+        return data
 
     def read_upto(self, limit: int) -> bytes:
         """The rest of the content, up to `limit` bytes (what lies past them is not
