@@ -2,17 +2,24 @@
 
 A stream takes records (`publish`, durable when it returns, so a sender may be acknowledged),
 hands them out in order from a position (`fetch`), and remembers how far its consumer got
-(`ack`). Embedded, a stream is a segment log on local disk (`LocalStream`); distributed, the
-same interface maps onto a NATS JetStream stream and a durable pull consumer.
+(`ack`). A stream read by several stages gives each a named, durable consumer
+(`consumer(name)`: its own position, kept across restarts; records are deleted only once
+every consumer is past them). Embedded, a stream is a segment log on local disk
+(`LocalStream`); distributed, the same interface maps onto a NATS JetStream stream and its
+durable pull consumers.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from vigil.bus.segments import SegmentLog
+from vigil.bus.segments import CommitError, SegmentLog
+
+CONSUMERS = "consumers"  # the folder, in a stream's, of its named consumers' positions
 
 
 class Stream(Protocol):
@@ -38,10 +45,23 @@ class Stream(Protocol):
 
 
 class LocalStream:
-    """A stream on a segment log in a local folder (the embedded deployment)."""
+    """A stream on a segment log in a local folder (the embedded deployment).
+
+    Read by one consumer, `ack` and `acked` are the log's committed position. Read by
+    several, each has a `consumer(name)`; its position is a file of its own
+    (`consumers/<name>`, replaced atomically), and the log's committed position is the
+    lowest of them, so retention keeps what the slowest still needs. A consumer starts
+    where the stream's committed position is when it first subscribes."""
 
     def __init__(self, folder: Path, *, fsync: bool = True, segment_bytes: int = 64 << 20) -> None:
         self.log = SegmentLog(folder, fsync=fsync, segment_bytes=segment_bytes)
+        self._folder = Path(folder) / CONSUMERS
+        self._lock = threading.Lock()
+        self._positions: dict[str, int] = {}
+        if self._folder.is_dir():
+            for path in self._folder.iterdir():
+                if _valid_name(path.name):
+                    self._positions[path.name] = _read_position(path)
 
     def publish(self, records: Sequence[bytes]) -> tuple[int, int]:
         return self.log.append(records)
@@ -52,9 +72,12 @@ class LocalStream:
         return self.log.read(start, max_records=max_records)
 
     def ack(self, upto: int) -> None:
-        if upto > self.log.committed:
-            self.log.commit(upto)
-            self.log.retain()
+        if self._positions:
+            raise CommitError(
+                f"{self.log.folder}: this stream has named consumers "
+                f"({', '.join(sorted(self._positions))}): acknowledge through them"
+            )
+        self._advance(upto)
 
     @property
     def acked(self) -> int:
@@ -64,8 +87,94 @@ class LocalStream:
     def end(self) -> int:
         return self.log.end
 
+    def consumer(self, name: str) -> Consumer:
+        """The named, durable consumer `name` of this stream (made on first use)."""
+        if not _valid_name(name):
+            raise ValueError(f"a consumer's name is letters, digits, '-' and '_': {name!r}")
+        with self._lock:
+            if name not in self._positions:
+                self._save(name, self.log.committed)
+        return Consumer(self, name)
+
+    def position(self, name: str) -> int:
+        return self._positions[name]
+
+    def commit(self, name: str, upto: int) -> None:
+        """Consumer `name` is done with every record before `upto`."""
+        with self._lock:
+            if upto <= self._positions[name]:
+                return
+            if upto > self.log.end:
+                raise CommitError(f"{self.log.folder}: {name} acknowledges {upto}, past the end")
+            self._save(name, upto)
+            floor = min(self._positions.values())
+        self._advance(floor)
+
     def close(self) -> None:
         self.log.close()
 
+    def _advance(self, upto: int) -> None:
+        if upto > self.log.committed:
+            self.log.commit(upto)
+            self.log.retain()
 
-__all__ = ["LocalStream", "Stream"]
+    def _save(self, name: str, position: int) -> None:
+        self._folder.mkdir(exist_ok=True)
+        path = self._folder / name
+        temporary = self._folder / f".{name}.tmp"
+        with temporary.open("w", encoding="ascii") as out:
+            out.write(f"{position}\n")
+            out.flush()
+            if self.log.fsync:
+                os.fsync(out.fileno())
+        os.replace(temporary, path)
+        if self.log.fsync:
+            descriptor = os.open(self._folder, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        self._positions[name] = position
+
+
+class Consumer:
+    """A stream as one of its named consumers sees it: the stream's records, and this
+    consumer's own position (`ack`, `acked`)."""
+
+    def __init__(self, stream: LocalStream, name: str) -> None:
+        self.stream = stream
+        self.name = name
+
+    def publish(self, records: Sequence[bytes]) -> tuple[int, int]:
+        return self.stream.publish(records)
+
+    def fetch(self, start: int, max_records: int, timeout: float) -> list[tuple[int, bytes]]:
+        return self.stream.fetch(start, max_records, timeout)
+
+    def ack(self, upto: int) -> None:
+        self.stream.commit(self.name, upto)
+
+    @property
+    def acked(self) -> int:
+        return self.stream.position(self.name)
+
+    @property
+    def end(self) -> int:
+        return self.stream.end
+
+    def close(self) -> None:
+        """The stream is closed by its owner, not by one of its consumers."""
+
+
+def _valid_name(name: str) -> bool:
+    return 0 < len(name) <= 64 and all(c.isalnum() or c in "-_" for c in name)
+
+
+def _read_position(path: Path) -> int:
+    text = path.read_text("ascii").strip()
+    if not text.isdigit():
+        raise CommitError(f"{path}: not a consumer position: {text[:40]!r}")
+    return int(text)
+
+
+__all__ = ["Consumer", "LocalStream", "Stream"]

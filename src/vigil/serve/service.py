@@ -90,12 +90,13 @@ class Service:
             alerts_out=self.alerts_stream,
             kept=StageStateStore(self.engine),
         )
-        # every stage after detection, each in its runner on the stream it consumes
+        # every stage after detection, each in its runner, a named durable consumer of the
+        # stream it reads (so any number of stages may follow one stream)
         self.runners = {
             spec.name: StageRunner(
                 spec.name,
                 spec.build(self),
-                self.streams[spec.consumes],
+                self.streams[spec.consumes].consumer(spec.name),
                 set_aside=self.detector.set_aside,
             )
             for spec in STAGES
