@@ -11,13 +11,12 @@ durable pull consumers.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from vigil.bus.segments import CommitError, SegmentLog
+from vigil.bus.segments import CommitError, SegmentLog, load_position, save_position
 
 CONSUMERS = "consumers"  # the folder, in a stream's, of its named consumers' positions
 
@@ -61,7 +60,9 @@ class LocalStream:
         if self._folder.is_dir():
             for path in self._folder.iterdir():
                 if _valid_name(path.name):
-                    self._positions[path.name] = _read_position(path)
+                    self._positions[path.name] = load_position(path)
+                elif path.name.endswith(".tmp"):
+                    path.unlink(missing_ok=True)  # a save that crashed before its rename
 
     def publish(self, records: Sequence[bytes]) -> tuple[int, int]:
         return self.log.append(records)
@@ -120,20 +121,7 @@ class LocalStream:
 
     def _save(self, name: str, position: int) -> None:
         self._folder.mkdir(exist_ok=True)
-        path = self._folder / name
-        temporary = self._folder / f".{name}.tmp"
-        with temporary.open("w", encoding="ascii") as out:
-            out.write(f"{position}\n")
-            out.flush()
-            if self.log.fsync:
-                os.fsync(out.fileno())
-        os.replace(temporary, path)
-        if self.log.fsync:
-            descriptor = os.open(self._folder, os.O_RDONLY)
-            try:
-                os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
+        save_position(self._folder, name, position, fsync=self.log.fsync)
         self._positions[name] = position
 
 
@@ -168,13 +156,6 @@ class Consumer:
 
 def _valid_name(name: str) -> bool:
     return 0 < len(name) <= 64 and all(c.isalnum() or c in "-_" for c in name)
-
-
-def _read_position(path: Path) -> int:
-    text = path.read_text("ascii").strip()
-    if not text.isdigit():
-        raise CommitError(f"{path}: not a consumer position: {text[:40]!r}")
-    return int(text)
 
 
 __all__ = ["Consumer", "LocalStream", "Stream"]

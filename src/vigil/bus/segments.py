@@ -170,16 +170,7 @@ class SegmentLog:
         return fd
 
     def _read_committed(self) -> int:
-        path = self.folder / _COMMITTED
-        try:
-            text = path.read_text("ascii").strip()
-        except FileNotFoundError:
-            return 0
-        except (OSError, UnicodeDecodeError) as error:
-            raise SegmentLogError(f"{path}: cannot read the committed position: {error}") from None
-        if not text.isdigit():
-            raise SegmentLogError(f"{path}: not a committed position: {text[:40]!r}")
-        return int(text)
+        return load_position(self.folder / _COMMITTED)
 
     def _open_segments(self) -> list[_Segment]:
         for leftover in self.folder.glob(f"{_COMMITTED}.*.tmp"):
@@ -514,17 +505,7 @@ class SegmentLog:
                 raise CommitError(f"{self.folder}: commit {offset} is past the end {end}")
             if offset == committed:
                 return
-            path = self.folder / _COMMITTED
-            temporary = self.folder / f"{_COMMITTED}.{os.getpid()}.tmp"
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-            try:
-                _write_all(fd, f"{offset}\n".encode("ascii"), 0)
-                if self.fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temporary, path)
-            self._sync_dir()
+            save_position(self.folder, _COMMITTED, offset, fsync=self.fsync)
             with self._cond:
                 self._committed = offset
 
@@ -649,6 +630,36 @@ def _frames_begun(tail: bytes) -> int:
     return count
 
 
+def load_position(path: Path) -> int:
+    """A consumer's position as `save_position` wrote it (0 when there is none yet)."""
+    try:
+        text = path.read_text("ascii").strip()
+    except FileNotFoundError:
+        return 0
+    except (OSError, UnicodeDecodeError) as error:
+        raise SegmentLogError(f"{path}: cannot read the committed position: {error}") from None
+    if not text.isdigit():
+        raise SegmentLogError(f"{path}: not a committed position: {text[:40]!r}")
+    return int(text)
+
+
+def save_position(folder: Path, name: str, position: int, *, fsync: bool) -> None:
+    """A consumer's position as the file `folder/name`, replaced atomically (a crash leaves
+    the old one or the new one, and at most a `name.<pid>.tmp` to delete), durable on
+    return with `fsync`."""
+    temporary = folder / f"{name}.{os.getpid()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        _write_all(fd, f"{position}\n".encode("ascii"), 0)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, folder / name)
+    if fsync:
+        _sync_folder(folder)
+
+
 def _write_all(fd: int, data: bytes, position: int) -> None:
     view = memoryview(data)
     while view:
@@ -679,4 +690,6 @@ __all__ = [
     "SegmentLockedError",
     "SegmentLog",
     "SegmentLogError",
+    "load_position",
+    "save_position",
 ]

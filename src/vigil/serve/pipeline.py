@@ -320,8 +320,7 @@ class Pipeline:
     The per-event work (`Analyzer`) runs in this process, or, given a pool of workers that
     each hold one (`vigil.serve.workers.analyzer_pool`), in worker processes, several
     micro-batches at once; the results are finished (`Detector`) here, one batch at a time
-    in stream order. The stream is acknowledged up to what is
-    detected on and stored."""
+    in stream order. The stream is acknowledged up to what is detected on and stored."""
 
     def __init__(
         self,
@@ -426,7 +425,7 @@ class Pipeline:
         assert pool is not None
         deadline = time.monotonic() + timeout
         while True:
-            self._give_out(pool, timeout if not self._in_flight else 0.0)
+            self._give_out(pool, timeout)  # waits only while nothing is given out
             if not self._in_flight:
                 return 0
             worker, upto = self._in_flight[0]
@@ -438,7 +437,8 @@ class Pipeline:
                 return self._finish(worker, upto, analysis)
 
     def _give_out(self, pool: WorkerPool, timeout: float) -> None:
-        """Micro-batches of what waits, one to each free worker."""
+        """Micro-batches of what waits, one to each free worker (waiting up to `timeout`
+        for records only when no batch is given out)."""
         while len(self._in_flight) < pool.size:
             if self._in_flight:
                 records = self.stream.fetch(self._sent, self.batch_max, 0)
