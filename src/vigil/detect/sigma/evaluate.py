@@ -71,12 +71,11 @@ class EventView:
         self.folded_cache: dict[str | None, Any] = {}
 
     def texts(self, name: str | None) -> list[str] | None:
-        try:
-            return self.text_cache[name]
-        except KeyError:
-            pass
+        found: Any = self.text_cache.get(name, _MISSING)  # (a KeyError costs 5 times more)
+        if found is not _MISSING:
+            return found  # type: ignore[no-any-return]
         if name is None:  # every value of every field, for keyword searches
-            found: list[str] | None = [t for v in self.fields.values() for t in (texts_of(v) or ())]
+            found = [t for v in self.fields.values() for t in (texts_of(v) or ())]
         else:
             found = texts_of(self.fields.get(name))
         self.text_cache[name] = found

@@ -38,8 +38,11 @@ OTHER_FIELD = "~~"  # fields no rule names, present only for keyword searches
 # Text that says little about an event because most events of its kind carry it: system paths,
 # extensions, registry roots. A literal is judged by what is left without it.
 COMMON_TEXT = re.compile(
-    rb"c:\\windows\\(?:system32|syswow64)\\|c:\\windows\\|c:\\program files(?: \(x86\))?\\"
-    rb"|:?\\windows\\(?:system32|syswow64)\\|\\system32\\|c:\\users\\|c:\\programdata\\"
+    rb"c:\\windows\\(?:system32|syswow64)\\?|c:\\windows\\?|c:\\program files(?: \(x86\))?\\"
+    rb"|:?\\windows\\(?:system32|syswow64)\\?|\\windows\\|\\(?:system32|syswow64)\\?"
+    rb"|c:\\users\\|c:\\programdata\\"
+    # the processes behind most process events on any Windows host
+    rb"|\\(?:cmd|powershell|conhost|svchost)\.exe"
     rb"|\\registry\\machine\\|\\registry\\user\\|hklm\\|hkcu\\|hku\\"
     rb"|\\?software\\microsoft\\windows(?: nt)?\\currentversion\\|\\?software\\microsoft\\"
     rb"|(?:ntdll|kernelbase|kernel32|wow64|wow64win|wow64cpu)\.dll\+?|\.exe|\.dll|\.sys"
