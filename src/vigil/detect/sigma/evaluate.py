@@ -71,9 +71,10 @@ class EventView:
         self.folded_cache: dict[str | None, Any] = {}
 
     def texts(self, name: str | None) -> list[str] | None:
-        found: Any = self.text_cache.get(name, _MISSING)  # (a KeyError costs 5 times more)
-        if found is not _MISSING:
-            return found  # type: ignore[no-any-return]
+        cached: Any = self.text_cache.get(name, _MISSING)  # (a KeyError costs 5 times more)
+        if cached is not _MISSING:
+            return cached  # type: ignore[no-any-return]
+        found: list[str] | None
         if name is None:  # every value of every field, for keyword searches
             found = [t for v in self.fields.values() for t in (texts_of(v) or ())]
         else:
