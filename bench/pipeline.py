@@ -16,6 +16,9 @@ sources' requests interleaved as several senders' are.
 `calibration_seconds` times a fixed pure-Python loop first (bench/figures.py), so runs taken
 at different times can be compared.
 
+3. Memory: the peak resident set of the server process and of its largest child (a
+   detection worker, which also holds the events waiting to be written to Parquet).
+
 Prints a table and ends with one JSON line (`events_per_s`, `p50_ms`, `p99_ms` at 90% load,
 and the rest). `--quick` sends fewer events and shortens the phases.
 """
@@ -40,6 +43,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import httpx  # noqa: E402
 import orjson  # noqa: E402
+import psutil  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from figures import calibrate, report  # noqa: E402
@@ -81,6 +85,21 @@ def payloads(limit: int) -> list[list[bytes]]:
         placed.extend(((n + 0.5) / len(requests), r) for n, r in enumerate(requests))
     placed.sort(key=lambda item: item[0])
     return [request for _, request in placed]
+
+
+def peak_rss_mb(pid: int) -> tuple[int, int]:
+    """Peak resident memory (VmHWM) of the server process and of its largest child (a
+    detection worker), in MB."""
+    server = psutil.Process(pid)
+
+    def peak(process: psutil.Process) -> int:
+        for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+        return 0
+
+    children = [peak(child) for child in server.children(recursive=True)]
+    return peak(server), max(children, default=0)
 
 
 def free_port() -> int:
@@ -250,6 +269,7 @@ def main() -> int:
                 figures[f"alerts_at_{tag}"] = latency.get("alerts", 0)
             figures["p50_ms"] = figures["p50_ms_at_90"]
             figures["p99_ms"] = figures["p99_ms_at_90"]
+            figures["server_peak_rss_mb"], figures["worker_peak_rss_mb"] = peak_rss_mb(server.pid)
         finally:
             server.send_signal(signal.SIGINT)
             try:

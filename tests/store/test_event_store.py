@@ -137,8 +137,16 @@ def test_the_writer_thread_stores_by_age_and_reports_what_it_holds(tmp_path, zee
     while aging.held_from is not None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert store.count() == 2010
+    # held rows cost memory: past max_bytes they are written whatever their number and age
+    budget = events_module.EventWriter(store, max_events=10_000, max_bytes=1000, max_age=300)
+    budget.put(zeek_events[2010:2020], range(2010, 2020))
+    deadline = time.monotonic() + 30
+    while budget.held_from is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.count() == 2020
     writer.close()
     aging.close()
+    budget.close()
 
 
 def test_a_failed_write_is_raised_by_the_next_call_and_nothing_is_lost(

@@ -293,7 +293,7 @@ class EventStore:
 
 class EventWriter:
     """Writes batches to an event store from a thread of its own, in files of up to
-    `max_events` events or `max_age` seconds. The caller turns its events into Arrow rows
+    `max_events` events, `max_bytes` of Arrow rows or `max_age` seconds. The caller turns its events into Arrow rows
     as it hands them over (`put`: steady work, batch by batch, and the events are freed at
     once); the thread joins them and writes the files (Arrow and Parquet work outside the
     GIL), so detection goes on while files are written, and each day and dataset gets one
@@ -302,12 +302,21 @@ class EventWriter:
     A failed write is raised by every later call, and its events stay held, until
     `discard` (the caller then hands them over again)."""
 
-    def __init__(self, store: EventStore, *, max_events: int = 50_000, max_age: float = 5.0):
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        max_events: int = 50_000,
+        max_bytes: int = 64 << 20,
+        max_age: float = 5.0,
+    ):
         self.store = store
         self.max_events = max_events
+        self.max_bytes = max_bytes  # the rows held cost memory: a detect worker holds them
         self.max_age = max_age
         self._pending: list[Rows] = []
         self._count = 0
+        self._bytes = 0
         self._since = 0.0
         self._writing: int | None = None  # lowest offset of the batch being written
         self._wanted = False  # a flush was asked for
@@ -328,7 +337,8 @@ class EventWriter:
                 self._since = time.monotonic()
             self._pending.append(rows)
             self._count += len(rows.offsets)
-            if len(self._pending) == 1 or self._count >= self.max_events:
+            self._bytes += rows.table.nbytes
+            if len(self._pending) == 1 or self._full():
                 self._cv.notify_all()
 
     @property
@@ -360,7 +370,7 @@ class EventWriter:
         with self._cv:
             while self._writing is not None:
                 self._cv.wait(0.5)
-            self._pending, self._count = [], 0
+            self._pending, self._count, self._bytes = [], 0, 0
             self._error = self._failed_from = None
 
     def close(self) -> None:
@@ -380,9 +390,12 @@ class EventWriter:
     def _due(self) -> bool:
         if not self._pending:
             return False
-        if self._wanted or self._closed or self._count >= self.max_events:
+        if self._wanted or self._closed or self._full():
             return True
         return time.monotonic() - self._since >= self.max_age
+
+    def _full(self) -> bool:
+        return self._count >= self.max_events or self._bytes >= self.max_bytes
 
     def _run(self) -> None:
         while True:
@@ -392,7 +405,7 @@ class EventWriter:
                         return
                     wait = self.max_age - (time.monotonic() - self._since)
                     self._cv.wait(max(0.01, wait) if self._pending else None)
-                batches, self._pending, self._count = self._pending, [], 0
+                batches, self._pending, self._count, self._bytes = self._pending, [], 0, 0
                 self._writing = min(min(rows.offsets) for rows in batches)
             try:
                 self.store.write_rows(batches)
