@@ -293,14 +293,14 @@ class EventStore:
 
 class EventWriter:
     """Writes batches to an event store from a thread of its own, in files of up to
-    `max_events` events, `max_bytes` of Arrow rows or `max_age` seconds. The caller turns its events into Arrow rows
-    as it hands them over (`put`: steady work, batch by batch, and the events are freed at
-    once); the thread joins them and writes the files (Arrow and Parquet work outside the
-    GIL), so detection goes on while files are written, and each day and dataset gets one
-    file per `max_age` rather than one per batch. What is handed over and not yet
-    written is `held_from` onwards; the caller acknowledges its input only below that.
-    A failed write is raised by every later call, and its events stay held, until
-    `discard` (the caller then hands them over again)."""
+    `max_events` events, `max_bytes` of Arrow rows or `max_age` seconds. The caller turns
+    its events into Arrow rows as it hands them over (`put`: steady work, batch by batch,
+    and the events are freed at once); the thread joins them and writes the files (Arrow
+    and Parquet work outside the GIL), so detection goes on while files are written, and
+    each day and dataset gets one file per `max_age` rather than one per batch. What is
+    handed over and not yet written is `held_from` onwards; the caller acknowledges its
+    input only below that. A failed write is raised by every later call, and its events
+    stay held, until `discard` (the caller then hands them over again)."""
 
     def __init__(
         self,
