@@ -9,7 +9,18 @@ from __future__ import annotations
 import typer
 
 from vigil import __version__
-from vigil.cli import correlate, demo, hunt, incidents, intel, rules, scan, serve, tokens
+from vigil.cli import (
+    backup,
+    correlate,
+    demo,
+    hunt,
+    incidents,
+    intel,
+    rules,
+    scan,
+    serve,
+    tokens,
+)
 from vigil.cli._output import out
 
 __all__ = ["app", "main"]
@@ -24,6 +35,8 @@ app.command()(correlate.correlate)
 app.command()(incidents.entities)
 app.command()(incidents.metrics)
 app.command()(demo.demo)
+app.command()(backup.backup)
+app.command()(backup.restore)
 
 
 @app.command()
