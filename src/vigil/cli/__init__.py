@@ -37,6 +37,7 @@ app.command()(incidents.metrics)
 app.command()(demo.demo)
 app.command()(backup.backup)
 app.command()(backup.restore)
+app.command()(backup.drill)
 
 
 @app.command()
