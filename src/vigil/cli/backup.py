@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -119,6 +121,7 @@ def drill(
     timeout: Annotated[
         float, typer.Option(help="Seconds the restored pipeline has to catch up.")
     ] = 600.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Disaster-recovery drill: back up, lose the data folder (moved aside, kept), restore
     and verify, resume ingest; prints RPO (acknowledged events lost) and RTO (seconds to
@@ -141,6 +144,12 @@ def drill(
             )
     except (VigilError, OSError) as exc:
         raise fail(f"drill failed: {exc}") from None
+    if as_json:
+        figures = {k: str(v) if isinstance(v, Path) else v for k, v in vars(report).items()}
+        sys.stdout.write(json.dumps(figures) + "\n")
+        if report.rpo_events:
+            raise typer.Exit(1)
+        return
     table = Table(title=f"Recovery drill of {escape(str(folder))}", title_justify="left")
     table.add_column("figure")
     table.add_column("value", justify="right")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,6 @@ class DrillReport:
     alerts_before: int
     alerts_after: int
     lost_folder: Path
-    steps: list[tuple[str, float]] = field(default_factory=list)
 
 
 def drill(
