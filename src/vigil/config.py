@@ -27,6 +27,10 @@ environment: `VIGIL_API__PORT=8401`.
     fsync = true
     workers = 2             # detection processes (0: in the server's own process)
 
+    [backup]
+    dest = "/backups/vigil"     # scheduled backups (incremental, into this folder); none: off
+    every_s = 3600
+
     [listeners]
     syslog_udp = 5514
     syslog_tcp = 5514
@@ -91,6 +95,13 @@ class CorrelateSettings(BaseModel):
     half_life_s: Annotated[float, Field(gt=0)] = 86400.0  # entity risk halves in this long
 
 
+class BackupSettings(BaseModel):
+    """Scheduled backups by `vigil serve` (docs/backup.md); off unless `dest` is set."""
+
+    dest: Path | None = None  # the backup folder, updated in place (incremental)
+    every_s: Annotated[float, Field(gt=0)] = 3600.0
+
+
 class ListenerSettings(BaseModel):
     syslog_udp: Annotated[int | None, Field(ge=0, le=65535)] = None
     syslog_tcp: Annotated[int | None, Field(ge=0, le=65535)] = None
@@ -115,6 +126,7 @@ class Settings(BaseSettings):
     listeners: ListenerSettings = ListenerSettings()
     correlate: CorrelateSettings = CorrelateSettings()
     hunt: HuntSettings = HuntSettings()
+    backup: BackupSettings = BackupSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -130,6 +142,12 @@ class Settings(BaseSettings):
         if path.is_file():
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+
+def config_file() -> Path | None:
+    """The configuration file in use (`VIGIL_CONFIG`, else `./vigil.toml`), if there is one."""
+    path = Path(os.environ.get("VIGIL_CONFIG", "vigil.toml"))
+    return path if path.is_file() else None
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -15,12 +14,8 @@ from rich.table import Table
 
 from vigil.cli._output import err, fail, out
 from vigil.cli._state import DataDir, settings_with
+from vigil.config import config_file
 from vigil.errors import VigilError
-
-
-def _config_file() -> Path | None:
-    path = Path(os.environ.get("VIGIL_CONFIG", "vigil.toml"))
-    return path if path.is_file() else None
 
 
 def backup(
@@ -44,7 +39,7 @@ def backup(
                 settings.data_dir,
                 dest,
                 database=database,
-                config=_config_file(),
+                config=config_file(),
                 progress=lambda part: status.update(f"Backing up: {part}…"),
             )
     except (VigilError, OSError) as exc:

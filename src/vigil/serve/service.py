@@ -27,6 +27,7 @@ from vigil.errors import (
 from vigil.events.records import detected_now
 from vigil.ingest import Problem
 from vigil.intel.store import IndicatorStore
+from vigil.serve.backups import ScheduledBackup
 from vigil.serve.hunting import Hunting
 from vigil.serve.intake import IngestAck, Intake
 from vigil.serve.metrics import pipeline_metrics
@@ -139,6 +140,9 @@ class Service:
         self.hunting = Hunting(
             settings, self.events_folder, self.hunts, self.alert_store, self.alerts_stream
         )
+        self.backups = (
+            ScheduledBackup(settings, self.registry) if settings.backup.dest is not None else None
+        )
         self.latencies: list[tuple[float, float]] = []  # (when stored, received→stored)
         self.started = time.time()
         self._threads: list[threading.Thread] = []
@@ -162,8 +166,12 @@ class Service:
         )
         for thread in self._threads:
             thread.start()
+        if self.backups is not None:
+            self.backups.start()
 
     def stop(self) -> None:
+        if self.backups is not None:
+            self.backups.stop()
         self.hunting.stopping.set()
         self.pipeline.stop()
         for runner in self.runners.values():
@@ -363,6 +371,10 @@ class Service:
             problems.append(("correlation stopped", "the correlate stage is not running"))
         elif correlating.problem is not None:
             problems.append(("correlation failing", correlating.problem))
+        backups = self.backups
+        last_backup = backups.last if backups is not None else None
+        if backups is not None and last_backup is not None and not last_backup["ok"]:
+            problems.append(("backup failing", f"into {backups.dest}: {last_backup['error']}"))
         out: dict[str, Any] = {
             "status": "degraded" if problems else "ok",
             "problems": sorted({kind for kind, _ in problems}),
@@ -386,6 +398,7 @@ class Service:
             "indicators": self.indicator_count,
             "uptime_s": round(time.time() - self.started, 1),
             "alert_latency_ms": self.latency(self.settings.pipeline.latency_window_s),
+            "backup": last_backup if backups is not None else "off",
         }
 
     def latency(self, window: float) -> dict[str, float | int]:
