@@ -15,6 +15,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The servers the tests run for real (started by fixtures on free loopback ports): NATS
+# JetStream and PostgreSQL, from Debian, installed when missing (as root, as CI runs).
+SERVERS := $(VENV)/.servers
+$(SERVERS): $(STAMP)
+	@missing=""; \
+	command -v nats-server >/dev/null 2>&1 || missing="$$missing nats-server"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "install as root:$$missing"; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	touch $@
+
 run: $(STAMP)
 	@if [ -d $(DATA)/windows ] && [ -d $(DATA)/sigma/rules ]; then \
 		$(BIN)/vigil intel import $(DATA)/threat_intel/maltrail-subset \
@@ -36,7 +49,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(SERVERS)
 	$(BIN)/pytest -q -n 2
 
 test: lint typecheck pytest

@@ -1,0 +1,293 @@
+"""Streams on NATS JetStream: the distributed deployment's bus, with the interface of the
+embedded segment log (`vigil.bus.Stream`).
+
+    bus = JetStreamBus("nats://127.0.0.1:4222")
+    events = bus.stream("events")
+    first, last = events.publish([b"...", b"..."])   # stored by the server on return
+    detect = events.consumer("detect")                # a durable pull consumer
+    for offset, record in detect.fetch(detect.acked, 500, 1.0): ...
+    detect.ack(last + 1)                               # after the output is committed
+
+Offsets are JetStream stream sequences less one, so they start at 0 as the log's do. A
+stream `events` is the JetStream stream `VIGIL-events` on subject `vigil.events` (the prefix
+is configurable). Retention is by limits (age, bytes), not by interest: a stage that
+subscribes later still finds what it needs, as in the embedded log.
+
+Publishing is asynchronous and batched: every record of a call is sent at once and the call
+returns when the server has acknowledged them all (one round trip per batch, not per record).
+A call's records get consecutive offsets (calls on one stream are serialised).
+
+A named consumer is a JetStream durable pull consumer with cumulative acknowledgement
+(`AckPolicy.ALL`): `ack(upto)` acknowledges the record before `upto`, and with it every
+earlier one; the server keeps that position across restarts of either side. Reads in order
+go through the consumer; a read elsewhere (a range read again, to isolate a bad record) is
+served by direct gets and leaves the consumer where it is.
+
+nats-py is asynchronous; a bus runs its own event loop in a thread, and these classes are
+the synchronous face the stages use."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+
+import nats
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType
+from nats.js.errors import NotFoundError
+
+from vigil.bus.segments import CommitError
+from vigil.errors import Unavailable
+
+T = TypeVar("T")
+DEFAULT_CONSUMER = "default"
+ACK_WAIT_S = 3600.0  # a fetched record is redelivered after this long unacknowledged
+
+
+class BusUnavailable(Unavailable):
+    """NATS cannot be reached or did not answer in time."""
+
+
+class JetStreamBus:
+    """One connection to NATS (its own event loop, in a thread) for a process's streams."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "vigil",
+        max_bytes: int = -1,
+        max_age_s: float = 0.0,
+        timeout: float = 10.0,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self.timeout = timeout
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="vigil-nats", daemon=True
+        )
+        self._thread.start()
+        try:
+            self.nc = self.run(
+                nats.connect(
+                    url,
+                    connect_timeout=timeout,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    allow_reconnect=True,
+                )
+            )
+        except Exception as exc:
+            self._stop_loop()
+            raise BusUnavailable(f"cannot connect to NATS at {url}: {exc}") from None
+        self.js = self.nc.jetstream(timeout=timeout)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run a coroutine on the bus's loop and wait for its result."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout if timeout is not None else self.timeout * 3)
+        except TimeoutError:
+            future.cancel()
+            raise BusUnavailable(f"NATS at {self.url} did not answer in time") from None
+
+    def stream(self, name: str) -> JetStreamStream:
+        """The stream `name`, made on the server if it does not exist."""
+        return JetStreamStream(self, name)
+
+    def close(self) -> None:
+        if not self.loop.is_closed():
+            # every publish was acknowledged before its call returned: nothing to drain
+            with contextlib.suppress(Exception):  # closing anyway
+                self.run(self.nc.close())
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+class JetStreamStream:
+    """A stream on JetStream; `ack`/`acked` are those of its default consumer."""
+
+    def __init__(self, bus: JetStreamBus, name: str) -> None:
+        self.bus = bus
+        self.name = name
+        self.stream_name = f"{bus.prefix.upper()}-{name}"
+        self.subject = f"{bus.prefix}.{name}"
+        self._publishing = asyncio.Lock()
+        bus.run(self._ensure())
+        self._default: JetStreamConsumer | None = None
+
+    async def _ensure(self) -> None:
+        js = self.bus.js
+        try:
+            await js.stream_info(self.stream_name)
+        except NotFoundError:
+            await js.add_stream(
+                name=self.stream_name,
+                subjects=[self.subject],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                max_bytes=self.bus.max_bytes,
+                max_age=self.bus.max_age_s,
+            )
+
+    def publish(self, records: Sequence[bytes]) -> tuple[int, int]:
+        if not records:
+            raise ValueError("nothing to publish")
+        return self.bus.run(self._publish(records))
+
+    async def _publish(self, records: Sequence[bytes]) -> tuple[int, int]:
+        js = self.bus.js
+        async with self._publishing:  # a call's records get consecutive offsets
+            futures = [await js.publish_async(self.subject, bytes(record)) for record in records]
+            acks = await asyncio.gather(*futures)
+        return acks[0].seq - 1, acks[-1].seq - 1
+
+    def fetch(self, start: int, max_records: int, timeout: float) -> list[tuple[int, bytes]]:
+        return self._consumer().fetch(start, max_records, timeout)
+
+    def ack(self, upto: int) -> None:
+        self._consumer().ack(upto)
+
+    @property
+    def acked(self) -> int:
+        return self._consumer().acked
+
+    @property
+    def end(self) -> int:
+        """The offset the next record will get."""
+        info = self.bus.run(self.bus.js.stream_info(self.stream_name))
+        return int(info.state.last_seq)
+
+    def consumer(self, name: str) -> JetStreamConsumer:
+        """The named durable consumer of this stream (made on first use, at the start)."""
+        return JetStreamConsumer(self, name)
+
+    def get(self, start: int, max_records: int) -> list[tuple[int, bytes]]:
+        """Records from `start` on, by direct reads (no consumer moves)."""
+        return self.bus.run(self._get(start, max_records))
+
+    async def _get(self, start: int, max_records: int) -> list[tuple[int, bytes]]:
+        js = self.bus.js
+        info = await js.stream_info(self.stream_name)
+        last = int(info.state.last_seq)
+        out: list[tuple[int, bytes]] = []
+        for seq in range(start + 1, min(last, start + max_records) + 1):
+            try:
+                message = await js.get_msg(self.stream_name, seq)
+            except NotFoundError:  # deleted by the limits
+                continue
+            out.append((seq - 1, message.data or b""))
+        return out
+
+    def close(self) -> None:
+        """The bus, shared by the process's streams, is closed by its owner."""
+
+    def _consumer(self) -> JetStreamConsumer:
+        if self._default is None:
+            self._default = self.consumer(DEFAULT_CONSUMER)
+        return self._default
+
+
+class JetStreamConsumer:
+    """A durable pull consumer of a stream, as a `vigil.bus.Stream`."""
+
+    def __init__(self, stream: JetStreamStream, name: str) -> None:
+        if not (0 < len(name) <= 64 and all(c.isalnum() or c in "-_" for c in name)):
+            raise ValueError(f"a consumer's name is letters, digits, '-' and '_': {name!r}")
+        self.stream = stream
+        self.name = name
+        self.bus = stream.bus
+        self._unacked: dict[int, Any] = {}  # offset -> message, fetched and not acknowledged
+        self._sub, self._acked = self.bus.run(self._open())
+        self._next = self._acked  # the offset the consumer delivers next
+
+    async def _open(self) -> tuple[Any, int]:
+        """Subscribe to the durable consumer; records an earlier subscriber was handed and
+        did not acknowledge are handed out again first (the consumer is remade at its
+        acknowledged position: its position is all a stage keeps)."""
+        js, stream = self.bus.js, self.stream.stream_name
+        floor = 0
+        try:
+            info = await js.consumer_info(stream, self.name)
+        except NotFoundError:
+            info = None
+        if info is not None:
+            floor = int(info.ack_floor.stream_seq)
+            if int(info.delivered.stream_seq) > floor:
+                await js.delete_consumer(stream, self.name)
+        config = ConsumerConfig(
+            durable_name=self.name,
+            ack_policy=AckPolicy.ALL,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if floor else DeliverPolicy.ALL,
+            opt_start_seq=floor + 1 if floor else None,
+            ack_wait=ACK_WAIT_S,
+            max_ack_pending=-1,
+        )
+        sub = await js.pull_subscribe(
+            self.stream.subject, durable=self.name, stream=stream, config=config
+        )
+        return sub, floor
+
+    def publish(self, records: Sequence[bytes]) -> tuple[int, int]:
+        return self.stream.publish(records)
+
+    def fetch(self, start: int, max_records: int, timeout: float) -> list[tuple[int, bytes]]:
+        if start != self._next:
+            return self.stream.get(start, max_records)  # elsewhere: direct reads
+        got = self.bus.run(self._fetch(max_records, timeout), timeout + self.bus.timeout * 3)
+        out: list[tuple[int, bytes]] = []
+        for message in got:
+            offset = int(message.metadata.sequence.stream) - 1
+            if offset < self._next:  # delivered again (past its ack wait): already handed out
+                continue
+            self._unacked[offset] = message
+            out.append((offset, message.data or b""))
+            self._next = offset + 1
+        return out
+
+    async def _fetch(self, max_records: int, timeout: float) -> list[Any]:
+        try:
+            return list(await self._sub.fetch(max_records, timeout=max(timeout, 0.001)))
+        except NatsTimeout:
+            return []
+
+    def ack(self, upto: int) -> None:
+        if upto <= self._acked:
+            return
+        if upto > self._next:
+            raise CommitError(
+                f"{self.stream.stream_name}: {self.name} acknowledges {upto}, "
+                f"past what it was given ({self._next})"
+            )
+        held = [offset for offset in self._unacked if offset < upto]
+        if not held:
+            return
+        message = self._unacked[max(held)]
+        self.bus.run(message.ack_sync())  # cumulative: every earlier record with it
+        for offset in held:
+            del self._unacked[offset]
+        self._acked = max(held) + 1
+
+    @property
+    def acked(self) -> int:
+        return self._acked
+
+    @property
+    def end(self) -> int:
+        return self.stream.end
+
+    def close(self) -> None:
+        """The consumer stays on the server (durable); the bus is closed by its owner."""
+
+
+__all__ = ["BusUnavailable", "JetStreamBus", "JetStreamConsumer", "JetStreamStream"]
