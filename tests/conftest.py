@@ -186,3 +186,78 @@ def nats_server(tmp_path: Path):
         yield server
     finally:
         server.stop()
+
+
+class PostgresServer:
+    """A real PostgreSQL server in a folder of its own (initdb, trust on loopback), run as
+    the `postgres` user when the tests run as root (PostgreSQL refuses root); `database()`
+    makes a fresh database and gives its SQLAlchemy URL."""
+
+    def __init__(self) -> None:
+        import glob
+        import shutil
+        import subprocess
+        import tempfile
+
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not found:
+            pytest.fail("PostgreSQL is not installed (make test installs it)")
+        self.bin = Path(found[-1]).parent
+        self.folder = Path(tempfile.mkdtemp(prefix="vigil-pg-", dir="/tmp"))
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+        self.port = _free_port()
+        self.count = 0
+        subprocess.run(
+            [*self.prefix, str(self.bin / "initdb"), "-D", str(self.folder / "data"),
+             "-A", "trust", "-U", "vigil", "-E", "UTF8", "--locale=C"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.process = subprocess.Popen(
+            [*self.prefix, str(self.bin / "postgres"), "-D", str(self.folder / "data"),
+             "-p", str(self.port), "-k", str(self.folder), "-c", "listen_addresses=127.0.0.1",
+             "-c", "fsync=off", "-c", "max_connections=200"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        _wait_port(self.port, 60)
+
+    def database(self) -> str:
+        import psycopg
+
+        self.count += 1
+        name = f"vigil_test_{os.getpid()}_{self.count}"
+        admin = f"host=127.0.0.1 port={self.port} user=vigil dbname=postgres"
+        for _ in range(50):  # the server may still be starting up
+            try:
+                with psycopg.connect(admin, autocommit=True) as db:
+                    db.execute(f'CREATE DATABASE "{name}"')
+                break
+            except psycopg.OperationalError:
+                import time
+
+                time.sleep(0.1)
+        return f"postgresql+psycopg://vigil@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        import shutil
+
+        self.process.terminate()
+        self.process.wait(30)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh, empty PostgreSQL database's URL."""
+    return postgres_server.database()

@@ -12,9 +12,11 @@ from vigil.correlate import AlertIn, IncidentStore
 from vigil.store import migrate, state_engine
 
 
-@pytest.fixture
-def store(tmp_path) -> IncidentStore:
-    engine = state_engine(tmp_path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path) -> IncidentStore:
+    """On SQLite (the embedded default) and on a real PostgreSQL server (distributed)."""
+    where = tmp_path if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = state_engine(where)
     migrate(engine)
     return IncidentStore(engine, evidence=tmp_path / "evidence")
 
