@@ -127,3 +127,55 @@ def test_the_commands_back_up_verify_and_refuse_damage_with_exit_code_2(
     result = run_cli("restore", tmp_path / "b", "--check-only")
     assert result.exit_code == 2
     assert rel.split("/")[-1] in result.output
+
+
+@pytest.fixture
+def postgres_state(tmp_path, postgres_server) -> tuple[Path, str]:
+    """A data folder whose state database is on a real PostgreSQL server, filled by the
+    embedded pipeline with the demo intrusion (alerts, incidents)."""
+    import time
+
+    from vigil.config import Settings
+    from vigil.serve.pipeline import JSON
+    from vigil.serve.service import Service
+
+    url = postgres_server.database()
+    settings = Settings.model_validate(
+        {
+            "data_dir": tmp_path / "pg-data",
+            "database_url": url,
+            "indicators": False,
+            "pipeline": {"workers": 0},
+        }
+    )
+    service = Service(settings)
+    try:
+        service.pipeline.publish(JSON, "demo", demo.records(time.time() - demo.duration()))
+        assert service.drain(120)
+    finally:
+        service.stop()
+    return tmp_path / "pg-data", url
+
+
+def test_a_postgresql_state_database_is_dumped_and_restored_with_the_same_answers(
+    postgres_state, postgres_server, tmp_path
+) -> None:
+    folder, url = postgres_state
+    manifest = backup(folder, tmp_path / "backup", database_url=url)
+    assert manifest.database["kind"] == "postgresql" and manifest.database["file"] == "state.pgdump"
+    assert manifest.database["tables"]["alert"] == manifest.queries["alerts"][0][0] > 0
+    assert manifest.queries["incidents"]
+    target = postgres_server.database()
+    checked = restore(tmp_path / "backup", tmp_path / "restored", database_url=target)
+    assert checked.tables == manifest.database["tables"]
+    with pytest.raises(Exception, match="empty database"):  # once only: it holds tables now
+        restore(tmp_path / "backup", tmp_path / "again", database_url=target)
+
+
+def test_a_damaged_postgresql_dump_is_refused_naming_it(postgres_state, postgres_server, tmp_path):
+    folder, url = postgres_state
+    backup(folder, tmp_path / "backup", database_url=url)
+    dump = tmp_path / "backup" / "state.pgdump"
+    _flip_byte(dump, dump.stat().st_size // 2)
+    with pytest.raises(BackupError, match=re.escape(str(dump))):
+        restore(tmp_path / "backup", tmp_path / "restored", database_url=postgres_server.database())

@@ -28,17 +28,15 @@ def backup(
     with a manifest of SHA-256 digests and row counts. Parquet files already backed up are
     not copied again. Safe while `vigil serve` runs."""
     from vigil.store.backup import backup as run_backup
-    from vigil.store.backup import refuse_database_url
 
     settings = settings_with(data_dir=data_dir)
     started = time.monotonic()
     try:
-        database = refuse_database_url(settings.database_url)
         with err.status("Backing up…") as status:
             manifest = run_backup(
                 settings.data_dir,
                 dest,
-                database=database,
+                database_url=settings.database_url,
                 config=config_file(),
                 progress=lambda part: status.update(f"Backing up: {part}…"),
             )
@@ -75,8 +73,8 @@ def restore(
     """Verify a backup (every file's digest, every Parquet file read back, the database's
     integrity and row counts), restore it into a fresh data folder, and check that a fixed
     set of queries answers as it did at backup time. Refused, naming the file, on any
-    difference."""
-    from vigil.store.backup import refuse_database_url
+    difference. A PostgreSQL backup restores its database into the empty database that
+    VIGIL_DATABASE_URL (or `database_url` in the configuration) names."""
     from vigil.store.backup import restore as run_restore
     from vigil.store.backup import verify as run_verify
 
@@ -84,13 +82,15 @@ def restore(
     settings = settings_with(data_dir=data_dir)
     started = time.monotonic()
     try:
-        if refuse_database_url(settings.database_url) is not None:
+        if settings.database_url and not settings.database_url.startswith("postgresql"):
             raise fail("restore writes the data folder's own SQLite database: unset the URL")
         with err.status("Verifying…"):
             if check_only:
                 _, checked = run_verify(src)
             else:
-                checked = run_restore(src, settings.data_dir, config=None)
+                checked = run_restore(
+                    src, settings.data_dir, database_url=settings.database_url, config=None
+                )
     except (VigilError, OSError) as exc:
         raise fail(f"restore refused: {exc}") from None
     seconds = time.monotonic() - started

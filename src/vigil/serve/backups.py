@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from vigil.config import Settings, config_file
-from vigil.store.backup import backup, refuse_database_url
+from vigil.store.backup import backup
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,11 @@ class ScheduledBackup:
         started = time.monotonic()
         result: dict[str, Any] = {"dest": str(self.dest), "started": time.time()}
         try:
-            database = refuse_database_url(self.settings.database_url)
             manifest = backup(
-                self.settings.data_dir, self.dest, database=database, config=config_file()
+                self.settings.data_dir,
+                self.dest,
+                database_url=self.settings.database_url,
+                config=config_file(),
             )
         except Exception as exc:  # reported and retried, never fatal to the service
             log.error("scheduled backup into %s failed: %s", self.dest, exc)

@@ -4,7 +4,8 @@ streams with their positions, evidence and the configuration.
     manifest = backup(Path("vigil-data"), Path("/backups/vigil"))
     report = restore(Path("/backups/vigil"), Path("vigil-data-new"))   # verifies first
 
-A backup folder holds `state.db` (a consistent copy made by SQLite's backup API), `data/`
+A backup folder holds `state.db` (a consistent copy made by SQLite's backup API; for
+PostgreSQL `state.pgdump`, made by pg_dump from one snapshot, see `vigil.store.pgdump`), `data/`
 (every other file of the data folder, by its path there), `config/` (the configuration file,
 when there is one) and `manifest.json`: for each file its SHA-256 and size, for each Parquet
 file its row count, for the database its row count per table, and the answers of a fixed set
@@ -41,15 +42,18 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
-from vigil.errors import Conflict, Invalid, NotFound, Unsupported
+from vigil.errors import Conflict, Invalid, NotFound
+from vigil.store import pgdump
 
 STATE_FILE = "vigil.db"
-DATABASE = "state.db"  # the database's copy in a backup folder
+DATABASE = "state.db"  # the database's copy in a backup folder (SQLite)
+DUMP = "state.pgdump"  # or its dump (PostgreSQL, pg_dump's custom format)
 MANIFEST = "manifest.json"
 FORMAT = 1
 # Files of a data folder that are not state: the database (copied by its own API), locks,
@@ -127,18 +131,20 @@ def backup(
     data_dir: Path,
     dest: Path,
     *,
-    database: Path | None = None,
+    database_url: str | None = None,
     config: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Manifest:
     """Back the data folder up into `dest` (made if missing; a previous backup there is
-    brought up to date, copying only what changed). `database`: the SQLite file when it is
-    not the data folder's own."""
+    brought up to date, copying only what changed). `database_url`: the state database when
+    it is not the data folder's own SQLite file (another SQLite file, or PostgreSQL, dumped
+    by pg_dump)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise NotFound(f"data folder {data_dir} does not exist")
-    database = database or data_dir / STATE_FILE
-    if not database.is_file():
+    postgres = database_url is not None and database_url.startswith("postgresql")
+    database = sqlite_file(database_url) or data_dir / STATE_FILE
+    if not postgres and not database.is_file():
         raise NotFound(f"state database {database} does not exist")
     dest.mkdir(parents=True, exist_ok=True)
     previous = _previous(dest)
@@ -151,14 +157,26 @@ def backup(
         segments = _link_segments(data_dir, staging)
         # 2. the database: a consistent copy, then its row counts and query answers
         say("database")
-        copy = dest / (DATABASE + ".tmp")
-        _sqlite_backup(database, copy)
-        tables = _table_counts(copy)
-        queries = run_queries(copy)
-        os.replace(copy, dest / DATABASE)
+        name = DUMP if postgres else DATABASE
+        copy = dest / (name + ".tmp")
+        copy.unlink(missing_ok=True)
+        if postgres:
+            assert database_url is not None
+            tables, queries = _dumped(database_url, copy)
+        else:
+            _sqlite_backup(database, copy)
+            tables, queries = _table_counts(copy), run_queries(copy)
+        _fsync(copy)
+        os.replace(copy, dest / name)
+        (dest / (DUMP if not postgres else DATABASE)).unlink(missing_ok=True)
         manifest = Manifest(
             created=time.time(),
-            database={"file": DATABASE, **_digest(dest / DATABASE), "tables": tables},
+            database={
+                "file": name,
+                "kind": "postgresql" if postgres else "sqlite",
+                **_digest(dest / name),
+                "tables": tables,
+            },
             files={},
             queries=queries,
         )
@@ -197,11 +215,18 @@ def verify(src: Path) -> tuple[Manifest, Verified]:
     checked = Verified()
     database = src / manifest.database["file"]
     _check_file(database, manifest.database, manifest.database["file"])
-    _integrity(database)
-    tables = _table_counts(database)
-    if tables != manifest.database["tables"]:
-        raise BackupError(f"{database}: row counts {tables} differ from the manifest's")
-    checked.tables = tables
+    if _is_dump(manifest):
+        try:  # its row counts are checked once restored (a dump is not queried in place)
+            pgdump.check(database)
+        except pgdump.DumpFailed as exc:
+            raise BackupError(str(exc)) from None
+        checked.tables = dict(manifest.database["tables"])
+    else:
+        _integrity(database)
+        tables = _table_counts(database)
+        if tables != manifest.database["tables"]:
+            raise BackupError(f"{database}: row counts {tables} differ from the manifest's")
+        checked.tables = tables
     for rel, entry in sorted(manifest.files.items()):
         path = src / "data" / rel
         _check_file(path, entry, rel)
@@ -217,11 +242,22 @@ def verify(src: Path) -> tuple[Manifest, Verified]:
     return manifest, checked
 
 
-def restore(src: Path, data_dir: Path, *, config: Path | None = None) -> Verified:
+def restore(
+    src: Path,
+    data_dir: Path,
+    *,
+    database_url: str | None = None,
+    config: Path | None = None,
+) -> Verified:
     """Verify the backup, then restore it into `data_dir` (which must be empty or absent),
-    and check that the fixed queries give the answers recorded at backup time. `config`:
-    where to put the backed-up configuration file (left out when None)."""
+    and check that the fixed queries give the answers recorded at backup time. A PostgreSQL
+    backup restores its database into `database_url` (an empty database). `config`: where
+    to put the backed-up configuration file (left out when None)."""
     manifest, checked = verify(src)
+    dumped = _is_dump(manifest)
+    if dumped and not (database_url or "").startswith("postgresql"):
+        raise Invalid("this backup holds a PostgreSQL database: name the empty database to "
+                      "restore it into (--database-url)")  # fmt: skip
     if data_dir.exists() and any(data_dir.iterdir()):
         raise Conflict(f"restore needs a fresh data folder: {data_dir} is not empty")
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -229,12 +265,26 @@ def restore(src: Path, data_dir: Path, *, config: Path | None = None) -> Verifie
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        shutil.copyfile(src / manifest.database["file"], staging / STATE_FILE)
         for rel in manifest.files:
             target = staging / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src / "data" / rel, target)
-        answers = run_queries(staging / STATE_FILE)
+        if dumped:
+            assert database_url is not None
+            try:
+                tables, answers = pgdump.restore(
+                    src / manifest.database["file"], database_url, _answers
+                )
+            except pgdump.DumpFailed as exc:
+                raise BackupError(str(exc)) from None
+            if tables != manifest.database["tables"]:
+                raise BackupError(
+                    f"{src / manifest.database['file']}: restored row counts {tables} differ "
+                    "from the manifest's"
+                )
+        else:
+            shutil.copyfile(src / manifest.database["file"], staging / STATE_FILE)
+            answers = run_queries(staging / STATE_FILE)
         answers["events"] = sum(
             _parquet_rows(staging / rel) for rel, e in manifest.files.items() if "rows" in e
         )
@@ -255,16 +305,51 @@ def restore(src: Path, data_dir: Path, *, config: Path | None = None) -> Verifie
 
 def run_queries(database: Path) -> dict[str, Any]:
     """The fixed query set on a SQLite state database (tables it lacks answer None)."""
-    answers: dict[str, Any] = {}
     with contextlib.closing(_connect(database, readonly=True)) as db:
-        for name, sql in QUERIES.items():
-            try:
+        return _answers(db)
+
+
+def _answers(db: Any) -> dict[str, Any]:
+    """The fixed query set on a DB-API connection (sqlite3 or psycopg): plain JSON values."""
+    answers: dict[str, Any] = {}
+    for name, sql in QUERIES.items():
+        try:
+            if isinstance(db, sqlite3.Connection):
                 rows = db.execute(sql).fetchall()
-            except sqlite3.OperationalError:  # a table this database does not have yet
-                answers[name] = None
-                continue
-            answers[name] = [list(row) for row in rows]
+            else:
+                with db.transaction():  # a savepoint: a missing table spoils nothing else
+                    rows = db.execute(sql).fetchall()
+        except Exception as exc:  # a table this database does not have yet
+            if not _missing_table(exc):
+                raise
+            answers[name] = None
+            continue
+        answers[name] = [[_plain(value) for value in row] for row in rows]
     return answers
+
+
+def _missing_table(exc: Exception) -> bool:
+    if isinstance(exc, sqlite3.OperationalError):
+        return "no such table" in str(exc)
+    return type(exc).__name__ == "UndefinedTable"
+
+
+def _plain(value: Any) -> Any:
+    """Numbers as JSON holds them (PostgreSQL sums are Decimals)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def _dumped(url: str, target: Path) -> tuple[dict[str, int], dict[str, Any]]:
+    try:
+        return pgdump.dump(url, target, _answers)
+    except pgdump.DumpFailed as exc:
+        raise BackupError(str(exc)) from None
+
+
+def _is_dump(manifest: Manifest) -> bool:
+    return manifest.database.get("kind") == "postgresql"
 
 
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -451,17 +536,11 @@ def _prune(out: Path, kept: dict[str, Any]) -> None:
                 path.unlink()
 
 
-def refuse_database_url(url: str | None) -> Path | None:
-    """The SQLite file of a database URL (None for the data folder's own); other databases
-    are refused until their dump tool is wired in."""
-    if not url:
-        return None
-    if url.startswith("sqlite:///"):
+def sqlite_file(url: str | None) -> Path | None:
+    """The SQLite file of a database URL (None for none, or for another database)."""
+    if url and url.startswith("sqlite:///"):
         return Path(url.removeprefix("sqlite:///"))
-    raise Unsupported(
-        f"backup of a {url.split(':', 1)[0]} state database is not supported yet "
-        "(only SQLite: pg_dump support comes with distributed mode)"
-    )
+    return None
 
 
 __all__ = [
@@ -470,7 +549,7 @@ __all__ = [
     "Manifest",
     "Verified",
     "backup",
-    "refuse_database_url",
+    "sqlite_file",
     "restore",
     "run_queries",
     "verify",
