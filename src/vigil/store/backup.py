@@ -549,8 +549,8 @@ __all__ = [
     "Manifest",
     "Verified",
     "backup",
-    "sqlite_file",
     "restore",
     "run_queries",
+    "sqlite_file",
     "verify",
 ]
