@@ -1,11 +1,9 @@
 """The state database on a real PostgreSQL server: the same real events (the SigmaHQ
 regression samples and the Stratus Red Team CloudTrail detonations) through the same
-pipeline give exactly the alerts they give on SQLite, through the same models and
-migrations, and every alert joins an incident.
-
-(Which alerts group together can differ from run to run on either database: the correlate
-stage orders each batch by time, and batch boundaries follow timing. Making grouping
-independent of arrival is work of the distributed mode, where arrival order varies most.)"""
+pipeline give exactly the alerts and incidents they give on SQLite, through the same models
+and migrations. (Incidents are compared whole: grouping follows the alerts stream's order,
+never how its batches happen to fall; when the stage sorted each batch by time, two runs on
+one database gave 73 and 72 incidents.)"""
 
 from __future__ import annotations
 
@@ -37,6 +35,9 @@ def _run(folder: Path, database_url: str | None, loaded, paths: list[Path]) -> d
     return {
         "taken": taken,
         "alerts": sorted((a["id"], a["rule_id"], a["level"], a["host"]) for a in alerts),
+        "incidents": sorted(
+            (i["alerts"], i["level"], tuple(sorted(i["entities"]))) for i in incidents
+        ),
         "in_incidents": sum(i["alerts"] for i in incidents),
     }
 
@@ -54,3 +55,4 @@ def test_the_same_events_give_the_same_alerts_and_incidents_on_postgresql(
     assert len(on_sqlite["alerts"]) > 100
     assert on_postgres["alerts"] == on_sqlite["alerts"]
     assert on_postgres["in_incidents"] == on_sqlite["in_incidents"] == len(on_sqlite["alerts"])
+    assert on_postgres["incidents"] == on_sqlite["incidents"]

@@ -71,7 +71,9 @@ class IncidentStage:
 
     def _feed(self, alerts: Sequence[AlertIn]) -> list[Incident]:
         known = self.store.known_alerts([a.id for a in alerts])
-        fresh = sorted((a for a in alerts if a.id not in known), key=lambda a: a.time)
+        # in stream order, not sorted by time: then the incidents depend on the stream alone,
+        # never on how its batches happen to fall (the correlator places late alerts itself)
+        fresh = [a for a in alerts if a.id not in known]
         if not fresh:
             return []
         correlator = self.correlator
