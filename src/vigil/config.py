@@ -27,6 +27,9 @@ environment: `VIGIL_API__PORT=8401`.
     fsync = true
     workers = 2             # detection processes (0: in the server's own process)
 
+    [bus]
+    url = "nats://127.0.0.1:4222"  # streams on NATS JetStream (none: the embedded logs)
+
     [backup]
     dest = "/backups/vigil"     # scheduled backups (incremental, into this folder); none: off
     every_s = 3600
@@ -95,6 +98,16 @@ class CorrelateSettings(BaseModel):
     half_life_s: Annotated[float, Field(gt=0)] = 86400.0  # entity risk halves in this long
 
 
+class BusSettings(BaseModel):
+    """The streams between the stages: the embedded segment logs in the data folder, or NATS
+    JetStream when `url` is set (the distributed deployment, docs/scale.md)."""
+
+    url: str | None = None  # nats://host:4222
+    prefix: str = "vigil"  # JetStream streams VIGIL-<name> on subjects vigil.<name>
+    max_bytes: int = -1  # per stream; -1: no limit (JetStream's own limits apply)
+    max_age_s: Annotated[float, Field(ge=0)] = 0.0  # 0: kept until max_bytes
+
+
 class BackupSettings(BaseModel):
     """Scheduled backups by `vigil serve` (docs/backup.md); off unless `dest` is set."""
 
@@ -127,6 +140,8 @@ class Settings(BaseSettings):
     correlate: CorrelateSettings = CorrelateSettings()
     hunt: HuntSettings = HuntSettings()
     backup: BackupSettings = BackupSettings()
+    bus: BusSettings = BusSettings()
+    events_dir: Path | None = None  # the Parquet event store (default: <data_dir>/events)
 
     @classmethod
     def settings_customise_sources(

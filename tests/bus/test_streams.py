@@ -70,6 +70,7 @@ def test_records_come_out_in_order_with_consecutive_offsets(open_stream) -> None
     assert [offset for offset, _ in got] == list(range(300))
     assert [record for _, record in got] == records(300)
     assert detect.fetch(300, 10, 0.2) == []  # nothing more: empty after the wait
+    assert detect.fetch(300, 10, 0) == []  # and at once without one
 
 
 def test_each_named_consumer_keeps_its_position_across_a_reopen(open_stream) -> None:

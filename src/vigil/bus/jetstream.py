@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -44,6 +45,7 @@ from vigil.errors import Unavailable
 
 T = TypeVar("T")
 DEFAULT_CONSUMER = "default"
+END_FRESH_S = 0.05
 ACK_WAIT_S = 3600.0  # a fetched record is redelivered after this long unacknowledged
 
 
@@ -93,9 +95,11 @@ class JetStreamBus:
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return future.result(timeout if timeout is not None else self.timeout * 3)
-        except TimeoutError:
+        except TimeoutError as exc:  # the wait here, or one inside the call (nats-py's)
             future.cancel()
-            raise BusUnavailable(f"NATS at {self.url} did not answer in time") from None
+            raise BusUnavailable(
+                f"NATS at {self.url} did not answer in time ({type(exc).__name__}: {exc})"
+            ) from exc
 
     def stream(self, name: str) -> JetStreamStream:
         """The stream `name`, made on the server if it does not exist."""
@@ -125,6 +129,7 @@ class JetStreamStream:
         self._publishing = asyncio.Lock()
         bus.run(self._ensure())
         self._default: JetStreamConsumer | None = None
+        self._end, self._end_at = 0, float("-inf")
 
     async def _ensure(self) -> None:
         js = self.bus.js
@@ -143,7 +148,9 @@ class JetStreamStream:
     def publish(self, records: Sequence[bytes]) -> tuple[int, int]:
         if not records:
             raise ValueError("nothing to publish")
-        return self.bus.run(self._publish(records))
+        first, last = self.bus.run(self._publish(records))
+        self._seen(last + 1)
+        return first, last
 
     async def _publish(self, records: Sequence[bytes]) -> tuple[int, int]:
         js = self.bus.js
@@ -164,9 +171,19 @@ class JetStreamStream:
 
     @property
     def end(self) -> int:
-        """The offset the next record will get."""
-        info = self.bus.run(self.bus.js.stream_info(self.stream_name))
-        return int(info.state.last_seq)
+        """The offset the next record will get (asked of the server at most every
+        `END_FRESH_S`: stages ask on every batch; other processes publish too)."""
+        now = time.monotonic()
+        if now - self._end_at > END_FRESH_S:
+            info = self.bus.run(self.bus.js.stream_info(self.stream_name))
+            self._end = max(self._end, int(info.state.last_seq))
+            self._end_at = now
+        return self._end
+
+    def _seen(self, end: int) -> None:
+        """An end known without asking (a publish's acknowledgement, a fetched record)."""
+        if end > self._end:
+            self._end = end
 
     def consumer(self, name: str) -> JetStreamConsumer:
         """The named durable consumer of this stream (made on first use, at the start)."""
@@ -253,12 +270,14 @@ class JetStreamConsumer:
             self._unacked[offset] = message
             out.append((offset, message.data or b""))
             self._next = offset + 1
+        if out:
+            self.stream._seen(self._next)
         return out
 
     async def _fetch(self, max_records: int, timeout: float) -> list[Any]:
         try:
             return list(await self._sub.fetch(max_records, timeout=max(timeout, 0.001)))
-        except NatsTimeout:
+        except (NatsTimeout, TimeoutError):  # nats-py raises either: nothing came
             return []
 
     def ack(self, upto: int) -> None:

@@ -14,6 +14,7 @@ from typing import Any, cast
 from prometheus_client import CollectorRegistry
 
 from vigil.bus import LocalStream
+from vigil.bus.jetstream import JetStreamBus
 from vigil.config import Settings
 from vigil.correlate.stage import IncidentStage
 from vigil.correlate.store import IncidentStore
@@ -65,21 +66,33 @@ class Service:
         self.alert_store = AlertStore(self.engine)
         self.hunts = HuntStore(self.engine)
         self.indicators_store = IndicatorStore(self.engine)
-        self.events_folder = folder / "events"
+        self.events_folder = settings.events_dir or folder / "events"
         folders = [*([starter_rules()] if settings.starter_rules else []), *settings.rules]
         self.loaded = loaded if loaded is not None else load_rules(folders)
         self.registry = CollectorRegistry()
         self.metrics = pipeline_metrics(self.registry)
         self.incident_store = IncidentStore(self.engine, evidence=folder / "evidence")
-        # the streams between the stages, as the registry names them (`vigil.serve.stages`)
-        self.streams = {
-            name: LocalStream(
-                folder / FOLDERS.get(name, name),
-                fsync=settings.pipeline.fsync and name in DURABLE,
-                segment_bytes=settings.pipeline.segment_bytes,
+        # the streams between the stages, as the registry names them (`vigil.serve.stages`):
+        # segment logs in the data folder, or NATS JetStream
+        self.bus: JetStreamBus | None = None
+        self.streams: dict[str, Any]
+        if settings.bus.url:
+            self.bus = JetStreamBus(
+                settings.bus.url,
+                prefix=settings.bus.prefix,
+                max_bytes=settings.bus.max_bytes,
+                max_age_s=settings.bus.max_age_s,
             )
-            for name in STREAMS
-        }
+            self.streams = {name: self.bus.stream(name) for name in STREAMS}
+        else:
+            self.streams = {
+                name: LocalStream(
+                    folder / FOLDERS.get(name, name),
+                    fsync=settings.pipeline.fsync and name in DURABLE,
+                    segment_bytes=settings.pipeline.segment_bytes,
+                )
+                for name in STREAMS
+            }
         self.stream = self.streams["events"]  # the intake log
         self.alerts_stream = self.streams["alerts"]
         self.risk_stream = self.streams["risk"]
@@ -178,6 +191,8 @@ class Service:
             runner.stop()
         for stream in self.streams.values():
             stream.close()
+        if self.bus is not None:
+            self.bus.close()
 
     def drain(self, timeout: float = 60.0) -> bool:
         """Run every stage until all published so far is processed (tests, tools)."""
