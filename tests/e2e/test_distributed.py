@@ -1,7 +1,10 @@
-"""The same stage code on distributed engines: streams on a real NATS JetStream server and
-state on a real PostgreSQL server give exactly the alerts and incidents of the embedded
-deployment (segment logs, SQLite) on the same real events: the SigmaHQ regression samples
-and the Stratus Red Team CloudTrail detonations."""
+"""The same stage code on distributed engines: state on a real PostgreSQL server (through
+the same models and migrations), then streams on a real NATS JetStream server too, give
+exactly the alerts, incidents and stored events of the embedded deployment (segment logs,
+SQLite) on the same real events: the SigmaHQ regression samples and the Stratus Red Team
+CloudTrail detonations. (Incidents are compared whole: grouping follows the alerts
+stream's order, never how its batches happen to fall; when the correlate stage sorted each
+batch by time, two runs on one database gave 73 and 72 incidents.)"""
 
 from __future__ import annotations
 
@@ -35,9 +38,13 @@ def _run(settings: dict[str, Any], loaded, paths: list[Path]) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_nats_and_postgresql_give_the_embedded_alerts_and_incidents(
-    tmp_path, need_data, sigma_rules, nats_server, postgres_url, workers
+@pytest.mark.parametrize(
+    ("bus", "workers"),
+    [(False, 0), (True, 0), (True, 2)],
+    ids=["postgresql", "nats-postgresql", "nats-postgresql-2-workers"],
+)
+def test_distributed_engines_give_the_embedded_alerts_and_incidents(
+    request, tmp_path, need_data, sigma_rules, postgres_url, bus, workers
 ) -> None:
     paths = [
         need_data("windows", "sigma-regression-data", "regression_data"),
@@ -45,16 +52,10 @@ def test_nats_and_postgresql_give_the_embedded_alerts_and_incidents(
     ]
     common = {"indicators": False, "pipeline": {"workers": workers}}
     embedded = _run({**common, "data_dir": tmp_path / "embedded"}, sigma_rules.loaded, paths)
-    distributed = _run(
-        {
-            **common,
-            "data_dir": tmp_path / "distributed",
-            "database_url": postgres_url,
-            "bus": {"url": nats_server.url},
-        },
-        sigma_rules.loaded,
-        paths,
-    )
+    settings = {**common, "data_dir": tmp_path / "distributed", "database_url": postgres_url}
+    if bus:
+        settings["bus"] = {"url": request.getfixturevalue("nats_server").url}
+    distributed = _run(settings, sigma_rules.loaded, paths)
     assert embedded["taken"] == distributed["taken"] > 0
     assert len(embedded["alerts"]) > 100 and embedded["incidents"]
     assert distributed["stored"] == embedded["stored"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 err = Console(stderr=True)
 out = Console()
@@ -20,6 +21,16 @@ LEVEL_STYLE = {
     "low": "cyan",
     "informational": "dim",
 }
+
+
+def figures_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    """A two-column table of named figures, values right-aligned."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
 
 
 def fail(message: str) -> typer.Exit:

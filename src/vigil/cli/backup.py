@@ -10,9 +10,8 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from vigil.cli._output import err, fail, out
+from vigil.cli._output import err, fail, figures_table, out
 from vigil.cli._state import DataDir, settings_with
 from vigil.config import config_file
 from vigil.errors import VigilError
@@ -42,9 +41,6 @@ def backup(
             )
     except (VigilError, OSError) as exc:
         raise fail(f"backup failed: {exc}") from None
-    table = Table(title=f"Backup of {escape(str(settings.data_dir))}", title_justify="left")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
     total = sum(e["size"] for e in manifest.files.values()) + manifest.database["size"]
     rows = [
         ("files", f"{len(manifest.files):,}"),
@@ -54,9 +50,7 @@ def backup(
         ("database tables", f"{len(manifest.database['tables'])}"),
         ("seconds", f"{time.monotonic() - started:.2f}"),
     ]
-    for name, value in rows:
-        table.add_row(name, value)
-    out.print(table)
+    out.print(figures_table(f"Backup of {escape(str(settings.data_dir))}", rows))
     out.print(f"Backup written to {escape(str(dest))}", highlight=False)
 
 
@@ -145,9 +139,6 @@ def drill(
         if report.rpo_events:
             raise typer.Exit(1)
         return
-    table = Table(title=f"Recovery drill of {escape(str(folder))}", title_justify="left")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
     rows = [
         ("acknowledged events", f"{report.acknowledged:,}"),
         ("stored after restore", f"{report.stored:,}"),
@@ -159,9 +150,7 @@ def drill(
         ("catch up after restore", f"{report.catch_up_seconds:.2f} s"),
         ("alerts before / after", f"{report.alerts_before:,} / {report.alerts_after:,}"),
     ]
-    for name, value in rows:
-        table.add_row(name, value)
-    out.print(table)
+    out.print(figures_table(f"Recovery drill of {escape(str(folder))}", rows))
     out.print(
         f"The lost folder was kept at {escape(str(report.lost_folder))}: delete it once satisfied.",
         highlight=False,
