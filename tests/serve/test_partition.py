@@ -46,7 +46,10 @@ def test_records_naming_no_host_go_by_their_source(need_data) -> None:
 
 
 def test_ecs_host_names_and_hostile_records() -> None:
-    ecs = b'{"@timestamp": "2026-12-03T10:00:00Z", "host": {"os": {"family": "linux"}, "name": "WEB-01"}}'
+    ecs = (
+        b'{"@timestamp": "2026-12-03T10:00:00Z",'
+        b' "host": {"os": {"family": "linux"}, "name": "WEB-01"}}'
+    )
     assert partition_key(ecs, "s") == b"web-01"
     too_long = b'{"Computer": "' + b"x" * 300 + b'"}'
     assert partition_key(too_long, "s") == b"s"
