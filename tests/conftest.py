@@ -113,6 +113,24 @@ def run_cli(vigil_cache: Path) -> Callable[..., Result]:
     return run
 
 
+def _until(probe: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def until() -> Callable[..., Any]:
+    """`until(probe, "what", timeout=60)`: probe until it gives something true; that."""
+    return _until
+
+
 # --- real servers, started on free loopback ports ---------------------------------------------
 
 

@@ -5,7 +5,6 @@ Sigma `event_count` correlation whose window spans the restart fires exactly onc
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +40,6 @@ def kill(served: Served) -> None:
     served.process.wait(30)
 
 
-def until(probe: Any, what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def alerts(served: Served, rule: str) -> list[dict[str, Any]]:
     reply = served.get("/api/v1/alerts", params={"rule_id": rule, "limit": 100})
     assert reply.status_code == 200, reply.text
@@ -68,7 +57,7 @@ def send(served: Served, *events: dict[str, Any]) -> None:
     served.wait_idle()
 
 
-def test_an_incident_in_progress_keeps_its_id_across_a_kill(tmp_path: Path) -> None:
+def test_an_incident_in_progress_keeps_its_id_across_a_kill(tmp_path: Path, until) -> None:
     served = Served(tmp_path).start()
     try:
         send(served, whoami(1, host="ws-9", UtcTime=at(0)))
@@ -86,7 +75,7 @@ def test_an_incident_in_progress_keeps_its_id_across_a_kill(tmp_path: Path) -> N
         served.stop()
 
 
-def test_an_event_count_window_spanning_a_kill_fires_exactly_once(tmp_path: Path) -> None:
+def test_an_event_count_window_spanning_a_kill_fires_exactly_once(tmp_path: Path, until) -> None:
     served = Served(tmp_path)
     (served.rules / "burst.yml").write_text(BURST)
     served.start()

@@ -4,7 +4,6 @@ fails degrades /health, is counted, and stops nothing."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import orjson
@@ -44,18 +43,8 @@ def _ndjson(path: Path) -> bytes:
     return b"\n".join(lines)
 
 
-def _wait_for(check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 def test_the_scheduled_backup_holds_what_was_taken_in_and_reports_itself(
-    tmp_path, need_data
+    tmp_path, need_data, until
 ) -> None:
     dns = need_data("network", "stratosphere", "005-zeek-scenario-malicious", "dns.log")
     service, keys = _served(tmp_path / "data", tmp_path / "backup")
@@ -70,7 +59,7 @@ def test_the_scheduled_backup_holds_what_was_taken_in_and_reports_itself(
             last = client.get("/health", headers=viewer).json()["backup"]
             return last if last and last["ok"] and last["events"] == 992 else None
 
-        last = _wait_for(backed_up_all)
+        last = until(backed_up_all, "a backup of every event")
         assert last["files"] > 0 and last["dest"] == str(tmp_path / "backup")
         metrics = client.get("/metrics", headers=viewer).text
         assert "vigil_backup_last_ok 1.0" in metrics
@@ -79,14 +68,17 @@ def test_the_scheduled_backup_holds_what_was_taken_in_and_reports_itself(
     assert checked.parquet_rows == manifest.queries["events"] == 992
 
 
-def test_a_failing_backup_degrades_health_and_the_service_goes_on(tmp_path, need_data) -> None:
+def test_a_failing_backup_degrades_health_and_the_service_goes_on(
+    tmp_path, need_data, until
+) -> None:
     dns = need_data("network", "stratosphere", "005-zeek-scenario-malicious", "dns.log")
     (tmp_path / "not-a-folder").write_text("x")
     service, keys = _served(tmp_path / "data", tmp_path / "not-a-folder")
     with TestClient(build_app(service)) as client:
         viewer = {"Authorization": f"Bearer {keys['viewer']}"}
-        health = _wait_for(
-            lambda: (h := client.get("/health", headers=viewer).json())["backup"] and h
+        health = until(
+            lambda: (h := client.get("/health", headers=viewer).json())["backup"] and h,
+            "a backup's result",
         )
         assert health["status"] == "degraded"
         assert any(p.startswith("backup failing") for p in health["problems"])
