@@ -185,6 +185,21 @@ class JetStreamStream:
         if end > self._end:
             self._end = end
 
+    def backlog(self, consumer: str) -> int:
+        """Records not yet acknowledged by the named consumer, whichever process holds it
+        (asked of the server; all of them while the consumer does not exist yet)."""
+        return int(self.bus.run(self._backlog(consumer)))
+
+    async def _backlog(self, consumer: str) -> int:
+        js = self.bus.js
+        info = await js.stream_info(self.stream_name)
+        end = int(info.state.last_seq)
+        try:
+            floor = int((await js.consumer_info(self.stream_name, consumer)).ack_floor.stream_seq)
+        except NotFoundError:
+            floor = int(info.state.first_seq) - 1 if info.state.first_seq else 0
+        return max(0, end - floor)
+
     def consumer(self, name: str) -> JetStreamConsumer:
         """The named durable consumer of this stream (made on first use, at the start)."""
         return JetStreamConsumer(self, name)

@@ -122,9 +122,17 @@ class Analyzer:
     `Detector`'s."""
 
     def __init__(
-        self, loaded: LoadedRules, events: EventStore | None, intel: IntelScan | None = None
+        self,
+        loaded: LoadedRules,
+        events: EventStore | None,
+        intel: IntelScan | None = None,
+        *,
+        stream: str = "",
     ) -> None:
         self.loaded = loaded
+        # what names the stream in an alert's identity: "" for the one `events` stream,
+        # "3:" for partition 3 (its offsets are its own: without it two would collide)
+        self.stream = stream
         self.events = EventWriter(events) if events is not None else None
         self.core = DetectionCore(loaded, intel=intel)
         self.classifier = Classifier()
@@ -155,9 +163,9 @@ class Analyzer:
         for detection, event in found.detections:
             at = offset_of.get(id(event))
             if detection.kind == "indicator":  # one alert per indicator field of the event
-                identity = f"{at}\0{next(iter(detection.matched_fields), '')}"
+                identity = f"{self.stream}{at}\0{next(iter(detection.matched_fields), '')}"
             else:
-                identity = str(at)
+                identity = f"{self.stream}{at}"
             out.found.append(
                 Alert(alert_id(detection, identity), detection, entities_of(event), offset=at)
             )
@@ -242,7 +250,9 @@ class Detector:
         rejects: Path | None = None,
         alerts_out: Stream | None = None,
         kept: StageStateStore | None = None,
+        name: str = STAGE,
     ) -> None:
+        self.name = name  # whose state it keeps: "detect", or "detect-3" for a partition
         self.alerts = alerts
         self.alerts_out = alerts_out  # the `alerts` stream (correlation and later stages)
         self.indicators = indicators
@@ -257,7 +267,7 @@ class Detector:
         whose hits may be in them: they will be fed again)."""
         self.correlation = CorrelationEngine(self.specs)
         self.kept_upto = 0  # hits of records below this offset are in the windows
-        saved = self.kept.get(STAGE) if self.kept is not None and self.specs else None
+        saved = self.kept.get(self.name) if self.kept is not None and self.specs else None
         if saved is not None:
             self.kept_upto, state = saved
             self.correlation.restore(state)
@@ -295,7 +305,7 @@ class Detector:
         self.set_aside(analysis.rejects)
         if fed and upto is not None and self.kept is not None:
             # kept with the batch, before the stream is acknowledged: windows span a restart
-            self.kept.put(STAGE, upto, self.correlation.state())
+            self.kept.put(self.name, upto, self.correlation.state())
             self.kept_upto = upto
         return figures
 
@@ -383,6 +393,18 @@ class Pipeline:
         if self._thread is not None:
             self._thread.join(timeout)
         self.flush()
+        if self.pool is not None:
+            self.pool.stop()
+        elif self.analyzer is not None:
+            self.analyzer.close()
+
+    def abandon(self) -> None:
+        """Stop without acknowledging anything more (the stream is another's now: a lost
+        partition lease). Events held for the store are still written: the store skips the
+        offsets it holds, so whoever does them again stores nothing twice."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
         if self.pool is not None:
             self.pool.stop()
         elif self.analyzer is not None:
