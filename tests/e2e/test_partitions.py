@@ -6,6 +6,7 @@ the other finishes them."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from vigil.bus.jetstream import JetStreamBus
@@ -113,3 +114,52 @@ def test_two_workers_share_the_partitions_and_raise_the_embedded_alerts(
         for worker in (one, two):
             worker.bus.close()
         bus.close()
+
+
+def test_a_killed_worker_and_a_nats_restart_lose_and_double_nothing(
+    tmp_path, need_data, sigma_rules, nats_server, postgres_url
+) -> None:
+    """A worker dies mid-stream without a word (its batches done but not acknowledged, its
+    leases left to run out); NATS is then restarted; the other worker takes over and every
+    event is stored once, every alert exists once."""
+    loaded = sigma_rules.loaded
+    paths = _paths(need_data)
+    expected = _embedded(tmp_path / "embedded", loaded, paths)
+    bus = JetStreamBus(nats_server.url)
+    intake = PartitionedEvents(bus, partitions=PARTITIONS)
+    sent = 0
+    for source in discover(paths):
+        for batch in read_events(source, FileReport(source.name)):
+            records = [event_record(e) for e in batch]
+            intake.publish(EVENT, f"file:{Path(source.name).name}", records)
+            sent += len(batch)
+    bus.close()
+    events = tmp_path / "events"
+    doomed = _worker(nats_server.url, postgres_url, events, loaded, "doomed")
+    survivor = _worker(nats_server.url, postgres_url, events, loaded, "survivor")
+    try:
+        for _ in range(3):
+            doomed.rebalance()
+            survivor.rebalance()
+        assert len(doomed.owned) == 2
+        for _ in range(3):
+            doomed.step(0.05)  # alerts written, events handed to the store, little acknowledged
+        for pipeline in doomed.pipelines.values():  # killed: what its stores held is lost,
+            assert pipeline.analyzer is not None and pipeline.analyzer.events is not None
+            pipeline.analyzer.events.discard()  # nothing more is written,
+            pipeline.analyzer.events.close()
+        doomed.bus.close()  # acknowledged or handed over
+        nats_server.restart()
+        deadline = time.monotonic() + 30
+        while survivor.owned != set(range(PARTITIONS)) and time.monotonic() < deadline:
+            survivor.rebalance()  # reconnects, then takes the partitions as leases run out
+            time.sleep(0.5)
+        assert survivor.owned == set(range(PARTITIONS))
+        assert survivor.drain(300)
+        alerts = AlertStore(state_engine(postgres_url)).list(limit=100_000, kind="sigma")
+        assert len({a["id"] for a in alerts}) == len(alerts)
+        assert _found(alerts) == expected
+        assert EventStore(events, writer=False).count() == sent
+    finally:
+        survivor.stop()
+        survivor.bus.close()
