@@ -90,8 +90,7 @@ class LocalStream:
 
     def consumer(self, name: str) -> Consumer:
         """The named, durable consumer `name` of this stream (made on first use)."""
-        if not _valid_name(name):
-            raise ValueError(f"a consumer's name is letters, digits, '-' and '_': {name!r}")
+        check_consumer_name(name)
         with self._lock:
             if name not in self._positions:
                 self._save(name, self.log.committed)
@@ -154,8 +153,14 @@ class Consumer:
         """The stream is closed by its owner, not by one of its consumers."""
 
 
+def check_consumer_name(name: str) -> None:
+    """ValueError unless `name` can name a consumer (a file name, a JetStream durable)."""
+    if not _valid_name(name):
+        raise ValueError(f"a consumer's name is letters, digits, '-' and '_': {name!r}")
+
+
 def _valid_name(name: str) -> bool:
     return 0 < len(name) <= 64 and all(c.isalnum() or c in "-_" for c in name)
 
 
-__all__ = ["Consumer", "LocalStream", "Stream"]
+__all__ = ["Consumer", "LocalStream", "Stream", "check_consumer_name"]

@@ -40,6 +40,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType
 from nats.js.errors import NotFoundError
 
+from vigil.bus import check_consumer_name
 from vigil.bus.segments import CommitError
 from vigil.errors import Unavailable
 
@@ -234,8 +235,7 @@ class JetStreamConsumer:
     """A durable pull consumer of a stream, as a `vigil.bus.Stream`."""
 
     def __init__(self, stream: JetStreamStream, name: str) -> None:
-        if not (0 < len(name) <= 64 and all(c.isalnum() or c in "-_" for c in name)):
-            raise ValueError(f"a consumer's name is letters, digits, '-' and '_': {name!r}")
+        check_consumer_name(name)
         self.stream = stream
         self.name = name
         self.bus = stream.bus

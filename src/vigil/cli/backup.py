@@ -41,11 +41,10 @@ def backup(
             )
     except (VigilError, OSError) as exc:
         raise fail(f"backup failed: {exc}") from None
-    total = sum(e["size"] for e in manifest.files.values()) + manifest.database["size"]
     rows = [
         ("files", f"{len(manifest.files):,}"),
         ("copied now", f"{manifest.copied:,} ({manifest.copied_bytes / 1e6:,.1f} MB)"),
-        ("backup size", f"{total / 1e6:,.1f} MB"),
+        ("backup size", f"{manifest.size / 1e6:,.1f} MB"),
         ("events (Parquet rows)", f"{manifest.queries['events']:,}"),
         ("database tables", f"{len(manifest.database['tables'])}"),
         ("seconds", f"{time.monotonic() - started:.2f}"),

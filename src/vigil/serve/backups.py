@@ -76,7 +76,7 @@ class ScheduledBackup:
             self.runs.labels(result="failed").inc()
             self.last_ok.set(0)
         else:
-            size = manifest.database["size"] + sum(e["size"] for e in manifest.files.values())
+            size = manifest.size
             result.update(
                 ok=True,
                 files=len(manifest.files),

@@ -112,7 +112,7 @@ def drill(
         backup_seconds=backup_seconds,
         restore_seconds=restored_at - lost_at,
         catch_up_seconds=caught_up_at - serving_at,
-        backup_bytes=manifest.database["size"] + sum(e["size"] for e in manifest.files.values()),
+        backup_bytes=manifest.size,
         alerts_before=alerts_before,
         alerts_after=figures["alerts"],
         lost_folder=lost,

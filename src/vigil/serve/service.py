@@ -9,12 +9,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import CollectorRegistry
 
 from vigil.bus import LocalStream
-from vigil.bus.jetstream import JetStreamBus
 from vigil.config import Settings
 from vigil.correlate.stage import IncidentStage
 from vigil.correlate.store import IncidentStore
@@ -45,6 +44,9 @@ from vigil.store.alerts import AlertStore
 from vigil.store.events import EventStore
 from vigil.store.hunts import HuntStore
 from vigil.store.stages import StageStateStore
+
+if TYPE_CHECKING:
+    from vigil.bus.jetstream import JetStreamBus
 
 log = logging.getLogger("vigil.serve")
 IMPORT_WAIT_S = 10.0  # an alert import waits this long for its incidents
@@ -77,6 +79,8 @@ class Service:
         self.bus: JetStreamBus | None = None
         self.streams: dict[str, Any]
         if settings.bus.url:
+            from vigil.bus.jetstream import JetStreamBus  # nats-py: only when distributed
+
             self.bus = JetStreamBus(
                 settings.bus.url,
                 prefix=settings.bus.prefix,

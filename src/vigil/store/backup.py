@@ -81,6 +81,11 @@ class Manifest:
     copied: int = 0  # files copied by this backup (the others were there already)
     copied_bytes: int = 0
 
+    @property
+    def size(self) -> int:
+        """Bytes in the backup: the database copy and every file."""
+        return int(self.database["size"]) + sum(int(e["size"]) for e in self.files.values())
+
     def to_json(self) -> bytes:
         data = {k: v for k, v in self.__dict__.items() if k not in ("copied", "copied_bytes")}
         return json.dumps(data, indent=1, sort_keys=True).encode()
@@ -366,7 +371,6 @@ def _sqlite_backup(database: Path, copy: Path) -> None:
     ):
         source.backup(target)
         target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
-    _fsync(copy)
 
 
 def _integrity(database: Path) -> None:
