@@ -12,7 +12,7 @@ from pathlib import Path
 from vigil.bus.jetstream import JetStreamBus
 from vigil.config import Settings
 from vigil.ingest import FileReport, discover, read_events
-from vigil.serve.partitions import DetectParts, PartitionedDetect, PartitionedEvents
+from vigil.serve.partitions import PartitionedDetect, PartitionedEvents
 from vigil.serve.pipeline import EVENT, Analyzer, Detector, Pipeline, event_record
 from vigil.serve.service import Service
 from vigil.store import migrate, state_engine
@@ -28,6 +28,18 @@ def _paths(need_data) -> list[Path]:
         need_data("windows", "sigma-regression-data", "regression_data"),
         need_data("cloud", "stratus-red-team"),
     ]
+
+
+def _publish(intake: PartitionedEvents, paths: list[Path]) -> int:
+    """The events of the files through a partitioned intake, as `vigil serve` reads them."""
+    sent = 0
+    for source in discover(paths):
+        for batch in read_events(source, FileReport(source.name)):
+            intake.publish(
+                EVENT, f"file:{Path(source.name).name}", [event_record(e) for e in batch]
+            )
+            sent += len(batch)
+    return sent
 
 
 def _found(alerts: list[dict]) -> set[tuple]:
@@ -69,7 +81,7 @@ def _worker(url: str, database_url: str, events: Path, loaded, me: str) -> Parti
         analyzer = Analyzer(loaded, store, None, stream=f"{partition}:")
         return Pipeline(stream, detector, analyzer, batch_max=500, batch_wait=0.0)
 
-    return PartitionedDetect(bus, DetectParts(pipeline), partitions=PARTITIONS, lease_s=2.0, me=me)
+    return PartitionedDetect(bus, pipeline, partitions=PARTITIONS, lease_s=2.0, me=me)
 
 
 def test_two_workers_share_the_partitions_and_raise_the_embedded_alerts(
@@ -80,13 +92,7 @@ def test_two_workers_share_the_partitions_and_raise_the_embedded_alerts(
     expected = _embedded(tmp_path / "embedded", loaded, paths)
     bus = JetStreamBus(nats_server.url)
     intake = PartitionedEvents(bus, partitions=PARTITIONS)
-    sent = 0
-    for source in discover(paths):
-        for batch in read_events(source, FileReport(source.name)):
-            intake.publish(
-                EVENT, f"file:{Path(source.name).name}", [event_record(e) for e in batch]
-            )
-            sent += len(batch)
+    sent = _publish(intake, paths)
     assert intake.lag() == sent
     events = tmp_path / "events"
     one = _worker(nats_server.url, postgres_url, events, loaded, "one")
@@ -126,13 +132,7 @@ def test_a_killed_worker_and_a_nats_restart_lose_and_double_nothing(
     paths = _paths(need_data)
     expected = _embedded(tmp_path / "embedded", loaded, paths)
     bus = JetStreamBus(nats_server.url)
-    intake = PartitionedEvents(bus, partitions=PARTITIONS)
-    sent = 0
-    for source in discover(paths):
-        for batch in read_events(source, FileReport(source.name)):
-            records = [event_record(e) for e in batch]
-            intake.publish(EVENT, f"file:{Path(source.name).name}", records)
-            sent += len(batch)
+    sent = _publish(PartitionedEvents(bus, partitions=PARTITIONS), paths)
     bus.close()
     events = tmp_path / "events"
     doomed = _worker(nats_server.url, postgres_url, events, loaded, "doomed")

@@ -131,6 +131,7 @@ class JetStreamStream:
         bus.run(self._ensure())
         self._default: JetStreamConsumer | None = None
         self._end, self._end_at = 0, float("-inf")
+        self._backlogs: dict[str, tuple[float, int]] = {}  # consumer -> (asked at, backlog)
 
     async def _ensure(self) -> None:
         js = self.bus.js
@@ -188,8 +189,14 @@ class JetStreamStream:
 
     def backlog(self, consumer: str) -> int:
         """Records not yet acknowledged by the named consumer, whichever process holds it
-        (asked of the server; all of them while the consumer does not exist yet)."""
-        return int(self.bus.run(self._backlog(consumer)))
+        (all of them while it does not exist yet). Asked of the server at most every
+        `END_FRESH_S`: intake asks on every request."""
+        now = time.monotonic()
+        asked, known = self._backlogs.get(consumer, (float("-inf"), 0))
+        if now - asked > END_FRESH_S:
+            known = int(self.bus.run(self._backlog(consumer)))
+            self._backlogs[consumer] = (now, known)
+        return known
 
     async def _backlog(self, consumer: str) -> int:
         js = self.bus.js

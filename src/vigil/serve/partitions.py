@@ -1,9 +1,9 @@
 """The detect stage over a partitioned `events` stream: intake publishes each record to the
-partition of its host (`vigil.serve.partition`), and any number of detect workers share the
+partition of its host (`partition_of`), and any number of detect workers share the
 partitions through leases (`vigil.bus.leases`).
 
     out = PartitionedEvents(bus, partitions=8)        # intake: publish(kind, source, lines)
-    detect = PartitionedDetect(bus, parts, partitions=8)
+    detect = PartitionedDetect(bus, make_pipeline, partitions=8)
     detect.start()                                    # takes its share, follows the leases
     ...
     detect.stop()                                     # finishes, stores, hands over
@@ -22,19 +22,50 @@ stopped at once, before its lease can run out."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from vigil.bus.jetstream import JetStreamBus, JetStreamStream
 from vigil.bus.leases import PartitionLeases
-from vigil.serve.partition import partition_of
 from vigil.serve.pipeline import Pipeline, encode
 
 log = logging.getLogger("vigil.partitions")
+
+# --- which partition: by host, else source ---------------------------------------------------
+# The host is found in the raw record without parsing it: the first value of a field that
+# names the host in the shapes Vigil reads (Windows `Computer`/`Hostname`, ECS `host.name`
+# or `host: {name}`, Defender `DeviceName`, syslog `hostname`), looked for in the first
+# `SCANNED` bytes with a bounded pattern. A record that names none goes by its source (the
+# sending agent, file or listener), which is usually one host too. The partition is a CRC-32
+# of that key (stable across processes and releases, unlike Python's `hash`).
+
+SCANNED = 16 << 10
+_HOST = re.compile(
+    rb'"(?:Computer|ComputerName|Hostname|hostname|host_name|host\.name|DeviceName|'
+    rb'computer_name)"\s{0,4}:\s{0,4}"([^"\\]{1,255})"'
+    # ECS: host.name at the first level of the host object (its os, ip... objects skipped)
+    rb'|"host"\s{0,4}:\s{0,4}\{(?:[^{}"]|"[^"\\]{0,255}"|\{[^{}]{0,512}\}){0,64}?'
+    rb'"name"\s{0,4}:\s{0,4}"([^"\\]{1,255})"'
+)
+
+
+def partition_key(payload: bytes | bytearray, source: str) -> bytes:
+    """The host a record names (lower case), else `source`."""
+    found = _HOST.search(payload, 0, SCANNED)
+    if found is not None:
+        return (found.group(1) or found.group(2)).lower()
+    return source.encode("utf-8", "replace")
+
+
+def partition_of(payload: bytes | bytearray, source: str, partitions: int) -> int:
+    if partitions <= 1:
+        return 0
+    return zlib.crc32(partition_key(payload, source)) % partitions
 
 
 def partition_stream(bus: JetStreamBus, partition: int) -> JetStreamStream:
@@ -67,26 +98,18 @@ class PartitionedEvents:
         return sum(stream.backlog("detect") for stream in self.streams)
 
 
-@dataclass
-class DetectParts:
-    """What a partition's pipeline is made of, built per partition by the caller (the
-    service): `pipeline(partition, stream)` gives a ready `Pipeline` on that stream."""
-
-    pipeline: Callable[[int, Any], Pipeline]
-
-
 class PartitionedDetect:
     def __init__(
         self,
         bus: JetStreamBus,
-        parts: DetectParts,
+        pipeline: Callable[[int, Any], Pipeline],
         *,
         partitions: int,
         lease_s: float = 6.0,
         me: str | None = None,
     ) -> None:
         self.bus = bus
-        self.parts = parts
+        self.make_pipeline = pipeline  # (partition, its stream) -> a Pipeline on it
         self.leases = PartitionLeases(bus, "detect", partitions=partitions, lease_s=lease_s, me=me)
         self.lease_s = lease_s
         self.pipelines: dict[int, Pipeline] = {}
@@ -134,7 +157,7 @@ class PartitionedDetect:
         self.leases.give_back(surplus)
         for partition in sorted(owned - surplus - set(self.pipelines)):
             stream = partition_stream(self.bus, partition).consumer("detect")
-            self.pipelines[partition] = self.parts.pipeline(partition, stream)
+            self.pipelines[partition] = self.make_pipeline(partition, stream)
 
     def step(self, timeout: float = 0.05) -> int:
         """A micro-batch of each partition held; records done."""
@@ -172,11 +195,15 @@ class PartitionedDetect:
                 continue
             if not self.step():
                 for pipeline in list(self.pipelines.values()):
-                    try:
-                        pipeline.flush()  # nothing came: store what is held
-                    except Exception as exc:
-                        pipeline._failed(exc)
+                    pipeline.idle()
                 self._stop.wait(0.05)
 
 
-__all__ = ["DetectParts", "PartitionedDetect", "PartitionedEvents", "partition_stream"]
+__all__ = [
+    "SCANNED",
+    "PartitionedDetect",
+    "PartitionedEvents",
+    "partition_key",
+    "partition_of",
+    "partition_stream",
+]

@@ -675,13 +675,19 @@ class Pipeline:
         self.problem = None
         self.storage = None
 
+    def idle(self) -> None:
+        """Nothing came: store what is held and acknowledge it (a failure is contained)."""
+        if self._isolating:
+            return
+        try:
+            self.flush()
+        except Exception as exc:
+            self._failed(exc)
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            if not self.step(0.25) and not self._isolating:
-                try:
-                    self.flush()  # idle: what is held gets stored
-                except Exception as exc:
-                    self._failed(exc)
+            if not self.step(0.25):
+                self.idle()
 
 
 def _summary(exc: BaseException) -> str:

@@ -10,7 +10,7 @@ from collections import defaultdict
 import orjson
 
 from vigil.ingest import FileReport, discover, read_events
-from vigil.serve.partition import partition_key, partition_of
+from vigil.serve.partitions import partition_key, partition_of
 
 
 def _lines(folder) -> list[tuple[bytes, object]]:
