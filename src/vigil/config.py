@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import (
@@ -106,6 +106,9 @@ class BusSettings(BaseModel):
     prefix: str = "vigil"  # JetStream streams VIGIL-<name> on subjects vigil.<name>
     max_bytes: int = -1  # per stream; -1: no limit (JetStream's own limits apply)
     max_age_s: Annotated[float, Field(ge=0)] = 0.0  # 0: kept until max_bytes
+    # `events` is partitioned by host for the detect workers; the same in every process
+    partitions: Annotated[int, Field(ge=1, le=1024)] = 8
+    lease_s: Annotated[float, Field(gt=0.5, le=300)] = 6.0  # a dead worker's partitions wait this
 
 
 class BackupSettings(BaseModel):
@@ -142,6 +145,10 @@ class Settings(BaseSettings):
     backup: BackupSettings = BackupSettings()
     bus: BusSettings = BusSettings()
     events_dir: Path | None = None  # the Parquet event store (default: <data_dir>/events)
+    # what this process runs (distributed: `[bus] url` set): intake takes events (API ingest,
+    # listeners, tails), detect joins the detect workers, correlate runs the stages after
+    # detection, api answers queries; all: every one of them
+    role: Literal["all", "intake", "detect", "correlate", "api"] = "all"
 
     @classmethod
     def settings_customise_sources(

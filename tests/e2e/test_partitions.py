@@ -12,13 +12,12 @@ from pathlib import Path
 from vigil.bus.jetstream import JetStreamBus
 from vigil.config import Settings
 from vigil.ingest import FileReport, discover, read_events
-from vigil.serve.partitions import PartitionedDetect, PartitionedEvents
-from vigil.serve.pipeline import EVENT, Analyzer, Detector, Pipeline, event_record
+from vigil.serve.partitions import PartitionedEvents
+from vigil.serve.pipeline import EVENT, event_record
 from vigil.serve.service import Service
-from vigil.store import migrate, state_engine
+from vigil.store import state_engine
 from vigil.store.alerts import AlertStore
 from vigil.store.events import EventStore
-from vigil.store.stages import StageStateStore
 
 PARTITIONS = 4
 
@@ -43,9 +42,11 @@ def _publish(intake: PartitionedEvents, paths: list[Path]) -> int:
 
 
 def _found(alerts: list[dict]) -> set[tuple]:
-    """What an alert found: rule, level, host and the event (file, record). (Alert ids also
-    name the event's intake offset, which a partitioned stream numbers per partition.)"""
-    return {(a["rule_id"], a["level"], a["host"], a["source"], a["record"]) for a in alerts}
+    """An alert: its id (which names its event's offset on `events`: one stream, whatever
+    the partitioning), rule, level, host and the event (file, record)."""
+    return {
+        (a["id"], a["rule_id"], a["level"], a["host"], a["source"], a["record"]) for a in alerts
+    }
 
 
 def _embedded(folder: Path, loaded, paths: list[Path]) -> set[tuple]:
@@ -60,28 +61,21 @@ def _embedded(folder: Path, loaded, paths: list[Path]) -> set[tuple]:
         service.stop()
 
 
-def _worker(url: str, database_url: str, events: Path, loaded, me: str) -> PartitionedDetect:
-    bus = JetStreamBus(url)
-    engine = state_engine(database_url)
-    migrate(engine)
-    alerts_out = bus.stream("alerts")
-
-    def pipeline(partition: int, stream) -> Pipeline:
-        detector = Detector(
-            loaded,
-            AlertStore(engine),
-            None,
-            alerts_out=alerts_out,
-            kept=StageStateStore(engine),
-            name=f"detect-{partition}",
-        )
-        # a partition's offsets are its own: its events in a folder of their own, its
-        # alert identities named by it
-        store = EventStore(events / f"partition={partition}", name=f"p{partition}")
-        analyzer = Analyzer(loaded, store, None, stream=f"{partition}:")
-        return Pipeline(stream, detector, analyzer, batch_max=500, batch_wait=0.0)
-
-    return PartitionedDetect(bus, pipeline, partitions=PARTITIONS, lease_s=2.0, me=me)
+def _worker(folder: Path, url: str, database_url: str, events: Path, loaded, me: str) -> Service:
+    """A detect worker (`vigil serve --role detect`), not started: the test steps it."""
+    settings = {
+        "data_dir": folder / me,
+        "database_url": database_url,
+        "events_dir": events,
+        "indicators": False,
+        "role": "detect",
+        "bus": {"url": url, "partitions": PARTITIONS, "lease_s": 2.0},
+        "pipeline": {"batch_max": 500, "batch_wait_ms": 0},
+    }
+    service = Service(Settings.model_validate(settings), loaded=loaded)
+    assert service.workers is not None
+    service.workers.leases.me = me
+    return service
 
 
 def test_two_workers_share_the_partitions_and_raise_the_embedded_alerts(
@@ -91,23 +85,25 @@ def test_two_workers_share_the_partitions_and_raise_the_embedded_alerts(
     paths = _paths(need_data)
     expected = _embedded(tmp_path / "embedded", loaded, paths)
     bus = JetStreamBus(nats_server.url)
-    intake = PartitionedEvents(bus, partitions=PARTITIONS)
+    intake = PartitionedEvents(bus.stream("events"), partitions=PARTITIONS)
     sent = _publish(intake, paths)
     assert intake.lag() == sent
     events = tmp_path / "events"
-    one = _worker(nats_server.url, postgres_url, events, loaded, "one")
-    two = _worker(nats_server.url, postgres_url, events, loaded, "two")
+    one = _worker(tmp_path, nats_server.url, postgres_url, events, loaded, "one")
+    two = _worker(tmp_path, nats_server.url, postgres_url, events, loaded, "two")
+    first, second = one.workers, two.workers
+    assert first is not None and second is not None
     try:
         for _ in range(3):  # join and balance: two partitions each
-            one.rebalance()
-            two.rebalance()
-        assert len(one.owned) == len(two.owned) == 2 and one.owned.isdisjoint(two.owned)
-        one.step(0.05)  # the first does a little, then stops and hands its partitions over
-        one.stop()
+            first.rebalance()
+            second.rebalance()
+        assert len(first.owned) == len(second.owned) == 2 and first.owned.isdisjoint(second.owned)
+        first.step(0.05)  # the first does a little, then stops and hands its partitions over
+        first.stop()
         for _ in range(3):
-            two.rebalance()
-        assert two.owned == set(range(PARTITIONS))
-        assert two.drain(300)
+            second.rebalance()
+        assert second.owned == set(range(PARTITIONS))
+        assert second.drain(300)
         assert intake.lag() == 0
         alerts = AlertStore(state_engine(postgres_url)).list(limit=100_000, kind="sigma")
         assert len({a["id"] for a in alerts}) == len(alerts)  # none twice
@@ -116,9 +112,8 @@ def test_two_workers_share_the_partitions_and_raise_the_embedded_alerts(
         stored = EventStore(events, writer=False).count()
         assert stored == sent  # every event once, whichever worker stored it
     finally:
+        one.stop()
         two.stop()
-        for worker in (one, two):
-            worker.bus.close()
         bus.close()
 
 
@@ -132,34 +127,36 @@ def test_a_killed_worker_and_a_nats_restart_lose_and_double_nothing(
     paths = _paths(need_data)
     expected = _embedded(tmp_path / "embedded", loaded, paths)
     bus = JetStreamBus(nats_server.url)
-    sent = _publish(PartitionedEvents(bus, partitions=PARTITIONS), paths)
+    sent = _publish(PartitionedEvents(bus.stream("events"), partitions=PARTITIONS), paths)
     bus.close()
     events = tmp_path / "events"
-    doomed = _worker(nats_server.url, postgres_url, events, loaded, "doomed")
-    survivor = _worker(nats_server.url, postgres_url, events, loaded, "survivor")
+    doomed = _worker(tmp_path, nats_server.url, postgres_url, events, loaded, "doomed")
+    survivor = _worker(tmp_path, nats_server.url, postgres_url, events, loaded, "survivor")
+    dying, taking = doomed.workers, survivor.workers
+    assert dying is not None and taking is not None
     try:
         for _ in range(3):
-            doomed.rebalance()
-            survivor.rebalance()
-        assert len(doomed.owned) == 2
+            dying.rebalance()
+            taking.rebalance()
+        assert len(dying.owned) == 2
         for _ in range(3):
-            doomed.step(0.05)  # alerts written, events handed to the store, little acknowledged
-        for pipeline in doomed.pipelines.values():  # killed: what its stores held is lost,
+            dying.step(0.05)  # alerts written, events handed to the store, little acknowledged
+        for pipeline in dying.pipelines.values():  # killed: what its stores held is lost,
             assert pipeline.analyzer is not None and pipeline.analyzer.events is not None
             pipeline.analyzer.events.discard()  # nothing more is written,
             pipeline.analyzer.events.close()
+        assert doomed.bus is not None
         doomed.bus.close()  # acknowledged or handed over
         nats_server.restart()
         deadline = time.monotonic() + 30
-        while survivor.owned != set(range(PARTITIONS)) and time.monotonic() < deadline:
-            survivor.rebalance()  # reconnects, then takes the partitions as leases run out
+        while taking.owned != set(range(PARTITIONS)) and time.monotonic() < deadline:
+            taking.rebalance()  # reconnects, then takes the partitions as leases run out
             time.sleep(0.5)
-        assert survivor.owned == set(range(PARTITIONS))
-        assert survivor.drain(300)
+        assert taking.owned == set(range(PARTITIONS))
+        assert taking.drain(300)
         alerts = AlertStore(state_engine(postgres_url)).list(limit=100_000, kind="sigma")
         assert len({a["id"] for a in alerts}) == len(alerts)
         assert _found(alerts) == expected
         assert EventStore(events, writer=False).count() == sent
     finally:
         survivor.stop()
-        survivor.bus.close()

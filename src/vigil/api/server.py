@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -54,7 +56,9 @@ def build_app(service: Service) -> Any:
 async def _start_listeners(service: Service) -> list[Any]:
     """Syslog over UDP/TCP as configured: each batch goes to the intake stream."""
     settings = service.settings.listeners
-    if settings.syslog_udp is None and settings.syslog_tcp is None:
+    if "intake" not in service.roles or (
+        settings.syslog_udp is None and settings.syslog_tcp is None
+    ):
         return []
     from vigil.ingest.listen import Received, SyslogServer
     from vigil.serve.pipeline import SYSLOG
@@ -64,13 +68,36 @@ async def _start_listeners(service: Service) -> list[Any]:
         for item in batch:
             by_peer.setdefault(f"syslog:{item.peer}", []).append(item.data)
         for source, payloads in by_peer.items():
-            await asyncio.to_thread(service.pipeline.publish, SYSLOG, source, payloads)
+            await asyncio.to_thread(service.events_out.publish, SYSLOG, source, payloads)
 
     server = SyslogServer(
         sink, host=settings.host, udp_port=settings.syslog_udp, tcp_port=settings.syslog_tcp
     )
     await server.start()
     return [server]
+
+
+def serve_headless(
+    settings: Settings,
+    *,
+    loaded: LoadedRules | None = None,
+    on_ready: Callable[[Service, str], None] | None = None,
+) -> None:
+    """A process of a role with no API (`detect`, `correlate`): its stages until SIGTERM or
+    SIGINT, then stopped in order (what is done is stored and acknowledged)."""
+    service = Service(settings, loaded=loaded)
+    tune_collector(collect=True)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    service.start()
+    try:
+        if on_ready is not None:
+            on_ready(service, "")
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        service.stop()
 
 
 def serve(

@@ -10,8 +10,11 @@ embedded segment log (`vigil.bus.Stream`).
 
 Offsets are JetStream stream sequences less one, so they start at 0 as the log's do. A
 stream `events` is the JetStream stream `VIGIL-events` on subject `vigil.events` (the prefix
-is configurable). Retention is by limits (age, bytes), not by interest: a stage that
-subscribes later still finds what it needs, as in the embedded log.
+is configurable), and on `vigil.events.<n>` for partition n (`publish_partitioned`): one
+stream, so offsets are one order across the partitions, and a partition's consumer
+(`consumer(name, partition=n)`) reads its subject alone. Retention is by limits (age,
+bytes), not by interest: a stage that subscribes later still finds what it needs, as in the
+embedded log.
 
 Publishing is asynchronous and batched: every record of a call is sent at once and the call
 returns when the server has acknowledged them all (one round trip per batch, not per record).
@@ -140,7 +143,7 @@ class JetStreamStream:
         except NotFoundError:
             await js.add_stream(
                 name=self.stream_name,
-                subjects=[self.subject],
+                subjects=[self.subject, f"{self.subject}.*"],
                 retention=RetentionPolicy.LIMITS,
                 storage=StorageType.FILE,
                 max_bytes=self.bus.max_bytes,
@@ -154,10 +157,31 @@ class JetStreamStream:
         self._seen(last + 1)
         return first, last
 
-    async def _publish(self, records: Sequence[bytes]) -> tuple[int, int]:
+    def publish_partitioned(self, records: Sequence[tuple[int, bytes]]) -> tuple[int, int]:
+        """Records each to its partition's subject ((partition, record) each), in one round
+        trip; their offsets follow the order given."""
+        if not records:
+            raise ValueError("nothing to publish")
+        first, last = self.bus.run(
+            self._publish([r for _, r in records], [self.partition_subject(p) for p, _ in records])
+        )
+        self._seen(last + 1)
+        return first, last
+
+    def partition_subject(self, partition: int) -> str:
+        return f"{self.subject}.{partition}"
+
+    async def _publish(
+        self, records: Sequence[bytes], subjects: Sequence[str] | None = None
+    ) -> tuple[int, int]:
         js = self.bus.js
         async with self._publishing:  # a call's records get consecutive offsets
-            futures = [await js.publish_async(self.subject, bytes(record)) for record in records]
+            futures = [
+                await js.publish_async(
+                    subjects[i] if subjects is not None else self.subject, bytes(record)
+                )
+                for i, record in enumerate(records)
+            ]
             acks = await asyncio.gather(*futures)
         return acks[0].seq - 1, acks[-1].seq - 1
 
@@ -187,47 +211,73 @@ class JetStreamStream:
         if end > self._end:
             self._end = end
 
-    def backlog(self, consumer: str) -> int:
+    def backlog(self, consumer: str, *, partition: int | None = None) -> int:
         """Records not yet acknowledged by the named consumer, whichever process holds it
-        (all of them while it does not exist yet). Asked of the server at most every
-        `END_FRESH_S`: intake asks on every request."""
+        (all of its subject's while it does not exist yet). Asked of the server at most
+        every `END_FRESH_S`: intake asks on every request."""
         now = time.monotonic()
         asked, known = self._backlogs.get(consumer, (float("-inf"), 0))
         if now - asked > END_FRESH_S:
-            known = int(self.bus.run(self._backlog(consumer)))
+            subject = self.subject if partition is None else self.partition_subject(partition)
+            known = int(self.bus.run(self._backlog(consumer, subject)))
             self._backlogs[consumer] = (now, known)
         return known
 
-    async def _backlog(self, consumer: str) -> int:
+    async def _backlog(self, consumer: str, subject: str) -> int:
         js = self.bus.js
-        info = await js.stream_info(self.stream_name)
-        end = int(info.state.last_seq)
         try:
-            floor = int((await js.consumer_info(self.stream_name, consumer)).ack_floor.stream_seq)
-        except NotFoundError:
-            floor = int(info.state.first_seq) - 1 if info.state.first_seq else 0
-        return max(0, end - floor)
+            info = await js.consumer_info(self.stream_name, consumer)
+        except NotFoundError:  # not made yet: every record of its subject waits
+            state = (await js.stream_info(self.stream_name, subjects_filter=subject)).state
+            return int((state.subjects or {}).get(subject, 0))
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
-    def consumer(self, name: str) -> JetStreamConsumer:
-        """The named durable consumer of this stream (made on first use, at the start)."""
-        return JetStreamConsumer(self, name)
+    def consumer(self, name: str, *, partition: int | None = None) -> JetStreamConsumer:
+        """The named durable consumer of this stream (made on first use, at the start); of
+        one partition's records only, given `partition`."""
+        return JetStreamConsumer(self, name, partition=partition)
 
-    def get(self, start: int, max_records: int) -> list[tuple[int, bytes]]:
-        """Records from `start` on, by direct reads (no consumer moves)."""
-        return self.bus.run(self._get(start, max_records))
+    def get(
+        self, start: int, max_records: int, subject: str | None = None
+    ) -> list[tuple[int, bytes]]:
+        """Records from `start` on (of `subject` only, if given), by direct reads (no
+        consumer moves)."""
+        return self.bus.run(self._get(start, max_records, subject))
 
-    async def _get(self, start: int, max_records: int) -> list[tuple[int, bytes]]:
+    async def _get(
+        self, start: int, max_records: int, subject: str | None
+    ) -> list[tuple[int, bytes]]:
         js = self.bus.js
         info = await js.stream_info(self.stream_name)
         last = int(info.state.last_seq)
         out: list[tuple[int, bytes]] = []
-        for seq in range(start + 1, min(last, start + max_records) + 1):
+        seq = start + 1
+        while seq <= last and len(out) < max_records:
             try:
-                message = await js.get_msg(self.stream_name, seq)
-            except NotFoundError:  # deleted by the limits
+                if subject is None:
+                    message = await js.get_msg(self.stream_name, seq)
+                else:  # the next of the subject at or after seq
+                    message = await js.get_msg(self.stream_name, seq, subject=subject, next=True)
+            except NotFoundError:  # deleted by the limits, or none of the subject left
+                if subject is not None:
+                    break
+                seq += 1
                 continue
-            out.append((seq - 1, message.data or b""))
+            at = int(message.seq or seq)
+            out.append((at - 1, message.data or b""))
+            seq = at + 1
         return out
+
+    def last_of(self, subject: str) -> int:
+        """The offset after the last record of `subject` (0: none)."""
+        return int(self.bus.run(self._last_of(subject)))
+
+    async def _last_of(self, subject: str) -> int:
+        try:
+            message = await self.bus.js.get_last_msg(self.stream_name, subject)
+        except NotFoundError:
+            return 0
+        return int(message.seq or 0)
 
     def close(self) -> None:
         """The bus, shared by the process's streams, is closed by its owner."""
@@ -239,16 +289,22 @@ class JetStreamStream:
 
 
 class JetStreamConsumer:
-    """A durable pull consumer of a stream, as a `vigil.bus.Stream`."""
+    """A durable pull consumer of a stream (of one partition's subject, given `partition`),
+    as a `vigil.bus.Stream`. A partition's offsets are the stream's: they have gaps (the
+    other partitions' records), and its `end` is the offset after its last record."""
 
-    def __init__(self, stream: JetStreamStream, name: str) -> None:
+    def __init__(self, stream: JetStreamStream, name: str, *, partition: int | None = None) -> None:
         check_consumer_name(name)
         self.stream = stream
         self.name = name
         self.bus = stream.bus
+        self.partition = partition
+        self.subject = stream.subject if partition is None else stream.partition_subject(partition)
         self._unacked: dict[int, Any] = {}  # offset -> message, fetched and not acknowledged
         self._sub, self._acked = self.bus.run(self._open())
-        self._next = self._acked  # the offset the consumer delivers next
+        self._next = self._acked  # the offset after the last record handed out
+        self._caught_up = 0  # every record of the subject before this was handed out
+        self._end, self._end_at = 0, float("-inf")
 
     async def _open(self) -> tuple[Any, int]:
         """Subscribe to the durable consumer; records an earlier subscriber was handed and
@@ -272,17 +328,18 @@ class JetStreamConsumer:
             ack_wait=ACK_WAIT_S,
             max_ack_pending=-1,
         )
-        sub = await js.pull_subscribe(
-            self.stream.subject, durable=self.name, stream=stream, config=config
-        )
+        sub = await js.pull_subscribe(self.subject, durable=self.name, stream=stream, config=config)
         return sub, floor
 
     def publish(self, records: Sequence[bytes]) -> tuple[int, int]:
         return self.stream.publish(records)
 
     def fetch(self, start: int, max_records: int, timeout: float) -> list[tuple[int, bytes]]:
-        if start != self._next:
-            return self.stream.get(start, max_records)  # elsewhere: direct reads
+        if start != self._next:  # elsewhere: direct reads
+            return self.stream.get(
+                start, max_records, None if self.partition is None else self.subject
+            )
+        end_before = self.stream.end
         got = self.bus.run(self._fetch(max_records, timeout), timeout + self.bus.timeout * 3)
         out: list[tuple[int, bytes]] = []
         for message in got:
@@ -294,7 +351,20 @@ class JetStreamConsumer:
             self._next = offset + 1
         if out:
             self.stream._seen(self._next)
+            self._end = max(self._end, self._next)
+        if not got or int(got[-1].metadata.num_pending or 0) == 0:
+            # nothing of the subject was left to deliver: none before the stream's end as it
+            # was before this fetch is still to come
+            self._caught_up = max(self._caught_up, end_before, self._next)
         return out
+
+    def done_through(self, position: int) -> int:
+        """Given every record handed out before `position` is done: the offset before which
+        every record of the subject is (at least `position`; past it up to where the
+        subject was caught up, when everything handed out is done)."""
+        if position >= self._next:
+            return max(position, self._caught_up)
+        return position
 
     async def _fetch(self, max_records: int, timeout: float) -> list[Any]:
         try:
@@ -325,7 +395,15 @@ class JetStreamConsumer:
 
     @property
     def end(self) -> int:
-        return self.stream.end
+        """The stream's end; a partition's: the offset after its last record (asked of the
+        server at most every `END_FRESH_S`)."""
+        if self.partition is None:
+            return self.stream.end
+        now = time.monotonic()
+        if now - self._end_at > END_FRESH_S:
+            self._end = max(self._end, self.stream.last_of(self.subject))
+            self._end_at = now
+        return self._end
 
     def close(self) -> None:
         """The consumer stays on the server (durable); the bus is closed by its owner."""

@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +22,14 @@ from vigil.cli.rules import RulesOption, load_rule_set
 from vigil.detect import LEVELS
 from vigil.detect.sigma import starter_rules
 from vigil.errors import VigilError, storage_problem
+
+
+class Role(StrEnum):
+    all = "all"
+    intake = "intake"
+    detect = "detect"
+    correlate = "correlate"
+    api = "api"
 
 
 def _check_listen(host: str, port: int, kind: socket.SocketKind, what: str) -> None:
@@ -57,14 +66,36 @@ def serve(
             "--demo", help="Once started, replay the demo intrusion and show its incident."
         ),
     ] = False,
+    role: Annotated[
+        Role | None,
+        typer.Option(
+            help="Distributed ([bus] url set): what this process runs. intake takes events "
+            "(API ingest, listeners, tails); detect joins the detect workers sharing the "
+            "partitions; correlate runs the stages after detection; api answers queries; "
+            "all runs every one (the default)."
+        ),
+    ] = None,
 ) -> None:
     """Run Vigil continuously: ingest, detection, alerts, event store and the API."""
     from vigil.api.server import serve as run_service
+    from vigil.api.server import serve_headless
 
     overrides: dict[str, Any] = {"data_dir": data_dir}
     if rules:
         overrides["rules"] = rules
+    if role is not None:
+        overrides["role"] = role.value
     settings = settings_with(**overrides)
+    if settings.role != "all" and not settings.bus.url:
+        raise fail(
+            f"--role {settings.role} is for the distributed deployment: set [bus] url "
+            "(VIGIL_BUS__URL) to the NATS server; embedded, one process runs every stage"
+        )
+    headless = settings.role in ("detect", "correlate")
+    if headless and (feed or demo):
+        raise fail(
+            f"--feed and --demo need a process that takes events, not --role {settings.role}"
+        )
     if host is not None or port is not None:
         api = settings.api.model_copy(
             update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
@@ -73,11 +104,13 @@ def serve(
     for path in [*settings.rules, *feed]:
         if not path.exists():
             raise fail(f"no such file or directory: {path}")
-    _check_listen(settings.api.host, settings.api.port, socket.SOCK_STREAM, "the API")
+    if not headless:
+        _check_listen(settings.api.host, settings.api.port, socket.SOCK_STREAM, "the API")
     listeners = settings.listeners
-    if listeners.syslog_udp is not None:
+    takes_events = settings.role in ("all", "intake")
+    if takes_events and listeners.syslog_udp is not None:
         _check_listen(listeners.host, listeners.syslog_udp, socket.SOCK_DGRAM, "syslog over UDP")
-    if listeners.syslog_tcp is not None:
+    if takes_events and listeners.syslog_tcp is not None:
         _check_listen(listeners.host, listeners.syslog_tcp, socket.SOCK_STREAM, "syslog over TCP")
     starter = [starter_rules()] if settings.starter_rules else []
     try:
@@ -86,6 +119,19 @@ def serve(
         raise fail(str(exc)) from None
 
     def ready(service: Any, url: str) -> None:
+        if headless:
+            err.print(
+                f"Vigil {settings.role} is running ({escape(settings.bus.url or '')}, "
+                f"{settings.bus.partitions} partitions"
+                + (
+                    f", holding {sorted(service.workers.owned)}"
+                    if service.workers is not None
+                    else ""
+                )
+                + "); SIGTERM or Ctrl-C stops it.",
+                highlight=False,
+            )
+            return
         err.print(
             f"Vigil is serving on [bold]{url}[/] (API docs: {url}/docs, health: {url}/health); "
             f"{len(service.loaded.plan.rules):,} rules, "
@@ -104,7 +150,7 @@ def serve(
         threading.Thread(target=then, name="vigil-serve-extras", daemon=True).start()
 
     try:
-        run_service(settings, loaded=loaded, on_ready=ready)
+        (serve_headless if headless else run_service)(settings, loaded=loaded, on_ready=ready)
     except VigilError as exc:
         raise fail(str(exc)) from None
     except SQLAlchemyError as exc:
@@ -142,21 +188,21 @@ def _feed(service: Any, paths: list[Path], url: str) -> None:
         ),
         TimeElapsedColumn(),
     )
-    totals = service.pipeline.totals
     with Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task("feed", total=None, sent=0, done=0, alerts=0)
 
         def update(sent: int) -> None:
+            totals = service.totals()
             bar.update(task, sent=sent, done=totals["events"], alerts=totals["new_alerts"])
 
         sent = service.feed(paths, on_progress=update)
-        while service.pipeline.lag():
+        while service.events_out.lag():
             update(sent)
             time.sleep(0.5)
         update(sent)
     levels = Counter(a["level"] for a in service.alert_store.list(limit=100_000))
     err.print(
-        f"Fed {sent:,} events: {totals['new_alerts']:,} alerts ("
+        f"Fed {sent:,} events: {sum(levels.values()):,} alerts ("
         + ", ".join(f"{levels[n]:,} {n}" for n in reversed(LEVELS) if levels.get(n))
         + f"). Still serving on {url} (docs: {url}/docs); Ctrl-C stops.",
         highlight=False,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from vigil.correlate.engine import Correlator, Settings
 from vigil.correlate.model import AlertIn, Incident, Membership, from_alert
 from vigil.correlate.store import IncidentStore
-from vigil.events.records import Alert, IncidentChange, RiskChange
+from vigil.events.records import Alert, IncidentChange, Progress, RiskChange
 
 RiskListener = Callable[[list[RiskChange]], None]
 ChangeListener = Callable[[list[IncidentChange]], None]
@@ -54,8 +54,15 @@ class IncidentStage:
         self._latest = latest
 
     def process(self, records: Sequence[tuple[int, bytes]]) -> list[Incident]:
-        """A batch of the `alerts` stream ((offset, bytes of an `Alert`) each)."""
-        return self.feed([from_alert(Alert.from_bytes(record)) for _, record in records])
+        """A batch of the `alerts` stream ((offset, bytes of an `Alert`) each; the
+        `Progress` of partitioned detection is skipped)."""
+        return self.feed(
+            [
+                from_alert(Alert.from_bytes(record))
+                for _, record in records
+                if not Progress.given(record)
+            ]
+        )
 
     def feed(self, alerts: Sequence[AlertIn]) -> list[Incident]:
         """Correlate a batch of alerts; the incidents they touched. If saving fails, the
@@ -73,7 +80,11 @@ class IncidentStage:
         known = self.store.known_alerts([a.id for a in alerts])
         # in stream order, not sorted by time: then the incidents depend on the stream alone,
         # never on how its batches happen to fall (the correlator places late alerts itself)
-        fresh = [a for a in alerts if a.id not in known]
+        fresh = []
+        for alert in alerts:  # once each (a partition taken over raises some again)
+            if alert.id not in known:
+                known.add(alert.id)
+                fresh.append(alert)
         if not fresh:
             return []
         correlator = self.correlator

@@ -84,9 +84,9 @@ def replay(service: Any, seconds: float) -> str | None:
         pause = moment - time.time()
         if pause > 0:
             time.sleep(pause)
-        service.pipeline.publish(JSON, "demo", [record])
+        service.events_out.publish(JSON, "demo", [record])
     deadline = time.time() + 60
-    while service.pipeline.lag() and time.time() < deadline:
+    while service.events_out.lag() and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(0.5)  # the batch in hand is finished and its incidents saved
     for incident in service.incident_store.ranked(limit=50):
@@ -134,7 +134,7 @@ def run(folder: Path | None = None, *, start: float | None = None) -> list[dict[
         service = Service(settings)
         try:
             began = time.time() - duration() if start is None else start
-            service.pipeline.publish(JSON, "demo", records(began))
+            service.events_out.publish(JSON, "demo", records(began))
             service.drain(120)
             return [incident_view(service, i) for i in service.incident_store.ranked(limit=20)]
         finally:

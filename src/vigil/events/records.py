@@ -1,7 +1,8 @@
 """The records stages hand each other on streams, defined once, low in the stack: a
 `Detection` (what a rule found), an `Alert` (a detection as the pipeline keeps it: id,
-entities, where its event is), a `RiskChange` and an `IncidentChange`. Each serialises to
-bytes for a stream (`to_bytes`, `from_bytes`: JSON)."""
+entities, where its event is), a `RiskChange`, an `IncidentChange`, and the `Progress` of
+partitioned detection (on `alerts`, between the alerts). Each serialises to bytes for a
+stream (`to_bytes`, `from_bytes`: JSON)."""
 
 from __future__ import annotations
 
@@ -173,6 +174,34 @@ class Alert:
             raised=value["raised"],
             labels=value["labels"],
         )
+
+
+PROGRESS = b'{"progress":'  # how a `Progress` record starts (an `Alert` never does)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far detection got on partitions of `events`: for each partition held, the
+    offset before which every one of its events is detected on and its alerts published
+    (they are on `alerts` before this record). A reader of `alerts` that orders the alerts
+    of several partitions by their events' offsets releases those below every partition's
+    progress (`vigil.serve.partitions.InEventOrder`); other readers skip these records."""
+
+    upto: dict[int, int]  # partition → offset
+    worker: str = ""
+
+    def to_bytes(self) -> bytes:
+        return _dumps({"progress": {str(p): at for p, at in self.upto.items()}, "by": self.worker})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Progress:
+        value = orjson.loads(data)
+        return cls({int(p): int(at) for p, at in value["progress"].items()}, str(value["by"]))
+
+    @staticmethod
+    def given(data: bytes | bytearray | memoryview) -> bool:
+        """Whether a record of `alerts` is a `Progress` (not an `Alert`)."""
+        return bytes(data[: len(PROGRESS)]) == PROGRESS
 
 
 @dataclass(frozen=True, slots=True)

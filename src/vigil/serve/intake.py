@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from vigil.config import Settings
 from vigil.errors import (
@@ -24,7 +24,7 @@ from vigil.errors import (
 )
 from vigil.ingest import Problem
 from vigil.serve.metrics import PipelineMetrics
-from vigil.serve.pipeline import EVENT, JSON, LINE, Pipeline, event_record
+from vigil.serve.pipeline import EVENT, JSON, LINE, event_record
 
 log = logging.getLogger("vigil.serve")
 INTAKE_MEMORY_S = 30.0  # /health reports a refused ingest for this long
@@ -48,16 +48,31 @@ def has_room(folder: Path) -> bool:
     return stat.f_bavail * stat.f_frsize >= ROOM
 
 
+class EventsOut(Protocol):
+    """Where intake puts events: the `events` stream before the detect stage (`Pipeline`,
+    embedded), or its partitions (`vigil.serve.partitions.PartitionedEvents`)."""
+
+    def publish(
+        self, kind: bytes, source: str, payloads: Sequence[bytes | bytearray]
+    ) -> tuple[int, int]:
+        """Durable on return: the offsets of the first and the last."""
+        ...
+
+    def lag(self) -> int:
+        """Events published and not yet detected on."""
+        ...
+
+
 class Intake:
     def __init__(
         self,
         settings: Settings,
-        pipeline: Pipeline,
+        events: EventsOut,
         metrics: PipelineMetrics,
         set_aside: Callable[[list[dict[str, Any]]], None],
     ) -> None:
         self.settings = settings
-        self.pipeline = pipeline
+        self.events = events
         self.metrics = metrics
         self._set_aside = set_aside
         self._lock = threading.Lock()
@@ -83,7 +98,7 @@ class Intake:
 
     def _room_for(self, count: int) -> None:
         """Overloaded unless `count` more events fit the backlog (with the lock held)."""
-        lag = self.pipeline.lag() + self._reserved
+        lag = self.events.lag() + self._reserved
         if lag + count > self.settings.pipeline.max_lag:
             self.metrics.overloaded.inc()
             raise Overloaded(f"{lag:,} events waiting for detection")
@@ -101,7 +116,7 @@ class Intake:
             self._room_for(count)
             self._reserved += count
         try:
-            first, last = self.pipeline.publish(JSON, source, lines)
+            first, last = self.events.publish(JSON, source, lines)
         except Exception as exc:
             storage = storage_problem(exc)
             if storage is None:
@@ -114,7 +129,7 @@ class Intake:
                 self._reserved -= count
         self._problem = None
         self.metrics.events_in.labels(source=source.split(":", 1)[0]).inc(count)
-        self.metrics.lag.set(self.pipeline.lag())
+        self.metrics.lag.set(self.events.lag())
         return IngestAck(count, first, last)
 
     def set_aside(self, source: str, rejected: Sequence[tuple[Problem, bytes | bytearray]]) -> None:
@@ -140,9 +155,9 @@ class Intake:
             report = FileReport(source.name)
             for batch in read_events(source, report):
                 lines = [event_record(e) for e in batch]
-                while self.pipeline.lag() + len(lines) > self.settings.pipeline.max_lag:
+                while self.events.lag() + len(lines) > self.settings.pipeline.max_lag:
                     time.sleep(0.2)
-                self.pipeline.publish(EVENT, f"file:{Path(source.name).name}", lines)
+                self.events.publish(EVENT, f"file:{Path(source.name).name}", lines)
                 sent += len(lines)
                 if on_progress is not None:
                     on_progress(sent)
@@ -166,7 +181,7 @@ class Intake:
             while not stop.is_set():
                 batch = tail.read_batch(1000)
                 if batch:
-                    self.pipeline.publish(LINE, f"tail:{path.name}", [b.data for b in batch])
+                    self.events.publish(LINE, f"tail:{path.name}", [b.data for b in batch])
                     tail.commit()
                 else:
                     stop.wait(0.5)

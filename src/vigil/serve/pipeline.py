@@ -12,6 +12,7 @@ acknowledges the batch. After a crash it starts again from the last acknowledged
 from __future__ import annotations
 
 import logging
+import math
 import struct
 import threading
 import time
@@ -126,13 +127,8 @@ class Analyzer:
         loaded: LoadedRules,
         events: EventStore | None,
         intel: IntelScan | None = None,
-        *,
-        stream: str = "",
     ) -> None:
         self.loaded = loaded
-        # what names the stream in an alert's identity: "" for the one `events` stream,
-        # "3:" for partition 3 (its offsets are its own: without it two would collide)
-        self.stream = stream
         self.events = EventWriter(events) if events is not None else None
         self.core = DetectionCore(loaded, intel=intel)
         self.classifier = Classifier()
@@ -163,9 +159,9 @@ class Analyzer:
         for detection, event in found.detections:
             at = offset_of.get(id(event))
             if detection.kind == "indicator":  # one alert per indicator field of the event
-                identity = f"{self.stream}{at}\0{next(iter(detection.matched_fields), '')}"
+                identity = f"{at}\0{next(iter(detection.matched_fields), '')}"
             else:
-                identity = f"{self.stream}{at}"
+                identity = f"{at}"
             out.found.append(
                 Alert(alert_id(detection, identity), detection, entities_of(event), offset=at)
             )
@@ -293,6 +289,8 @@ class Detector:
             ]
             if sightings:
                 self.indicators.record_sightings(sightings)
+        # in event order (the correlate stage reads them so, from any number of partitions)
+        found.sort(key=_event_order)
         figures.alerts = len(found)
         figures.new_alerts = self.alerts.add(found)
         stored_at = time.time()
@@ -376,6 +374,15 @@ class Pipeline:
         """Events received and not yet detected on."""
         return self.stream.end - self.position
 
+    def done_through(self) -> int:
+        """The offset before which every event of the stream is detected on (past
+        `position` when a partition's stream says nothing of its own came in between)."""
+        with self._turn:
+            if self._in_flight or self._isolating or self._sent != self.position:
+                return self.position
+            through = getattr(self.stream, "done_through", None)
+            return through(self.position) if through is not None else self.position
+
     def publish(
         self, kind: bytes, source: str, payloads: Sequence[bytes | bytearray]
     ) -> tuple[int, int]:
@@ -383,6 +390,10 @@ class Pipeline:
         return self.stream.publish([encode(kind, source, now, p) for p in payloads])
 
     # --- the detection stage ---------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="vigil-detect", daemon=True)
@@ -635,13 +646,15 @@ class Pipeline:
             return done
 
     def _records(self, lo: int, hi: int) -> list[tuple[int, bytes]]:
+        """The records from `lo` to before `hi` (a partition's offsets have gaps)."""
         records: list[tuple[int, bytes]] = []
-        while lo + len(records) < hi:
-            start = lo + len(records)
-            more = self.stream.fetch(start, hi - start, 0)
+        start = lo
+        while start < hi:
+            more = [r for r in self.stream.fetch(start, hi - start, 0) if r[0] < hi]
             if not more:
                 break
             records.extend(more)
+            start = more[-1][0] + 1
         return records
 
     def _set_aside(self, offset: int, reason: str) -> None:
@@ -688,6 +701,11 @@ class Pipeline:
         while not self._stop.is_set():
             if not self.step(0.25):
                 self.idle()
+
+
+def _event_order(alert: Alert) -> float:
+    """Alerts of one batch by their event's offset; correlations (no event) after them."""
+    return alert.offset if alert.offset is not None else math.inf
 
 
 def _summary(exc: BaseException) -> str:

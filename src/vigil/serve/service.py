@@ -15,21 +15,19 @@ from prometheus_client import CollectorRegistry
 
 from vigil.bus import LocalStream
 from vigil.config import Settings
+from vigil.correlate.risk import EntityRisk
 from vigil.correlate.stage import IncidentStage
 from vigil.correlate.store import IncidentStore
 from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import LoadedRules, load_rules, starter_rules
 from vigil.detect.workers import WorkerPool
-from vigil.errors import (
-    StorageFull,
-    StorageUnavailable,
-)
+from vigil.errors import Invalid, StorageFull, StorageUnavailable, Unavailable
 from vigil.events.records import detected_now
 from vigil.ingest import Problem
 from vigil.intel.store import IndicatorStore
 from vigil.serve.backups import ScheduledBackup
 from vigil.serve.hunting import Hunting
-from vigil.serve.intake import IngestAck, Intake
+from vigil.serve.intake import EventsOut, IngestAck, Intake
 from vigil.serve.metrics import pipeline_metrics
 from vigil.serve.pipeline import (
     Analyzer,
@@ -47,9 +45,11 @@ from vigil.store.stages import StageStateStore
 
 if TYPE_CHECKING:
     from vigil.bus.jetstream import JetStreamBus
+    from vigil.serve.partitions import PartitionedDetect
 
 log = logging.getLogger("vigil.serve")
 IMPORT_WAIT_S = 10.0  # an alert import waits this long for its incidents
+ROLES = ("intake", "detect", "correlate", "api")  # what `role = "all"` runs
 
 
 def _storage_kind(problem: StorageUnavailable) -> str:
@@ -100,60 +100,78 @@ class Service:
         self.stream = self.streams["events"]  # the intake log
         self.alerts_stream = self.streams["alerts"]
         self.risk_stream = self.streams["risk"]
-        self.detector = Detector(
-            self.loaded,
-            self.alert_store,
-            self.indicators_store if settings.indicators else None,
-            rejects=folder / "rejects.jsonl",
-            alerts_out=self.alerts_stream,
-            kept=StageStateStore(self.engine),
+        # what this process runs: every stage (embedded, or `role = "all"`), or one role of
+        # the distributed deployment
+        if self.bus is None and settings.role != "all":
+            raise Invalid(
+                f"role {settings.role!r} needs the distributed deployment ([bus] url): the "
+                "embedded one runs every stage in one process"
+            )
+        self.roles = set(ROLES) if settings.role == "all" else {settings.role}
+        stored = settings.pipeline.store_events
+        self.intel = (
+            IntelScan.load(self.indicators_store)
+            if settings.indicators and (self.bus is None or "detect" in self.roles)
+            else None
         )
+        self.indicator_count = self.intel.matcher.count if self.intel else 0
+        self.pool: WorkerPool | None = None
+        self.pipeline: Pipeline | None = None  # the detect stage, embedded
+        self.workers: PartitionedDetect | None = None  # this process's detect worker
+        self.events_out: EventsOut
+        self.detector = self._detector("detect")  # distributed: sets intake's rejects aside
+        if self.bus is None:
+            analyzer: Analyzer | None = None
+            if settings.pipeline.workers:
+                self.pool = analyzer_pool(
+                    settings.pipeline.workers,
+                    self.loaded,
+                    events_folder=self.events_folder if stored else None,
+                    database_url=(
+                        self.engine.url.render_as_string(hide_password=False)
+                        if settings.indicators
+                        else None
+                    ),
+                )
+                self.indicator_count = int(self.pool.infos[0])
+            else:
+                analyzer = Analyzer(
+                    self.loaded, EventStore(self.events_folder) if stored else None, self.intel
+                )
+            self.pipeline = self._pipeline(self.streams["events"], self.detector, analyzer)
+            self.events_out = self.pipeline
+        else:
+            from vigil.serve.partitions import PartitionedDetect, PartitionedEvents
+
+            self.events_out = PartitionedEvents(
+                self.streams["events"], partitions=settings.bus.partitions
+            )
+            if "detect" in self.roles:
+                self.workers = PartitionedDetect(
+                    self.bus,
+                    self._partition_pipeline,
+                    partitions=settings.bus.partitions,
+                    lease_s=settings.bus.lease_s,
+                    progress=self.alerts_stream,
+                )
         # every stage after detection, each in its runner, a named durable consumer of the
         # stream it reads (so any number of stages may follow one stream)
         self.runners = {
             spec.name: StageRunner(
                 spec.name,
                 spec.build(self),
-                self.streams[spec.consumes].consumer(spec.name),
+                self._reader(spec.consumes, spec.name),
                 set_aside=self.detector.set_aside,
             )
             for spec in STAGES
-            if spec.build is not None
+            if spec.build is not None and "correlate" in self.roles
         }
-        self.correlating = self.runners["correlate"]
-        self.incidents = cast(IncidentStage, self.correlating.stage)
-        self.registry.register(StageCollector(self._stage_figures))
-        stored = settings.pipeline.store_events
-        self.pool: WorkerPool | None = None
-        analyzer: Analyzer | None = None
-        if settings.pipeline.workers:
-            self.pool = analyzer_pool(
-                settings.pipeline.workers,
-                self.loaded,
-                events_folder=self.events_folder if stored else None,
-                database_url=(
-                    self.engine.url.render_as_string(hide_password=False)
-                    if settings.indicators
-                    else None
-                ),
-            )
-            self.indicator_count = int(self.pool.infos[0])
-        else:
-            intel = IntelScan.load(self.indicators_store) if settings.indicators else None
-            analyzer = Analyzer(
-                self.loaded, EventStore(self.events_folder) if stored else None, intel
-            )
-            self.indicator_count = intel.matcher.count if intel else 0
-        self.pipeline = Pipeline(
-            self.stream,
-            self.detector,
-            analyzer,
-            pool=self.pool,
-            batch_max=settings.pipeline.batch_max,
-            batch_wait=settings.pipeline.batch_wait_ms / 1000,
-            on_batch=self._on_batch,
+        self.correlating = self.runners.get("correlate")
+        self.incidents = (
+            cast(IncidentStage, self.correlating.stage) if self.correlating is not None else None
         )
-        self.intake = Intake(settings, self.pipeline, self.metrics, self.detector.set_aside)
+        self.registry.register(StageCollector(self._stage_figures))
+        self.intake = Intake(settings, self.events_out, self.metrics, self.detector.set_aside)
         self.hunting = Hunting(
             settings, self.events_folder, self.hunts, self.alert_store, self.alerts_stream
         )
@@ -165,22 +183,81 @@ class Service:
         self._threads: list[threading.Thread] = []
         self.batch_listeners: list[Callable[[BatchFigures], None]] = []
 
+    def _detector(self, name: str) -> Detector:
+        return Detector(
+            self.loaded,
+            self.alert_store,
+            self.indicators_store if self.settings.indicators else None,
+            rejects=self.settings.data_dir / "rejects.jsonl",
+            alerts_out=self.alerts_stream,
+            kept=StageStateStore(self.engine),
+            name=name,
+        )
+
+    def _pipeline(self, stream: Any, detector: Detector, analyzer: Analyzer | None) -> Pipeline:
+        given = self.settings.pipeline
+        return Pipeline(
+            stream,
+            detector,
+            analyzer,
+            pool=self.pool if analyzer is None else None,
+            batch_max=given.batch_max,
+            batch_wait=given.batch_wait_ms / 1000,
+            on_batch=self._on_batch,
+        )
+
+    def _partition_pipeline(self, partition: int, consumer: Any) -> Pipeline:
+        """The detect stage on one partition: its own Sigma correlation windows and its own
+        event-store writer (offsets are the one `events` stream's, so alert ids are those
+        one process would give)."""
+        stored = self.settings.pipeline.store_events
+        events = (
+            EventStore(self.events_folder / f"partition={partition}", name=f"p{partition}")
+            if stored
+            else None
+        )
+        analyzer = Analyzer(self.loaded, events, self.intel)
+        return self._pipeline(consumer, self._detector(f"detect-{partition}"), analyzer)
+
+    def _reader(self, stream: str, name: str) -> Any:
+        """A stage's consumer of a stream; of `alerts` from partitioned detection, in the
+        events' order (`InEventOrder`)."""
+        consumer = self.streams[stream].consumer(name)
+        if self.bus is not None and stream == "alerts":
+            from vigil.serve.partitions import InEventOrder
+
+            return InEventOrder(consumer, self.settings.bus.partitions)
+        return consumer
+
+    def totals(self) -> dict[str, int]:
+        """Events detected on and alerts raised by this process."""
+        pipelines = [self.pipeline] if self.pipeline is not None else []
+        if self.workers is not None:
+            pipelines += list(self.workers.pipelines.values())
+        keys = ("events", "rejected", "alerts", "new_alerts", "batches")
+        return {k: sum(p.totals[k] for p in pipelines) for k in keys}
+
     # --- running ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.pipeline.start()
+        if self.pipeline is not None:
+            self.pipeline.start()
+        if self.workers is not None:
+            self.workers.start()
         for runner in self.runners.values():
             runner.start()
         stopping = self.hunting.stopping
         self._threads = []
-        for path in self.settings.listeners.tail:
+        if "intake" in self.roles:
+            for path in self.settings.listeners.tail:
+                self._threads.append(
+                    threading.Thread(target=self.intake.tail, args=(Path(path), stopping),
+                                     name=f"vigil-tail-{path}", daemon=True)
+                )  # fmt: skip
+        if "correlate" in self.roles:  # saved hunts: once in a deployment
             self._threads.append(
-                threading.Thread(target=self.intake.tail, args=(Path(path), stopping),
-                                 name=f"vigil-tail-{path}", daemon=True)
-            )  # fmt: skip
-        self._threads.append(
-            threading.Thread(target=self.hunting.loop, name="vigil-hunts", daemon=True)
-        )
+                threading.Thread(target=self.hunting.loop, name="vigil-hunts", daemon=True)
+            )
         for thread in self._threads:
             thread.start()
         if self.backups is not None:
@@ -190,7 +267,10 @@ class Service:
         if self.backups is not None:
             self.backups.stop()
         self.hunting.stopping.set()
-        self.pipeline.stop()
+        if self.pipeline is not None:
+            self.pipeline.stop()
+        if self.workers is not None:
+            self.workers.stop()
         for runner in self.runners.values():
             runner.stop()
         for stream in self.streams.values():
@@ -199,15 +279,20 @@ class Service:
             self.bus.close()
 
     def drain(self, timeout: float = 60.0) -> bool:
-        """Run every stage until all published so far is processed (tests, tools)."""
+        """Run every stage this process runs until all published so far is processed
+        (tests, tools)."""
         deadline = time.monotonic() + timeout
-        done = self.pipeline.drain(timeout)
+        done = True
+        if self.pipeline is not None:
+            done = self.pipeline.drain(timeout)
+        if self.workers is not None:
+            done = self.workers.drain(timeout) and done
         for runner in self.runners.values():  # in flow order: each feeds the next
             done = runner.drain(max(0.0, deadline - time.monotonic())) and done
         return done
 
     def _stage_figures(self) -> dict[str, tuple[int, int]]:
-        figures = {"detect": (self.pipeline.lag(), self.pipeline.totals["events"])}
+        figures = {"detect": (self.events_out.lag(), self.totals()["events"])}
         for name, runner in self.runners.items():
             figures[name] = (runner.lag(), runner.processed)
         return figures
@@ -223,8 +308,8 @@ class Service:
         return publish
 
     def _on_batch(self, figures: BatchFigures, pipeline: Pipeline) -> None:
-        self.metrics.lag.set(pipeline.lag())
-        self.metrics.queue_depth.set(self.stream.end - self.stream.acked)
+        self.metrics.lag.set(self.events_out.lag())
+        self.metrics.queue_depth.set(self._backlog())
         self.metrics.events_rejected.labels(reason="parse").inc(figures.rejected)
         if figures.new_alerts:
             self.metrics.alerts.labels(kind="any", level="any").inc(figures.new_alerts)
@@ -255,10 +340,20 @@ class Service:
 
     # intake
     def check_intake(self, count: int = 1) -> None:
+        self._takes_events()
         self.intake.check(count)
 
     def ingest(self, lines: Sequence[bytes | bytearray], *, source: str) -> IngestAck:
+        self._takes_events()
         return self.intake.ingest(lines, source=source)
+
+    def _takes_events(self) -> None:
+        if "intake" not in self.roles:
+            raise Unavailable(
+                f"this process does not take events (role {self.settings.role}): send them "
+                "to a process of role intake or all",
+                retry_after=60,
+            )
 
     def set_aside(self, source: str, rejected: Sequence[tuple[Problem, bytes | bytearray]]) -> None:
         self.intake.set_aside(source, rejected)
@@ -347,11 +442,15 @@ class Service:
             fresh = [i for i in fresh if i not in known]
             _, last = self.alerts_stream.publish([r.to_bytes() for r in records])
             # the caller is told which incidents they joined: wait for the correlate stage
-            if self.correlating.alive:
-                self.correlating.wait_for(last + 1, IMPORT_WAIT_S)
+            correlating = self.correlating
+            if correlating is None or self.bus is not None:  # another process's, or
+                incidents = self._incidents_of(fresh, IMPORT_WAIT_S)  # read in event order
             else:
-                self.correlating.drain(IMPORT_WAIT_S)
-            incidents = self.incident_store.incidents_of(fresh) if fresh else []
+                if correlating.alive:
+                    correlating.wait_for(last + 1, IMPORT_WAIT_S)
+                else:
+                    correlating.drain(IMPORT_WAIT_S)
+                incidents = self.incident_store.incidents_of(fresh) if fresh else []
         return {
             "accepted": len(alerts),
             "new_alerts": new,
@@ -360,35 +459,64 @@ class Service:
             "incidents": incidents,
         }
 
+    def _incidents_of(self, alerts: list[str], timeout: float) -> list[str]:
+        """The incidents these alerts joined, once every one has (or `timeout` passed)."""
+        deadline = time.monotonic() + timeout
+        while alerts and time.monotonic() < deadline:
+            if len(self.incident_store.known_alerts(alerts)) == len(alerts):
+                break
+            time.sleep(0.05)
+        return self.incident_store.incidents_of(alerts) if alerts else []
+
     def entities(self, *, limit: int = 50) -> list[dict[str, Any]]:
         now = time.time()
-        risk = self.incidents.correlator.risk
+        risk = EntityRisk(self.settings.correlate.half_life_s)
         return [
             {**row, "risk_now": round(row["risk"] * risk.decay(max(0.0, now - row["as_of"])), 3)}
             for row in self.incident_store.entities(limit=limit)
         ]
 
+    def _detect_pipelines(self) -> list[Pipeline]:
+        pipelines = [self.pipeline] if self.pipeline is not None else []
+        if self.workers is not None:
+            pipelines += list(self.workers.pipelines.values())
+        return pipelines
+
+    def _backlog(self) -> int:
+        """Events not yet detected on and stored (the whole deployment's, distributed)."""
+        if self.pipeline is not None:
+            stream = self.pipeline.stream
+            return stream.end - stream.acked
+        return self.events_out.lag()
+
     def health(self, *, detail: bool = False) -> dict[str, Any]:
         """ "ok", or "degraded" with what is wrong (a kind each; with `detail`, the reasons and
-        the figures too)."""
-        lag = self.pipeline.lag()
-        pipeline = self.pipeline
+        the figures too). Distributed, of this process's roles; the lag and backlog are the
+        deployment's."""
+        lag = self.events_out.lag()
+        pipelines = self._detect_pipelines()
         problems: list[tuple[str, str]] = []
-        if pipeline._thread is None or not pipeline._thread.is_alive():
+        if self.pipeline is not None and not self.pipeline.alive:
             problems.append(("detection stopped", "the detection stage is not running"))
+        if self.workers is not None:
+            if not self.workers.alive:
+                problems.append(("detection stopped", "this detect worker is not running"))
+            elif self.workers.problem is not None:
+                problems.append(("detection failing", self.workers.problem))
         if lag >= self.settings.pipeline.max_lag:
             problems.append(("backlog full", f"{lag:,} events wait for detection"))
         intake = self.intake.problem
         if intake is not None:
             problems.append((_storage_kind(intake), f"ingest: {intake}"))
-        if pipeline.storage is not None:
-            problems.append((_storage_kind(pipeline.storage), f"detection: {pipeline.storage}"))
-        elif pipeline.problem is not None:
-            problems.append(("detection failing", pipeline.problem))
+        for pipeline in pipelines:
+            if pipeline.storage is not None:
+                problems.append((_storage_kind(pipeline.storage), f"detection: {pipeline.storage}"))
+            elif pipeline.problem is not None:
+                problems.append(("detection failing", pipeline.problem))
         correlating = self.correlating
-        if not correlating.alive:
+        if correlating is not None and not correlating.alive:
             problems.append(("correlation stopped", "the correlate stage is not running"))
-        elif correlating.problem is not None:
+        elif correlating is not None and correlating.problem is not None:
             problems.append(("correlation failing", correlating.problem))
         backups = self.backups
         last_backup = backups.last if backups is not None else None
@@ -400,25 +528,31 @@ class Service:
         }
         if not detail:
             return out
-        return {
+        totals = self.totals()
+        stages: dict[str, Any] = {"detect": {"lag": lag, "processed": totals["events"]}}
+        for name, runner in self.runners.items():
+            stages[name] = {"lag": runner.lag(), "processed": runner.processed}
+        detail_out = {
             **out,
             "problems": [f"{kind}: {why}" for kind, why in problems],
-            "events_processed": pipeline.totals["events"],
-            "alerts": pipeline.totals["new_alerts"],
+            "role": self.settings.role,
+            "events_processed": totals["events"],
+            "alerts": totals["new_alerts"],
             "lag": lag,  # received, not yet detected on
-            "backlog": self.stream.end - self.stream.acked,  # not yet detected on and stored
-            "set_aside": pipeline.set_aside + correlating.records_set_aside,
-            "stages": {
-                "detect": {"lag": lag, "processed": pipeline.totals["events"]},
-                "correlate": {"lag": correlating.lag(), "processed": correlating.processed},
-            },
-            "batch_failures": pipeline.failures,
+            "backlog": self._backlog(),  # not yet detected on and stored
+            "set_aside": sum(p.set_aside for p in pipelines)
+            + sum(r.records_set_aside for r in self.runners.values()),
+            "stages": stages,
+            "batch_failures": sum(p.failures for p in pipelines),
             "rules": len(self.loaded.plan.rules),
             "indicators": self.indicator_count,
             "uptime_s": round(time.time() - self.started, 1),
             "alert_latency_ms": self.latency(self.settings.pipeline.latency_window_s),
             "backup": last_backup if backups is not None else "off",
         }
+        if self.workers is not None:
+            detail_out["partitions"] = sorted(self.workers.owned)
+        return detail_out
 
     def latency(self, window: float) -> dict[str, float | int]:
         """Percentiles of event→alert latency (received to alert stored) over the alerts of
