@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from servers import MissingServer, NatsServer, PostgresServer
 from vigil.cli import app
 from vigil.detect.sigma import LoadedRules, load_rules
 
@@ -134,141 +135,24 @@ def until() -> Callable[..., Any]:
 # --- real servers, started on free loopback ports ---------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_port(port: int, timeout: float = 20.0) -> None:
-    import socket
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
-
-
-class NatsServer:
-    """A real nats-server with JetStream, its store in a folder of its own; `restart` keeps
-    the port and the store (what a crash and a restart of the server do)."""
-
-    def __init__(self, folder: Path) -> None:
-        import shutil
-
-        binary = shutil.which("nats-server")
-        if binary is None:
-            pytest.fail("nats-server is not installed (make test installs it)")
-        self.binary = binary
-        self.folder = folder
-        self.port = _free_port()
-        self.url = f"nats://127.0.0.1:{self.port}"
-        self.process: Any = None
-        self.start()
-
-    def start(self) -> None:
-        import subprocess
-
-        self.process = subprocess.Popen(
-            [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port),
-             "-sd", str(self.folder)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        _wait_port(self.port)
-
-    def stop(self, *, kill: bool = False) -> None:
-        if self.process is not None and self.process.poll() is None:
-            if kill:
-                self.process.kill()
-            else:
-                self.process.terminate()
-            self.process.wait(20)
-        self.process = None
-
-    def restart(self, *, kill: bool = False) -> None:
-        self.stop(kill=kill)
-        self.start()
-
-
 @pytest.fixture
 def nats_server(tmp_path: Path):
-    server = NatsServer(tmp_path / "nats")
+    try:
+        server = NatsServer(tmp_path / "nats")
+    except MissingServer as exc:
+        pytest.fail(str(exc))
     try:
         yield server
     finally:
         server.stop()
 
 
-class PostgresServer:
-    """A real PostgreSQL server in a folder of its own (initdb, trust on loopback), run as
-    the `postgres` user when the tests run as root (PostgreSQL refuses root); `database()`
-    makes a fresh database and gives its SQLAlchemy URL."""
-
-    def __init__(self) -> None:
-        import glob
-        import shutil
-        import subprocess
-        import tempfile
-
-        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-        if not found:
-            pytest.fail("PostgreSQL is not installed (make test installs it)")
-        self.bin = Path(found[-1]).parent
-        self.folder = Path(tempfile.mkdtemp(prefix="vigil-pg-", dir="/tmp"))
-        self.prefix: list[str] = []
-        if os.geteuid() == 0:
-            shutil.chown(self.folder, "postgres", "postgres")
-            self.prefix = ["runuser", "-u", "postgres", "--"]
-        self.port = _free_port()
-        self.count = 0
-        subprocess.run(
-            [*self.prefix, str(self.bin / "initdb"), "-D", str(self.folder / "data"),
-             "-A", "trust", "-U", "vigil", "-E", "UTF8", "--locale=C"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.process = subprocess.Popen(
-            [*self.prefix, str(self.bin / "postgres"), "-D", str(self.folder / "data"),
-             "-p", str(self.port), "-k", str(self.folder), "-c", "listen_addresses=127.0.0.1",
-             "-c", "fsync=off", "-c", "max_connections=200"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        _wait_port(self.port, 60)
-
-    def database(self) -> str:
-        import psycopg
-
-        self.count += 1
-        name = f"vigil_test_{os.getpid()}_{self.count}"
-        admin = f"host=127.0.0.1 port={self.port} user=vigil dbname=postgres"
-        for _ in range(50):  # the server may still be starting up
-            try:
-                with psycopg.connect(admin, autocommit=True) as db:
-                    db.execute(f'CREATE DATABASE "{name}"')
-                break
-            except psycopg.OperationalError:
-                import time
-
-                time.sleep(0.1)
-        return f"postgresql+psycopg://vigil@127.0.0.1:{self.port}/{name}"
-
-    def stop(self) -> None:
-        import shutil
-
-        self.process.terminate()
-        self.process.wait(30)
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def postgres_server():
-    server = PostgresServer()
+    try:
+        server = PostgresServer()
+    except MissingServer as exc:
+        pytest.fail(str(exc))
     try:
         yield server
     finally:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -75,29 +73,6 @@ async def _start_listeners(service: Service) -> list[Any]:
     )
     await server.start()
     return [server]
-
-
-def serve_headless(
-    settings: Settings,
-    *,
-    loaded: LoadedRules | None = None,
-    on_ready: Callable[[Service, str], None] | None = None,
-) -> None:
-    """A process of a role with no API (`detect`, `correlate`): its stages until SIGTERM or
-    SIGINT, then stopped in order (what is done is stored and acknowledged)."""
-    service = Service(settings, loaded=loaded)
-    tune_collector(collect=True)
-    stopping = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopping.set())
-    service.start()
-    try:
-        if on_ready is not None:
-            on_ready(service, "")
-        while not stopping.wait(0.5):
-            pass
-    finally:
-        service.stop()
 
 
 def serve(

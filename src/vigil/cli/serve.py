@@ -78,7 +78,6 @@ def serve(
 ) -> None:
     """Run Vigil continuously: ingest, detection, alerts, event store and the API."""
     from vigil.api.server import serve as run_service
-    from vigil.api.server import serve_headless
 
     overrides: dict[str, Any] = {"data_dir": data_dir}
     if rules:
@@ -91,8 +90,7 @@ def serve(
             f"--role {settings.role} is for the distributed deployment: set [bus] url "
             "(VIGIL_BUS__URL) to the NATS server; embedded, one process runs every stage"
         )
-    headless = settings.role in ("detect", "correlate")
-    if headless and (feed or demo):
+    if settings.role not in ("all", "intake") and (feed or demo):
         raise fail(
             f"--feed and --demo need a process that takes events, not --role {settings.role}"
         )
@@ -104,8 +102,7 @@ def serve(
     for path in [*settings.rules, *feed]:
         if not path.exists():
             raise fail(f"no such file or directory: {path}")
-    if not headless:
-        _check_listen(settings.api.host, settings.api.port, socket.SOCK_STREAM, "the API")
+    _check_listen(settings.api.host, settings.api.port, socket.SOCK_STREAM, "the API")
     listeners = settings.listeners
     takes_events = settings.role in ("all", "intake")
     if takes_events and listeners.syslog_udp is not None:
@@ -119,21 +116,10 @@ def serve(
         raise fail(str(exc)) from None
 
     def ready(service: Any, url: str) -> None:
-        if headless:
-            err.print(
-                f"Vigil {settings.role} is running ({escape(settings.bus.url or '')}, "
-                f"{settings.bus.partitions} partitions"
-                + (
-                    f", holding {sorted(service.workers.owned)}"
-                    if service.workers is not None
-                    else ""
-                )
-                + "); SIGTERM or Ctrl-C stops it.",
-                highlight=False,
-            )
-            return
+        role = "" if settings.role == "all" else f" ({settings.role})"
         err.print(
-            f"Vigil is serving on [bold]{url}[/] (API docs: {url}/docs, health: {url}/health); "
+            f"Vigil{role} is serving on [bold]{url}[/] "
+            f"(API docs: {url}/docs, health: {url}/health); "
             f"{len(service.loaded.plan.rules):,} rules, "
             f"{service.indicator_count:,} live indicators, data in "
             f"{escape(str(settings.data_dir))}. Create a token with "
@@ -150,7 +136,7 @@ def serve(
         threading.Thread(target=then, name="vigil-serve-extras", daemon=True).start()
 
     try:
-        (serve_headless if headless else run_service)(settings, loaded=loaded, on_ready=ready)
+        run_service(settings, loaded=loaded, on_ready=ready)
     except VigilError as exc:
         raise fail(str(exc)) from None
     except SQLAlchemyError as exc:
