@@ -114,7 +114,11 @@ def test_a_sigkilled_detect_worker_and_a_nats_restart_lose_and_double_nothing(
         workers[0].wait(30)
         nats_server.restart()
         publish(sources[half:])
-        until(lambda: intake.events_out.lag() == 0, "every event detected on", timeout=300)
+        until(
+            lambda: intake.partitioned.backlog() == 0,
+            "every event detected on and stored",
+            timeout=300,
+        )
         survivor = {owner for owner in leases.owners().values()}
         assert len(survivor) == 1 and workers[1].poll() is None
         got = alerts.list(limit=100_000)

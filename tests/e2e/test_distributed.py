@@ -94,7 +94,11 @@ def test_two_detect_workers_give_the_embedded_alerts_and_incidents(
         service.start()
     try:
         taken = intake.feed(paths)
-        until(lambda: intake.events_out.lag() == 0, "the events detected on", timeout=300)
+        until(
+            lambda: intake.partitioned.backlog() == 0,
+            "the events detected on and stored",
+            timeout=300,
+        )
         assert all(len(s.workers.owned) == 4 for s in detect if s.workers is not None)
         runner = correlate.correlating
         assert runner is not None

@@ -104,7 +104,7 @@ def test_two_workers_share_the_partitions_and_raise_the_embedded_alerts(
             second.rebalance()
         assert second.owned == set(range(PARTITIONS))
         assert second.drain(300)
-        assert intake.lag() == 0
+        assert intake.backlog() == 0
         alerts = AlertStore(state_engine(postgres_url)).list(limit=100_000, kind="sigma")
         assert len({a["id"] for a in alerts}) == len(alerts)  # none twice
         got = _found(alerts)

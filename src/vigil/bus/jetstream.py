@@ -51,6 +51,7 @@ T = TypeVar("T")
 DEFAULT_CONSUMER = "default"
 END_FRESH_S = 0.05
 ACK_WAIT_S = 3600.0  # a fetched record is redelivered after this long unacknowledged
+ARRIVAL_S = 0.05  # a partition with records waiting: the longest its fetch waits for them
 
 
 class BusUnavailable(Unavailable):
@@ -134,7 +135,8 @@ class JetStreamStream:
         bus.run(self._ensure())
         self._default: JetStreamConsumer | None = None
         self._end, self._end_at = 0, float("-inf")
-        self._backlogs: dict[str, tuple[float, int]] = {}  # consumer -> (asked at, backlog)
+        # consumer -> (asked at, (not handed out, not acknowledged))
+        self._backlogs: dict[str, tuple[float, tuple[int, int]]] = {}
 
     async def _ensure(self) -> None:
         js = self.bus.js
@@ -213,24 +215,33 @@ class JetStreamStream:
 
     def backlog(self, consumer: str, *, partition: int | None = None) -> int:
         """Records not yet acknowledged by the named consumer, whichever process holds it
-        (all of its subject's while it does not exist yet). Asked of the server at most
-        every `END_FRESH_S`: intake asks on every request."""
+        (all of its subject's while it does not exist yet)."""
+        waiting, unacknowledged = self._positions(consumer, partition)
+        return waiting + unacknowledged
+
+    def waiting(self, consumer: str, *, partition: int | None = None) -> int:
+        """Records not yet handed to the named consumer."""
+        return self._positions(consumer, partition)[0]
+
+    def _positions(self, consumer: str, partition: int | None) -> tuple[int, int]:
+        """(not handed out, handed out and not acknowledged): asked of the server at most
+        every `END_FRESH_S` (intake asks on every request)."""
         now = time.monotonic()
-        asked, known = self._backlogs.get(consumer, (float("-inf"), 0))
+        asked, known = self._backlogs.get(consumer, (float("-inf"), (0, 0)))
         if now - asked > END_FRESH_S:
             subject = self.subject if partition is None else self.partition_subject(partition)
-            known = int(self.bus.run(self._backlog(consumer, subject)))
+            known = self.bus.run(self._ask_positions(consumer, subject))
             self._backlogs[consumer] = (now, known)
         return known
 
-    async def _backlog(self, consumer: str, subject: str) -> int:
+    async def _ask_positions(self, consumer: str, subject: str) -> tuple[int, int]:
         js = self.bus.js
         try:
             info = await js.consumer_info(self.stream_name, consumer)
         except NotFoundError:  # not made yet: every record of its subject waits
             state = (await js.stream_info(self.stream_name, subjects_filter=subject)).state
-            return int((state.subjects or {}).get(subject, 0))
-        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+            return int((state.subjects or {}).get(subject, 0)), 0
+        return int(info.num_pending or 0), int(info.num_ack_pending or 0)
 
     def consumer(self, name: str, *, partition: int | None = None) -> JetStreamConsumer:
         """The named durable consumer of this stream (made on first use, at the start); of
@@ -340,6 +351,13 @@ class JetStreamConsumer:
                 start, max_records, None if self.partition is None else self.subject
             )
         end_before = self.stream.end
+        if self.partition is not None:
+            # a partition's worker serves several in turn: one that has nothing waiting is
+            # passed over at once (a fetch would wait out its timeout), one that has is
+            # given the time for its records to arrive
+            if not self._waiting():
+                return []
+            timeout = max(timeout, ARRIVAL_S)
         got = self.bus.run(self._fetch(max_records, timeout), timeout + self.bus.timeout * 3)
         out: list[tuple[int, bytes]] = []
         for message in got:
@@ -357,6 +375,23 @@ class JetStreamConsumer:
             # was before this fetch is still to come
             self._caught_up = max(self._caught_up, end_before, self._next)
         return out
+
+    def _waiting(self) -> bool:
+        """Whether records of the partition wait (asked at most every `END_FRESH_S`)."""
+        now = time.monotonic()
+        if now - self._end_at <= END_FRESH_S:
+            return self._end > self._next
+        stream_end, last = self.bus.run(self._ends())
+        self._end, self._end_at = max(self._end, last), now
+        if last <= self._next:  # every record of the subject before stream_end was handed out
+            self._caught_up = max(self._caught_up, stream_end, self._next)
+            return False
+        return True
+
+    async def _ends(self) -> tuple[int, int]:
+        """The stream's end, then the offset after the subject's last record."""
+        info = await self.bus.js.stream_info(self.stream.stream_name)
+        return int(info.state.last_seq), await self.stream._last_of(self.subject)
 
     def done_through(self, position: int) -> int:
         """Given every record handed out before `position` is done: the offset before which

@@ -33,6 +33,7 @@ from typing import Any
 
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import (
+    BadRequestError,
     BucketNotFoundError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
@@ -40,6 +41,8 @@ from nats.js.errors import (
 )
 
 from vigil.bus.jetstream import JetStreamBus
+
+WRONG_LAST_SEQUENCE = 10071  # JetStream's error code: the key changed since it was read
 
 
 def worker_id() -> str:
@@ -129,8 +132,13 @@ class PartitionLeases:
 
     async def _give_back(self, partition: int) -> None:
         revision = self.held.pop(partition)
-        with contextlib.suppress(KeyWrongLastSequenceError, KeyNotFoundError):  # gone already
+        try:
             await self._kv.delete(f"p{partition}", last=revision)
+        except (KeyWrongLastSequenceError, KeyNotFoundError):
+            pass  # gone already (run out, or another's now)
+        except BadRequestError as exc:
+            if exc.err_code != WRONG_LAST_SEQUENCE:  # as the server words it for a delete
+                raise
 
     def release(self) -> None:
         """Give every partition back and leave (a clean stop)."""

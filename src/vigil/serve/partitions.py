@@ -99,7 +99,13 @@ class PartitionedEvents:
         )
 
     def lag(self) -> int:
-        """Records published and not yet acknowledged by the detect workers."""
+        """Records published and not yet handed to a detect worker (intake's limit)."""
+        return sum(
+            self.events.waiting(detect_consumer(p), partition=p) for p in range(self.partitions)
+        )
+
+    def backlog(self) -> int:
+        """Records published and not yet acknowledged: detected on and stored."""
         return sum(
             self.events.backlog(detect_consumer(p), partition=p) for p in range(self.partitions)
         )

@@ -45,7 +45,7 @@ from vigil.store.stages import StageStateStore
 
 if TYPE_CHECKING:
     from vigil.bus.jetstream import JetStreamBus
-    from vigil.serve.partitions import PartitionedDetect
+    from vigil.serve.partitions import PartitionedDetect, PartitionedEvents
 
 log = logging.getLogger("vigil.serve")
 IMPORT_WAIT_S = 10.0  # an alert import waits this long for its incidents
@@ -119,6 +119,7 @@ class Service:
         self.pipeline: Pipeline | None = None  # the detect stage, embedded
         self.workers: PartitionedDetect | None = None  # this process's detect worker
         self.events_out: EventsOut
+        self.partitioned: PartitionedEvents | None = None  # distributed: events_out
         self.detector = self._detector("detect")  # distributed: sets intake's rejects aside
         if self.bus is None:
             analyzer: Analyzer | None = None
@@ -143,9 +144,10 @@ class Service:
         else:
             from vigil.serve.partitions import PartitionedDetect, PartitionedEvents
 
-            self.events_out = PartitionedEvents(
+            self.partitioned = PartitionedEvents(
                 self.streams["events"], partitions=settings.bus.partitions
             )
+            self.events_out = self.partitioned
             if "detect" in self.roles:
                 self.workers = PartitionedDetect(
                     self.bus,
@@ -194,7 +196,9 @@ class Service:
             name=name,
         )
 
-    def _pipeline(self, stream: Any, detector: Detector, analyzer: Analyzer | None) -> Pipeline:
+    def _pipeline(
+        self, stream: Any, detector: Detector, analyzer: Analyzer | None, *, wait: bool = True
+    ) -> Pipeline:
         given = self.settings.pipeline
         return Pipeline(
             stream,
@@ -202,7 +206,7 @@ class Service:
             analyzer,
             pool=self.pool if analyzer is None else None,
             batch_max=given.batch_max,
-            batch_wait=given.batch_wait_ms / 1000,
+            batch_wait=given.batch_wait_ms / 1000 if wait else 0.0,
             on_batch=self._on_batch,
         )
 
@@ -217,7 +221,8 @@ class Service:
             else None
         )
         analyzer = Analyzer(self.loaded, events, self.intel)
-        return self._pipeline(consumer, self._detector(f"detect-{partition}"), analyzer)
+        # no wait for a batch to fill: the worker's other partitions are served meanwhile
+        return self._pipeline(consumer, self._detector(f"detect-{partition}"), analyzer, wait=False)
 
     def _reader(self, stream: str, name: str) -> Any:
         """A stage's consumer of a stream; of `alerts` from partitioned detection, in the
@@ -487,7 +492,8 @@ class Service:
         if self.pipeline is not None:
             stream = self.pipeline.stream
             return stream.end - stream.acked
-        return self.events_out.lag()
+        assert self.partitioned is not None
+        return self.partitioned.backlog()
 
     def health(self, *, detail: bool = False) -> dict[str, Any]:
         """ "ok", or "degraded" with what is wrong (a kind each; with `detail`, the reasons and

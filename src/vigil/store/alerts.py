@@ -29,11 +29,9 @@ class AlertStore:
             return 0
         now = time.time()
         rows = [_row(alert.id, alert.detection, alert.offset, now) for alert in alerts]
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                self._insert(alert_table).on_conflict_do_nothing(index_elements=["id"]), rows
-            )
-        return max(0, result.rowcount)
+        insert = self._insert(alert_table).on_conflict_do_nothing(index_elements=["id"])
+        with self.engine.begin() as conn:  # rowcount of many rows: -1 on PostgreSQL
+            return len(conn.execute(insert.returning(alert_table.c.id), rows).all())
 
     def list(
         self,
