@@ -43,7 +43,14 @@ import httpx  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from figures import calibrate, report  # noqa: E402
-from pipeline import free_port, payloads, send_all, send_at_rate, vigil  # noqa: E402
+from pipeline import (  # noqa: E402
+    free_port,
+    payloads,
+    send_all,
+    send_at_rate,
+    sending_options,
+    vigil,
+)
 from servers import NatsServer, PostgresServer  # noqa: E402
 
 console = Console(stderr=True)
@@ -154,20 +161,10 @@ def run(workers: int, base: Path, nats: NatsServer, database: str, bodies: list[
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--phase-seconds", type=float, default=15.0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--backlog", type=int, default=20_000,
-                        help="senders pause while more events than this wait")  # fmt: skip
-    args = parser.parse_args()
-    if not (DATA / "sigma").exists():
-        print("reference data not found under", DATA, file=sys.stderr)
+    args = sending_options(__doc__, events=200_000, quick=40_000, phase=15.0)
+    if args is None:
         return 2
-    total = 40_000 if args.quick else args.events
-    if args.quick:
-        args.phase_seconds = 6.0
+    total = args.events
     calibration = calibrate()
     with console.status("Reading the events to send…"):
         requests = payloads(total)

@@ -191,20 +191,33 @@ def send_at_rate(url: str, token: str, bodies: list[bytes], rate: float, seconds
     return sent
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def sending_options(
+    doc: str | None, *, events: int, quick: int, phase: float
+) -> argparse.Namespace:
+    """The options of a bench that sends real events to a server (this one and
+    bench/distributed.py); `--quick` sends `quick` events with phases of 6 s. None when the
+    reference data is missing (said on standard error)."""
+    parser = argparse.ArgumentParser(description=doc)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--events", type=int, default=300_000)
-    parser.add_argument("--phase-seconds", type=float, default=20.0)
+    parser.add_argument("--events", type=int, default=events)
+    parser.add_argument("--phase-seconds", type=float, default=phase)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backlog", type=int, default=20_000,
                         help="senders pause while more events than this wait")  # fmt: skip
     args = parser.parse_args()
     if not (DATA / "sigma").exists():
         print("reference data not found under", DATA, file=sys.stderr)
+        return None
+    if args.quick:
+        args.events, args.phase_seconds = quick, 6.0
+    return args
+
+
+def main() -> int:
+    args = sending_options(__doc__, events=300_000, quick=60_000, phase=20.0)
+    if args is None:
         return 2
-    total = 60_000 if args.quick else args.events
-    phase = 6.0 if args.quick else args.phase_seconds
+    total, phase = args.events, args.phase_seconds
     calibration = calibrate()  # before the server starts: the machine's speed, idle
     with console.status("Reading the events to send…"):
         requests = payloads(total)

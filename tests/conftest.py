@@ -11,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,28 +135,26 @@ def until() -> Callable[..., Any]:
 # --- real servers, started on free loopback ports ---------------------------------------------
 
 
-@pytest.fixture
-def nats_server(tmp_path: Path):
+def _serving(start: Callable[[], Any]) -> Iterator[Any]:
+    """A real server, started (a missing program fails the test, naming it) and stopped."""
     try:
-        server = NatsServer(tmp_path / "nats")
+        server = start()
     except MissingServer as exc:
         pytest.fail(str(exc))
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path):
+    yield from _serving(lambda: NatsServer(tmp_path / "nats"))
 
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    try:
-        server = PostgresServer()
-    except MissingServer as exc:
-        pytest.fail(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serving(PostgresServer)
 
 
 @pytest.fixture

@@ -46,9 +46,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -125,6 +125,10 @@ class ListenerSettings(BaseModel):
     tail: list[Path] = []
 
 
+Role = Literal["all", "intake", "detect", "correlate", "api"]
+ROLES: tuple[str, ...] = get_args(Role)  # `vigil serve --role`; all: every other one
+
+
 class Settings(BaseSettings):
     """Everything `vigil serve` and the commands need, with its defaults."""
 
@@ -148,7 +152,16 @@ class Settings(BaseSettings):
     # what this process runs (distributed: `[bus] url` set): intake takes events (API ingest,
     # listeners, tails), detect joins the detect workers, correlate runs the stages after
     # detection, api answers queries; all: every one of them
-    role: Literal["all", "intake", "detect", "correlate", "api"] = "all"
+    role: Role = "all"
+
+    @model_validator(mode="after")
+    def _role_needs_a_bus(self) -> Settings:
+        if self.role != "all" and not self.bus.url:
+            raise ValueError(
+                f"role {self.role} is for the distributed deployment: set [bus] url "
+                "(VIGIL_BUS__URL) to the NATS server; embedded, one process runs every stage"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -172,6 +185,13 @@ def config_file() -> Path | None:
     return path if path.is_file() else None
 
 
+def _problem(error: Any) -> str:
+    """One validation error: where (when a field is at fault), and what."""
+    what = str(error["msg"]).removeprefix("Value error, ")
+    where = ".".join(str(p) for p in error["loc"])
+    return f"{where}: {what}" if where else what
+
+
 def load_settings(**overrides: Any) -> Settings:
     """The settings, with `overrides` (from command-line options) winning over everything.
     A malformed file or value is an InputError naming what is wrong."""
@@ -180,9 +200,7 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
-        )
+        problems = "; ".join(_problem(error) for error in exc.errors())
         raise InputError(f"configuration: {problems}") from None
     except ValueError as exc:  # a TOML syntax error
         raise InputError(f"configuration: {exc}") from None

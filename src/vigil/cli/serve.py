@@ -19,17 +19,12 @@ from vigil.cli._output import err, fail
 from vigil.cli._state import DataDir, reason_of, settings_with
 from vigil.cli.incidents import incident_panel
 from vigil.cli.rules import RulesOption, load_rule_set
+from vigil.config import ROLES
 from vigil.detect import LEVELS
 from vigil.detect.sigma import starter_rules
 from vigil.errors import VigilError, storage_problem
 
-
-class Role(StrEnum):
-    all = "all"
-    intake = "intake"
-    detect = "detect"
-    correlate = "correlate"
-    api = "api"
+Role = StrEnum("Role", {name: name for name in ROLES})  # type: ignore[misc]
 
 
 def _check_listen(host: str, port: int, kind: socket.SocketKind, what: str) -> None:
@@ -69,7 +64,7 @@ def serve(
     role: Annotated[
         Role | None,
         typer.Option(
-            help="Distributed ([bus] url set): what this process runs. intake takes events "
+            help="Distributed (\\[bus] url set): what this process runs. intake takes events "
             "(API ingest, listeners, tails); detect joins the detect workers sharing the "
             "partitions; correlate runs the stages after detection; api answers queries; "
             "all runs every one (the default)."
@@ -85,11 +80,6 @@ def serve(
     if role is not None:
         overrides["role"] = role.value
     settings = settings_with(**overrides)
-    if settings.role != "all" and not settings.bus.url:
-        raise fail(
-            f"--role {settings.role} is for the distributed deployment: set [bus] url "
-            "(VIGIL_BUS__URL) to the NATS server; embedded, one process runs every stage"
-        )
     if settings.role not in ("all", "intake") and (feed or demo):
         raise fail(
             f"--feed and --demo need a process that takes events, not --role {settings.role}"

@@ -162,10 +162,6 @@ class PartitionedDetect:
             self._drop(partition, finish=True)
         self.leases.release()
 
-    def lag(self) -> int:
-        """Events of the partitions held not yet detected on."""
-        return sum(self.events.backlog(detect_consumer(p), partition=p) for p in self.pipelines)
-
     def rebalance(self) -> None:
         """Renew the leases, take a fair share, hand over the surplus (stopped first)."""
         try:
@@ -217,9 +213,13 @@ class PartitionedDetect:
         moved = any(self._told.get(p, -1) < at for p, at in upto.items())
         now = time.monotonic()
         if moved or force or now - self._told_at >= TELL_EVERY_S:
+            self._tell(upto)
+            self._told_at = now
+
+    def _tell(self, upto: dict[int, int]) -> None:
+        if self.progress_out is not None:
             self.progress_out.publish([Progress(upto, self.leases.me).to_bytes()])
             self._told.update(upto)
-            self._told_at = now
 
     def _drop(self, partition: int, *, finish: bool) -> None:
         """Stop a partition: `finish` stores and acknowledges what is done (a hand-over),
@@ -228,9 +228,7 @@ class PartitionedDetect:
         pipeline = self.pipelines[partition]
         if finish:
             pipeline.stop(timeout=0)
-            if self.progress_out is not None:
-                upto = {partition: pipeline.done_through()}
-                self.progress_out.publish([Progress(upto, self.leases.me).to_bytes()])
+            self._tell({partition: pipeline.done_through()})
         else:
             pipeline.abandon()
         del self.pipelines[partition]

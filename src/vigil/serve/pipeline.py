@@ -233,6 +233,24 @@ class Analyzer:
         return None
 
 
+class Rejects:
+    """The rejects file (JSON lines): records set aside, each with its reason and text. One
+    per process, shared by every writer (intake, detection, the stages), so lines from
+    several threads never interleave."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def add(self, items: list[dict[str, Any]]) -> None:
+        if not items:
+            return
+        with self._lock, self.path.open("ab") as out:
+            for item in items:  # one at a time: an item may be a line of many megabytes
+                out.write(orjson.dumps(item, default=str))
+                out.write(b"\n")
+
+
 class Detector:
     """The in-order half of detection: correlation over the rule hits of every batch, the
     alerts (deterministic ids) stored and published to the `alerts` stream, indicator
@@ -243,7 +261,7 @@ class Detector:
         loaded: LoadedRules,
         alerts: AlertStore,
         indicators: IndicatorStore | None = None,
-        rejects: Path | None = None,
+        rejects: Rejects | None = None,
         alerts_out: Stream | None = None,
         kept: StageStateStore | None = None,
         name: str = STAGE,
@@ -252,8 +270,7 @@ class Detector:
         self.alerts = alerts
         self.alerts_out = alerts_out  # the `alerts` stream (correlation and later stages)
         self.indicators = indicators
-        self.rejects = rejects
-        self._rejects_lock = threading.Lock()  # intake sets records aside too
+        self.rejects = rejects  # shared by intake and every partition's detector
         self.specs = loaded.plan.correlations
         self.kept = kept
         self.reset()
@@ -309,11 +326,8 @@ class Detector:
 
     def set_aside(self, items: list[dict[str, Any]]) -> None:
         """Records set aside, each with its reason (and text), into the rejects file."""
-        if items and self.rejects is not None:
-            with self._rejects_lock, self.rejects.open("ab") as out:
-                for item in items:  # one at a time: an item may be a line of many megabytes
-                    out.write(orjson.dumps(item, default=str))
-                    out.write(b"\n")
+        if self.rejects is not None:
+            self.rejects.add(items)
 
     @staticmethod
     def _correlated(detection: Detection) -> Alert:

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any, cast
 from prometheus_client import CollectorRegistry
 
 from vigil.bus import LocalStream
-from vigil.config import Settings
+from vigil.config import ROLES, Settings
 from vigil.correlate.risk import EntityRisk
 from vigil.correlate.stage import IncidentStage
 from vigil.correlate.store import IncidentStore
 from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import LoadedRules, load_rules, starter_rules
 from vigil.detect.workers import WorkerPool
-from vigil.errors import Invalid, StorageFull, StorageUnavailable, Unavailable
+from vigil.errors import StorageFull, StorageUnavailable, Unavailable
 from vigil.events.records import detected_now
 from vigil.ingest import Problem
 from vigil.intel.store import IndicatorStore
@@ -29,12 +29,7 @@ from vigil.serve.backups import ScheduledBackup
 from vigil.serve.hunting import Hunting
 from vigil.serve.intake import EventsOut, IngestAck, Intake
 from vigil.serve.metrics import pipeline_metrics
-from vigil.serve.pipeline import (
-    Analyzer,
-    BatchFigures,
-    Detector,
-    Pipeline,
-)
+from vigil.serve.pipeline import Analyzer, BatchFigures, Detector, Pipeline, Rejects
 from vigil.serve.stages import DURABLE, FOLDERS, STAGES, STREAMS, StageCollector, StageRunner
 from vigil.serve.workers import analyzer_pool
 from vigil.store import migrate, state_engine
@@ -49,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vigil.serve")
 IMPORT_WAIT_S = 10.0  # an alert import waits this long for its incidents
-ROLES = ("intake", "detect", "correlate", "api")  # what `role = "all"` runs
 
 
 def _storage_kind(problem: StorageUnavailable) -> str:
@@ -102,25 +96,23 @@ class Service:
         self.risk_stream = self.streams["risk"]
         # what this process runs: every stage (embedded, or `role = "all"`), or one role of
         # the distributed deployment
-        if self.bus is None and settings.role != "all":
-            raise Invalid(
-                f"role {settings.role!r} needs the distributed deployment ([bus] url): the "
-                "embedded one runs every stage in one process"
-            )
-        self.roles = set(ROLES) if settings.role == "all" else {settings.role}
+        self.roles = set(ROLES) - {"all"} if settings.role == "all" else {settings.role}
         stored = settings.pipeline.store_events
+        # indicators matched in this process: by its analyzer, or its partitions' (a pool's
+        # workers load their own)
+        analyzes_here = (
+            not settings.pipeline.workers if self.bus is None else "detect" in self.roles
+        )
         self.intel = (
-            IntelScan.load(self.indicators_store)
-            if settings.indicators and (self.bus is None or "detect" in self.roles)
-            else None
+            IntelScan.load(self.indicators_store) if settings.indicators and analyzes_here else None
         )
         self.indicator_count = self.intel.matcher.count if self.intel else 0
+        self.rejects = Rejects(folder / "rejects.jsonl")  # every writer's, one lock
         self.pool: WorkerPool | None = None
         self.pipeline: Pipeline | None = None  # the detect stage, embedded
         self.workers: PartitionedDetect | None = None  # this process's detect worker
         self.events_out: EventsOut
         self.partitioned: PartitionedEvents | None = None  # distributed: events_out
-        self.detector = self._detector("detect")  # distributed: sets intake's rejects aside
         if self.bus is None:
             analyzer: Analyzer | None = None
             if settings.pipeline.workers:
@@ -139,7 +131,9 @@ class Service:
                 analyzer = Analyzer(
                     self.loaded, EventStore(self.events_folder) if stored else None, self.intel
                 )
-            self.pipeline = self._pipeline(self.streams["events"], self.detector, analyzer)
+            self.pipeline = self._pipeline(
+                self.streams["events"], self._detector("detect"), analyzer
+            )
             self.events_out = self.pipeline
         else:
             from vigil.serve.partitions import PartitionedDetect, PartitionedEvents
@@ -163,7 +157,7 @@ class Service:
                 spec.name,
                 spec.build(self),
                 self._reader(spec.consumes, spec.name),
-                set_aside=self.detector.set_aside,
+                set_aside=self.rejects.add,
             )
             for spec in STAGES
             if spec.build is not None and "correlate" in self.roles
@@ -173,7 +167,7 @@ class Service:
             cast(IncidentStage, self.correlating.stage) if self.correlating is not None else None
         )
         self.registry.register(StageCollector(self._stage_figures))
-        self.intake = Intake(settings, self.events_out, self.metrics, self.detector.set_aside)
+        self.intake = Intake(settings, self.events_out, self.metrics, self.rejects.add)
         self.hunting = Hunting(
             settings, self.events_folder, self.hunts, self.alert_store, self.alerts_stream
         )
@@ -190,7 +184,7 @@ class Service:
             self.loaded,
             self.alert_store,
             self.indicators_store if self.settings.indicators else None,
-            rejects=self.settings.data_dir / "rejects.jsonl",
+            rejects=self.rejects,
             alerts_out=self.alerts_stream,
             kept=StageStateStore(self.engine),
             name=name,
@@ -236,9 +230,7 @@ class Service:
 
     def totals(self) -> dict[str, int]:
         """Events detected on and alerts raised by this process."""
-        pipelines = [self.pipeline] if self.pipeline is not None else []
-        if self.workers is not None:
-            pipelines += list(self.workers.pipelines.values())
+        pipelines = self._detect_pipelines()
         keys = ("events", "rejected", "alerts", "new_alerts", "batches")
         return {k: sum(p.totals[k] for p in pipelines) for k in keys}
 
@@ -535,9 +527,10 @@ class Service:
         if not detail:
             return out
         totals = self.totals()
-        stages: dict[str, Any] = {"detect": {"lag": lag, "processed": totals["events"]}}
-        for name, runner in self.runners.items():
-            stages[name] = {"lag": runner.lag(), "processed": runner.processed}
+        stages = {
+            name: {"lag": behind, "processed": done}
+            for name, (behind, done) in self._stage_figures().items()
+        }
         detail_out = {
             **out,
             "problems": [f"{kind}: {why}" for kind, why in problems],
