@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import httpx  # noqa: E402
+import psutil  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from figures import calibrate, report  # noqa: E402
@@ -112,15 +113,30 @@ def caught_up(intake: Process, correlate: Process, token: str, timeout: float) -
     raise SystemExit(f"backlog not drained in {timeout}s: {health}")
 
 
-def run(workers: int, base: Path, nats: NatsServer, database: str, bodies: list[bytes],
-        events: int, args: argparse.Namespace, rules: list[str]) -> dict[str, float]:  # fmt: skip
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user and system) of these processes and their children so far."""
+    total = 0.0
+    for pid in pids:
+        process = psutil.Process(pid)
+        for one in [process, *process.children(recursive=True)]:
+            try:
+                times = one.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+    return total
+
+
+def run(workers: int, base: Path, nats: NatsServer, postgres: PostgresServer,
+        bodies: list[bytes], events: int, args: argparse.Namespace,
+        rules: list[str]) -> dict[str, float]:  # fmt: skip
     folder = base / f"run-{workers}"
     env = {
         **os.environ,
         "VIGIL_BUS__URL": nats.url,
         "VIGIL_BUS__PREFIX": f"bench{workers}",
         "VIGIL_BUS__PARTITIONS": str(PARTITIONS),
-        "VIGIL_DATABASE_URL": database,
+        "VIGIL_DATABASE_URL": postgres.database(),
         "VIGIL_EVENTS_DIR": str(folder / "events"),
         "VIGIL_DATA_DIR": str(folder / "cli"),
         "VIGIL_PIPELINE__LATENCY_WINDOW_S": str(args.phase_seconds + 2),
@@ -139,10 +155,20 @@ def run(workers: int, base: Path, nats: NatsServer, database: str, bodies: list[
             while sum(len(p.health(token).get("partitions", [])) for p in detect) < PARTITIONS:
                 time.sleep(0.2)
         with console.status(f"{workers} worker(s): sending {events:,} events as fast as taken…"):
+            tiers = {"intake": [intake.process.pid], "detect": [p.process.pid for p in detect],
+                     "correlate": [correlate.process.pid], "nats": [nats.process.pid],
+                     "postgresql": [postgres.process.pid]}  # fmt: skip
+            before = {tier: cpu_seconds(pids) for tier, pids in tiers.items()}
             started = time.monotonic()
             send_all(intake.url, token, bodies, args.threads, args.backlog)
             caught_up(intake, correlate, token, 900)
             seconds = time.monotonic() - started
+            costs = {
+                f"cpu_us_per_event_{tier}": round(
+                    (cpu_seconds(pids) - before[tier]) / events * 1e6, 1
+                )
+                for tier, pids in tiers.items()
+            }
         rate = events / seconds
         with console.status(f"{workers} worker(s): 90% of that rate for {args.phase_seconds}s…"):
             time.sleep(args.phase_seconds + 3)  # the latency window is one phase: start clean
@@ -154,6 +180,7 @@ def run(workers: int, base: Path, nats: NatsServer, database: str, bodies: list[
             "p50_ms": max(lat.get("p50", -1) for lat in latencies),
             "p99_ms": max(lat.get("p99", -1) for lat in latencies),
             "alerts": sum(p.health(token)["alerts"] for p in detect),
+            **costs,
         }
     finally:
         for process in processes:
@@ -180,7 +207,7 @@ def main() -> int:
             postgres = PostgresServer()
         try:
             for workers in (1, 2):
-                got = run(workers, base, nats, postgres.database(), bodies, events, args, rules)
+                got = run(workers, base, nats, postgres, bodies, events, args, rules)
                 for name, value in got.items():
                     figures[f"{name}_{workers}"] = value
         finally:
