@@ -71,4 +71,6 @@ def import_bytes(data: bytes, name: str, format: str | None = None) -> Inventory
     chosen = format or sniff(data, name)
     if chosen not in readers:
         raise InputError(f"no asset format {chosen!r}; formats: {', '.join(sorted(readers))}")
-    return readers[chosen](data, name)
+    inventory = readers[chosen](data, name)
+    inventory.report.format = chosen
+    return inventory

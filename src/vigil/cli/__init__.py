@@ -10,6 +10,7 @@ import typer
 
 from vigil import __version__
 from vigil.cli import (
+    assets,
     backup,
     correlate,
     demo,
@@ -50,6 +51,7 @@ app.add_typer(rules.rules_app, name="rules")
 app.add_typer(intel.intel_app, name="intel")
 app.add_typer(tokens.token_app, name="token")
 app.add_typer(incidents.incident_app, name="incident")
+app.add_typer(assets.assets_app, name="assets")
 
 
 def main() -> None:

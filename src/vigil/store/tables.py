@@ -188,6 +188,34 @@ stage_state_table = Table(
 )
 
 
+# --- the asset inventory and its access graph (vigil.assets) ---------------------------------
+
+asset_node_table = Table(
+    "asset_node",
+    metadata,
+    Column("id", Text, primary_key=True),  # "<kind>:<key>"
+    Column("kind", String(32), nullable=False, index=True),
+    Column("name", Text, nullable=False),
+    Column("attrs", Text, nullable=False),  # JSON {name: value}
+    Column("sources", Text, nullable=False),  # JSON [source, ...] that named it
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+)
+
+asset_edge_table = Table(
+    "asset_edge",
+    metadata,
+    Column("id", String(40), primary_key=True),  # SHA-1 of kind, src, dst and attributes
+    Column("kind", String(32), nullable=False),
+    Column("src", Text, nullable=False, index=True),
+    Column("dst", Text, nullable=False, index=True),
+    Column("attrs", Text, nullable=False),  # JSON {name: value}
+    Column("sources", Text, nullable=False),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+)
+
+
 # --- API tokens (vigil.api) -------------------------------------------------------------------
 
 api_token_table = Table(
@@ -206,6 +234,8 @@ api_token_table = Table(
 __all__ = [
     "alert_table",
     "api_token_table",
+    "asset_edge_table",
+    "asset_node_table",
     "case_entry_table",
     "entity_risk_table",
     "incident_alert_table",

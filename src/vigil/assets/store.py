@@ -1,0 +1,222 @@
+"""The inventory in the state database: what every source said of every node and edge,
+merged (the load step of every importer, and of passive discovery).
+
+A node met again keeps its id: its attributes are updated (what the newer source says wins),
+its sources gain the new one, `first_seen` stays, `last_seen` moves. An edge is known by its
+kind, ends and attributes; met again, only its sources and `last_seen` change.
+
+    store = AssetStore(engine)
+    report = store.merge(inventory)            # {"nodes_new": 3, "nodes_updated": 1, ...}
+    store.nodes(kind="host")                   # a page of hosts
+    store.node("host:web01")                   # one, with its edges in and out
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, func, select
+
+from vigil.assets.model import Edge, Inventory, Node
+from vigil.store import migrate, upsert_insert
+from vigil.store.tables import asset_edge_table, asset_node_table
+
+CHUNK = 500  # rows per statement
+
+
+def edge_id(edge: Edge) -> str:
+    text = orjson.dumps([edge.kind, edge.src, edge.dst, edge.attrs], default=str)
+    return hashlib.sha1(text, usedforsecurity=False).hexdigest()
+
+
+def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+class AssetStore:
+    def __init__(self, engine: Engine) -> None:
+        migrate(engine)
+        self.engine = engine
+        self._insert = upsert_insert(engine)
+
+    def merge(self, inventory: Inventory, *, now: float | None = None) -> dict[str, int]:
+        """Load what a source gave, in one transaction; what changed, counted."""
+        now = time.time() if now is None else now
+        nodes = list(inventory.nodes.values())
+        edges = list(inventory.edges)
+        source = inventory.source
+        counts = {"nodes_new": 0, "nodes_updated": 0, "edges_new": 0, "edges_seen": 0}
+        with self.engine.begin() as conn:
+            for chunk in _chunks(nodes):
+                known = {
+                    row.id: row
+                    for row in conn.execute(
+                        select(asset_node_table).where(
+                            asset_node_table.c.id.in_([n.id for n in chunk])
+                        )
+                    )
+                }
+                rows = [self._node_row(node, known.get(node.id), source, now) for node in chunk]
+                counts["nodes_updated"] += len(known)
+                counts["nodes_new"] += len(chunk) - len(known)
+                insert = self._insert(asset_node_table)
+                conn.execute(
+                    insert.on_conflict_do_update(
+                        index_elements=["id"],
+                        set_={
+                            c: insert.excluded[c]
+                            for c in ("name", "attrs", "sources", "first_seen", "last_seen")
+                        },
+                    ),
+                    rows,
+                )
+            for edge_chunk in _chunks(edges):
+                ids = [edge_id(edge) for edge in edge_chunk]
+                seen = {
+                    row.id: row
+                    for row in conn.execute(
+                        select(asset_edge_table.c.id, asset_edge_table.c.sources).where(
+                            asset_edge_table.c.id.in_(ids)
+                        )
+                    )
+                }
+                counts["edges_seen"] += len(seen)
+                counts["edges_new"] += len(edge_chunk) - len(seen)
+                rows = []
+                for key, edge in zip(ids, edge_chunk, strict=True):
+                    old = seen.get(key)
+                    sources = _with(orjson.loads(old.sources) if old else [], source)
+                    rows.append(
+                        {
+                            "id": key,
+                            "kind": edge.kind,
+                            "src": edge.src,
+                            "dst": edge.dst,
+                            "attrs": orjson.dumps(dict(edge.attrs), default=str).decode(),
+                            "sources": orjson.dumps(sources).decode(),
+                            "first_seen": now,
+                            "last_seen": now,
+                        }
+                    )
+                insert = self._insert(asset_edge_table)
+                conn.execute(
+                    insert.on_conflict_do_update(
+                        index_elements=["id"],
+                        set_={"sources": insert.excluded.sources, "last_seen": now},
+                    ),
+                    rows,
+                )
+        return counts
+
+    @staticmethod
+    def _node_row(node: Node, old: Any, source: str, now: float) -> dict[str, Any]:
+        attrs = orjson.loads(old.attrs) if old is not None else {}
+        attrs.update(node.attrs)
+        sources = _with(orjson.loads(old.sources) if old is not None else [], source)
+        return {
+            "id": node.id,
+            "kind": node.kind,
+            "name": node.name,
+            "attrs": orjson.dumps(attrs, default=str).decode(),
+            "sources": orjson.dumps(sources).decode(),
+            "first_seen": old.first_seen if old is not None else now,
+            "last_seen": now,
+        }
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def nodes(
+        self,
+        *,
+        kind: str | None = None,
+        search: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        query = select(asset_node_table).order_by(asset_node_table.c.id)
+        if kind is not None:
+            query = query.where(asset_node_table.c.kind == kind)
+        if search:
+            pattern = f"%{search.lower()}%"
+            query = query.where(
+                func.lower(asset_node_table.c.id).like(pattern)
+                | func.lower(asset_node_table.c.name).like(pattern)
+            )
+        with self.engine.connect() as conn:
+            return [_node(row) for row in conn.execute(query.limit(limit).offset(offset))]
+
+    def node(self, node_id: str) -> dict[str, Any] | None:
+        """A node with its edges out and in."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(asset_node_table).where(asset_node_table.c.id == node_id)
+            ).first()
+            if row is None:
+                return None
+            out = [
+                _edge(r)
+                for r in conn.execute(
+                    select(asset_edge_table)
+                    .where(asset_edge_table.c.src == node_id)
+                    .order_by(asset_edge_table.c.kind, asset_edge_table.c.dst)
+                )
+            ]
+            into = [
+                _edge(r)
+                for r in conn.execute(
+                    select(asset_edge_table)
+                    .where(asset_edge_table.c.dst == node_id)
+                    .order_by(asset_edge_table.c.kind, asset_edge_table.c.src)
+                )
+            ]
+        return {**_node(row), "edges_out": out, "edges_in": into}
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Nodes per kind, edges per kind."""
+        with self.engine.connect() as conn:
+            nodes = conn.execute(
+                select(asset_node_table.c.kind, func.count()).group_by(asset_node_table.c.kind)
+            ).all()
+            edges = conn.execute(
+                select(asset_edge_table.c.kind, func.count()).group_by(asset_edge_table.c.kind)
+            ).all()
+        return {
+            "nodes": {kind: int(n) for kind, n in sorted(nodes)},
+            "edges": {kind: int(n) for kind, n in sorted(edges)},
+        }
+
+
+def _with(sources: list[str], source: str) -> list[str]:
+    return sources if source in sources else [*sources, source]
+
+
+def _node(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "name": row.name,
+        "attrs": orjson.loads(row.attrs),
+        "sources": orjson.loads(row.sources),
+        "first_seen": row.first_seen,
+        "last_seen": row.last_seen,
+    }
+
+
+def _edge(row: Any) -> dict[str, Any]:
+    return {
+        "kind": row.kind,
+        "src": row.src,
+        "dst": row.dst,
+        "attrs": orjson.loads(row.attrs),
+        "sources": orjson.loads(row.sources),
+        "first_seen": row.first_seen,
+        "last_seen": row.last_seen,
+    }
+
+
+__all__ = ["AssetStore", "edge_id"]
