@@ -97,12 +97,20 @@ def discover(events: Iterable[Event], *, source: str = SOURCE) -> Inventory:
     return inventory
 
 
+CODE_FIELD = {"windows": "EventID", "aws.cloudtrail": "eventName"}  # the native field keyed on
+DATASETS = frozenset(dataset for dataset, _ in SHOWS)
+
+
 def _shows(event: Event) -> Shows | None:
+    """What the event shows, from its dataset and native code (its ECS view is made only
+    for the events that show something)."""
     dataset = event.dataset or ""
-    code = event.ecs.get("event.code") or event.ecs.get("event.action")
-    return SHOWS.get((dataset, str(code) if code is not None else None)) or SHOWS.get(
-        (dataset, None)
-    )
+    if dataset not in DATASETS:
+        return None
+    field = CODE_FIELD.get(dataset)
+    code = event.fields.get(field) if field is not None else None
+    shown = SHOWS.get((dataset, str(code))) if code is not None else None
+    return shown if shown is not None else SHOWS.get((dataset, None))
 
 
 def _time(event: Event) -> float | None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from vigil.ingest import FileReport
 
 # What a node can be; what an edge can say. Importers use these names only.
@@ -117,6 +119,33 @@ class Inventory:
         )
         self.edges[made] = None
         return made
+
+    def update(self, other: Inventory) -> None:
+        """Take in what another inventory holds (its nodes merged, its edges added)."""
+        for node in other.nodes.values():
+            self.node(node.kind, node.key, name=node.name, **node.attrs)
+        self.edges.update(other.edges)
+
+    def to_bytes(self) -> bytes:
+        """The nodes and edges as a stream record (the report stays with the reader)."""
+        return orjson.dumps(
+            {
+                "source": self.source,
+                "nodes": [(n.kind, n.key, n.name, n.attrs) for n in self.nodes.values()],
+                "edges": [(e.kind, e.src, e.dst, e.attrs) for e in self.edges],
+            },
+            default=str,
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Inventory:
+        value = orjson.loads(data)
+        inventory = cls(str(value["source"]))
+        for kind, key, name, attrs in value["nodes"]:
+            inventory.nodes[f"{kind}:{key}"] = Node(kind, key, name, dict(attrs))
+        for kind, src, dst, attrs in value["edges"]:
+            inventory.edges[Edge(kind, src, dst, tuple((k, v) for k, v in attrs))] = None
+        return inventory
 
     def count(self, kind: str) -> int:
         return sum(1 for node in self.nodes.values() if node.kind == kind)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from vigil.assets.discovery import discover
 from vigil.bus import Stream
 from vigil.detect import Detection
 from vigil.detect.core import DetectionCore, correlation_detection
@@ -114,6 +115,7 @@ class Analysis:
     received: dict[int, float] = field(default_factory=dict)  # offset → received, of `found`
     rejects: list[dict[str, Any]] = field(default_factory=list)
     held_from: int | None = None  # lowest offset the event store holds unwritten
+    discovered: bytes | None = None  # what the events show of assets (`Inventory` bytes)
 
 
 class Analyzer:
@@ -153,6 +155,9 @@ class Analyzer:
         out.events = len(events)
         offset_of = {id(event): offset for event, offset in zip(events, offsets, strict=True)}
         found = self.core.detect(events)
+        shown = discover(events)
+        if shown.nodes:
+            out.discovered = shown.to_bytes()
         for hit, event in found.hits:
             out.hits.append(hit)
             out.hit_offsets.append(offset_of.get(id(event), -1))
@@ -264,11 +269,13 @@ class Detector:
         rejects: Rejects | None = None,
         alerts_out: Stream | None = None,
         kept: StageStateStore | None = None,
+        relationships_out: Stream | None = None,
         name: str = STAGE,
     ) -> None:
         self.name = name  # whose state it keeps: "detect", or "detect-3" for a partition
         self.alerts = alerts
         self.alerts_out = alerts_out  # the `alerts` stream (correlation and later stages)
+        self.relationships_out = relationships_out  # what events show of assets
         self.indicators = indicators
         self.rejects = rejects  # shared by intake and every partition's detector
         self.specs = loaded.plan.correlations
@@ -317,6 +324,8 @@ class Detector:
         for alert in found:
             if alert.offset is not None and alert.offset in received:
                 figures.latencies.append(stored_at - received[alert.offset])
+        if self.relationships_out is not None and analysis.discovered is not None:
+            self.relationships_out.publish([analysis.discovered])
         self.set_aside(analysis.rejects)
         if fed and upto is not None and self.kept is not None:
             # kept with the batch, before the stream is acknowledged: windows span a restart

@@ -188,6 +188,7 @@ class Service:
             alerts_out=self.alerts_stream,
             kept=StageStateStore(self.engine),
             name=name,
+            relationships_out=self.streams["relationships"],
         )
 
     def _pipeline(

@@ -1,6 +1,7 @@
 """The stages of `vigil serve` and the streams between them.
 
     intake ──► events ──► detect ──► alerts ──► correlate ──► incidents, risk
+                            └──► relationships ──► assets (inventory, access graph)
 
 A stage reads one stream from its committed position, does one job, publishes what it made
 to the next streams, and only then commits. A stage is one module plus one line in `STAGES`;
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from sqlalchemy import Engine
 
 from vigil.bus import Stream
 from vigil.config import Settings
@@ -40,8 +42,15 @@ class Wiring(Protocol):
 
     incident_store: IncidentStore
     settings: Settings
+    engine: Engine
 
     def publisher(self, stream: str) -> Callable[[Sequence[Any]], None]: ...
+
+
+def _assets(wiring: Wiring) -> Stage:
+    from vigil.assets.stage import AssetStage
+
+    return AssetStage(wiring.engine)
 
 
 def _correlate(wiring: Wiring) -> Stage:
@@ -69,13 +78,14 @@ class StageSpec:
 # The registry: one line per stage, in flow order. `Service` runs each stage with a
 # `build` in a `StageRunner` on the stream it consumes.
 STAGES = (
-    StageSpec("detect", consumes="events", publishes=("alerts",)),
+    StageSpec("detect", consumes="events", publishes=("alerts", "relationships")),
     StageSpec("correlate", consumes="alerts", publishes=("incidents", "risk"), build=_correlate),
+    StageSpec("assets", consumes="relationships", publishes=(), build=_assets),
 )
 STREAMS = tuple(dict.fromkeys(name for s in STAGES for name in (s.consumes, *s.publishes)))
 # Streams kept as durably as the intake (fsync per batch when `pipeline.fsync`); the others
 # are derived (their content is in the store too), for whoever follows them.
-DURABLE = frozenset({"events", "alerts"})
+DURABLE = frozenset({"events", "alerts", "relationships"})
 # The folder of each stream in the data folder (`events` is the intake log).
 FOLDERS = {"events": "intake"}
 

@@ -1,0 +1,42 @@
+"""The assets stage: what passive discovery found in each batch of events (the
+`relationships` stream, published by the detect stage, which has the events parsed) merged
+into the inventory in the state database, one transaction per batch, and into the access
+graph in memory, which `restore` rebuilds from the database after a restart."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Engine
+
+from vigil.assets.graph import AccessGraph
+from vigil.assets.model import Inventory
+from vigil.assets.store import AssetStore
+
+
+class AssetStage:
+    def __init__(self, engine: Engine) -> None:
+        self.store = AssetStore(engine)
+        self.engine = engine
+        self.graph = AccessGraph()
+
+    def restore(self) -> int:
+        """The access graph of what the database holds; its moves."""
+        self.graph = AccessGraph.from_store(self.engine)
+        return len(self.graph)
+
+    def process(self, records: Sequence[tuple[int, bytes]]) -> dict[str, int]:
+        """A batch of `relationships` records (`Inventory.to_bytes` each): into the store,
+        then into the graph (a batch done again merges into the same nodes and edges)."""
+        batch: Inventory | None = None
+        for _, record in records:
+            found = Inventory.from_bytes(record)
+            if batch is None:
+                batch = found
+            else:
+                batch.update(found)
+        if batch is None:
+            return {}
+        counts = self.store.merge(batch)
+        self.graph.add((edge.src, edge.dst, edge.kind) for edge in batch.edges)
+        return counts
