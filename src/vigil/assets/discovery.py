@@ -70,12 +70,36 @@ NOT_PEOPLE = frozenset(
 NOT_DOMAINS = frozenset({"-", "nt authority", "window manager", "font driver host"})
 
 
+# The native fields that decide what an event shows, per dataset: an event that repeats an
+# earlier one's values on them (the thousands of process starts of one user on one host)
+# adds nothing, and is passed over before its ECS view is made.
+SAME_AS = {
+    "windows": ("EventID", "Channel", "Computer", "User", "TargetUserName", "SubjectUserName",
+                "AccountName", "TargetDomainName", "SubjectDomainName", "IpAddress",
+                "SourceIp", "SourceAddress", "ClientAddress", "SourceHostname",
+                "WorkstationName", "DestinationIp", "DestAddress", "DestinationHostname",
+                "DestinationPort", "DestPort", "Protocol", "LogonType"),
+    "zeek.conn": ("id.orig_h", "id.resp_h", "id.resp_p", "proto"),
+    "aws.cloudtrail": ("eventName", "eventSource", "userIdentity.arn",
+                       "requestParameters.roleArn", "errorCode"),
+}  # fmt: skip
+
+
 def discover(events: Iterable[Event], *, source: str = SOURCE) -> Inventory:
     inventory = Inventory(source)
+    repeats: set[tuple[Any, ...]] = set()
     for event in events:
         shows = _shows(event)
         if shows is None:
             continue
+        names = SAME_AS.get(event.dataset or "")
+        if names is not None:
+            fields = event.fields
+            signature = (event.dataset, *(str(fields.get(name)) for name in names))
+            if signature in repeats:
+                inventory.report.records_read += 1
+                continue
+            repeats.add(signature)
         ecs = event.ecs
         if shows.outcome is not None and ecs.get("event.outcome") != shows.outcome:
             continue
@@ -124,7 +148,8 @@ def _edge_attrs(kind: str, event: Event, ecs: dict[str, Any]) -> dict[str, Any]:
     if kind == "flow":
         return {"port": ecs.get("destination.port"), "proto": ecs.get("network.transport")}
     if kind == "logon":
-        return {"logon_type": event.fields.get("LogonType")}
+        kind_of = event.fields.get("LogonType")  # a number, or its text in JSON exports
+        return {"logon_type": int(kind_of) if str(kind_of).isdigit() else kind_of}
     if kind == "has_permission":
         return {"action": ecs.get("event.action"), "observed": True}
     return {}
