@@ -149,7 +149,7 @@ def _edge_attrs(kind: str, event: Event, ecs: dict[str, Any]) -> dict[str, Any]:
         return {"port": ecs.get("destination.port"), "proto": ecs.get("network.transport")}
     if kind == "logon":
         kind_of = event.fields.get("LogonType")  # a number, or its text in JSON exports
-        return {"logon_type": int(kind_of) if str(kind_of).isdigit() else kind_of}
+        return {"logon_type": int(str(kind_of)) if str(kind_of).isdigit() else kind_of}
     if kind == "has_permission":
         return {"action": ecs.get("event.action"), "observed": True}
     return {}
