@@ -52,14 +52,25 @@ def formats() -> dict[str, Callable[[bytes, str], Inventory]]:
     return out
 
 
+class NotAnAssetSource(InputError):
+    """No importer reads this file (a README beside the scans, a format Vigil does not
+    read)."""
+
+
 def sniff(data: bytes, name: str) -> str:
-    """The format of a file, from its name and start; InputError when none reads it."""
+    """The format of a file, from its name and start; NotAnAssetSource when none reads it,
+    InputError for XML that plays entity or DTD tricks (said as such, whatever it claims to
+    be)."""
     head = data[:SNIFFED]
     for module_name in MODULES:
         found = module(module_name)
         if found.sniff(name, head):
             return str(found.FORMAT)
-    raise InputError(
+    if head.lstrip()[:1] == b"<":
+        from vigil.assets.scanners import parse_xml
+
+        parse_xml(data, name, "XML")  # a hostile document is refused for what it is
+    raise NotAnAssetSource(
         f"{name}: not an asset source Vigil reads (nmap XML, masscan, Trivy, Grype, OpenVAS, "
         "Wazuh, osquery, AWS IAM authorization details, CSV): name it with --format"
     )
@@ -72,5 +83,6 @@ def import_bytes(data: bytes, name: str, format: str | None = None) -> Inventory
     if chosen not in readers:
         raise InputError(f"no asset format {chosen!r}; formats: {', '.join(sorted(readers))}")
     inventory = readers[chosen](data, name)
+    inventory.source = f"{chosen}:{name}"  # every importer's nodes say where they came from
     inventory.report.format = chosen
     return inventory

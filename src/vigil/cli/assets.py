@@ -30,13 +30,15 @@ def _store(data_dir: Path | None) -> AssetStore:
     return AssetStore(migrated_engine(settings_with(data_dir=data_dir)))
 
 
-def _files(paths: list[Path]) -> list[Path]:
-    found: list[Path] = []
+def _files(paths: list[Path]) -> list[tuple[Path, str, bool]]:
+    """(file, as shown, named by the user) for every file named or under a folder named."""
+    found: list[tuple[Path, str, bool]] = []
     for path in paths:
         if path.is_dir():
-            found.extend(p for p in sorted(path.rglob("*")) if p.is_file())
+            found.extend((p, str(p.relative_to(path)), False)
+                         for p in sorted(path.rglob("*")) if p.is_file())  # fmt: skip
         elif path.is_file():
-            found.append(path)
+            found.append((path, path.name, True))
         else:
             raise fail(f"no such file or directory: {path}")
     return found
@@ -55,24 +57,36 @@ def import_(
     Trivy, Grype, OpenVAS, Wazuh, osquery, CSV, AWS IAM authorization details); a file no
     importer reads is named and skipped, a record that cannot be read is set aside with its
     reason."""
-    from vigil.assets.importers import import_bytes
+    from vigil.assets.importers import NotAnAssetSource, import_bytes
 
     store = _store(data_dir)
     table = Table(title="Imported", title_justify="left")
     for column in ("file", "format", "nodes", "new", "edges", "new edges", "set aside"):
         table.add_column(column, justify="left" if column in ("file", "format") else "right")
     failed = 0
-    for path in _files(paths):
+    passed_over: list[str] = []
+    for path, shown, named in _files(paths):
         try:
             inventory = import_bytes(path.read_bytes(), path.name, format)
+        except NotAnAssetSource as exc:
+            if named:  # a file the user named: an error; one in a folder: passed over
+                failed += 1
+                err.print(f"[red]not imported[/] {escape(str(exc))}", highlight=False)
+            else:
+                passed_over.append(shown)
+            continue
         except VigilError as exc:
             failed += 1
-            err.print(f"[yellow]skipped[/] {escape(str(exc))}", highlight=False)
+            err.print(f"[red]refused[/] {escape(str(exc))}", highlight=False)
+            continue
+        except OSError as exc:
+            failed += 1
+            err.print(f"[red]cannot read[/] {escape(str(path))}: {escape(str(exc))}")
             continue
         counts = store.merge(inventory)
         report = inventory.report
         table.add_row(
-            escape(str(path)),
+            escape(shown),
             report.format,
             f"{len(inventory.nodes):,}",
             f"{counts['nodes_new']:,}",
@@ -83,6 +97,13 @@ def import_(
         for problem in report.rejects[:5]:
             err.print(f"  set aside {escape(str(problem.record))}: {escape(problem.reason)}")
     out.print(table)
+    if passed_over:
+        err.print(
+            f"{len(passed_over):,} file(s) no importer reads were passed over: "
+            + escape(", ".join(passed_over[:10]))
+            + (" …" if len(passed_over) > 10 else ""),
+            highlight=False,
+        )
     if failed:
         raise typer.Exit(1)
 
