@@ -35,3 +35,28 @@ def test_import_list_and_show_the_samples(run_cli, tmp_path, need_data) -> None:
     assert {e["kind"] for e in user["edges_out"]} >= {"has_policy"}
     missing = run_cli("assets", "show", "host:nowhere", "--data-dir", data)
     assert missing.exit_code == 2 and "no asset 'host:nowhere'" in missing.output
+
+
+def test_paths_and_blast_radius_from_the_command_line(run_cli, tmp_path, need_data) -> None:
+    """masscan saw 172.29.0.3; the CMDB names it `edge-gw`, a crown jewel: the path from the
+    scanned host to the CMDB's goes through their shared address."""
+    data = tmp_path / "data"
+    masscan = need_data("asset_vuln", "defectdojo-scanner-samples", "masscan")
+    assert run_cli("assets", "import", masscan, "--data-dir", data).exit_code == 0
+    cmdb = tmp_path / "cmdb.csv"
+    cmdb.write_text("hostname,ip,criticality,exposure\nedge-gw,172.29.0.3,crown-jewel,no\n")
+    assert run_cli("assets", "import", cmdb, "--data-dir", data).exit_code == 0
+    found = run_cli("assets", "paths", "--from", "host:172.29.0.3", "--json", "--data-dir", data)
+    assert found.exit_code == 0, found.output
+    (path,) = json.loads(found.output)["paths"]
+    assert path["nodes"] == ["host:172.29.0.3", "address:172.29.0.3", "host:edge-gw"]
+    shown = run_cli("assets", "paths", "--from", "host:172.29.0.3", "--data-dir", data)
+    assert "host:edge-gw" in shown.output and "has_address" in shown.output
+    reach = run_cli("assets", "blast-radius", "host:edge-gw", "--json", "--data-dir", data)
+    assert json.loads(reach.output) == {"address:172.29.0.3": 1, "host:172.29.0.3": 2}
+    # the scanned web service gives its host, and so the crown jewel
+    web = run_cli("assets", "blast-radius", "service:172.29.0.3:tcp/80", "--json",
+                  "--data-dir", data)  # fmt: skip
+    assert json.loads(web.output)["host:edge-gw"] == 3
+    none = run_cli("assets", "paths", "--data-dir", data)  # nothing marked exposed
+    assert none.exit_code == 2 and "no starting points" in none.output

@@ -176,6 +176,18 @@ class AssetStore:
             ]
         return {**_node(row), "edges_out": out, "edges_in": into}
 
+    def ids_where(self, attribute: str) -> list[str]:
+        """The ids of the nodes whose attribute `attribute` is true (crown_jewel,
+        internet_exposed)."""
+        query = select(asset_node_table.c.id, asset_node_table.c.attrs).where(
+            asset_node_table.c.attrs.like(f'%"{attribute}":true%')
+        )
+        with self.engine.connect() as conn:
+            return sorted(
+                node_id for node_id, attrs in conn.execute(query)
+                if orjson.loads(attrs).get(attribute) is True
+            )  # fmt: skip
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Nodes per kind, edges per kind."""
         with self.engine.connect() as conn:

@@ -15,6 +15,7 @@ from vigil.cli._state import DataDir, migrated_engine, settings_with
 from vigil.errors import VigilError
 
 if TYPE_CHECKING:
+    from vigil.assets.graph import AccessGraph
     from vigil.assets.store import AssetStore
 
 assets_app = typer.Typer(
@@ -166,4 +167,93 @@ def show(
     for edge in found["edges_in"]:
         attrs = ", ".join(f"{k}={v}" for k, v in edge["attrs"].items())
         table.add_row("←", edge["kind"], escape(edge["src"]), escape(attrs))
+    out.print(table)
+
+
+def _graph(data_dir: Path | None) -> tuple[AssetStore, AccessGraph]:
+    from vigil.assets.graph import AccessGraph
+
+    store = _store(data_dir)
+    with err.status("Loading the access graph…"):
+        return store, AccessGraph.from_store(store.engine)
+
+
+@assets_app.command("paths")
+def paths(
+    sources: Annotated[
+        list[str],
+        typer.Option("--from", help="Start here (default: every internet-exposed asset)."),
+    ] = [],  # noqa: B006
+    targets: Annotated[
+        list[str], typer.Option("--to", help="End here (default: every crown jewel).")
+    ] = [],  # noqa: B006
+    per_target: Annotated[int, typer.Option(min=1, max=1000)] = 5,
+    json: JsonOption = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Attack paths: the shortest ways from the exposed (or compromised) assets to the crown
+    jewels, and the choke points most of them go through."""
+    from vigil.assets.graph import AccessGraph, summary
+
+    store, graph = _graph(data_dir)
+    starts = sources or store.ids_where("internet_exposed")
+    ends = targets or store.ids_where("crown_jewel")
+    if not starts or not ends:
+        raise fail(
+            "no " + ("starting points" if not starts else "crown jewels")
+            + ": mark them in the inventory (a CSV with exposure / criticality columns) "
+            "or name them with --from / --to"
+        )  # fmt: skip
+    found = graph.attack_paths(starts, ends, per_target=per_target)
+    chokes = AccessGraph.choke_points(found)
+    if json:
+        body = {"paths": [summary(p) for p in found], "choke_points": chokes}
+        emit(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n", None)
+        return
+    table = Table(title=f"Attack paths ({len(found):,})", title_justify="left")
+    table.add_column("hops", justify="right")
+    table.add_column("path", overflow="fold")
+    for path in found:
+        steps = [escape(path.nodes[0])]
+        for kinds, node in zip(path.kinds, path.nodes[1:], strict=True):
+            steps.append(f"[dim]─{'/'.join(kinds)}→[/] {escape(node)}")
+        table.add_row(str(len(path)), " ".join(steps))
+    out.print(table)
+    if chokes:
+        out.print(
+            "Choke points: "
+            + ", ".join(f"{escape(node)} ({count} paths)" for node, count in chokes),
+            highlight=False,
+        )
+
+
+@assets_app.command("blast-radius")
+def blast_radius(
+    node_id: Annotated[str, typer.Argument(help="The compromised asset (kind:key).")],
+    depth: Annotated[int | None, typer.Option(min=1, help="At most this many moves.")] = None,
+    json: JsonOption = False,
+    data_dir: DataDir = None,
+) -> None:
+    """What an attacker holding this asset can reach, and in how many moves."""
+    _, graph = _graph(data_dir)
+    if node_id not in graph.index:
+        raise fail(f"no relationship of {node_id!r} is known (see `vigil assets show`)")
+    reach = graph.blast_radius(node_id, depth=depth)
+    if json:
+        emit(orjson.dumps(reach, option=orjson.OPT_INDENT_2) + b"\n", None)
+        return
+    kinds: dict[str, int] = {}
+    for reached in reach:
+        kind = reached.split(":", 1)[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    out.print(
+        f"{escape(node_id)} reaches {len(reach):,} assets: "
+        + (", ".join(f"{n:,} {k}" for k, n in sorted(kinds.items())) or "none"),
+        highlight=False,
+    )
+    table = Table(title_justify="left")
+    table.add_column("moves", justify="right")
+    table.add_column("asset", overflow="fold")
+    for reached, moves in sorted(reach.items(), key=lambda item: (item[1], item[0]))[:200]:
+        table.add_row(str(moves), escape(reached))
     out.print(table)

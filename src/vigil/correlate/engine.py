@@ -11,8 +11,10 @@ progress along the kill chain (three or more tactics in kill-chain order).
 
 Risk ranks incidents: for each rule the first time it appears in an incident, its
 surprise, log2(alerts seen / alerts of that rule seen + 1), learned as the alerts come; plus
-log2(1 + alerts in the incident); plus the points of its level. A burst of rules rarely seen
-outranks a steady stream of common ones, however long.
+log2(1 + alerts in the incident); plus the points of its level; plus the points of the most
+critical asset it touches (`vigil.assets.context`: crown jewel, criticality, exposure). A
+burst of rules rarely seen outranks a steady stream of common ones, however long, and an
+attack on a crown jewel the same attack on a kiosk.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import hashlib
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from vigil.correlate.model import AlertIn, Incident, Membership
@@ -41,8 +43,13 @@ class Settings:
 class Correlator:
     """Incremental alert → incident grouping, with entity risk."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        context: Callable[[Iterable[Entity]], float] | None = None,
+    ) -> None:
         self.settings = settings or Settings()
+        self.context = context  # points for the assets an incident touches (their criticality)
         self.incidents: dict[str, Incident] = {}
         self.risk = EntityRisk(self.settings.half_life)
         self._open: dict[Entity, str] = {}  # entity → the incident that last named it
@@ -217,6 +224,7 @@ class Correlator:
             incident.surprise
             + math.log2(1 + incident.size)
             + LEVEL_POINTS.get(incident.level, LEVEL_POINTS["medium"])
+            + (self.context(incident.entities) if self.context is not None else 0.0)
         )
 
     def ranked(self) -> list[Incident]:

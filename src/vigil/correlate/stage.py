@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from vigil.correlate.engine import Correlator, Settings
 from vigil.correlate.model import AlertIn, Incident, Membership, from_alert
 from vigil.correlate.store import IncidentStore
-from vigil.events.records import Alert, IncidentChange, Progress, RiskChange
+from vigil.events.records import Alert, Entity, IncidentChange, Progress, RiskChange
 
 RiskListener = Callable[[list[RiskChange]], None]
 ChangeListener = Callable[[list[IncidentChange]], None]
@@ -26,10 +26,16 @@ ChangeListener = Callable[[list[IncidentChange]], None]
 class IncidentStage:
     """One at a time: the stage's thread and direct callers (tests, tools) alike."""
 
-    def __init__(self, store: IncidentStore, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        store: IncidentStore,
+        settings: Settings | None = None,
+        context: Callable[[Iterable[Entity]], float] | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings or Settings()
-        self.correlator = Correlator(self.settings)
+        self.context = context  # the assets' points (vigil.assets.context)
+        self.correlator = Correlator(self.settings, context)
         self.listeners: list[RiskListener] = []
         self.change_listeners: list[ChangeListener] = []
         self._latest = 0.0  # the latest alert time seen (closes incidents: event time)
@@ -38,7 +44,7 @@ class IncidentStage:
     def restore(self) -> int:
         """Take up the state the store kept (after a restart); incidents taken up."""
         with self._lock:
-            self.correlator = Correlator(self.settings)
+            self.correlator = Correlator(self.settings, self.context)
             self._restore()
             return len(self.correlator.incidents)
 
@@ -72,7 +78,7 @@ class IncidentStage:
             try:
                 return self._feed(alerts)
             except Exception:
-                self.correlator = Correlator(self.settings)
+                self.correlator = Correlator(self.settings, self.context)
                 self._restore()
                 raise
 

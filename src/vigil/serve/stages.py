@@ -23,6 +23,8 @@ from typing import Any, Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import Engine
 
+from vigil.assets.context import AssetContext
+from vigil.assets.stage import AssetStage
 from vigil.bus import Stream
 from vigil.config import Settings
 from vigil.correlate import Settings as CorrelateSettings
@@ -48,8 +50,6 @@ class Wiring(Protocol):
 
 
 def _assets(wiring: Wiring) -> Stage:
-    from vigil.assets.stage import AssetStage
-
     return AssetStage(wiring.engine)
 
 
@@ -58,6 +58,7 @@ def _correlate(wiring: Wiring) -> Stage:
     stage = IncidentStage(
         wiring.incident_store,
         CorrelateSettings(given.window_s, given.span_s, given.half_life_s),
+        AssetContext(wiring.engine).points,
     )
     stage.listeners.append(wiring.publisher("risk"))
     stage.change_listeners.append(wiring.publisher("incidents"))
