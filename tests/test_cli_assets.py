@@ -60,3 +60,33 @@ def test_paths_and_blast_radius_from_the_command_line(run_cli, tmp_path, need_da
     assert json.loads(web.output)["host:edge-gw"] == 3
     none = run_cli("assets", "paths", "--data-dir", data)  # nothing marked exposed
     assert none.exit_code == 2 and "no starting points" in none.output
+
+
+def test_privilege_escalation_from_the_imported_iam_export(run_cli, tmp_path, need_data):
+    """The IAM export goes through the store and back: the query gives what it gives on the
+    file itself (553 paths), privesc1's first by the method it is named for."""
+    from vigil.assets import aws_iam
+    from vigil.assets.privesc import find_escalations
+
+    folder = need_data("asset_vuln", "aws-iam-authorization-details")
+    data = tmp_path / "data"
+    assert run_cli("assets", "import", folder / "example.json", "--data-dir", data).exit_code == 0
+    done = run_cli("assets", "privesc", "--json", "--data-dir", data)
+    assert done.exit_code == 0, done.output
+    found = json.loads(done.output)
+    direct = find_escalations(aws_iam.read((folder / "example.json").read_bytes(), "x"))
+    assert found["findings"] == [f.as_dict() for f in direct.findings]
+    assert len(found["findings"]) == 553
+    (first,) = [
+        f
+        for f in found["findings"]
+        if f["principal"].endswith("/privesc1-CreateNewPolicyVersion-user")
+    ]
+    assert first["method"] == "CreateNewPolicyVersion"
+    assert first["steps"][0]["action"] == "iam:CreatePolicyVersion"
+    only = run_cli(
+        "assets", "privesc", "--principal", "user/privesc1-", "--json", "--data-dir", data
+    )
+    assert {f["principal"] for f in json.loads(only.output)["findings"]} == {first["principal"]}
+    table = run_cli("assets", "privesc", "--principal", "privesc1-", "--data-dir", data)
+    assert table.exit_code == 0 and "Privilege escalation" in table.output

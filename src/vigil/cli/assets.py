@@ -257,3 +257,51 @@ def blast_radius(
     for reached, moves in sorted(reach.items(), key=lambda item: (item[1], item[0]))[:200]:
         table.add_row(str(moves), escape(reached))
     out.print(table)
+
+
+@assets_app.command("privesc")
+def privesc(
+    principal: Annotated[
+        str | None, typer.Option(help="Only this user or role (its ARN, or a part of it).")
+    ] = None,
+    json: JsonOption = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Cloud privilege escalation: which imported IAM users and roles can make themselves
+    administrators, by which published method, through which policy statements."""
+    from vigil.assets.privesc import find_escalations
+
+    store = _store(data_dir)
+    with err.status("Evaluating the IAM principals' permissions…"):
+        found = find_escalations(store.inventory(("user", "group", "role", "policy")))
+    findings = [f for f in found.findings if principal is None or principal in f.principal]
+    if json:
+        body = {
+            "findings": [f.as_dict() for f in findings],
+            "admins": [a.principal for a in found.admins],
+        }
+        emit(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n", None)
+        return
+    table = Table(title=f"Privilege escalation ({len(findings):,} paths)", title_justify="left")
+    for column in ("principal", "method", "target", "steps (policy: statement)"):
+        table.add_column(column, overflow="fold")
+    for finding in findings[:500]:
+        steps = "; ".join(
+            f"{step.action} via {step.statement.policy}"
+            + (f" [{step.statement.sid}]" if step.statement.sid else "")
+            for step in finding.steps
+        )
+        table.add_row(
+            escape(finding.principal.rsplit("/", 1)[-1]),
+            escape(finding.method),
+            escape(finding.target.rsplit("/", 1)[-1]),
+            escape(steps),
+        )
+    out.print(table)
+    if found.admins:
+        out.print(
+            f"Already administrators: {len(found.admins)} ("
+            + escape(", ".join(a.principal.rsplit("/", 1)[-1] for a in found.admins[:10]))
+            + ")",
+            highlight=False,
+        )
