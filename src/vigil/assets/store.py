@@ -193,6 +193,14 @@ class AssetStore:
                     inventory.edges[Edge(row.kind, row.src, row.dst, attrs)] = None
         return inventory
 
+    def edges(self, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Every edge (of these kinds)."""
+        query = select(asset_edge_table).order_by(asset_edge_table.c.id)
+        if kinds is not None:
+            query = query.where(asset_edge_table.c.kind.in_(sorted(set(kinds))))
+        with self.engine.connect() as conn:
+            return [_edge(row) for row in conn.execute(query)]
+
     def ids_where(self, attribute: str) -> list[str]:
         """The ids of the nodes whose attribute `attribute` is true (crown_jewel,
         internet_exposed)."""

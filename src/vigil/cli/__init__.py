@@ -17,6 +17,7 @@ from vigil.cli import (
     hunt,
     incidents,
     intel,
+    risk,
     rules,
     scan,
     serve,
@@ -52,6 +53,7 @@ app.add_typer(intel.intel_app, name="intel")
 app.add_typer(tokens.token_app, name="token")
 app.add_typer(incidents.incident_app, name="incident")
 app.add_typer(assets.assets_app, name="assets")
+app.add_typer(risk.risk_app, name="risk")
 
 
 def main() -> None:
