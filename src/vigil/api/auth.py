@@ -13,6 +13,8 @@ What each role may do (`PERMISSIONS`):
     indicators:read    x     x        x        x
     metrics:read       x     x        x        x
     incidents:read     x     x        x        x
+    assets:read        x     x        x        x
+    assets:write       x     x
     cases:write        x     x        x
     hunts:run          x     x
     hunts:manage       x     x
@@ -42,6 +44,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "indicators:read": _READERS,
     "metrics:read": _READERS,
     "incidents:read": _READERS,
+    "assets:read": _READERS,
+    "assets:write": frozenset(("admin", "analyst")),
     "cases:write": frozenset(("admin", "analyst", "responder")),
     "hunts:run": frozenset(("admin", "analyst")),
     "hunts:manage": frozenset(("admin", "analyst")),

@@ -8,6 +8,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from vigil.assets.graph import AccessGraph
+    from vigil.assets.risk import Register
+    from vigil.assets.store import AssetStore
     from vigil.correlate import IncidentStore
     from vigil.ingest import Problem
     from vigil.serve.service import IngestAck
@@ -15,6 +18,19 @@ if TYPE_CHECKING:
 
 class Backend(Protocol):
     incident_store: IncidentStore  # incidents and their cases
+    asset_store: AssetStore  # the inventory
+
+    def access_graph(self) -> AccessGraph:
+        """The access graph (attack paths, blast radius)."""
+        ...
+
+    def risk_register(self) -> Register:
+        """Every asset ranked with its reasons, and the roadmap."""
+        ...
+
+    def import_assets(self, data: bytes, name: str, format: str | None = None) -> dict[str, Any]:
+        """A scan, inventory or IAM export into the inventory and the access graph."""
+        ...
 
     def import_alerts(
         self, name: str, data: bytes, kind: str, mapping: list[str] | None = None

@@ -50,6 +50,7 @@ def router(context: Context) -> APIRouter:
     ) -> dict[str, Any]:
         found = cases.get(incident_id)
         found["alerts_detail"] = [a for a in map(backend.alert, found["alert_ids"][:200]) if a]
+        found["assets"] = backend.asset_store.context(found["entities"])
         return found
 
     @routes.post("/api/v1/incidents/{incident_id}/status", tags=["cases"])

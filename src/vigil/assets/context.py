@@ -14,13 +14,13 @@ from collections.abc import Iterable
 import orjson
 from sqlalchemy import Engine, select
 
+from vigil.assets.store import ENTITY_NODE
 from vigil.store.tables import asset_node_table
 
 # points an incident gains for the most critical asset it touches
 CRITICALITY_POINTS = {"critical": 3.0, "high": 1.5, "medium": 0.5}
 CROWN_JEWEL_POINTS = 3.0
 EXPOSED_POINTS = 0.5  # reachable from the internet: the way in
-NODE_KIND = {"host": "host", "user": "user", "ip": "address"}  # entity kind → asset kind
 FRESH_S = 60.0  # what the inventory said of an entity is asked again after this long
 
 
@@ -31,7 +31,7 @@ class AssetContext:
 
     def points(self, entities: Iterable[tuple[str, str]]) -> float:
         """The points of the most critical asset among the entities (0 for none known)."""
-        ids = [f"{NODE_KIND[kind]}:{value}" for kind, value in entities if kind in NODE_KIND]
+        ids = [f"{ENTITY_NODE[kind]}:{value}" for kind, value in entities if kind in ENTITY_NODE]
         if not ids:
             return 0.0
         now = time.monotonic()

@@ -77,6 +77,15 @@ class Register:
         }
 
 
+def incidents_by_asset(store: AssetStore, incidents: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Open incidents (as the incident store lists them) → how many name each asset."""
+    counts: dict[str, int] = defaultdict(int)
+    for incident in incidents:
+        for found in store.context(incident["entities"]).values():
+            counts[found["asset"]] += 1
+    return dict(counts)
+
+
 def covers(covered: set[str], technique: str) -> bool:
     return technique in covered or any(t.startswith(technique + ".") for t in covered)
 
@@ -266,4 +275,4 @@ def _roadmap(
     return sorted(steps.values(), key=lambda s: (-s.weight, s.kind, s.action))
 
 
-__all__ = ["TECHNIQUES", "AssetRisk", "Register", "Step", "assess", "covers"]
+__all__ = ["TECHNIQUES", "AssetRisk", "Register", "Step", "assess", "covers", "incidents_by_asset"]

@@ -26,6 +26,10 @@ from vigil.store import migrate, upsert_insert
 from vigil.store.tables import asset_edge_table, asset_node_table
 
 CHUNK = 500  # rows per statement
+TELEMETRY = "telemetry"  # the source of what passive discovery found
+ENTITY_NODE = {"host": "host", "user": "user", "ip": "address"}  # an entity's kind → a node's
+CONTEXT = ("criticality", "crown_jewel", "owner", "segment", "internet_exposed", "os",
+           "environment", "tags")  # fmt: skip
 
 
 def edge_id(edge: Edge) -> str:
@@ -201,6 +205,31 @@ class AssetStore:
         with self.engine.connect() as conn:
             return [_edge(row) for row in conn.execute(query)]
 
+    def context(self, entities: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """What the inventory says of an incident's or an alert's entities ("host:ws1",
+        "user:corp\\alice", "ip:10.0.0.5"): criticality, owner, segment, exposure..."""
+        ids = {}
+        for entity in entities:
+            kind, _, value = entity.partition(":")
+            if kind in ENTITY_NODE:
+                ids[f"{ENTITY_NODE[kind]}:{value}"] = entity
+        if not ids:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(asset_node_table).where(asset_node_table.c.id.in_(list(ids)))
+            ).all()
+        out = {}
+        for row in rows:
+            node = _node(row)
+            attrs = node["attrs"]
+            out[ids[row.id]] = {
+                "asset": row.id,
+                "managed": node["managed"],
+                **{k: attrs[k] for k in CONTEXT if k in attrs},
+            }
+        return out
+
     def ids_where(self, attribute: str) -> list[str]:
         """The ids of the nodes whose attribute `attribute` is true (crown_jewel,
         internet_exposed)."""
@@ -233,12 +262,15 @@ def _with(sources: list[str], source: str) -> list[str]:
 
 
 def _node(row: Any) -> dict[str, Any]:
+    sources = orjson.loads(row.sources)
     return {
         "id": row.id,
         "kind": row.kind,
         "name": row.name,
         "attrs": orjson.loads(row.attrs),
-        "sources": orjson.loads(row.sources),
+        "sources": sources,
+        # seen in telemetry, in no inventory source: nobody manages it
+        "managed": any(source != TELEMETRY for source in sources),
         "first_seen": row.first_seen,
         "last_seen": row.last_seen,
     }

@@ -18,8 +18,6 @@ from vigil.detect.sigma import starter_rules
 
 risk_app = typer.Typer(no_args_is_help=True, help="The risk register and its roadmap.")
 
-ENTITY_NODE = {"host": "host", "user": "user", "ip": "address"}
-
 
 @risk_app.command("report")
 def report(
@@ -33,7 +31,7 @@ def report(
     """Rank the inventory's assets by criticality × exposure × vulnerability × detection gap
     × open incidents, each with its reasons, and derive the roadmap (patch, segment, add
     telemetry, add detection, fix cloud permissions), most valuable first."""
-    from vigil.assets.risk import assess
+    from vigil.assets.risk import assess, incidents_by_asset
     from vigil.assets.store import AssetStore
     from vigil.correlate.store import IncidentStore
     from vigil.intel.attack import rule_techniques
@@ -43,14 +41,9 @@ def report(
     folders = [*([starter_rules()] if settings.starter_rules else []), *(rules or settings.rules)]
     loaded = load_rule_set(folders, None, False)
     covered = set(rule_techniques(loaded.plan.rules))
-    incidents: dict[str, int] = {}
-    for incident in IncidentStore(engine).ranked(status="open", limit=100_000):
-        for entity in incident["entities"]:
-            kind, _, value = entity.partition(":")
-            if kind in ENTITY_NODE:
-                node = f"{ENTITY_NODE[kind]}:{value}"
-                incidents[node] = incidents.get(node, 0) + 1
     store = AssetStore(engine)
+    opened = IncidentStore(engine).ranked(status="open", limit=100_000)
+    incidents = incidents_by_asset(store, opened)
     with err.status("Assessing every asset…"):
         register = assess(store, covered=covered, incidents=incidents)
     if not register.assets:

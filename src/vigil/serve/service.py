@@ -13,6 +13,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import CollectorRegistry
 
+from vigil.assets.graph import AccessGraph
+from vigil.assets.importers import import_bytes
+from vigil.assets.risk import Register, assess, incidents_by_asset
+from vigil.assets.stage import AssetStage
+from vigil.assets.store import AssetStore
 from vigil.bus import LocalStream
 from vigil.config import ROLES, Settings
 from vigil.correlate.risk import EntityRisk
@@ -44,6 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vigil.serve")
 IMPORT_WAIT_S = 10.0  # an alert import waits this long for its incidents
+GRAPH_FRESH_S = 60.0  # a process without the assets stage loads the graph again this often
 
 
 def _storage_kind(problem: StorageUnavailable) -> str:
@@ -68,6 +74,8 @@ class Service:
         self.registry = CollectorRegistry()
         self.metrics = pipeline_metrics(self.registry)
         self.incident_store = IncidentStore(self.engine, evidence=folder / "evidence")
+        self.asset_store = AssetStore(self.engine)
+        self._graph: tuple[float, AccessGraph] | None = None  # loaded here, and when
         # the streams between the stages, as the registry names them (`vigil.serve.stages`):
         # segment logs in the data folder, or NATS JetStream
         self.bus: JetStreamBus | None = None
@@ -487,6 +495,50 @@ class Service:
             return stream.end - stream.acked
         assert self.partitioned is not None
         return self.partitioned.backlog()
+
+    # assets
+    def access_graph(self) -> AccessGraph:
+        """The access graph: the assets stage's, when this process runs it; else loaded
+        from the state database (again when a minute old)."""
+        runner = self.runners.get("assets")
+        if runner is not None and isinstance(runner.stage, AssetStage):
+            return runner.stage.graph
+        now = time.monotonic()
+        if self._graph is None or now - self._graph[0] > GRAPH_FRESH_S:
+            self._graph = (now, AccessGraph.from_store(self.engine))
+        return self._graph[1]
+
+    def import_assets(self, data: bytes, name: str, format: str | None = None) -> dict[str, Any]:
+        """A scan, inventory or IAM export into the inventory now, and onto the
+        `relationships` stream, so the assets stage (here or in another process) has its
+        relationships in the access graph."""
+        inventory = import_bytes(data, name, format)
+        counts = self.asset_store.merge(inventory)
+        if inventory.edges:
+            _, last = self.streams["relationships"].publish([inventory.to_bytes()])
+            runner = self.runners.get("assets")
+            if runner is not None and runner.alive:
+                runner.wait_for(last + 1, IMPORT_WAIT_S)
+            elif runner is not None:
+                runner.drain(IMPORT_WAIT_S)
+        report = inventory.report
+        return {
+            "format": report.format,
+            "nodes": len(inventory.nodes),
+            "edges": len(inventory.edges),
+            **counts,
+            "set_aside": report.records_rejected,
+            "reasons": [{"record": p.record, "reason": p.reason} for p in report.rejects[:20]],
+        }
+
+    def risk_register(self) -> Register:
+        """Every asset ranked with its reasons, and the roadmap (`vigil.assets.risk`)."""
+        from vigil.intel.attack import rule_techniques
+
+        opened = self.incident_store.ranked(status="open", limit=100_000)
+        incidents = incidents_by_asset(self.asset_store, opened)
+        covered = set(rule_techniques(self.loaded.plan.rules))
+        return assess(self.asset_store, covered=covered, incidents=incidents)
 
     def health(self, *, detail: bool = False) -> dict[str, Any]:
         """ "ok", or "degraded" with what is wrong (a kind each; with `detail`, the reasons and
