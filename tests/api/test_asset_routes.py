@@ -13,6 +13,7 @@ from vigil.api.server import build_app
 from vigil.assets import Inventory
 from vigil.config import Settings
 from vigil.correlate import AlertIn
+from vigil.events.records import Alert, Detection
 from vigil.serve.service import Service
 
 CMDB = b"hostname,ip,owner,criticality,exposure\ndb1,10.0.0.9,finance,crown-jewel,no\n"
@@ -72,6 +73,11 @@ def test_import_list_show_paths_and_incident_context(client, need_data) -> None:
         "asset": "host:db1", "managed": True, "criticality": "critical", "crown_jewel": True,
         "owner": "finance", "internet_exposed": False,
     }  # fmt: skip
+    detection = Detection("sigma", "r1", "Whoami", "high", "test", (), 1.0e9, None, "DB1",
+                          "test", 1, {}, {}, "2026-12-03T00:00:00Z")  # fmt: skip
+    service.alert_store.add([Alert("al-1", detection)])
+    alert = http.get("/api/v1/alerts/al-1").json()
+    assert alert["assets"]["host:db1"]["crown_jewel"] is True  # the host's name, any case
     risk = http.get("/api/v1/risk").json()
     assert risk["assets"][0]["score"] >= risk["assets"][-1]["score"] and risk["roadmap"]
     assert any(a.startswith("can make itself administrator") for r in risk["assets"]

@@ -53,6 +53,8 @@ def router(context: Context) -> APIRouter:
         found = backend.alert(alert_id)
         if found is None:
             raise NotFound("no such alert")
+        host = found.get("host")  # what the inventory says of its host
+        found["assets"] = backend.asset_store.context([f"host:{host.lower()}"] if host else [])
         return found
 
     @routes.get("/api/v1/rules", tags=["rules"])
