@@ -162,22 +162,9 @@ class AssetStore:
             ).first()
             if row is None:
                 return None
-            out = [
-                _edge(r)
-                for r in conn.execute(
-                    select(asset_edge_table)
-                    .where(asset_edge_table.c.src == node_id)
-                    .order_by(asset_edge_table.c.kind, asset_edge_table.c.dst)
-                )
-            ]
-            into = [
-                _edge(r)
-                for r in conn.execute(
-                    select(asset_edge_table)
-                    .where(asset_edge_table.c.dst == node_id)
-                    .order_by(asset_edge_table.c.kind, asset_edge_table.c.src)
-                )
-            ]
+            table = asset_edge_table.c
+            out = _edges(conn, table.src == node_id, table.dst)
+            into = _edges(conn, table.dst == node_id, table.src)
         return {**_node(row), "edges_out": out, "edges_in": into}
 
     def inventory(self, kinds: Iterable[str], *, source: str = "store") -> Inventory:
@@ -274,6 +261,11 @@ def _node(row: Any) -> dict[str, Any]:
         "first_seen": row.first_seen,
         "last_seen": row.last_seen,
     }
+
+
+def _edges(conn: Any, where: Any, other_end: Any) -> list[dict[str, Any]]:
+    query = select(asset_edge_table).where(where).order_by(asset_edge_table.c.kind, other_end)
+    return [_edge(row) for row in conn.execute(query)]
 
 
 def _edge(row: Any) -> dict[str, Any]:
