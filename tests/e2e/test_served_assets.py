@@ -1,8 +1,9 @@
 """Telemetry through `vigil serve` builds the inventory: the detect stage, which has the
 events parsed, publishes what they show (`relationships`), and the assets stage merges it
-into the state database and the access graph. On the APT29 day-1 Zeek logs and the Stratus
-CloudTrail files: the attacker's hosts, the user whose tickets they used, the WinRM flow of
-the lateral movement, the roles assumed; a restarted stage has the same graph."""
+into the state database and the access graph. On the APT29 day-1 Zeek logs, the Stratus
+CloudTrail files and the evtx-to-mitre-attack Windows logs: the attacker's hosts, the user
+whose tickets they used, the WinRM flow of the lateral movement, the roles assumed, an
+admin's network logon; a restarted stage has the same graph."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ from vigil.serve.service import Service
 
 def test_serve_builds_hosts_users_and_relationships_from_telemetry(tmp_path, need_data):
     zeek = need_data("network", "otrf-apt29-zeek", "day1") / "zeek" / "individual_zeek_logs"
-    paths = [zeek, need_data("cloud", "stratus-red-team")]
+    paths = [
+        zeek,
+        need_data("cloud", "stratus-red-team"),
+        need_data("windows", "evtx-to-mitre-attack"),
+    ]
     settings = Settings.model_validate(
         {"data_dir": tmp_path, "indicators": False, "pipeline": {"workers": 0}}
     )
@@ -44,6 +49,12 @@ def test_serve_builds_hosts_users_and_relationships_from_telemetry(tmp_path, nee
     assert [e["src"] for e in assumed["edges_in"] if e["kind"] == "can_assume"] == [
         "user:arn:aws:iam::457448411975:user/christophe"
     ]
+    # the Windows logs: a network logon of the migration admin on the vulnerable file server
+    admin = store.node("user:offsec\\admmig")
+    assert admin is not None
+    logons = {(e["dst"], e["attrs"].get("logon_type")) for e in admin["edges_out"]
+              if e["kind"] == "logon"}  # fmt: skip
+    assert ("host:fs03vuln.offsec.lan", 3) in logons
     # the graph in memory, and the one a restarted stage loads, give the lateral movement
     (path,) = graph.attack_paths(["host:10.0.1.4"], ["host:10.0.1.6"])
     assert path.nodes == ("host:10.0.1.4", "host:10.0.1.6")
