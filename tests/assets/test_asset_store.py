@@ -57,3 +57,43 @@ def test_an_unknown_kind_is_refused_before_anything_is_stored() -> None:
         inventory.node("printer", "p1")
     with pytest.raises(ValueError, match="not a kind of relationship"):
         inventory.edge("likes", "host:a", "host:b")
+
+
+def test_merging_keeps_a_real_name_and_the_first_sighting_and_addresses_stand_for_hosts(
+    tmp_path,
+) -> None:
+    store = AssetStore(state_engine(tmp_path))
+    cmdb = Inventory("csv:cmdb.csv")
+    dc = cmdb.node("host", "dc1", name="Domain Controller", criticality="critical")
+    cmdb.edge("has_address", dc, cmdb.node("address", "10.0.0.4"))
+    store.merge(cmdb)
+    seen = Inventory("telemetry")
+    seen.node("host", "dc1", first_event=1000.0, last_event=1000.0)
+    store.merge(seen)
+    later = Inventory("telemetry")
+    later.node("host", "dc1", first_event=2000.0, last_event=2000.0)
+    store.merge(later)
+    found = store.node("host:dc1")
+    assert found["name"] == "Domain Controller"  # telemetry gave no name: the CMDB's stays
+    assert (found["attrs"]["first_event"], found["attrs"]["last_event"]) == (1000.0, 2000.0)
+    # an alert or incident naming the address gets the host's context
+    context = store.context(["ip:10.0.0.4"])
+    assert context["ip:10.0.0.4"]["asset"] == "host:dc1"
+    assert context["ip:10.0.0.4"]["criticality"] == "critical"
+
+
+def test_a_batch_of_several_sources_keeps_each_one(tmp_path) -> None:
+    """An import and telemetry in one batch of the assets stage: the telemetry host stays
+    unmanaged, the imported one is not called telemetry."""
+    from vigil.assets.stage import AssetStage
+
+    engine = state_engine(tmp_path)
+    stage = AssetStage(engine)
+    cmdb, seen = Inventory("csv:cmdb.csv"), Inventory("telemetry")
+    cmdb.node("host", "web1")
+    seen.node("host", "10.0.0.66")
+    stage.process([(0, cmdb.to_bytes()), (1, seen.to_bytes())])
+    store = AssetStore(engine)
+    assert store.node("host:10.0.0.66")["managed"] is False
+    assert store.node("host:web1")["sources"] == ["csv:cmdb.csv"]
+    assert [n["id"] for n in store.nodes(managed=False)] == ["host:10.0.0.66"]

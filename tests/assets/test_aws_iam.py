@@ -605,3 +605,15 @@ def test_results_are_sorted_and_the_same_every_time(
     assert find_escalations(inventory) == escalations
     assert escalations.unread == ()
     json.dumps([f.as_dict() for f in escalations.findings])  # every finding serialises
+
+
+def test_a_policy_full_of_wildcards_is_matched_in_linear_time() -> None:
+    """`*a*a*…z` against a long run of a's: a backtracking engine took seconds per principal
+    (hostile policies reach this through the privilege-escalation query)."""
+    from vigil.assets.aws_iam import wildcard
+
+    pattern = wildcard(("arn:aws:iam::1:user/" + "*a" * 12 + "*z",))
+    assert pattern.fullmatch("arn:aws:iam::1:user/" + "a" * 5000) is None
+    assert pattern.fullmatch("arn:aws:iam::1:user/" + "a" * 12 + "z") is not None
+    assert wildcard(("S3:Get*",), True).fullmatch("s3:getobject") is not None
+    assert wildcard(("arn:aws:s3:::${aws:username}/*",)).fullmatch("arn:aws:s3:::x/y") is None

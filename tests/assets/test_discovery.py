@@ -88,3 +88,44 @@ def test_cloudtrail_assume_role_gives_who_can_assume_which_role(need_data) -> No
     assert "GetSecretValue" in used
     # every GetPasswordData of the detonation was refused (UnauthorizedOperation)
     assert "GetPasswordData" not in used
+
+
+def test_hostile_fields_never_stop_discovery_nor_the_record() -> None:
+    """Logon types that are not small ASCII numbers, lists where text is expected, integers
+    past 64 bits: the event shows what it can, the inventory still serialises."""
+    odd = ["²", [3], 99999999999999999999999, "99999999999999999999999", {"a": 1}]
+    events = [
+        Event({"EventID": 4624, "Computer": "ws1", "TargetUserName": "bob",
+               "TargetDomainName": "corp", "LogonType": value}, "x", dataset="windows")
+        for value in odd
+    ] + [Event({"eventName": ["AssumeRole"], "userIdentity.arn": ["x"]}, "x",
+               dataset="aws.cloudtrail")]  # fmt: skip
+    inventory = discover(events)
+    logons = [e for e in inventory.edges if e.kind == "logon"]
+    assert {(e.src, e.dst) for e in logons} == {("user:corp\\bob", "host:ws1")}
+    assert all(dict(e.attrs).get("logon_type") is None for e in logons)
+    again = type(inventory).from_bytes(inventory.to_bytes())
+    assert set(again.edges) == set(inventory.edges)
+
+
+def test_a_local_account_belongs_to_its_host_and_an_api_is_not_a_service_principal() -> None:
+    events = [
+        Event(
+            {
+                "hostname": host,
+                "message": f"Accepted publickey for root from 10.0.0.{n} port 22 ssh2",
+                "program": "sshd",
+            },
+            "auth.log",
+            dataset="linux.auth",
+        )
+        for n, host in ((1, "web1"), (2, "db1"))
+    ]
+    call = {"eventName": "DescribeInstances", "eventSource": "ec2.amazonaws.com",
+            "userIdentity.arn": "arn:aws:iam::1:user/al"}  # fmt: skip
+    events.append(Event(call, "ct", dataset="aws.cloudtrail"))
+    inventory = discover(events)
+    users = sorted(n.id for n in inventory.nodes.values() if n.kind == "user")
+    assert users == ["user:arn:aws:iam::1:user/al", "user:db1\\root", "user:web1\\root"]
+    assert "cloud_resource:api:ec2.amazonaws.com" in inventory.nodes
+    assert "cloud_resource:service:ec2.amazonaws.com" not in inventory.nodes

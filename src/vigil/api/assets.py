@@ -26,8 +26,9 @@ def router(context: Context) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=BIGINT)] = 0,
     ) -> list[dict[str, Any]]:
-        found = backend.asset_store.nodes(kind=kind, search=search, limit=limit, offset=offset)
-        return [n for n in found if managed is None or n["managed"] == managed]
+        return backend.asset_store.nodes(
+            kind=kind, search=search, managed=managed, limit=limit, offset=offset
+        )
 
     @routes.get("/api/v1/assets/paths", tags=["assets"])
     def paths(

@@ -67,6 +67,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import orjson
+import re2
 
 from vigil.assets.model import Inventory, Node
 from vigil.errors import InputError
@@ -120,9 +121,17 @@ def strings(value: Any) -> tuple[str, ...]:
     raise Malformed(f"not a string or a list of strings: {_short(value)}")
 
 
+NOTHING = r"[^\x00-\x{10FFFF}]"  # a pattern no text matches (RE2 has no lookahead)
+
+
+def _literal(text: str) -> str:
+    """Text as RE2 source that matches it exactly."""
+    return "".join(c if c.isalnum() or c == "_" else f"\\x{{{ord(c):x}}}" for c in text)
+
+
 def translate(pattern: str, variables: tuple[tuple[str, str], ...] = ()) -> str:
-    """An IAM pattern as regular-expression source: `*` any run of characters, `?` one,
-    `${name}` a policy variable given in `variables` (one with no value here matches
+    """An IAM pattern as regular-expression source (RE2): `*` any run of characters, `?`
+    one, `${name}` a policy variable given in `variables` (one with no value here matches
     nothing), `${*}` `${?}` `${$}` those characters themselves."""
     known = {name.lower(): value for name, value in variables}
     out = []
@@ -132,15 +141,15 @@ def translate(pattern: str, variables: tuple[tuple[str, str], ...] = ()) -> str:
         if end > 0:
             name = pattern[index + 2 : end]
             if name in ("*", "?", "$"):
-                out.append(re.escape(name))
+                out.append(_literal(name))
             elif name.lower() in known:
-                out.append(re.escape(known[name.lower()]))
+                out.append(_literal(known[name.lower()]))
             else:
-                out.append("(?!)")
+                out.append(NOTHING)
             index = end + 1
             continue
         char = pattern[index]
-        out.append(".*" if char == "*" else "." if char == "?" else re.escape(char))
+        out.append(".*" if char == "*" else "." if char == "?" else _literal(char))
         index += 1
     return "".join(out)
 
@@ -150,11 +159,15 @@ def wildcard(
     patterns: tuple[str, ...],
     ignore_case: bool = False,
     variables: tuple[tuple[str, str], ...] = (),
-) -> re.Pattern[str]:
+) -> Any:
     """Any of IAM patterns as one regular expression (actions match without regard to case,
-    resources with)."""
-    body = "|".join(f"(?:{translate(p, variables)})" for p in patterns) or "(?!)"
-    return re.compile(body, re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
+    resources with), on RE2: linear time, whatever wildcards a policy holds (on a
+    backtracking engine `*a*a*a*a…z` took seconds per principal)."""
+    body = "|".join(f"(?:{translate(p, variables)})" for p in patterns) or NOTHING
+    options = re2.Options()
+    options.dot_nl = True
+    options.case_sensitive = not ignore_case
+    return re2.compile(body, options)
 
 
 def matches(patterns: Iterable[str], text: str, ignore_case: bool = False) -> bool:

@@ -11,41 +11,38 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-import orjson
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from vigil.assets.store import ENTITY_NODE
-from vigil.store.tables import asset_node_table
+from vigil.assets.store import ENTITY_NODE, AssetStore
 
 # points an incident gains for the most critical asset it touches
 CRITICALITY_POINTS = {"critical": 3.0, "high": 1.5, "medium": 0.5}
 CROWN_JEWEL_POINTS = 3.0
 EXPOSED_POINTS = 0.5  # reachable from the internet: the way in
 FRESH_S = 60.0  # what the inventory said of an entity is asked again after this long
+MAX_KNOWN = 100_000  # entities remembered
 
 
 class AssetContext:
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._known: dict[str, tuple[float, float]] = {}  # node id → (asked at, points)
+        self.store = AssetStore(engine)
+        self._known: dict[str, tuple[float, float]] = {}  # entity → (asked at, points)
 
     def points(self, entities: Iterable[tuple[str, str]]) -> float:
         """The points of the most critical asset among the entities (0 for none known)."""
-        ids = [f"{ENTITY_NODE[kind]}:{value}" for kind, value in entities if kind in ENTITY_NODE]
-        if not ids:
+        wanted = [f"{kind}:{value}" for kind, value in entities if kind in ENTITY_NODE]
+        if not wanted:
             return 0.0
         now = time.monotonic()
-        unknown = [i for i in ids if now - self._known.get(i, (-FRESH_S - 1, 0.0))[0] > FRESH_S]
+        unknown = [e for e in wanted if now - self._known.get(e, (-FRESH_S - 1, 0.0))[0] > FRESH_S]
         if unknown:
-            found = dict.fromkeys(unknown, 0.0)
-            query = select(asset_node_table.c.id, asset_node_table.c.attrs).where(
-                asset_node_table.c.id.in_(unknown)
-            )
-            with self.engine.connect() as conn:
-                for node_id, attrs in conn.execute(query):
-                    found[node_id] = node_points(orjson.loads(attrs))
-            self._known.update((i, (now, p)) for i, p in found.items())
-        return max(self._known[i][1] for i in ids)
+            if len(self._known) > MAX_KNOWN:  # a long-running stage: forget, ask again
+                self._known.clear()
+            found = self.store.context(unknown)
+            for entity in unknown:
+                context = found.get(entity)
+                self._known[entity] = (now, node_points(context) if context else 0.0)
+        return max(self._known[e][1] for e in wanted)
 
 
 def node_points(attrs: dict[str, object]) -> float:

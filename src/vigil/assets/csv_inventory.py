@@ -195,7 +195,8 @@ class _Assets:
             self.warn("kind", given_kind or "", line)
             kind = "host"
         named = hostname or name
-        key = (named.lower() if kind == "host" else named) if named else addresses[0]
+        # hosts and users by their lower-case name, as telemetry keys them
+        key = (named.lower() if kind in ("host", "user") else named) if named else addresses[0]
         level = self.read_value("criticality", values["criticality"], CRITICALITIES, line)
         node = self.inventory.node(
             kind,

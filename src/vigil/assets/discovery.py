@@ -20,6 +20,7 @@ to its host. A node whose only source is telemetry is not in any inventory: unma
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from vigil.assets.model import Inventory, Node
 from vigil.events import Event
 
 SOURCE = "telemetry"
+LOGON_TYPE = re.compile(r"[0-9]{1,5}")  # Windows logon types are small numbers
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,7 @@ NOT_PEOPLE = frozenset(
      "umfd-0", "umfd-1", "dwm-2", "umfd-2", "window manager", "font driver host"}
 )  # fmt: skip
 NOT_DOMAINS = frozenset({"-", "nt authority", "window manager", "font driver host"})
+LOCAL_ACCOUNTS = frozenset({"linux.auth", "linux.auditd", "syslog"})  # accounts of the host
 
 
 # The native fields that decide what an event shows, per dataset: an event that repeats an
@@ -108,17 +111,25 @@ def discover(events: Iterable[Event], *, source: str = SOURCE) -> Inventory:
             if part not in str(event.fields.get(name, "")):
                 continue
         inventory.report.records_read += 1
-        seen = _time(event)
-        roles = dict.fromkeys([*shows.nodes, *(r for _, a, b in shows.edges for r in (a, b))])
-        ends = {role: ENDS[role](inventory, event, ecs, seen) for role in roles}
-        if ecs.get("event.outcome") == "failure":  # an attempt refused shows no access
-            continue
-        for kind, start, finish in shows.edges:
-            a, b = ends[start], ends[finish]
-            if a is None or b is None or a.id == b.id:
-                continue
-            inventory.edge(kind, a, b, **_edge_attrs(kind, event, ecs))
+        try:
+            _show(inventory, event, shows)
+        except (ValueError, TypeError) as exc:  # a hostile field: this event shows nothing
+            inventory.report.reject(event.record, f"discovery: {exc}")
     return inventory
+
+
+def _show(inventory: Inventory, event: Event, shows: Shows) -> None:
+    """The nodes and relationships one event shows, into the inventory."""
+    ecs = event.ecs
+    seen = _time(event)
+    roles = dict.fromkeys([*shows.nodes, *(r for _, a, b in shows.edges for r in (a, b))])
+    ends = {role: ENDS[role](inventory, event, ecs, seen) for role in roles}
+    if ecs.get("event.outcome") == "failure":  # an attempt refused shows no access
+        return
+    for kind, start, finish in shows.edges:
+        a, b = ends[start], ends[finish]
+        if a is not None and b is not None and a.id != b.id:
+            inventory.edge(kind, a, b, **_edge_attrs(kind, event, ecs))
 
 
 CODE_FIELD = {"windows": "EventID", "aws.cloudtrail": "eventName"}  # the native field keyed on
@@ -148,8 +159,8 @@ def _edge_attrs(kind: str, event: Event, ecs: dict[str, Any]) -> dict[str, Any]:
     if kind == "flow":
         return {"port": ecs.get("destination.port"), "proto": ecs.get("network.transport")}
     if kind == "logon":
-        kind_of = event.fields.get("LogonType")  # a number, or its text in JSON exports
-        return {"logon_type": int(str(kind_of)) if str(kind_of).isdigit() else kind_of}
+        kind_of = str(event.fields.get("LogonType", ""))  # a number, or its text in JSON
+        return {"logon_type": int(kind_of) if LOGON_TYPE.fullmatch(kind_of) else None}
     if kind == "has_permission":
         return {"action": ecs.get("event.action"), "observed": True}
     return {}
@@ -177,6 +188,8 @@ def _user(
             domain = domain or realm
     if name.lower() in NOT_PEOPLE or name.endswith("$"):  # a machine account is a host
         return None
+    if not domain and event.dataset in LOCAL_ACCOUNTS:  # root on one host is not on another
+        domain = str(ecs.get("host.name") or "")
     # DOMAIN\name, the domain's first label: DMEVALS, dmevals.local and DMEVALS.LOCAL agree
     short = domain.split(".")[0]
     key = f"{short}\\{name}" if short and domain.lower() not in NOT_DOMAINS else name
@@ -241,8 +254,13 @@ def _principal(
         return None
     account, resource = parts[4], parts[5]
     if resource.startswith("assumed-role/"):
+        # the role's own ARN (with its path, e.g. aws-reserved/sso.amazonaws.com/) when the
+        # record names the session's issuer
+        issuer = str(event.fields.get("userIdentity.sessionContext.sessionIssuer.arn") or "")
         role = resource.split("/")[1]
-        return _seen(inventory.node("role", f"arn:aws:iam::{account}:role/{role}", name=role), seen)
+        if not issuer.startswith("arn:aws:iam::"):
+            issuer = f"arn:aws:iam::{account}:role/{role}"
+        return _seen(inventory.node("role", issuer, name=role), seen)
     kind = "role" if resource.startswith("role/") else "user"
     return _seen(inventory.node(kind, arn, name=resource.rsplit("/", 1)[-1]), seen)
 
@@ -262,7 +280,8 @@ def _service(
     name = str(ecs.get("event.provider") or "")
     if not name:
         return None
-    return _seen(inventory.node("cloud_resource", f"service:{name}", name=name), seen)
+    # `api:`, not `service:`: the API called is not the service principal a trust names
+    return _seen(inventory.node("cloud_resource", f"api:{name}", name=name), seen)
 
 
 ENDS = {

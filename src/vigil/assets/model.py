@@ -96,14 +96,15 @@ class Inventory:
         here win unless None)."""
         if kind not in NODE_KINDS:
             raise ValueError(f"not a kind of asset: {kind!r}")
-        key = key.strip()
+        key = str(key).strip()
         if not key:
             raise ValueError(f"a {kind} needs a key")
+        name = str(name).strip() if name is not None else None  # a file may hold anything
         node_id = f"{kind}:{key}"
         known = self.nodes.get(node_id)
         if known is None:
             known = self.nodes[node_id] = Node(kind, key, name or key)
-        elif name:
+        elif name and name != key:  # a real name, not the key again
             known.name = name
         known.attrs.update({k: v for k, v in attrs.items() if v is not None})
         return known
@@ -115,7 +116,7 @@ class Inventory:
             kind,
             src.id if isinstance(src, Node) else src,
             dst.id if isinstance(dst, Node) else dst,
-            tuple(sorted((k, v) for k, v in attrs.items() if v is not None)),
+            tuple(sorted((k, _scalar(v)) for k, v in attrs.items() if v is not None)),
         )
         self.edges[made] = None
         return made
@@ -152,3 +153,16 @@ class Inventory:
 
     def edge_count(self, kind: str) -> int:
         return sum(1 for edge in self.edges if edge.kind == kind)
+
+
+def _scalar(value: Any) -> str | int | float | bool:
+    """An edge attribute as a small hashable value that any store keeps: a list or object,
+    or an integer past 64 bits (from a hostile log), becomes its JSON text."""
+    if isinstance(value, bool | float | str):
+        return value
+    if isinstance(value, int):
+        return value if -(1 << 63) <= value < (1 << 63) else str(value)
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except orjson.JSONEncodeError:  # an integer past 64 bits inside
+        return str(value)

@@ -28,15 +28,17 @@ class AssetStage:
     def process(self, records: Sequence[tuple[int, bytes]]) -> dict[str, int]:
         """A batch of `relationships` records (`Inventory.to_bytes` each): into the store,
         then into the graph (a batch done again merges into the same nodes and edges)."""
-        batch: Inventory | None = None
+        by_source: dict[str, Inventory] = {}  # each merged as its own source says
         for _, record in records:
             found = Inventory.from_bytes(record)
-            if batch is None:
-                batch = found
+            known = by_source.get(found.source)
+            if known is None:
+                by_source[found.source] = found
             else:
-                batch.update(found)
-        if batch is None:
-            return {}
-        counts = self.store.merge(batch)
-        self.graph.add((edge.src, edge.dst, edge.kind) for edge in batch.edges)
+                known.update(found)
+        counts: dict[str, int] = {}
+        for batch in by_source.values():
+            for name, count in self.store.merge(batch).items():
+                counts[name] = counts.get(name, 0) + count
+            self.graph.add((edge.src, edge.dst, edge.kind) for edge in batch.edges)
         return counts

@@ -14,6 +14,7 @@ kind, ends and attributes; met again, only its sources and `last_seen` change.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -26,6 +27,7 @@ from vigil.store import migrate, upsert_insert
 from vigil.store.tables import asset_edge_table, asset_node_table
 
 CHUNK = 500  # rows per statement
+KEEP = {"first_event": min, "last_event": max}  # attributes merged, not replaced
 TELEMETRY = "telemetry"  # the source of what passive discovery found
 ENTITY_NODE = {"host": "host", "user": "user", "ip": "address"}  # an entity's kind → a node's
 CONTEXT = ("criticality", "crown_jewel", "owner", "segment", "internet_exposed", "os",
@@ -101,7 +103,7 @@ class AssetStore:
                             "kind": edge.kind,
                             "src": edge.src,
                             "dst": edge.dst,
-                            "attrs": orjson.dumps(dict(edge.attrs), default=str).decode(),
+                            "attrs": _dumps(dict(edge.attrs)),
                             "sources": orjson.dumps(sources).decode(),
                             "first_seen": now,
                             "last_seen": now,
@@ -120,13 +122,16 @@ class AssetStore:
     @staticmethod
     def _node_row(node: Node, old: Any, source: str, now: float) -> dict[str, Any]:
         attrs = orjson.loads(old.attrs) if old is not None else {}
-        attrs.update(node.attrs)
+        for key, value in node.attrs.items():
+            keep = KEEP.get(key)
+            attrs[key] = keep(attrs[key], value) if keep and key in attrs else value
         sources = _with(orjson.loads(old.sources) if old is not None else [], source)
+        named = old is not None and node.name == node.key  # no real name given: keep one
         return {
             "id": node.id,
             "kind": node.kind,
-            "name": node.name,
-            "attrs": orjson.dumps(attrs, default=str).decode(),
+            "name": old.name if named else node.name,
+            "attrs": _dumps(attrs),
             "sources": orjson.dumps(sources).decode(),
             "first_seen": old.first_seen if old is not None else now,
             "last_seen": now,
@@ -139,12 +144,16 @@ class AssetStore:
         *,
         kind: str | None = None,
         search: str | None = None,
+        managed: bool | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
         query = select(asset_node_table).order_by(asset_node_table.c.id)
         if kind is not None:
             query = query.where(asset_node_table.c.kind == kind)
+        if managed is not None:  # unmanaged: seen in telemetry only
+            only_telemetry = asset_node_table.c.sources == orjson.dumps([TELEMETRY]).decode()
+            query = query.where(~only_telemetry if managed else only_telemetry)
         if search:
             pattern = f"%{search.lower()}%"
             query = query.where(
@@ -203,6 +212,23 @@ class AssetStore:
         if not ids:
             return {}
         with self.engine.connect() as conn:
+            # an address stands for its host (the one the inventory ties it to)
+            addresses = [i for i in ids if i.startswith("address:")]
+            if addresses:
+                edge = asset_edge_table.c
+                tied = conn.execute(
+                    select(edge.dst, edge.src)
+                    .where(edge.kind == "has_address", edge.dst.in_(addresses))
+                    .order_by(edge.dst, edge.src)
+                )
+                hosts: dict[str, list[str]] = {}
+                for address, host in tied:
+                    hosts.setdefault(address, []).append(host)
+                for address, found in hosts.items():
+                    # the host the inventory names, before the one telemetry keyed by the address
+                    named = sorted(found, key=lambda h: (h[5:] == address[8:], h))
+                    if named[0] not in ids:
+                        ids[named[0]] = ids.pop(address)
             rows = conn.execute(
                 select(asset_node_table).where(asset_node_table.c.id.in_(list(ids)))
             ).all()
@@ -242,6 +268,15 @@ class AssetStore:
             "nodes": {kind: int(n) for kind, n in sorted(nodes)},
             "edges": {kind: int(n) for kind, n in sorted(edges)},
         }
+
+
+def _dumps(value: Any) -> str:
+    """JSON text of attributes; an integer past 64 bits (a hostile file's) as the standard
+    library writes it."""
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, default=str)
 
 
 def _with(sources: list[str], source: str) -> list[str]:

@@ -155,9 +155,12 @@ class Analyzer:
         out.events = len(events)
         offset_of = {id(event): offset for event, offset in zip(events, offsets, strict=True)}
         found = self.core.detect(events)
-        shown = discover(events)
-        if shown.nodes:
-            out.discovered = shown.to_bytes()
+        try:  # what the events show of assets; never at the cost of detection
+            shown = discover(events)
+            if shown.nodes:
+                out.discovered = shown.to_bytes()
+        except Exception:
+            log.exception("passive discovery failed on a batch (detection goes on)")
         for hit, event in found.hits:
             out.hits.append(hit)
             out.hit_offsets.append(offset_of.get(id(event), -1))
