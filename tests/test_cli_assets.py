@@ -14,7 +14,10 @@ def test_import_list_and_show_the_samples(run_cli, tmp_path, need_data) -> None:
     done = run_cli("assets", "import", folder, "--data-dir", data)
     assert done.exit_code == 1, done.output  # one hostile file among them
     text = " ".join(done.output.split())
-    assert "refused defused_et_local_includer.xml: refused: the XML declares a DTD" in text
+    assert (
+        "refused nmap-xml-libnmap/defused_et_local_includer.xml: refused: the XML declares a DTD"
+        in text
+    )
     assert "nothing was expanded" in text
     assert "passed over" in text and "nmap-xml-libnmap/SOURCE.txt" in text
     for name in ("aws-iam", "grype", "masscan", "nmap", "openvas", "trivy", "wazuh"):
@@ -31,7 +34,7 @@ def test_import_list_and_show_the_samples(run_cli, tmp_path, need_data) -> None:
     assert shown.exit_code == 0, shown.output
     user = json.loads(shown.output)
     assert user["name"] == "privesc1-CreateNewPolicyVersion-user"
-    assert user["sources"] == ["aws-iam:example.json"]
+    assert user["sources"] == ["aws-iam:aws-iam-authorization-details/example.json"]
     assert {e["kind"] for e in user["edges_out"]} >= {"has_policy"}
     missing = run_cli("assets", "show", "host:nowhere", "--data-dir", data)
     assert missing.exit_code == 2 and "no asset 'host:nowhere'" in missing.output

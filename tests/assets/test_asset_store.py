@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from vigil.assets import Inventory
+from vigil.assets.graph import AccessGraph
 from vigil.assets.store import AssetStore
 from vigil.store import state_engine
 
@@ -97,3 +98,62 @@ def test_a_batch_of_several_sources_keeps_each_one(tmp_path) -> None:
     assert store.node("host:10.0.0.66")["managed"] is False
     assert store.node("host:web1")["sources"] == ["csv:cmdb.csv"]
     assert [n["id"] for n in store.nodes(managed=False)] == ["host:10.0.0.66"]
+
+
+def test_a_source_imported_again_retires_what_it_no_longer_says(tmp_path, need_data) -> None:
+    """The IAM export again after privesc1's policy was detached: its has_policy edge goes
+    (another source naming an edge keeps it), its escalation path goes with it, and the
+    access graph of the assets stage loses the move."""
+    import json
+
+    from vigil.assets import aws_iam
+    from vigil.assets.privesc import find_escalations
+    from vigil.assets.stage import AssetStage
+
+    path = need_data("asset_vuln", "aws-iam-authorization-details") / "example.json"
+    document = json.loads(path.read_text())
+    engine = state_engine(tmp_path)
+    stage = AssetStage(engine)
+    first = aws_iam.read(path.read_bytes(), "example.json")
+    first.source = "aws-iam:example.json"
+    stage.process([(0, first.to_bytes())])
+    store = AssetStore(engine)
+    (user,) = store.nodes(kind="user", search="user/privesc1-")
+    held = [e for e in store.node(user["id"])["edges_out"] if e["kind"] == "has_policy"]
+    assert held
+    kinds = ("user", "group", "role", "policy")
+    assert find_escalations(store.inventory(kinds)).of(user["id"][5:])
+    also = Inventory("csv:other.csv")  # another source names one of those edges too
+    also.edge("has_policy", user["id"], held[0]["dst"], **held[0]["attrs"])
+    store.merge(also)
+
+    for entry in document["UserDetailList"]:
+        if entry["UserName"] == user["name"]:
+            entry["AttachedManagedPolicies"], entry["UserPolicyList"] = [], []
+    second = aws_iam.read(json.dumps(document).encode(), "example.json")
+    second.source = "aws-iam:example.json"
+    counts = stage.process([(1, second.to_bytes())])
+    assert counts["edges_gone"] == len(held) - 1
+    left = [e for e in store.node(user["id"])["edges_out"] if e["kind"] == "has_policy"]
+    assert [(e["dst"], e["sources"]) for e in left] == [(held[0]["dst"], ["csv:other.csv"])]
+    assert counts["edges_new"] == 0  # nothing else changed
+    assert find_escalations(store.inventory(kinds)).of(user["id"][5:])  # the CSV still says
+    again = stage.process([(2, Inventory("csv:other.csv").to_bytes())])  # it, until it doesn't
+    assert again["edges_gone"] == 1
+    assert not [e for e in store.node(user["id"])["edges_out"] if e["kind"] == "has_policy"]
+    assert not find_escalations(store.inventory(kinds)).of(user["id"][5:])
+    # with only the other source's edge left, the graph keeps no move for has_policy anyway
+    assert stage.graph.blast_radius(user["id"]) == AccessGraph.from_store(engine).blast_radius(
+        user["id"]
+    )
+
+
+def test_the_graph_forgets_a_move_no_source_names(tmp_path) -> None:
+    graph = AccessGraph()
+    graph.add([("user:a", "host:h", "logon"), ("host:h", "host:db", "flow"),
+               ("host:h", "host:db", "admin_of")])  # fmt: skip
+    assert graph.remove([("host:h", "host:db", "flow")]) == 0  # admin_of still gives it
+    assert graph.kinds("host:h", "host:db") == ("admin_of",)
+    assert graph.remove([("host:h", "host:db", "admin_of")]) == 1
+    assert graph.blast_radius("user:a") == {"host:h": 1}
+    assert graph.attack_paths(["user:a"], ["host:db"]) == []

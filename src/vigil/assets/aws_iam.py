@@ -167,6 +167,8 @@ def wildcard(
     options = re2.Options()
     options.dot_nl = True
     options.case_sensitive = not ignore_case
+    options.max_mem = 32 << 20  # a policy of hundreds of resources is one large alternation
+    options.log_errors = False  # past its memory the DFA gives way to the NFA: no noise
     return re2.compile(body, options)
 
 

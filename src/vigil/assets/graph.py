@@ -105,6 +105,28 @@ class AccessGraph:
         self.backwards.extend_from_edge_list([(y, x) for x, y in fresh])
         return len(fresh)
 
+    def remove(self, edges: Iterable[tuple[str, str, str]]) -> int:
+        """Relationships (src id, dst id, kind) no source names any more; the moves gone."""
+        removed = 0
+        for src, dst, kind in edges:
+            moves = MOVES.get(kind)
+            a, b = self.index.get(src), self.index.get(dst)
+            if not moves or a is None or b is None:
+                continue
+            bit = KIND_BIT[kind]
+            for x, y, way in ((a, b, FORWARD), (b, a, BACK)):
+                key = x << 32 | y
+                known = self.moves.get(key)
+                if moves & way and known is not None and known & bit:
+                    if known == bit:  # no other kind gives this move
+                        del self.moves[key]
+                        self.graph.remove_edge(x, y)
+                        self.backwards.remove_edge(y, x)
+                        removed += 1
+                    else:
+                        self.moves[key] = known & ~bit
+        return removed
+
     def kinds(self, src: str, dst: str) -> tuple[str, ...]:
         bits = self.moves[self.index[src] << 32 | self.index[dst]]
         return tuple(kind for kind, bit in KIND_BIT.items() if bits & bit)

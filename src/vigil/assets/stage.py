@@ -1,5 +1,7 @@
 """The assets stage: what passive discovery found in each batch of events (the
-`relationships` stream, published by the detect stage, which has the events parsed) merged
+`relationships` stream, published by the detect stage, which has the events parsed; and
+imports made through the API, each the whole of its source: what it no longer names is
+retired) merged
 into the inventory in the state database, one transaction per batch, and into the access
 graph in memory, which `restore` rebuilds from the database after a restart."""
 
@@ -41,4 +43,8 @@ class AssetStage:
             for name, count in self.store.merge(batch).items():
                 counts[name] = counts.get(name, 0) + count
             self.graph.add((edge.src, edge.dst, edge.kind) for edge in batch.edges)
+            # an import is the source's whole picture: what it no longer says goes
+            gone = self.store.retire(batch)
+            self.graph.remove((edge.src, edge.dst, edge.kind) for edge in gone)
+            counts["edges_gone"] = counts.get("edges_gone", 0) + len(gone)
         return counts

@@ -137,6 +137,41 @@ class AssetStore:
             "last_seen": now,
         }
 
+    def retire(self, inventory: Inventory) -> list[Edge]:
+        """What a source no longer says, after it gave this whole inventory again (a scan or
+        an export re-imported: a policy detached, a user out of a group): its name is taken
+        off the edges it named that are not in the inventory, and an edge no source names
+        any more is deleted. The deleted edges. (Telemetry is never retired: a batch of
+        events is not the whole picture.)"""
+        source = inventory.source
+        if source == TELEMETRY:
+            return []
+        keep = {edge_id(edge) for edge in inventory.edges}
+        encoded = orjson.dumps(source).decode()  # as the sources column holds it, quoted
+        literal = encoded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        marked = f"%{literal}%"  # narrows the rows; each is checked below
+        gone: list[Edge] = []
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                select(asset_edge_table).where(asset_edge_table.c.sources.like(marked, escape="\\"))
+            ).all()
+            for row in rows:
+                sources = orjson.loads(row.sources)
+                if row.id in keep or source not in sources:
+                    continue
+                rest = [s for s in sources if s != source]
+                if rest:
+                    conn.execute(
+                        asset_edge_table.update()
+                        .where(asset_edge_table.c.id == row.id)
+                        .values(sources=orjson.dumps(rest).decode())
+                    )
+                else:
+                    conn.execute(asset_edge_table.delete().where(asset_edge_table.c.id == row.id))
+                    attrs = tuple(orjson.loads(row.attrs).items())
+                    gone.append(Edge(row.kind, row.src, row.dst, attrs))
+        return gone
+
     # --- reading ---------------------------------------------------------------------------
 
     def nodes(

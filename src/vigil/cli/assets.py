@@ -68,7 +68,9 @@ def import_(
     passed_over: list[str] = []
     for path, shown, named in _files(paths):
         try:
-            inventory = import_bytes(path.read_bytes(), path.name, format)
+            # the source is named by the file as the user gave it: two scan.xml of two
+            # folders are two sources (a re-import retires what its own source no longer says)
+            inventory = import_bytes(path.read_bytes(), shown, format)
         except NotAnAssetSource as exc:
             if named:  # a file the user named: an error; one in a folder: passed over
                 failed += 1
@@ -85,6 +87,7 @@ def import_(
             err.print(f"[red]cannot read[/] {escape(str(path))}: {escape(str(exc))}")
             continue
         counts = store.merge(inventory)
+        store.retire(inventory)  # the file again: what it no longer names goes
         report = inventory.report
         table.add_row(
             escape(shown),

@@ -511,16 +511,16 @@ class Service:
     def import_assets(self, data: bytes, name: str, format: str | None = None) -> dict[str, Any]:
         """A scan, inventory or IAM export into the inventory now, and onto the
         `relationships` stream, so the assets stage (here or in another process) has its
-        relationships in the access graph."""
+        relationships in the access graph and retires what the source no longer says."""
         inventory = import_bytes(data, name, format)
         counts = self.asset_store.merge(inventory)
-        if inventory.edges:
-            _, last = self.streams["relationships"].publish([inventory.to_bytes()])
-            runner = self.runners.get("assets")
-            if runner is not None and runner.alive:
-                runner.wait_for(last + 1, IMPORT_WAIT_S)
-            elif runner is not None:
-                runner.drain(IMPORT_WAIT_S)
+        # even with no edge: the stage retires what the source no longer says
+        _, last = self.streams["relationships"].publish([inventory.to_bytes()])
+        runner = self.runners.get("assets")
+        if runner is not None and runner.alive:
+            runner.wait_for(last + 1, IMPORT_WAIT_S)
+        elif runner is not None:
+            runner.drain(IMPORT_WAIT_S)
         report = inventory.report
         return {
             "format": report.format,
