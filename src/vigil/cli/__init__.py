@@ -11,6 +11,7 @@ import typer
 from vigil import __version__
 from vigil.cli import (
     assets,
+    audit,
     backup,
     correlate,
     demo,
@@ -54,6 +55,7 @@ app.add_typer(tokens.token_app, name="token")
 app.add_typer(incidents.incident_app, name="incident")
 app.add_typer(assets.assets_app, name="assets")
 app.add_typer(risk.risk_app, name="risk")
+app.add_typer(audit.audit_app, name="audit")
 
 
 def main() -> None:

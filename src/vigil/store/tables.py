@@ -216,6 +216,22 @@ asset_edge_table = Table(
 )
 
 
+# --- the audit chain (vigil.respond.audit) ---------------------------------------------------
+
+audit_table = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),  # 1, 2, 3... no gap
+    Column("at", Float, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("action", String(128), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("detail", Text, nullable=False),  # JSON
+    Column("prev", String(64), nullable=False),  # the previous entry's hash
+    Column("hash", String(64), nullable=False),  # SHA-256 of prev and this entry
+)
+
+
 # --- API tokens (vigil.api) -------------------------------------------------------------------
 
 api_token_table = Table(
@@ -236,6 +252,7 @@ __all__ = [
     "api_token_table",
     "asset_edge_table",
     "asset_node_table",
+    "audit_table",
     "case_entry_table",
     "entity_risk_table",
     "incident_alert_table",
