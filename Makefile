@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The servers the tests run for real (started by fixtures on free loopback ports): NATS
-# JetStream and PostgreSQL, and nftables with iproute2 for the firewall connector's network
-# namespaces; from Debian, installed when missing (as root, as CI runs).
+# JetStream and PostgreSQL, nftables with iproute2 for the firewall connector's network
+# namespaces, and slapd for the directory connector; from Debian, installed when missing
+# (as root, as CI runs).
 SERVERS := $(VENV)/.servers
 $(SERVERS): $(STAMP)
 	@missing=""; \
@@ -25,6 +26,7 @@ $(SERVERS): $(STAMP)
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v nft >/dev/null 2>&1 || missing="$$missing nftables"; \
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	command -v slapd >/dev/null 2>&1 || missing="$$missing slapd ldap-utils"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then echo "install as root:$$missing"; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from servers import MissingServer, NatsServer, PostgresServer
+from servers import MissingServer, NatsServer, PostgresServer, SlapdServer
 from vigil.cli import app
 from vigil.detect.sigma import LoadedRules, load_rules
 
@@ -150,6 +150,11 @@ def _serving(start: Callable[[], Any]) -> Iterator[Any]:
 @pytest.fixture
 def nats_server(tmp_path: Path):
     yield from _serving(lambda: NatsServer(tmp_path / "nats"))
+
+
+@pytest.fixture
+def slapd_server(tmp_path: Path):
+    yield from _serving(lambda: SlapdServer(tmp_path / "slapd"))
 
 
 @pytest.fixture(scope="session")

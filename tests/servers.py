@@ -134,3 +134,52 @@ class PostgresServer:
         self.process.terminate()
         self.process.wait(30)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class SlapdServer:
+    """A real OpenLDAP slapd with the password-policy overlay, its configuration and
+    database in a folder of its own, on a free loopback port; `admin` binds as the root DN."""
+
+    SUFFIX = "dc=vigil,dc=test"
+    ADMIN = f"cn=admin,{SUFFIX}"
+    PASSWORD = "vigil-test-admin"
+    POLICY = f"cn=default,{SUFFIX}"  # the password policy entry (made by the tests' data)
+
+    def __init__(self, folder: Path) -> None:
+        import shutil
+        import subprocess
+
+        binary = shutil.which("slapd") or ("/usr/sbin/slapd" if Path("/usr/sbin/slapd").exists()
+                                           else None)  # fmt: skip
+        if binary is None:
+            raise MissingServer("slapd is not installed (make test installs it)")
+        self.folder = folder
+        (folder / "db").mkdir(parents=True, exist_ok=True)
+        hashed = subprocess.run(["slappasswd", "-s", self.PASSWORD], capture_output=True,
+                                check=True, text=True).stdout.strip()  # fmt: skip
+        schema = Path("/etc/ldap/schema")
+        config = [f"include {schema / name}.schema"
+                  for name in ("core", "cosine", "inetorgperson", "nis")]  # fmt: skip
+        config += [
+            "modulepath /usr/lib/ldap", "moduleload back_mdb", "moduleload ppolicy",
+            f"pidfile {folder / 'slapd.pid'}", "database mdb", f'suffix "{self.SUFFIX}"',
+            f'rootdn "{self.ADMIN}"', f"rootpw {hashed}", f"directory {folder / 'db'}",
+            "overlay ppolicy", f'ppolicy_default "{self.POLICY}"', "ppolicy_use_lockout",
+        ]  # fmt: skip
+        (folder / "slapd.conf").write_text("\n".join(config) + "\n")
+        self.port = _free_port()
+        self.url = f"ldap://127.0.0.1:{self.port}"
+        owner = ["-u", "root", "-g", "root"] if os.geteuid() == 0 else []
+        subprocess.run(
+            [binary, "-f", str(folder / "slapd.conf"), "-h", self.url + "/", *owner],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip (slapd detaches itself)
+        _wait_port(self.port)
+
+    def stop(self) -> None:
+        import signal
+
+        pid = self.folder / "slapd.pid"
+        if pid.exists():
+            os.kill(int(pid.read_text().strip()), signal.SIGTERM)

@@ -23,26 +23,17 @@ import ipaddress
 import shutil
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from vigil.errors import InputError, Unavailable
+from vigil.respond.result import ActionResult
 
 TABLE = "vigil"
 FAMILY = "inet"
 HOOKS = ("input", "output", "forward")
 TIMEOUT_S = 30.0  # an nft command that takes longer has failed
-
-
-@dataclass(frozen=True)
-class ActionResult:
-    ok: bool
-    dry_run: bool
-    commands: list[dict[str, Any]]
-    output: str = ""
-    state: dict[str, Any] = field(default_factory=dict)
 
 
 class NftablesError(Unavailable):
