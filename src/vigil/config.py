@@ -34,6 +34,13 @@ environment: `VIGIL_API__PORT=8401`.
     dest = "/backups/vigil"     # scheduled backups (incremental, into this folder); none: off
     every_s = 3600
 
+    [respond]
+    dry_run = true              # every playbook only says what it would do (pilot)
+    playbooks = ["/etc/vigil/playbooks"]
+    [respond.firewall]
+    hosts = { ws1 = ["ssh", "root@ws1"] }   # how to run nft on each host
+    management = ["10.0.9.0/24"]            # still reaches an isolated host
+
     [listeners]
     syslog_udp = 5514
     syslog_tcp = 5514
@@ -48,7 +55,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -125,7 +132,101 @@ class ListenerSettings(BaseModel):
     tail: list[Path] = []
 
 
-Role = Literal["all", "intake", "detect", "correlate", "api"]
+class FirewallSettings(BaseModel):
+    """The nftables connector: how to reach each host's ruleset."""
+
+    # host name (lower case) → the command that runs nft there (["ip", "netns", "exec",
+    # "lab"], ["ssh", "root@ws1"]); [] runs it here. A host not listed cannot be isolated.
+    hosts: dict[str, list[str]] = {}
+    here: list[str] = []  # the command prefix for blocks (a gateway's ruleset); [] here
+    management: list[str] = []  # addresses and networks a host keeps reaching when isolated
+    block_timeout_s: Annotated[int, Field(gt=0)] = 86400
+
+
+class DirectorySettings(BaseModel):
+    url: str | None = None  # ldap://dc1:389, ldaps://...
+    bind_dn: str = ""
+    password: SecretStr = SecretStr("")
+    base: str = ""
+    kind: Literal["openldap", "ad"] = "openldap"
+
+
+class IdpSettings(BaseModel):
+    url: str | None = None  # https://corp.okta.com (Okta's Management API shape)
+    token: SecretStr = SecretStr("")
+
+
+class CloudSettings(BaseModel):
+    endpoint_url: str | None = None  # none: AWS itself
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+
+
+class RestEndpoint(BaseModel):
+    base_url: str
+    auth: dict[str, Any] | None = None  # {bearer = "..."}, {basic = [u, p]}, {header = [n, v]}
+    headers: dict[str, str] = {}
+    verify: bool = True
+
+
+class NotifySettings(BaseModel):
+    webhook_url: SecretStr | None = None  # Slack-compatible incoming webhook
+    smtp_host: str | None = None
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 25
+    starttls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = "vigil@localhost"
+    to: list[str] = []
+
+
+class GuardrailSettings(BaseModel):
+    """Checked by the engine before every action, whatever the playbook says."""
+
+    protected_hosts: list[str] = []  # besides crown jewels and hosts tagged protected_tags
+    protected_tags: list[str] = ["protected", "domain-controller", "crown-jewel"]
+    # addresses never blocked: loopback, link-local, the internal ranges (own infrastructure)
+    never_block: list[str] = [
+        "127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10",
+        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7",
+    ]  # fmt: skip
+    # actions per action type and window ("20/minute"); over it, a step waits for approval
+    rates: dict[str, str] = {
+        "firewall.block": "30/minute",
+        "firewall.isolate": "5/minute",
+        "directory.disable": "10/minute",
+        "idp.suspend": "10/minute",
+        "idp.clear_sessions": "10/minute",
+        "cloud.deactivate_key": "10/minute",
+        "notify.webhook": "60/minute",
+        "notify.email": "30/minute",
+    }
+    max_blast_radius: Annotated[int, Field(ge=0)] = 50  # nodes; above it, approval first
+    approvers: list[str] = ["responder", "admin"]  # roles approving what a guardrail holds
+
+
+class RespondSettings(BaseModel):
+    """Response playbooks (docs/respond.md)."""
+
+    enabled: bool = True
+    shipped: bool = True  # Vigil's own playbooks (vigil/playbooks), beside `playbooks`
+    playbooks: list[Path] = []  # files or folders of playbooks
+    # global pilot mode: every action only says what it would do; set false for real mode
+    dry_run: bool = True
+    workers: Annotated[int, Field(ge=1, le=64)] = 4  # runs executed at once
+    lease_s: Annotated[float, Field(gt=1, le=600)] = 30.0  # a dead worker's runs wait this
+    worker: str | None = None  # this worker's name (default: host name and role)
+    firewall: FirewallSettings = FirewallSettings()
+    directory: DirectorySettings = DirectorySettings()
+    idp: IdpSettings = IdpSettings()
+    cloud: CloudSettings = CloudSettings()
+    rest: dict[str, RestEndpoint] = {}  # named endpoints for rest.request (EDR, ticketing)
+    notify: NotifySettings = NotifySettings()
+    guardrails: GuardrailSettings = GuardrailSettings()
+
+
+Role = Literal["all", "intake", "detect", "correlate", "respond", "api"]
 ROLES: tuple[str, ...] = get_args(Role)  # `vigil serve --role`; all: every other one
 
 
@@ -148,10 +249,11 @@ class Settings(BaseSettings):
     hunt: HuntSettings = HuntSettings()
     backup: BackupSettings = BackupSettings()
     bus: BusSettings = BusSettings()
+    respond: RespondSettings = RespondSettings()
     events_dir: Path | None = None  # the Parquet event store (default: <data_dir>/events)
     # what this process runs (distributed: `[bus] url` set): intake takes events (API ingest,
     # listeners, tails), detect joins the detect workers, correlate runs the stages after
-    # detection, api answers queries; all: every one of them
+    # detection, respond runs the playbooks, api answers queries; all: every one of them
     role: Role = "all"
 
     @model_validator(mode="after")

@@ -25,6 +25,10 @@ class NotFound(VigilError):
     """What was asked for (an incident, alert, task, token, file...) does not exist."""
 
 
+class Forbidden(VigilError):
+    """The caller's role may not do this (approve a step held for other roles...)."""
+
+
 class Conflict(VigilError):
     """The request clashes with the current state (a status it cannot reach from here...)."""
 

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter
 
-from vigil.api import alerts, assets, hunts, incidents, ingest, intel, ops
+from vigil.api import alerts, assets, hunts, incidents, ingest, intel, ops, respond
 from vigil.api import tokens as token_routes  # `tokens` is create_app's TokenStore
 from vigil.api.auth import Principal, TokenStore
 from vigil.api.backend import Backend
@@ -24,6 +24,7 @@ from vigil.api.context import Context
 from vigil.api.rate import RateLimit
 from vigil.errors import (
     Conflict,
+    Forbidden,
     InputError,
     NotFound,
     StorageFull,
@@ -42,13 +43,14 @@ STATUS: tuple[tuple[type[VigilError], int], ...] = (
     (Unavailable, 503),
     (TooLarge, 413),
     (Unsupported, 415),
+    (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
     (InputError, 400),
     (VigilError, 400),
 )
 # The routers, one module per domain (routes of a router keep their order in the app).
-DOMAINS = (ops, ingest, alerts, hunts, intel, incidents, assets, token_routes)
+DOMAINS = (ops, ingest, alerts, hunts, intel, incidents, assets, respond, token_routes)
 
 
 def status_of(exc: VigilError) -> int:

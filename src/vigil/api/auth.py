@@ -16,6 +16,9 @@ What each role may do (`PERMISSIONS`):
     assets:read        x     x        x        x
     assets:write       x     x
     cases:write        x     x        x
+    playbooks:read     x     x        x        x
+    playbooks:run      x              x
+    playbooks:approve  x              x
     hunts:run          x     x
     hunts:manage       x     x
     tokens:manage      x
@@ -47,6 +50,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "assets:read": _READERS,
     "assets:write": frozenset(("admin", "analyst")),
     "cases:write": frozenset(("admin", "analyst", "responder")),
+    "playbooks:read": _READERS,
+    "playbooks:run": frozenset(("admin", "responder")),  # run by hand, undo
+    "playbooks:approve": frozenset(("admin", "responder")),  # and the step's own roles
     "hunts:run": frozenset(("admin", "analyst")),
     "hunts:manage": frozenset(("admin", "analyst")),
     "tokens:manage": frozenset(("admin",)),

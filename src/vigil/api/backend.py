@@ -13,12 +13,14 @@ if TYPE_CHECKING:
     from vigil.assets.store import AssetStore
     from vigil.correlate import IncidentStore
     from vigil.ingest import Problem
+    from vigil.respond.engine import Responder
     from vigil.serve.service import IngestAck
 
 
 class Backend(Protocol):
     incident_store: IncidentStore  # incidents and their cases
     asset_store: AssetStore  # the inventory
+    responder: Responder | None  # response playbooks and their runs (None: [respond] off)
 
     def access_graph(self) -> AccessGraph:
         """The access graph (attack paths, blast radius)."""

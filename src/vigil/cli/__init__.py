@@ -18,6 +18,7 @@ from vigil.cli import (
     hunt,
     incidents,
     intel,
+    playbook,
     risk,
     rules,
     scan,
@@ -56,6 +57,8 @@ app.add_typer(incidents.incident_app, name="incident")
 app.add_typer(assets.assets_app, name="assets")
 app.add_typer(risk.risk_app, name="risk")
 app.add_typer(audit.audit_app, name="audit")
+app.add_typer(playbook.playbook_app, name="playbook")
+app.add_typer(playbook.runs_app, name="runs")
 
 
 def main() -> None:

@@ -249,3 +249,27 @@ class IncidentChange:
         value["alerts"] = tuple(value["alerts"])
         value["entities"] = tuple((str(k), str(v)) for k, v in value["entities"])
         return cls(**value)
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A response step's change (`vigil.respond`): requested, waiting for approval, done,
+    failed, refused by a guardrail, compensated... published on `actions`."""
+
+    run: str
+    playbook: str
+    step: str
+    action: str
+    state: str
+    at: float
+    dry_run: bool = False
+    subject: str = ""  # the alert or incident behind the run
+    inputs: dict[str, Any] = field(default_factory=dict)
+    detail: str = ""
+
+    def to_bytes(self) -> bytes:
+        return _dumps(self)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Action:
+        return cls(**orjson.loads(data))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +56,16 @@ class AuditLog:
     def append(self, actor: str, action: str, subject: str,
                detail: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
         """Add an entry at the head of the chain; the entry as written."""
-        text = orjson.dumps(detail or {}, default=str, option=orjson.OPT_SORT_KEYS).decode()
+        return self.extend([(actor, action, subject, detail)])[0]
+
+    def extend(self, entries: Sequence[tuple[str, str, str, dict[str, Any] | None]]
+               ) -> list[dict[str, Any]]:  # fmt: skip
+        """Add entries (actor, action, subject, detail) at the head, in order, in one
+        transaction; the entries as written."""
+        texts = [
+            orjson.dumps(detail or {}, default=str, option=orjson.OPT_SORT_KEYS).decode()
+            for _, _, _, detail in entries
+        ]
         for _ in range(TRIES):
             try:
                 with self.engine.begin() as conn:
@@ -65,23 +74,33 @@ class AuditLog:
                         .order_by(audit_table.c.seq.desc())
                         .limit(1)
                     ).first()
-                    seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
+                    seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
                     at = time.time()
-                    row = {
-                        "seq": seq,
-                        "at": at,
-                        "actor": actor,
-                        "action": action,
-                        "subject": subject,
-                        "detail": text,
-                        "prev": prev,
-                        "hash": entry_hash(prev, seq, at, actor, action, subject, text),
-                    }
-                    conn.execute(audit_table.insert(), row)
-                return row
-            except IntegrityError:  # another writer took this sequence number: again
+                    rows = []
+                    for (actor, action, subject, _), text in zip(entries, texts, strict=True):
+                        seq += 1
+                        digest = entry_hash(prev, seq, at, actor, action, subject, text)
+                        rows.append({"seq": seq, "at": at, "actor": actor, "action": action,
+                                     "subject": subject, "detail": text, "prev": prev,
+                                     "hash": digest})  # fmt: skip
+                        prev = digest
+                    if rows:
+                        conn.execute(audit_table.insert(), rows)
+                return rows
+            except IntegrityError:  # another writer took these sequence numbers: again
                 continue
         raise RuntimeError(f"audit: could not append after {TRIES} tries (contention)")
+
+    def last(self, action: str) -> dict[str, Any] | None:
+        """The newest entry of one kind of action."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(audit_table)
+                .where(audit_table.c.action == action)
+                .order_by(audit_table.c.seq.desc())
+                .limit(1)
+            ).first()
+        return dict(row._mapping) if row else None
 
     def entries(self, *, since: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:
         """Entries in sequence order from `since` on."""

@@ -30,6 +30,7 @@ from vigil.errors import StorageFull, StorageUnavailable, Unavailable
 from vigil.events.records import detected_now
 from vigil.ingest import Problem
 from vigil.intel.store import IndicatorStore
+from vigil.respond.engine import Responder
 from vigil.serve.backups import ScheduledBackup
 from vigil.serve.hunting import Hunting
 from vigil.serve.intake import EventsOut, IngestAck, Intake
@@ -158,6 +159,18 @@ class Service:
                     lease_s=settings.bus.lease_s,
                     progress=self.alerts_stream,
                 )
+        # response: the engine is here wherever runs are read, approved or undone (api); its
+        # workers and stages run in the respond role
+        self.responder: Responder | None = None
+        if settings.respond.enabled:
+            self.responder = Responder(
+                self.engine,
+                settings.respond,
+                self.incident_store,
+                assets=self.asset_store,
+                graph=self.access_graph,
+                publish=self.publisher("actions"),
+            )
         # every stage after detection, each in its runner, a named durable consumer of the
         # stream it reads (so any number of stages may follow one stream)
         self.runners = {
@@ -168,7 +181,9 @@ class Service:
                 set_aside=self.rejects.add,
             )
             for spec in STAGES
-            if spec.build is not None and "correlate" in self.roles
+            if spec.build is not None
+            and spec.role in self.roles
+            and (spec.role != "respond" or self.responder is not None)
         }
         self.correlating = self.runners.get("correlate")
         self.incidents = (
@@ -252,6 +267,8 @@ class Service:
             self.workers.start()
         for runner in self.runners.values():
             runner.start()
+        if self.responder is not None and "respond" in self.roles:
+            self.responder.start()
         stopping = self.hunting.stopping
         self._threads = []
         if "intake" in self.roles:
@@ -279,6 +296,8 @@ class Service:
             self.workers.stop()
         for runner in self.runners.values():
             runner.stop()
+        if self.responder is not None:
+            self.responder.stop()
         for stream in self.streams.values():
             stream.close()
         if self.bus is not None:

@@ -1,6 +1,7 @@
 """The stages of `vigil serve` and the streams between them.
 
     intake ──► events ──► detect ──► alerts ──► correlate ──► incidents, risk
+                            │          └──► respond ──► actions      └──► respond
                             └──► relationships ──► assets (inventory, access graph)
 
 A stage reads one stream from its committed position, does one job, publishes what it made
@@ -31,6 +32,8 @@ from vigil.correlate import Settings as CorrelateSettings
 from vigil.correlate.stage import IncidentStage
 from vigil.correlate.store import IncidentStore
 from vigil.errors import storage_problem
+from vigil.respond.engine import Responder
+from vigil.respond.stage import AlertResponseStage, IncidentResponseStage
 
 log = logging.getLogger("vigil.stages")
 
@@ -45,6 +48,7 @@ class Wiring(Protocol):
     incident_store: IncidentStore
     settings: Settings
     engine: Engine
+    responder: Responder | None
 
     def publisher(self, stream: str) -> Callable[[Sequence[Any]], None]: ...
 
@@ -65,15 +69,29 @@ def _correlate(wiring: Wiring) -> Stage:
     return stage
 
 
+def _respond(wiring: Wiring) -> Stage:
+    if wiring.responder is None:
+        raise RuntimeError("respond stage without a responder")
+    return AlertResponseStage(wiring.responder)
+
+
+def _respond_incidents(wiring: Wiring) -> Stage:
+    if wiring.responder is None:
+        raise RuntimeError("respond stage without a responder")
+    return IncidentResponseStage(wiring.responder)
+
+
 @dataclass(frozen=True, slots=True)
 class StageSpec:
     """A stage: the stream it consumes, those it publishes to, and how it is built (None:
-    `detect`, which runs in its own runner, `vigil.serve.pipeline.Pipeline`)."""
+    `detect`, which runs in its own runner, `vigil.serve.pipeline.Pipeline`), and the role
+    of the processes that run it."""
 
     name: str
     consumes: str
     publishes: tuple[str, ...]
     build: Callable[[Wiring], Stage] | None = None
+    role: str = "correlate"
 
 
 # The registry: one line per stage, in flow order. `Service` runs each stage with a
@@ -82,6 +100,14 @@ STAGES = (
     StageSpec("detect", consumes="events", publishes=("alerts", "relationships")),
     StageSpec("correlate", consumes="alerts", publishes=("incidents", "risk"), build=_correlate),
     StageSpec("assets", consumes="relationships", publishes=(), build=_assets),
+    StageSpec("respond", consumes="alerts", publishes=("actions",), build=_respond, role="respond"),
+    StageSpec(
+        "respond-incidents",
+        consumes="incidents",
+        publishes=("actions",),
+        build=_respond_incidents,
+        role="respond",
+    ),
 )
 STREAMS = tuple(dict.fromkeys(name for s in STAGES for name in (s.consumes, *s.publishes)))
 # Streams kept as durably as the intake (fsync per batch when `pipeline.fsync`); the others

@@ -232,6 +232,56 @@ audit_table = Table(
 )
 
 
+# --- response runs (vigil.respond) ------------------------------------------------------------
+
+run_table = Table(
+    "playbook_run",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("key", String(512), nullable=False, unique=True),  # playbook + dedupe key: one run
+    Column("playbook", String(64), nullable=False, index=True),
+    Column("version", Integer, nullable=False),
+    Column("definition", Text, nullable=False),  # JSON: the playbook as it was when started
+    Column("state", String(16), nullable=False, index=True),
+    Column("dry_run", Boolean, nullable=False),
+    Column("trigger", String(16), nullable=False),  # alert, incident or manual
+    Column("subject", String(128), nullable=False, index=True),  # the alert's or incident's id
+    Column("context", Text, nullable=False),  # JSON: what the templates read
+    Column("actor", String(256), nullable=False),  # who started it (respond: the stage)
+    Column("created", Float, nullable=False, index=True),
+    Column("updated", Float, nullable=False),
+    Column("raised", Float),  # when the detection behind it was raised
+    Column("first_action", Float),  # when its first action was done
+    Column("finished", Float),
+    Column("owner", String(128)),  # the worker running it, while its lease holds
+    Column("lease", Float),
+    Column("reason", Text),
+)
+
+run_step_table = Table(
+    "playbook_step",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("phase", String(8), primary_key=True),  # do, or undo (its compensation)
+    Column("step", String(64), primary_key=True),
+    Column("seq", Integer, nullable=False),  # order begun in the run (undo: reverse)
+    Column("action", String(64), nullable=False, index=True),
+    Column("state", String(16), nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("inputs", Text, nullable=False),  # JSON, rendered
+    Column("result", Text),  # JSON: the connector's answer
+    Column("error", Text),
+    Column("started", Float, index=True),
+    Column("finished", Float),
+    Column("approval_due", Float, index=True),
+    Column("approval_roles", Text),  # JSON
+    Column("approval_reason", Text),
+    Column("decided_by", String(256)),
+    Column("decided", String(8)),  # approved or denied
+)
+
+
 # --- API tokens (vigil.api) -------------------------------------------------------------------
 
 api_token_table = Table(
@@ -260,6 +310,8 @@ __all__ = [
     "indicator_table",
     "metadata",
     "provenance_table",
+    "run_step_table",
+    "run_table",
     "saved_hunt_table",
     "sighting_table",
     "source_table",

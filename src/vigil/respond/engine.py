@@ -1,0 +1,1277 @@
+"""The response engine: alerts and incidents matched to playbooks, each match a durable run;
+runs executed step by step by a few worker threads, every step written down before it acts,
+so that after a crash a run resumes where it was and an action that must not run twice is
+never run twice; approvals that hold a run without holding a worker; retries, timeouts,
+compensations in reverse; guardrails before every action; an audit line for each.
+
+    responder = Responder(engine, settings.respond, incidents, assets=assets)
+    responder.start()
+    responder.on_alerts([alert])            # runs created (one per playbook and key)
+    responder.approve(run_id, "isolate", "alice", {"responder"})
+    responder.undo(run_id, "alice")         # compensations, newest first
+
+A run's states: queued → running → (waiting ↔ queued) → done | failed | denied; undo makes it
+undoing → undone. A step's: waiting (approval) → started → done | failed | refused (a
+guardrail) | denied | skipped | uncertain (it may have run before a crash and cannot be run
+again safely) | compensated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, func, or_, select, update
+
+from vigil.assets.graph import AccessGraph
+from vigil.assets.store import AssetStore
+from vigil.config import RespondSettings
+from vigil.correlate.store import IncidentStore
+from vigil.errors import Conflict, Forbidden, InputError, NotFound, VigilError
+from vigil.events.records import Action, Alert, IncidentChange, level_rank
+from vigil.respond import playbook as books
+from vigil.respond.actions import ACTIONS, ActionSpec, Connectors, dumps
+from vigil.respond.audit import AuditLog
+from vigil.respond.guardrails import Guardrails
+from vigil.respond.playbook import Playbook, Step, Trigger, holds, render
+from vigil.respond.result import ActionResult
+from vigil.store import migrate, upsert_insert
+from vigil.store.tables import run_step_table, run_table
+
+log = logging.getLogger("vigil.respond")
+
+ACTIVE = ("queued", "running", "undoing")  # a worker takes these
+FINAL_STEP = frozenset(
+    {"done", "failed", "refused", "denied", "skipped", "uncertain", "compensated"}
+)
+FAILED_STEP = frozenset({"failed", "refused", "denied"})
+SWEEP_S = 0.5
+CHUNK = 400  # runs inserted per statement
+APPROVAL_S = 3600.0  # how long a guardrail's hold waits for an answer
+
+Publish = Callable[[Sequence[Action]], None]
+
+
+def _loads(text: str | None) -> Any:
+    return orjson.loads(text) if text else None
+
+
+def _matches_tags(wanted: Sequence[str], tags: Iterable[str]) -> bool:
+    have = [t.lower() for t in tags]
+    return any(t == w or t.startswith(w + ".") for w in (x.lower() for x in wanted) for t in have)
+
+
+def _entities(pairs: Iterable[tuple[str, str]]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    first: dict[str, str] = {}
+    every: dict[str, list[str]] = {}
+    for kind, value in pairs:
+        first.setdefault(kind, value)
+        every.setdefault(kind, []).append(value)
+    return first, every
+
+
+class Responder:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: RespondSettings,
+        incidents: IncidentStore,
+        *,
+        assets: AssetStore | None = None,
+        graph: Callable[[], AccessGraph | None] | None = None,
+        audit: AuditLog | None = None,
+        publish: Publish | None = None,
+        worker: str | None = None,
+        playbooks: Sequence[Playbook] | None = None,
+    ) -> None:
+        migrate(engine)
+        self.engine = engine
+        self.settings = settings
+        self.incidents = incidents
+        self.assets = assets
+        self.audit = audit or AuditLog(engine)
+        self.publish = publish
+        self.worker = worker or settings.worker or f"{socket.gethostname()}:respond"
+        self.connectors = Connectors(settings, incidents)
+        self.guard = Guardrails(settings.guardrails, assets, graph)
+        self.playbooks: dict[str, Playbook] = {
+            p.id: p for p in (playbooks if playbooks is not None else load_playbooks(settings))
+        }
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._active: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        # action calls (each under its step's timeout) and parallel branches
+        self._calls = ThreadPoolExecutor(max(4, settings.workers * 2), "vigil-action")
+        self._branches = ThreadPoolExecutor(max(2, settings.workers), "vigil-branch")
+
+    # --- life ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._record_configuration()
+        for n in range(self.settings.workers):
+            thread = threading.Thread(target=self._work, name=f"vigil-respond-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        sweeper = threading.Thread(target=self._sweeping, name="vigil-respond-sweep", daemon=True)
+        sweeper.start()
+        self._threads.append(sweeper)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        for _ in self._threads:
+            self._queue.put("")
+        for thread in self._threads:
+            thread.join(timeout)
+        self._calls.shutdown(wait=False, cancel_futures=True)
+        self._branches.shutdown(wait=False, cancel_futures=True)
+
+    def idle(self, timeout: float = 30.0) -> bool:
+        """Wait until no run is queued or running here (tests, tools)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.engine.connect() as conn:
+                busy = conn.execute(
+                    select(func.count()).select_from(run_table).where(run_table.c.state.in_(ACTIVE))
+                ).scalar_one()
+            if not busy and not self._active:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _record_configuration(self) -> None:
+        """A configuration change (playbooks, dry-run, guardrails) is an audit entry."""
+        shown = {
+            "dry_run": self.settings.dry_run,
+            "guardrails": self.settings.guardrails.model_dump(mode="json"),
+            "playbooks": {
+                p.id: hashlib.sha256(dumps(p.to_dict()).encode()).hexdigest()[:16]
+                for p in self.playbooks.values()
+            },
+        }
+        last = self.audit.last("config.respond")
+        if last is None or _loads(last["detail"]) != _loads(dumps(shown)):
+            self.audit.append("vigil", "config.respond", "respond", shown)
+
+    # --- triggers --------------------------------------------------------------------------
+
+    def on_alerts(self, alerts: Sequence[Alert]) -> list[str]:
+        """Start the runs these alerts trigger; the ids of the new runs."""
+        new = []
+        for alert in alerts:
+            for playbook in self.playbooks.values():
+                if (
+                    playbook.enabled
+                    and playbook.trigger.type == "alert"
+                    and self._alert_matches(playbook.trigger, alert)
+                ):
+                    new.append(
+                        self._new_run(
+                            playbook, "alert", alert.id, self._alert_context(alert), alert.raised
+                        )
+                    )
+        return self._create(new)
+
+    def on_incidents(self, changes: Sequence[IncidentChange]) -> list[str]:
+        new = []
+        for change in changes:
+            if change.change == "merged":
+                continue
+            for playbook in self.playbooks.values():
+                if (
+                    playbook.enabled
+                    and playbook.trigger.type == "incident"
+                    and self._incident_matches(playbook.trigger, change)
+                ):
+                    context = self._incident_context(change)
+                    new.append(
+                        self._new_run(playbook, "incident", change.incident, context, change.at)
+                    )
+        return self._create(new)
+
+    def start_run(
+        self,
+        playbook_id: str,
+        actor: str,
+        *,
+        context: Mapping[str, Any] | None = None,
+        subject: str = "",
+        dry_run: bool | None = None,
+    ) -> str:
+        """Run a playbook by hand, with the context given (entity, alert, incident...)."""
+        playbook = self.playbook(playbook_id)
+        given = dict(context or {})
+        entity = dict(given.get("entity") or {})
+        given.setdefault("alert", None)
+        given.setdefault("incident", None)
+        given["entity"] = entity
+        given.setdefault("entities", {k: [v] for k, v in entity.items()})
+        row = self._new_run(
+            playbook,
+            "manual",
+            subject or f"manual:{uuid.uuid4().hex[:12]}",
+            given,
+            time.time(),
+            actor=actor,
+            key=uuid.uuid4().hex,
+        )
+        if dry_run is not None:
+            row["dry_run"] = dry_run or self.settings.dry_run
+        created = self._create([row])
+        return created[0]
+
+    def _alert_matches(self, trigger: Trigger, alert: Alert) -> bool:
+        d = alert.detection
+        if trigger.rules and d.rule_id not in trigger.rules and d.rule_title not in trigger.rules:
+            return False
+        if trigger.level and level_rank(d.level) < level_rank(trigger.level):
+            return False
+        if trigger.tags and not _matches_tags(trigger.tags, d.tags):
+            return False
+        if trigger.dataset and alert.dataset not in trigger.dataset:
+            return False
+        if trigger.entity and not any(kind == trigger.entity for kind, _ in alert.entities):
+            return False
+        return not trigger.asset_tags or self._tagged(alert.entities, trigger.asset_tags)
+
+    def _incident_matches(self, trigger: Trigger, change: IncidentChange) -> bool:
+        if trigger.level and level_rank(change.level) < level_rank(trigger.level):
+            return False
+        if trigger.risk is not None and change.risk < trigger.risk:
+            return False
+        if trigger.entity and not any(kind == trigger.entity for kind, _ in change.entities):
+            return False
+        if trigger.tags or trigger.rules:
+            incident = self.incidents.get(change.incident)
+            tags = [f"attack.{t}" for t in incident.get("tactics", [])]
+            if trigger.tags and not _matches_tags(trigger.tags, tags):
+                return False
+            if trigger.rules and not set(trigger.rules) & set(incident.get("rules", {})):
+                return False
+        return not trigger.asset_tags or self._tagged(change.entities, trigger.asset_tags)
+
+    def _tagged(self, entities: Iterable[tuple[str, str]], wanted: Sequence[str]) -> bool:
+        if self.assets is None:
+            return False
+        names = [f"{k}:{v}" for k, v in entities if k in ("host", "ip", "user")]
+        for context in self.assets.context(names).values():
+            if set(context.get("tags") or ()) & set(wanted):
+                return True
+        return False
+
+    @staticmethod
+    def _alert_context(alert: Alert) -> dict[str, Any]:
+        d = alert.detection
+        first, every = _entities(alert.entities)
+        return {
+            "alert": {
+                "id": alert.id,
+                "rule_id": d.rule_id,
+                "rule_title": d.rule_title,
+                "level": d.level,
+                "tags": list(d.tags),
+                "host": d.host,
+                "timestamp": d.timestamp,
+                "dataset": alert.dataset,
+                "matched": d.matched_fields,
+                "details": d.details,
+                "event": d.event,
+            },
+            "incident": None,
+            "entity": first,
+            "entities": every,
+        }
+
+    @staticmethod
+    def _incident_context(change: IncidentChange) -> dict[str, Any]:
+        first, every = _entities(change.entities)
+        return {
+            "alert": None,
+            "incident": {
+                "id": change.incident,
+                "level": change.level,
+                "risk": change.risk,
+                "size": change.size,
+                "alerts": list(change.alerts),
+            },
+            "entity": first,
+            "entities": every,
+        }
+
+    def _new_run(
+        self,
+        playbook: Playbook,
+        trigger: str,
+        subject: str,
+        context: dict[str, Any],
+        raised: float | None,
+        *,
+        actor: str = "vigil:respond",
+        key: str | None = None,
+    ) -> dict[str, Any]:
+        run_id = uuid.uuid4().hex
+        if key is None:
+            key = subject
+            if playbook.trigger.dedupe:
+                try:
+                    key = str(render(playbook.trigger.dedupe, context))
+                except InputError:
+                    key = subject
+        now = time.time()
+        return {
+            "id": run_id,
+            "key": f"{playbook.id}:{key}"[:512],
+            "playbook": playbook.id,
+            "version": playbook.version,
+            "definition": dumps(playbook.to_dict()),
+            "state": "queued",
+            "dry_run": self.settings.dry_run or playbook.dry_run,
+            "trigger": trigger,
+            "subject": subject[:128],
+            "context": dumps({**context, "run": {"id": run_id, "playbook": playbook.id}}),
+            "actor": actor,
+            "created": now,
+            "updated": now,
+            "raised": raised,
+        }
+
+    def _create(self, rows: list[dict[str, Any]]) -> list[str]:
+        """Insert runs (a key already known: none); audit, publish and queue the new ones."""
+        if not rows:
+            return []
+        insert = upsert_insert(self.engine)
+        created: list[str] = []
+        with self.engine.begin() as conn:
+            for at in range(0, len(rows), CHUNK):
+                statement = (
+                    insert(run_table)
+                    .values(rows[at : at + CHUNK])
+                    .on_conflict_do_nothing(index_elements=["key"])
+                    .returning(run_table.c.id)
+                )
+                created.extend(conn.execute(statement).scalars())
+        made = set(created)
+        fresh = [row for row in rows if row["id"] in made]
+        self.audit.extend(
+            [
+                (
+                    row["actor"],
+                    "run.created",
+                    f"run:{row['id']}",
+                    {
+                        "playbook": row["playbook"],
+                        "trigger": row["trigger"],
+                        "subject": row["subject"],
+                        "dry_run": row["dry_run"],
+                    },
+                )
+                for row in fresh
+            ]
+        )
+        self._emit(
+            [
+                Action(
+                    row["id"],
+                    row["playbook"],
+                    "",
+                    "",
+                    "queued",
+                    row["created"],
+                    row["dry_run"],
+                    row["subject"],
+                )
+                for row in fresh
+            ]
+        )
+        for row in fresh:
+            self._queue.put(row["id"])
+        return [row["id"] for row in fresh]
+
+    def _emit(self, actions: Sequence[Action]) -> None:
+        if self.publish is not None and actions:
+            try:
+                self.publish(actions)
+            except Exception:  # the store holds the record; the stream is for followers
+                log.exception("respond: publishing %d actions failed", len(actions))
+
+    # --- workers ---------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            run_id = self._queue.get()
+            if not run_id:
+                continue
+            try:
+                self._execute(run_id)
+            except Exception:
+                log.exception("respond: run %s stopped on an error; it resumes later", run_id)
+                self._release(run_id)
+
+    def _sweeping(self) -> None:
+        while not self._stop.wait(SWEEP_S):
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("respond: sweep failed")
+
+    def sweep(self, now: float | None = None) -> None:
+        """Deny approvals past their time; keep this worker's leases; queue the runs no
+        worker holds (new, resumed after a crash, approved)."""
+        now = time.time() if now is None else now
+        step = run_step_table.c
+        with self.engine.begin() as conn:
+            expired = conn.execute(
+                select(step.run_id, step.step).where(
+                    step.state == "waiting", step.decided.is_(None), step.approval_due < now
+                )
+            ).all()
+        for run_id, step_id in expired:
+            self._decide(run_id, step_id, "denied", "vigil:timeout", reason="no answer in time")
+        run = run_table.c
+        with self._lock:
+            active = list(self._active)
+        with self.engine.begin() as conn:
+            if active:
+                conn.execute(
+                    update(run_table)
+                    .where(run.id.in_(active), run.owner == self.worker)
+                    .values(lease=now + self.settings.lease_s)
+                )
+            free = (
+                conn.execute(
+                    select(run.id)
+                    .where(
+                        run.state.in_(ACTIVE),
+                        or_(run.owner.is_(None), run.owner == self.worker, run.lease < now),
+                    )
+                    .order_by(run.created)
+                    .limit(500)
+                )
+                .scalars()
+                .all()
+            )
+        for run_id in free:
+            if run_id not in active:
+                self._queue.put(run_id)
+
+    def _claim(self, run_id: str) -> bool:
+        now = time.time()
+        run = run_table.c
+        with self._lock:
+            if run_id in self._active:
+                return False
+            self._active.add(run_id)
+        with self.engine.begin() as conn:
+            took = conn.execute(
+                update(run_table)
+                .where(
+                    run.id == run_id,
+                    run.state.in_(ACTIVE),
+                    or_(run.owner.is_(None), run.owner == self.worker, run.lease < now),
+                )
+                .values(owner=self.worker, lease=now + self.settings.lease_s)
+            ).rowcount
+        if not took:
+            with self._lock:
+                self._active.discard(run_id)
+        return bool(took)
+
+    def _release(self, run_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(run_table)
+                .where(run_table.c.id == run_id, run_table.c.owner == self.worker)
+                .values(owner=None, lease=None)
+            )
+        with self._lock:
+            self._active.discard(run_id)
+
+    # --- a run -----------------------------------------------------------------------------
+
+    def execute(self, run_id: str) -> str:
+        """Carry a run out in this thread as far as it goes (to its end, or a step waiting
+        for approval); its state then. A run another worker holds is left to it."""
+        self._execute(run_id)
+        return str(self._run_row(run_id)["state"])
+
+    def _execute(self, run_id: str) -> None:
+        if not self._claim(run_id):
+            return
+        try:
+            row = self._run_row(run_id)
+            playbook = Playbook.model_validate(orjson.loads(row["definition"]))
+            if row["state"] == "undoing":
+                self._compensate(row, playbook, "undone", actor=row.get("reason") or "vigil")
+                return
+            self._set_run(run_id, state="running")
+            for block in playbook.blocks():
+                if len(block) == 1:
+                    states = {block[0].id: self._step(row, block[0])}
+                else:
+                    futures = {s.id: self._branches.submit(self._step, row, s) for s in block}
+                    states = {sid: f.result() for sid, f in futures.items()}
+                if "waiting" in states.values():
+                    self._set_run(run_id, state="waiting")
+                    return
+                failed = [s for s in block if states[s.id] in FAILED_STEP]
+                if not failed:
+                    continue
+                policies = {s.on_failure for s in failed}
+                if policies == {"continue"}:
+                    continue
+                final = "denied" if all(states[s.id] == "denied" for s in failed) else "failed"
+                why = f"step {failed[0].id} {states[failed[0].id]}"
+                if "compensate" in policies:
+                    self._compensate(row, playbook, final, actor="vigil:respond", why=why)
+                else:
+                    self._finish(row, final, why)
+                return
+            self._finish(row, "done", "")
+        finally:
+            self._release(run_id)
+
+    def _finish(self, row: Mapping[str, Any], state: str, reason: str) -> None:
+        now = time.time()
+        self._set_run(row["id"], state=state, finished=now, reason=reason or None)
+        self.audit.append(
+            "vigil:respond",
+            f"run.{state}",
+            f"run:{row['id']}",
+            {"playbook": row["playbook"], "reason": reason},
+        )
+        self._emit(
+            [
+                Action(
+                    row["id"],
+                    row["playbook"],
+                    "",
+                    "",
+                    state,
+                    now,
+                    row["dry_run"],
+                    row["subject"],
+                    detail=reason,
+                )
+            ]
+        )
+
+    def _context(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        context = dict(orjson.loads(row["context"]))
+        if context.get("incident") is None and row["trigger"] == "alert":
+            found = self.incidents.incidents_of([row["subject"]])
+            if found:
+                context["incident"] = {"id": found[0]}
+        steps = {}
+        for step in self._steps(row["id"], "do"):
+            steps[step["step"]] = {
+                "state": step["state"],
+                "inputs": step["inputs"],
+                "result": (step["result"] or {}).get("state", {}),
+            }
+        context["steps"] = steps
+        context["dry_run"] = row["dry_run"]
+        return context
+
+    def _step(self, row: Mapping[str, Any], step: Step) -> str:
+        run_id = row["id"]
+        current = self._step_row(run_id, "do", step.id)
+        if current is not None and current["state"] in FINAL_STEP:
+            return str(current["state"])
+        if current is not None and current["state"] == "waiting" and current["decided"] is None:
+            return "waiting"
+        context = self._context(row)
+        spec = ACTIONS[step.action]
+        if current is None and not holds(step.when, context):
+            self._write_step(row, step.id, "do", action=step.action, state="skipped", inputs={})
+            return "skipped"
+        try:
+            inputs = render(step.with_, context)
+        except InputError as exc:
+            return self._fail(row, step.id, step.action, {}, "failed", str(exc))
+        if current is not None and current["decided"] == "denied":
+            return self._fail(
+                row, step.id, step.action, inputs, "denied", f"denied by {current['decided_by']}"
+            )
+        approved = current is not None and current["decided"] == "approved"
+        resumed = current is not None and current["state"] == "started"
+        if not approved and not resumed:
+            hold = self._gate(row, step, spec, inputs)
+            if hold is not None:
+                return hold
+        key = f"{run_id}:{step.id}"
+        if resumed and not spec.idempotent:
+            done = self.connectors.done(step.action, inputs, key)
+            if done is True:
+                found = "found done under its key after a restart"
+                result = ActionResult(True, bool(row["dry_run"]), [], output=found)
+                return self._done(row, step, spec, inputs, result)
+            if done is None:
+                return self._fail(
+                    row,
+                    step.id,
+                    step.action,
+                    inputs,
+                    "uncertain",
+                    "it may have run before a restart; not run again (it is not idempotent)",
+                )
+        answer, error = self._call(row, step, spec, inputs, key)
+        if answer is not None and answer.ok:
+            return self._done(row, step, spec, inputs, answer)
+        return self._fail(row, step.id, step.action, inputs, "failed", error, answer)
+
+    def _gate(
+        self, row: Mapping[str, Any], step: Step, spec: ActionSpec, inputs: dict[str, Any]
+    ) -> str | None:
+        """Refused or held by a guardrail or the playbook's approval gate (the state), or
+        None to go on."""
+        verdict = self.guard.check(spec, inputs, recent=self._recent)
+        if verdict.kind == "refuse":
+            return self._fail(row, step.id, step.action, inputs, "refused", verdict.reason)
+        reasons, roles, wait = [], list(self.settings.guardrails.approvers), APPROVAL_S
+        if step.approval is not None:
+            reasons.append("the playbook asks for approval")
+            roles, wait = list(step.approval.roles), step.approval.timeout_s
+        if verdict.kind == "approve":
+            reasons.append(verdict.reason)
+        if not reasons:
+            return None
+        now = time.time()
+        reason = "; ".join(reasons)
+        self._write_step(
+            row,
+            step.id,
+            "do",
+            action=step.action,
+            state="waiting",
+            inputs=inputs,
+            approval_due=now + wait,
+            approval_roles=dumps(roles),
+            approval_reason=reason,
+        )
+        self.audit.append(
+            "vigil:respond",
+            "approval.requested",
+            f"run:{row['id']}",
+            {
+                "step": step.id,
+                "action": step.action,
+                "inputs": inputs,
+                "roles": roles,
+                "reason": reason,
+            },
+        )
+        self._emit(
+            [
+                Action(
+                    row["id"],
+                    row["playbook"],
+                    step.id,
+                    step.action,
+                    "waiting",
+                    now,
+                    row["dry_run"],
+                    row["subject"],
+                    inputs,
+                    reason,
+                )
+            ]
+        )
+        return "waiting"
+
+    def _recent(self, action: str, seconds: float) -> int:
+        step = run_step_table.c
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(run_step_table)
+                    .where(
+                        step.action == action,
+                        step.phase == "do",
+                        step.started >= time.time() - seconds,
+                    )
+                ).scalar_one()
+            )
+
+    def _call(
+        self, row: Mapping[str, Any], step: Step, spec: ActionSpec, inputs: dict[str, Any], key: str
+    ) -> tuple[ActionResult | None, str]:
+        """The action, with its retries; written as started before each try."""
+        result: ActionResult | None = None
+        error = ""
+        for attempt in range(step.retries + 1):
+            if attempt:
+                delay = step.backoff_s * 2 ** (attempt - 1)
+                if self._stop.wait(delay):
+                    return None, "stopped"
+                if (
+                    not spec.idempotent
+                    and self.connectors.done(step.action, inputs, key) is not False
+                ):
+                    break  # it may have gone through: never twice
+            self._write_step(
+                row,
+                step.id,
+                "do",
+                action=step.action,
+                state="started",
+                inputs=inputs,
+                started=time.time(),
+                attempts=attempt + 1,
+            )
+            future = self._calls.submit(
+                self.connectors.run,
+                step.action,
+                inputs,
+                key=key,
+                dry_run=bool(row["dry_run"]),
+                timeout_s=step.timeout_s,
+            )
+            try:
+                result = future.result(timeout=step.timeout_s + 1.0)
+            except FutureTimeout:
+                future.cancel()
+                error = f"no answer in {step.timeout_s:g} s"
+                continue
+            except (InputError, NotFound, Forbidden) as exc:
+                return None, str(exc)  # trying again would not help
+            except VigilError as exc:
+                error = str(exc)
+                continue
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                continue
+            if result.ok:
+                return result, ""
+            error = result.output or "the connector said no"
+        return result, error
+
+    def _done(
+        self,
+        row: Mapping[str, Any],
+        step: Step,
+        spec: ActionSpec,
+        inputs: dict[str, Any],
+        result: ActionResult,
+    ) -> str:
+        now = time.time()
+        self._write_step(
+            row,
+            step.id,
+            "do",
+            action=step.action,
+            state="done",
+            inputs=inputs,
+            result=dumps(_shown(result)),
+            finished=now,
+        )
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(run_table)
+                .where(run_table.c.id == row["id"], run_table.c.first_action.is_(None))
+                .values(first_action=now)
+            )
+        self.audit.append(
+            "vigil:respond",
+            "action.done",
+            f"run:{row['id']}",
+            {
+                "step": step.id,
+                "action": step.action,
+                "inputs": inputs,
+                "dry_run": result.dry_run,
+                "commands": result.commands,
+            },
+        )
+        self._emit(
+            [
+                Action(
+                    row["id"],
+                    row["playbook"],
+                    step.id,
+                    step.action,
+                    "done",
+                    now,
+                    result.dry_run,
+                    row["subject"],
+                    inputs,
+                    result.output,
+                )
+            ]
+        )
+        if spec.contains and not result.dry_run:
+            self._contained(row, step.action)
+        return "done"
+
+    def _fail(
+        self,
+        row: Mapping[str, Any],
+        step_id: str,
+        action: str,
+        inputs: dict[str, Any],
+        state: str,
+        error: str,
+        result: ActionResult | None = None,
+    ) -> str:
+        now = time.time()
+        self._write_step(
+            row,
+            step_id,
+            "do",
+            action=action,
+            state=state,
+            inputs=inputs,
+            error=error,
+            finished=now,
+            result=dumps(_shown(result)) if result else None,
+        )
+        self.audit.append(
+            "vigil:respond",
+            f"action.{state}",
+            f"run:{row['id']}",
+            {"step": step_id, "action": action, "inputs": inputs, "error": error},
+        )
+        self._emit(
+            [
+                Action(
+                    row["id"],
+                    row["playbook"],
+                    step_id,
+                    action,
+                    state,
+                    now,
+                    bool(row["dry_run"]),
+                    row["subject"],
+                    inputs,
+                    error,
+                )
+            ]
+        )
+        return state
+
+    def _contained(self, row: Mapping[str, Any], action: str) -> None:
+        """A containment done: the incident behind the run is contained (MTTC)."""
+        if row["trigger"] == "incident":
+            found = [row["subject"]]
+        else:
+            found = self.incidents.incidents_of([row["subject"]])
+        for incident in found[:1]:
+            try:
+                if self.incidents.get(incident)["status"] in ("new", "triaged"):
+                    self.incidents.set_status(
+                        incident, "contained", "vigil:respond", f"{action} by run {row['id']}"
+                    )
+            except (Conflict, NotFound):
+                pass
+
+    # --- compensation ----------------------------------------------------------------------
+
+    def _compensate(
+        self, row: Mapping[str, Any], playbook: Playbook, final: str, *, actor: str,
+        why: str = "",
+    ) -> None:
+        """Undo what the run did, newest first; the run ends `final` (undone when asked)."""
+        done = [s for s in self._steps(row["id"], "do") if s["state"] == "done"]
+        problems = []
+        for record in sorted(done, key=lambda s: s["seq"], reverse=True):
+            step = playbook.step(record["step"])
+            spec = ACTIONS[record["action"]]
+            if step.undo is not None:
+                action = step.undo.action
+                context = {
+                    **self._context(row),
+                    "inputs": record["inputs"],
+                    "result": (record["result"] or {}).get("state", {}),
+                }
+                try:
+                    inputs = render(step.undo.with_, context)
+                except InputError as exc:
+                    problems.append(f"{step.id}: {exc}")
+                    continue
+            elif spec.undo is not None:
+                action = spec.undo
+                inputs = {k: record["inputs"][k] for k in spec.undo_inputs if k in record["inputs"]}
+            else:
+                continue  # nothing to undo (a note, a message)
+            undone = self._step_row(row["id"], "undo", step.id)
+            if undone is None or undone["state"] != "done":
+                result, error = self._undo_call(row, step.id, action, inputs)
+                if result is None or not result.ok:
+                    problems.append(f"{step.id}: {error}")
+                    continue
+            self._write_step(
+                row,
+                step.id,
+                "do",
+                action=record["action"],
+                state="compensated",
+                inputs=record["inputs"],
+            )
+        reason = "; ".join(problems) if problems else ""
+        if problems and final == "undone":
+            final = "failed"
+            reason = f"undo incomplete: {reason}"
+        if final != "undone":
+            reason = f"{why}; {'compensation incomplete: ' + reason if reason else 'compensated'}"
+        self._finish(row, final, reason)
+        if final == "undone":
+            self.audit.append(actor, "run.undone", f"run:{row['id']}", {"problems": problems})
+
+    def _undo_call(
+        self, row: Mapping[str, Any], step_id: str, action: str, inputs: dict[str, Any]
+    ) -> tuple[ActionResult | None, str]:
+        now = time.time()
+        self._write_step(
+            row,
+            step_id,
+            "undo",
+            action=action,
+            state="started",
+            inputs=inputs,
+            started=now,
+            attempts=1,
+        )
+        error = ""
+        result: ActionResult | None = None
+        for attempt in range(3):
+            if attempt and self._stop.wait(attempt):
+                break
+            try:
+                result = self._calls.submit(
+                    self.connectors.run,
+                    action,
+                    inputs,
+                    key=f"{row['id']}:{step_id}:undo",
+                    dry_run=bool(row["dry_run"]),
+                    timeout_s=30.0,
+                ).result(timeout=31.0)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                continue
+            if result.ok:
+                break
+            error = result.output or "the connector said no"
+        ok = result is not None and result.ok
+        state = "done" if ok else "failed"
+        self._write_step(
+            row,
+            step_id,
+            "undo",
+            action=action,
+            state=state,
+            inputs=inputs,
+            finished=time.time(),
+            error=None if ok else error,
+            result=dumps(_shown(result)) if result else None,
+        )
+        self.audit.append(
+            "vigil:respond",
+            f"action.{'compensated' if ok else 'undo_failed'}",
+            f"run:{row['id']}",
+            {"step": step_id, "action": action, "inputs": inputs, "error": error},
+        )
+        self._emit(
+            [
+                Action(
+                    row["id"],
+                    row["playbook"],
+                    step_id,
+                    action,
+                    "compensated" if ok else "undo_failed",
+                    time.time(),
+                    bool(row["dry_run"]),
+                    row["subject"],
+                    inputs,
+                    error,
+                )
+            ]
+        )
+        return result, error
+
+    # --- people: approvals and undo --------------------------------------------------------
+
+    def approve(self, run_id: str, step_id: str, actor: str, roles: Iterable[str]) -> None:
+        self._decide(run_id, step_id, "approved", actor, roles=set(roles))
+
+    def deny(
+        self, run_id: str, step_id: str, actor: str, roles: Iterable[str], reason: str = ""
+    ) -> None:
+        self._decide(run_id, step_id, "denied", actor, roles=set(roles), reason=reason)
+
+    def _decide(
+        self,
+        run_id: str,
+        step_id: str,
+        decision: str,
+        actor: str,
+        *,
+        roles: set[str] | None = None,
+        reason: str = "",
+    ) -> None:
+        step = self._step_row(run_id, "do", step_id)
+        if step is None or step["state"] != "waiting" or step["decided"] is not None:
+            raise Conflict(f"step {step_id} of run {run_id} is not waiting for approval")
+        allowed = set(_loads(step["approval_roles"]) or [])
+        if roles is not None and not roles & (allowed | {"admin"}):
+            raise Forbidden(
+                f"approving {step_id} takes one of the roles {', '.join(sorted(allowed))}"
+            )
+        s = run_step_table.c
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(run_step_table)
+                .where(s.run_id == run_id, s.phase == "do", s.step == step_id, s.decided.is_(None))
+                .values(decided=decision, decided_by=actor)
+            ).rowcount
+            if not changed:
+                raise Conflict(f"step {step_id} of run {run_id} was decided already")
+            conn.execute(
+                update(run_table)
+                .where(run_table.c.id == run_id, run_table.c.state == "waiting")
+                .values(state="queued", updated=time.time())
+            )
+        self.audit.append(
+            actor,
+            f"approval.{decision}",
+            f"run:{run_id}",
+            {"step": step_id, "action": step["action"], "reason": reason},
+        )
+        row = self._run_row(run_id)
+        self._emit(
+            [
+                Action(
+                    run_id,
+                    row["playbook"],
+                    step_id,
+                    step["action"],
+                    decision,
+                    time.time(),
+                    bool(row["dry_run"]),
+                    row["subject"],
+                    detail=f"by {actor}",
+                )
+            ]
+        )
+        self._queue.put(run_id)
+
+    def undo(self, run_id: str, actor: str) -> None:
+        """Compensate what a finished run did, newest first."""
+        row = self._run_row(run_id)
+        if row["state"] not in ("done", "failed", "denied"):
+            raise Conflict(f"run {run_id} is {row['state']}: only a finished run is undone")
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(run_table)
+                .where(run_table.c.id == run_id)
+                .values(state="undoing", reason=actor, updated=time.time())
+            )
+        self.audit.append(actor, "run.undo", f"run:{run_id}", {"playbook": row["playbook"]})
+        self._queue.put(run_id)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def playbook(self, playbook_id: str) -> Playbook:
+        found = self.playbooks.get(playbook_id)
+        if found is None:
+            raise NotFound(f"no playbook {playbook_id!r}")
+        return found
+
+    def runs(
+        self,
+        *,
+        state: str | None = None,
+        playbook: str | None = None,
+        subject: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        run = run_table.c
+        query = select(run_table).order_by(run.created.desc()).limit(limit)
+        if state:
+            query = query.where(run.state == state)
+        if playbook:
+            query = query.where(run.playbook == playbook)
+        if subject:
+            query = query.where(run.subject == subject)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [_run_out(r) for r in rows]
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        out = _run_out(self._run_row(run_id))
+        out["steps"] = self._steps(run_id, "do")
+        out["undo"] = self._steps(run_id, "undo")
+        return out
+
+    def pending(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Steps waiting for a decision, oldest first."""
+        s = run_step_table.c
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    select(run_step_table)
+                    .where(s.state == "waiting", s.decided.is_(None))
+                    .order_by(s.approval_due)
+                    .limit(limit)
+                )
+                .mappings()
+                .all()
+            )
+        return [_step_out(r) for r in rows]
+
+    def figures(self) -> dict[str, Any]:
+        """Runs per state, approvals pending, and detection → first action (ms)."""
+        run = run_table.c
+        with self.engine.connect() as conn:
+            counted = conn.execute(select(run.state, func.count()).group_by(run.state)).all()
+            states = {str(state): int(count) for state, count in counted}
+            spans = (
+                conn.execute(
+                    select(run.first_action - run.raised)
+                    .where(run.first_action.is_not(None), run.raised.is_not(None))
+                    .order_by(run.created.desc())
+                    .limit(10_000)
+                )
+                .scalars()
+                .all()
+            )
+        spans = sorted(float(s) * 1000 for s in spans)
+        return {
+            "runs": states,
+            "pending_approvals": len(self.pending()),
+            "first_action_p50_ms": spans[len(spans) // 2] if spans else None,
+            "first_action_p99_ms": spans[min(len(spans) - 1, int(len(spans) * 0.99))]
+            if spans
+            else None,
+        }
+
+    # --- rows ------------------------------------------------------------------------------
+
+    def _run_row(self, run_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(run_table).where(run_table.c.id == run_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"no run {run_id}")
+        return dict(row)
+
+    def _set_run(self, run_id: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(run_table)
+                .where(run_table.c.id == run_id)
+                .values(updated=time.time(), **values)
+            )
+
+    def _steps(self, run_id: str, phase: str) -> list[dict[str, Any]]:
+        s = run_step_table.c
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    select(run_step_table)
+                    .where(s.run_id == run_id, s.phase == phase)
+                    .order_by(s.seq)
+                )
+                .mappings()
+                .all()
+            )
+        return [_step_out(r) for r in rows]
+
+    def _step_row(self, run_id: str, phase: str, step_id: str) -> dict[str, Any] | None:
+        s = run_step_table.c
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    select(run_step_table).where(
+                        s.run_id == run_id, s.phase == phase, s.step == step_id
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
+
+    def _write_step(
+        self,
+        row: Mapping[str, Any],
+        step_id: str,
+        phase: str,
+        *,
+        action: str,
+        state: str,
+        inputs: Mapping[str, Any],
+        **values: Any,
+    ) -> None:
+        s = run_step_table.c
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(run_step_table)
+                .where(s.run_id == row["id"], s.phase == phase, s.step == step_id)
+                .values(state=state, inputs=dumps(inputs), **values)
+            ).rowcount
+            if not changed:
+                seq = conn.execute(
+                    select(func.count()).select_from(run_step_table).where(s.run_id == row["id"])
+                ).scalar_one()
+                conn.execute(
+                    run_step_table.insert().values(
+                        run_id=row["id"],
+                        phase=phase,
+                        step=step_id,
+                        seq=seq,
+                        action=action,
+                        state=state,
+                        dry_run=bool(row["dry_run"]),
+                        inputs=dumps(inputs),
+                        **{"attempts": 0, **values},
+                    )
+                )
+
+
+def _shown(result: ActionResult | None) -> dict[str, Any]:
+    if result is None:
+        return {}
+    return {
+        "ok": result.ok,
+        "dry_run": result.dry_run,
+        "commands": result.commands,
+        "output": result.output[:4096],
+        "state": result.state,
+    }
+
+
+def _run_out(row: Mapping[Any, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in row.items() if k not in ("definition", "context", "key")}
+    return out
+
+
+def _step_out(row: Mapping[Any, Any]) -> dict[str, Any]:
+    out = dict(row)
+    out["inputs"] = _loads(row["inputs"]) or {}
+    out["result"] = _loads(row["result"])
+    out["approval_roles"] = _loads(row["approval_roles"])
+    return out
+
+
+def load_playbooks(settings: RespondSettings) -> list[Playbook]:
+    """The shipped playbooks (when `shipped`) and those under `playbooks`; a playbook with
+    the id of a shipped one replaces it."""
+    paths = ([books.SHIPPED] if settings.shipped else []) + list(settings.playbooks)
+    found: dict[str, Playbook] = {}
+    for path in books.files([Path(p) for p in paths]):
+        playbook = books.load(path, ACTIONS)
+        found[playbook.id] = playbook
+    return list(found.values())
+
+
+__all__ = ["Responder", "load_playbooks"]
