@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from netlab import lab  # noqa: F401  (the network lab fixture, for every test)
 from servers import MissingServer, NatsServer, PostgresServer, SlapdServer
 from vigil.cli import app
 from vigil.detect.sigma import LoadedRules, load_rules

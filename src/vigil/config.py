@@ -202,8 +202,23 @@ class GuardrailSettings(BaseModel):
         "notify.webhook": "60/minute",
         "notify.email": "30/minute",
     }
+    # runs of one playbook started per window; past it (a storm), new runs wait for approval
+    runs: str = "100/minute"
     max_blast_radius: Annotated[int, Field(ge=0)] = 50  # nodes; above it, approval first
     approvers: list[str] = ["responder", "admin"]  # roles approving what a guardrail holds
+
+    @model_validator(mode="after")
+    def _rates_parse(self) -> GuardrailSettings:
+        from limits import parse
+
+        for name, text in [("runs", self.runs), *self.rates.items()]:
+            try:
+                parse(text)
+            except ValueError:
+                raise ValueError(
+                    f"rate {name} = {text!r}: write it as 20/minute, 5/second…"
+                ) from None
+        return self
 
 
 class RespondSettings(BaseModel):

@@ -100,15 +100,20 @@ def router(context: Context) -> APIRouter:
     ) -> dict[str, Any]:
         """Run a playbook by hand for an entity; the run's id (it goes on in the
         background)."""
-        entity = {k: v for k, v in (("host", given.host), ("user", given.user),
-                                    ("ip", given.ip)) if v}  # fmt: skip
+        entity = {
+            k: v for k, v in (("host", given.host), ("user", given.user), ("ip", given.ip)) if v
+        }
         context: dict[str, Any] = {"entity": entity}
         if given.incident:
             context["incident"] = {"id": given.incident}
         run_id = await run_in_threadpool(
-            responder().start_run, playbook_id, f"token:{principal.name}", context=context,
-            subject=given.incident or "", dry_run=given.dry_run,
-        )  # fmt: skip
+            responder().start_run,
+            playbook_id,
+            f"token:{principal.name}",
+            context=context,
+            subject=given.incident or "",
+            dry_run=given.dry_run,
+        )
         return {"run": run_id}
 
     @routes.get("/api/v1/runs", tags=["respond"])
@@ -128,8 +133,9 @@ def router(context: Context) -> APIRouter:
         _: Annotated[Principal, Depends(require("playbooks:read"))],
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
-        """Steps waiting for approval, the oldest first."""
-        return responder().pending(limit)  # type: ignore[no-any-return]
+        """Steps waiting for approval, and runs held by the storm guard, the oldest first."""
+        engine = responder()
+        return [*engine.pending(limit), *engine.held(limit=limit)]
 
     @routes.get("/api/v1/runs/{run_id}", tags=["respond"])
     def run(
@@ -152,9 +158,28 @@ def router(context: Context) -> APIRouter:
         if given.decision == "approve":
             await run_in_threadpool(engine.approve, run_id, step_id, actor, {principal.role})
         else:
-            await run_in_threadpool(engine.deny, run_id, step_id, actor, {principal.role},
-                                    given.reason)  # fmt: skip
+            await run_in_threadpool(
+                engine.deny, run_id, step_id, actor, {principal.role}, given.reason
+            )
         return {"run": run_id, "step": step_id, "decision": given.decision}
+
+    @routes.post("/api/v1/runs/{run_id}/decision", tags=["respond"])
+    async def decide_run(
+        run_id: Annotated[str, RUN_ID_PATH],
+        principal: Annotated[Principal, Depends(require("playbooks:approve"))],
+        given: Decision,
+    ) -> dict[str, Any]:
+        """Let a run the storm guard held start, or end it."""
+        decision = "approved" if given.decision == "approve" else "denied"
+        await run_in_threadpool(
+            responder().decide_run,
+            run_id,
+            decision,
+            f"token:{principal.name}",
+            {principal.role},
+            given.reason,
+        )
+        return {"run": run_id, "decision": given.decision}
 
     @routes.post("/api/v1/runs/{run_id}/undo", tags=["respond"], status_code=202)
     async def undo(

@@ -49,8 +49,9 @@ def _responder(data_dir: Path | None, *, worker: bool = False) -> Any:
 
     name = f"{socket.gethostname()}:cli:{os.getpid()}" if worker else None
     with _errors():
-        return Responder(engine, settings.respond, incidents, assets=AssetStore(engine),
-                         worker=name)  # fmt: skip
+        return Responder(
+            engine, settings.respond, incidents, assets=AssetStore(engine), worker=name
+        )
 
 
 def _actor() -> str:
@@ -109,8 +110,11 @@ def validate(
             bad += 1
             out.print(f"[red]✗[/] {escape(str(exc))}", highlight=False)
             continue
-        out.print(f"[green]✓[/] {escape(str(path))}: {book.id} "
-                  f"({sum(1 for _ in book.all_steps())} steps)", highlight=False)  # fmt: skip
+        out.print(
+            f"[green]✓[/] {escape(str(path))}: {book.id} "
+            f"({sum(1 for _ in book.all_steps())} steps)",
+            highlight=False,
+        )
     if bad:
         raise typer.Exit(1)
 
@@ -177,8 +181,9 @@ def run(
     if incident:
         context["incident"] = {"id": incident}
     with _errors():
-        run_id = responder.start_run(playbook_id, _actor(), context=context,
-                                     subject=incident or "", dry_run=not real)  # fmt: skip
+        run_id = responder.start_run(
+            playbook_id, _actor(), context=context, subject=incident or "", dry_run=not real
+        )
     _drive(responder, run_id)
 
 
@@ -205,9 +210,13 @@ def _show(run: dict[str, Any]) -> None:
             if step["decided"]:
                 note = f"{step['decided']} by {step['decided_by']}. {note}"
             name = step["step"] if phase == "steps" else f"undo {step['step']}"
-            table.add_row(name, step["action"], step["state"],
-                          escape(orjson.dumps(step["inputs"]).decode()[:200]),
-                          escape(note))  # fmt: skip
+            table.add_row(
+                name,
+                step["action"],
+                step["state"],
+                escape(orjson.dumps(step["inputs"]).decode()[:200]),
+                escape(note),
+            )
     out.print(table)
 
 
@@ -222,8 +231,11 @@ def runs_list(
 ) -> None:
     """Runs, newest first (or, with --pending, the steps waiting for a decision)."""
     responder = _responder(data_dir)
-    rows = responder.pending(limit) if pending else responder.runs(
-        state=state, playbook=playbook, limit=limit)  # fmt: skip
+    rows = (
+        responder.pending(limit)
+        if pending
+        else responder.runs(state=state, playbook=playbook, limit=limit)
+    )
     if json:
         emit(orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n", None)
         return
@@ -233,19 +245,30 @@ def runs_list(
             table.add_column(column, overflow="fold")
         for step in rows:
             until = time.strftime("%H:%M:%S", time.gmtime(step["approval_due"] or 0))
-            table.add_row(step["run_id"], step["step"], step["action"],
-                          escape(orjson.dumps(step["inputs"]).decode()[:120]),
-                          escape(step["approval_reason"] or ""),
-                          ", ".join(step["approval_roles"] or []), until)  # fmt: skip
+            table.add_row(
+                step["run_id"],
+                step["step"],
+                step["action"],
+                escape(orjson.dumps(step["inputs"]).decode()[:120]),
+                escape(step["approval_reason"] or ""),
+                ", ".join(step["approval_roles"] or []),
+                until,
+            )
     else:
         table = Table(title="Runs", title_justify="left")
         for column in ("run", "playbook", "state", "mode", "subject", "created (UTC)", "why"):
             table.add_column(column, overflow="fold")
         for run in rows:
             created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(run["created"]))
-            table.add_row(run["id"], run["playbook"], run["state"],
-                          "dry-run" if run["dry_run"] else "real", escape(run["subject"]),
-                          created, escape(run["reason"] or ""))  # fmt: skip
+            table.add_row(
+                run["id"],
+                run["playbook"],
+                run["state"],
+                "dry-run" if run["dry_run"] else "real",
+                escape(run["subject"]),
+                created,
+                escape(run["reason"] or ""),
+            )
     out.print(table)
 
 
@@ -262,22 +285,36 @@ def runs_show(run_id: str, json: Json = False, data_dir: DataDir = None) -> None
 
 
 @runs_app.command("approve")
-def approve(run_id: str, step: str, data_dir: DataDir = None) -> None:
-    """Approve a step waiting for approval (the local command line acts as admin)."""
+def approve(
+    run_id: str, step: Annotated[str | None, typer.Argument()] = None, data_dir: DataDir = None
+) -> None:
+    """Approve a step waiting for approval, or (no step) let a held run start; the local
+    command line acts as admin."""
     responder = _responder(data_dir, worker=True)
     with _errors():
-        responder.approve(run_id, step, _actor(), {"admin"})
-    out.print(f"approved {step} of run {run_id}")
+        if step:
+            responder.approve(run_id, step, _actor(), {"admin"})
+        else:
+            responder.decide_run(run_id, "approved", _actor(), {"admin"})
+    out.print(f"approved {step or 'run'} {run_id}")
     _drive(responder, run_id)
 
 
 @runs_app.command("deny")
-def deny(run_id: str, step: str, reason: str = "", data_dir: DataDir = None) -> None:
-    """Deny a step waiting for approval."""
+def deny(
+    run_id: str,
+    step: Annotated[str | None, typer.Argument()] = None,
+    reason: str = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Deny a step waiting for approval, or (no step) end a held run."""
     responder = _responder(data_dir, worker=True)
     with _errors():
-        responder.deny(run_id, step, _actor(), {"admin"}, reason)
-    out.print(f"denied {step} of run {run_id}")
+        if step:
+            responder.deny(run_id, step, _actor(), {"admin"}, reason)
+        else:
+            responder.decide_run(run_id, "denied", _actor(), {"admin"}, reason)
+    out.print(f"denied {step or 'run'} {run_id}")
     _drive(responder, run_id)
 
 

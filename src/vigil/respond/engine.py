@@ -18,6 +18,7 @@ again safely) | compensated.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import queue
@@ -348,12 +349,39 @@ class Responder:
         }
 
     def _create(self, rows: list[dict[str, Any]]) -> list[str]:
-        """Insert runs (a key already known: none); audit, publish and queue the new ones."""
+        """Insert runs (a key already known: none); audit, publish and queue the new ones.
+        Past a playbook's run rate (a storm: an alert flood), new runs are held for approval
+        before they start."""
         if not rows:
             return []
+        rows = list({row["key"]: row for row in reversed(rows)}.values())[::-1]
         insert = upsert_insert(self.engine)
         created: list[str] = []
+        amount, seconds = self.guard.runs
+        run = run_table.c
         with self.engine.begin() as conn:
+            since = time.time() - seconds
+            started = dict(
+                conn.execute(
+                    select(run.playbook, func.count())
+                    .where(
+                        run.created >= since,
+                        run.state != "held",
+                        run.playbook.in_({r["playbook"] for r in rows}),
+                    )
+                    .group_by(run.playbook)
+                ).all()
+            )
+            for row in rows:
+                count = started.get(row["playbook"], 0)
+                if count >= amount and row["trigger"] != "manual":
+                    row["state"] = "held"
+                    row["reason"] = (
+                        f"storm: more than {amount} runs of {row['playbook']} in "
+                        f"{seconds:g} s; held for approval"
+                    )
+                else:
+                    started[row["playbook"]] = count + 1
             for at in range(0, len(rows), CHUNK):
                 statement = (
                     insert(run_table)
@@ -368,13 +396,14 @@ class Responder:
             [
                 (
                     row["actor"],
-                    "run.created",
+                    "run.created" if row["state"] == "queued" else "run.held",
                     f"run:{row['id']}",
                     {
                         "playbook": row["playbook"],
                         "trigger": row["trigger"],
                         "subject": row["subject"],
                         "dry_run": row["dry_run"],
+                        **({"reason": row["reason"]} if row.get("reason") else {}),
                     },
                 )
                 for row in fresh
@@ -387,16 +416,18 @@ class Responder:
                     row["playbook"],
                     "",
                     "",
-                    "queued",
+                    row["state"],
                     row["created"],
                     row["dry_run"],
                     row["subject"],
+                    detail=row.get("reason") or "",
                 )
                 for row in fresh
             ]
         )
         for row in fresh:
-            self._queue.put(row["id"])
+            if row["state"] == "queued":
+                self._queue.put(row["id"])
         return [row["id"] for row in fresh]
 
     def _emit(self, actions: Sequence[Action]) -> None:
@@ -439,6 +470,19 @@ class Responder:
             ).all()
         for run_id, step_id in expired:
             self._decide(run_id, step_id, "denied", "vigil:timeout", reason="no answer in time")
+        with self.engine.connect() as conn:
+            stale = (
+                conn.execute(
+                    select(run_table.c.id).where(
+                        run_table.c.state == "held", run_table.c.created < now - APPROVAL_S
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        for run_id in stale:
+            with contextlib.suppress(Conflict):
+                self.decide_run(run_id, "denied", "vigil:timeout", None, "no answer in time")
         run = run_table.c
         with self._lock:
             active = list(self._active)
@@ -879,7 +923,12 @@ class Responder:
     # --- compensation ----------------------------------------------------------------------
 
     def _compensate(
-        self, row: Mapping[str, Any], playbook: Playbook, final: str, *, actor: str,
+        self,
+        row: Mapping[str, Any],
+        playbook: Playbook,
+        final: str,
+        *,
+        actor: str,
         why: str = "",
     ) -> None:
         """Undo what the run did, newest first; the run ends `final` (undone when asked)."""
@@ -1066,6 +1115,53 @@ class Responder:
         )
         self._queue.put(run_id)
 
+    def decide_run(
+        self, run_id: str, decision: str, actor: str, roles: Iterable[str] | None, reason: str = ""
+    ) -> None:
+        """Let a run held by the storm guard start (approved), or end it (denied)."""
+        if decision not in ("approved", "denied"):
+            raise InputError(f"a decision is approved or denied, not {decision!r}")
+        allowed = set(self.settings.guardrails.approvers) | {"admin"}
+        if roles is not None and not set(roles) & allowed:
+            raise Forbidden(
+                f"releasing a held run takes one of the roles {', '.join(sorted(allowed))}"
+            )
+        state = "queued" if decision == "approved" else "denied"
+        now = time.time()
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(run_table)
+                .where(run_table.c.id == run_id, run_table.c.state == "held")
+                .values(
+                    state=state,
+                    updated=now,
+                    reason=f"{decision} by {actor}",
+                    finished=None if state == "queued" else now,
+                )
+            ).rowcount
+        if not changed:
+            self._run_row(run_id)  # NotFound when there is none
+            raise Conflict(f"run {run_id} is not held")
+        self.audit.append(actor, f"run.{decision}", f"run:{run_id}", {"reason": reason})
+        row = self._run_row(run_id)
+        self._emit(
+            [
+                Action(
+                    run_id,
+                    row["playbook"],
+                    "",
+                    "",
+                    decision,
+                    now,
+                    bool(row["dry_run"]),
+                    row["subject"],
+                    detail=f"by {actor}",
+                )
+            ]
+        )
+        if state == "queued":
+            self._queue.put(run_id)
+
     def undo(self, run_id: str, actor: str) -> None:
         """Compensate what a finished run did, newest first."""
         row = self._run_row(run_id)
@@ -1129,6 +1225,15 @@ class Responder:
                 .all()
             )
         return [_step_out(r) for r in rows]
+
+    def held(self, playbook: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Runs held by the storm guard, oldest first."""
+        query = select(run_table).where(run_table.c.state == "held")
+        if playbook:
+            query = query.where(run_table.c.playbook == playbook)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(run_table.c.created).limit(limit)).mappings().all()
+        return [_run_out(r) for r in rows]
 
     def figures(self) -> dict[str, Any]:
         """Runs per state, approvals pending, and detection → first action (ms)."""

@@ -50,6 +50,8 @@ class Guardrails:
         ]
         self.protected = {h.lower() for h in settings.protected_hosts}
         self.tags = set(settings.protected_tags)
+        storm = parse(settings.runs)
+        self.runs = (storm.amount, float(storm.get_expiry()))  # of one playbook, then held
         # action → (how many, in how many seconds)
         self.rates: dict[str, tuple[int, float]] = {}
         for action, text in settings.rates.items():
