@@ -576,8 +576,11 @@ class Responder:
                 if policies == {"continue"}:
                     continue
                 final = "denied" if all(states[s.id] == "denied" for s in failed) else "failed"
-                why = f"step {failed[0].id} {states[failed[0].id]}"
-                if "compensate" in policies:
+                first = failed[0].id
+                error = (self._step_row(run_id, "do", first) or {}).get("error") or ""
+                why = f"step {first} {states[first]}" + (f": {error}" if error else "")
+                # a denial ends the run; what was allowed before it stays done
+                if "compensate" in policies and final != "denied":
                     self._compensate(row, playbook, final, actor="vigil:respond", why=why)
                 else:
                     self._finish(row, final, why)
