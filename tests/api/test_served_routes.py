@@ -41,6 +41,20 @@ WAZUH = (
 )
 
 CMDB = b"hostname,ip,criticality,exposure\nweb1,10.0.0.8,crown-jewel,yes\n"
+# a playbook whose one step waits for a responder's approval
+GATE = {
+    "id": "gate",
+    "name": "Gate",
+    "trigger": {"type": "alert", "rules": ["none"]},
+    "steps": [
+        {
+            "id": "gate",
+            "action": "case.open",
+            "with": {"incident": "x"},
+            "approval": {"roles": ["responder"]},
+        }
+    ],
+}
 
 # (method, path, permission, request body), one per route
 CALLS = [
@@ -79,6 +93,20 @@ CALLS = [
     ("GET", "/api/v1/assets/privesc", "assets:read", None),
     ("GET", "/api/v1/risk", "assets:read", None),
     ("POST", "/api/v1/assets/import", "assets:write", CMDB),
+    ("GET", "/api/v1/playbooks", "playbooks:read", None),
+    ("GET", "/api/v1/playbooks/schema", "playbooks:read", None),
+    ("POST", "/api/v1/playbooks/validate", "playbooks:read", GATE),
+    ("GET", "/api/v1/playbooks/{playbook_id}", "playbooks:read", None),
+    ("GET", "/api/v1/playbooks/{playbook_id}/cacao", "playbooks:read", None),
+    ("POST", "/api/v1/playbooks/{playbook_id}/runs", "playbooks:run", {"host": "ws1"}),
+    ("GET", "/api/v1/runs", "playbooks:read", None),
+    ("GET", "/api/v1/runs/pending", "playbooks:read", None),
+    ("GET", "/api/v1/runs/{run_id}", "playbooks:read", None),
+    ("POST", "/api/v1/runs/{run_id}/steps/{step_id}/decision", "playbooks:approve",
+     {"decision": "approve"}),
+    ("POST", "/api/v1/runs/{run_id}/decision", "playbooks:approve", {"decision": "deny"}),
+    ("POST", "/api/v1/runs/{run_id}/undo", "playbooks:run", None),
+    ("GET", "/api/v1/respond/metrics", "metrics:read", None),
 ]  # fmt: skip
 
 
@@ -136,11 +164,50 @@ def call(client, method: str, path: str, body, token: str | None, served_state):
             path += "?node=host:web1"
         if path.endswith("/import"):
             path += "?name=cmdb.csv"
+    if "{playbook_id}" in path:
+        path = path.replace("{playbook_id}", "contain-credential-dumping")
+    if "{run_id}" in path:
+        path = path.replace("{run_id}", a_run(service, path))
+        path = path.replace("{step_id}", "gate")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     if isinstance(body, bytes):
         headers["Content-Type"] = "application/x-ndjson"
         return client.request(method, path, content=body, headers=headers)
     return client.request(method, path, json=body, headers=headers)
+
+
+def a_run(service, path: str) -> str:
+    """A fresh run in the state the route needs: a step waiting for approval, held by the
+    storm guard, or finished (to undo)."""
+    from vigil.respond.actions import ACTIONS
+    from vigil.respond.playbook import parse
+
+    responder = service.responder
+    responder.playbooks["gate"] = parse(GATE, "gate", ACTIONS)
+    gated = path.endswith(("/steps/{step_id}/decision", "/undo"))
+    if path.endswith("/decision") and not gated:  # held by the storm guard
+        book = responder.playbook("contain-credential-dumping")
+        context = {"alert": None, "incident": None, "entity": {"host": "ws1"}, "entities": {}}
+        row = responder._new_run(
+            book, "alert", "held", context, time.time(), key=str(time.time_ns())
+        )
+        row["state"] = "held"
+        return responder._create([row])[0]  # type: ignore[no-any-return]
+    run_id = responder.start_run(
+        "gate" if gated else "contain-credential-dumping",
+        "test",
+        context={"entity": {"host": "ws1"}},
+    )
+    deadline = time.monotonic() + 10
+    while responder.run(run_id)["state"] in ("queued", "running") and time.monotonic() < deadline:
+        responder.execute(run_id)
+        time.sleep(0.05)
+    if path.endswith("/undo"):  # a run ended by a denial is finished
+        responder.deny(run_id, "gate", "test", {"admin"})
+        while responder.run(run_id)["state"] not in ("denied",) and time.monotonic() < deadline:
+            responder.execute(run_id)
+            time.sleep(0.05)
+    return run_id
 
 
 def test_every_route_is_in_this_table_and_in_the_openapi_document(served) -> None:

@@ -187,9 +187,13 @@ def metrics(
     as_json: Annotated[bool, typer.Option("--json", help="JSON.")] = False,
 ) -> None:
     """MTTD, MTTA, MTTC and MTTR of the incidents, overall and per day."""
-    figures = _incidents(data_dir).response_metrics(days=days)
+    from vigil.respond.engine import run_figures
+
+    store = _incidents(data_dir)
+    figures = store.response_metrics(days=days)
+    runs = run_figures(store.engine)
     if as_json:
-        sys.stdout.write(orjson.dumps(figures).decode() + "\n")
+        sys.stdout.write(orjson.dumps({**figures, "playbooks": runs}).decode() + "\n")
         return
     names = {"mttd": "MTTD (event → alert)", "mtta": "MTTA (→ triaged)",
              "mttc": "MTTC (→ contained)", "mttr": "MTTR (→ resolved)"}  # fmt: skip
@@ -202,6 +206,15 @@ def metrics(
         trend = ", ".join(f"{d[5:]} {v:g}" for d, v in list(figures[f"{key}_by_day"].items())[-7:])
         table.add_row(label, "—" if mean is None else f"{mean:g}", trend)
     out.print(table)
+    if runs["runs"]:
+        p50, p99 = runs["first_action_p50_ms"], runs["first_action_p99_ms"]
+        out.print(
+            "Playbook runs: "
+            + ", ".join(f"{state} {count:,}" for state, count in sorted(runs["runs"].items()))
+            + f"; waiting for approval {runs['pending_approvals']:,}"
+            + (f"; detection → first action p50 {p50:g} ms, p99 {p99:g} ms" if p50 else ""),
+            highlight=False,
+        )
 
 
 def incident_panel(incident: dict[str, Any]) -> Table:

@@ -210,6 +210,8 @@ def _message(error: ValidationError, prefix: str = "$") -> str:
     if error.context:  # anyOf, oneOf: the branch that came closest says more
         closest = min(error.context, key=lambda e: (len(e.absolute_path), e.message))
         text = f"{error.validator} failed: {closest.message}"
+    elif error.validator == "not":  # its message repeats the whole instance
+        text = "must not match " + orjson.dumps(error.validator_value).decode()
     if len(text) > MESSAGE_CHARS:
         text = text[: MESSAGE_CHARS - 1] + "…"
     return f"{where}: {text}"
@@ -225,7 +227,7 @@ def validate(document: Any, schemas: Path | str | None = None) -> list[str]:
     )
     found = [_message(e) for e in errors]
     workflow = document.get("workflow") if isinstance(document, dict) else None
-    for key, step in (workflow or {}).items() if isinstance(workflow, dict) else ():
+    for key, step in (workflow if isinstance(workflow, dict) else {}).items():
         if not isinstance(step, dict) or not isinstance(step.get("commands"), list):
             continue
         for index, command in enumerate(step["commands"]):
@@ -233,7 +235,7 @@ def validate(document: Any, schemas: Path | str | None = None) -> list[str]:
             checker = compiled.commands.get(kind) if isinstance(kind, str) else None
             if checker is None:
                 continue  # a type of no schema of its own (an extension's)
-            prefix = f"$.workflow.{key}.commands[{index}]"
+            prefix = f"$.workflow[{key!r}].commands[{index}]"
             found.extend(_message(e, prefix) for e in checker.iter_errors(command))
     return found
 
@@ -297,7 +299,7 @@ def _http(
 
 
 def _manual(text: str) -> dict[str, Any]:
-    return {"type": "manual", "description": text, "command": text}
+    return {"type": "manual", "command": text}  # the command says it all
 
 
 def _shown(value: Any) -> str:
@@ -347,7 +349,7 @@ def _iam(status: str) -> Callable[[Mapping[str, Any]], list[dict[str, Any]]]:
 
 def _rest(i: Mapping[str, Any]) -> list[dict[str, Any]]:
     method = _shown(i.get("method", "GET")).upper()
-    path = _shown(i.get("path", "/"))
+    path = "/" + _shown(i.get("path", "")).lstrip("/")  # relative to the endpoint's base URL
     if i.get("params"):
         path += "?" + urlencode({k: _shown(v) for k, v in dict(i["params"]).items()}, safe=":")
     content = orjson.dumps(i["json"]).decode() if "json" in i else None
@@ -373,15 +375,20 @@ def _case(i: Mapping[str, Any]) -> list[dict[str, Any]]:
     which = f"incident {_shown(i['incident'])}" if i.get("incident") else "the incident"
     if not i.get("incident") and i.get("alert"):
         which = f"the incident of alert {_shown(i['alert'])}"
-    text = f"Open the case of {which}"
-    text += f"; add the note: {_shown(i['note'])}" if i.get("note") else ""
-    text += f"; add the task: {_shown(i['task'])}" if i.get("task") else ""
-    text += f"; set its status to {_shown(i['status'])}" if i.get("status") else ""
-    return [_manual(text + ".")]
+    parts = [f"Open the case of {which}"]
+    parts += [f"add the note: {_shown(i['note']).rstrip('.')}"] if i.get("note") else []
+    parts += [f"add the task: {_shown(i['task']).rstrip('.')}"] if i.get("task") else []
+    parts += [f"set its status to {_shown(i['status'])}"] if i.get("status") else []
+    return [_manual("; ".join(parts) + ".")]
+
+
+class _Given(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return f"(no {key} given)"
 
 
 def _said(text: str) -> Callable[[Mapping[str, Any]], list[dict[str, Any]]]:
-    return lambda i: [_manual(text.format(**{k: _shown(v) for k, v in i.items()}))]
+    return lambda i: [_manual(text.format_map(_Given({k: _shown(v) for k, v in i.items()})))]
 
 
 # action → its CACAO commands, from its inputs (template values already CACAO variables)
@@ -419,8 +426,6 @@ class _Writer:
         self.steps: dict[str, dict[str, Any]] = {}
         self.variables: dict[str, dict[str, Any]] = {}
         self.agents: dict[str, dict[str, Any]] = {}
-        self.activities: list[str] = []
-        self.types: list[str] = []
 
     def ident(self, kind: str, *parts: str) -> str:
         return f"{kind}--{uuid.uuid5(NAMESPACE, '/'.join((self.playbook.id, kind, *parts)))}"
@@ -478,18 +483,14 @@ class _Writer:
             commands = COMMANDS[action](inputs)
         else:
             commands = [_manual(f"Run the Vigil action {action} with {_shown(inputs)}.")]
-        activity, kind = ROLES.get(action, (None, None))
+        activity = ROLES.get(action, (None, None))[0]
         for command in commands:
             if activity:
                 command["playbook_activity"] = activity
-        if activity and activity not in self.activities:
-            self.activities.append(activity)
-        if kind and kind not in self.types and not extra.get("undo"):
-            self.types.append(kind)
         step: dict[str, Any] = {
             "type": "action",
             "name": extra.get("name", step_id),
-            "description": commands[0]["description"],
+            "description": commands[0].get("description") or commands[0]["command"],
             "agent": self.agent(action, inputs.get("endpoint")),
             "commands": commands,
         }
@@ -582,16 +583,17 @@ class _Writer:
         if "compensate" in policies:
             last = max(k for k, p in enumerate(policies) if p == "compensate")
             before = self.end("compensated", name="failed: what the run did is undone")
-            for block in blocks[: last + 1]:
+            for k, block in enumerate(blocks[: last + 1]):
                 entry = before
-                for s in block:
-                    undo = self.undo_of(s)
-                    if undo is None:
-                        continue
-                    step = self.action(s.id, undo[0], undo[1], name=f"undo {s.id}", undo=True)
-                    step["on_completion"] = before
-                    before = self.add(self.ident("action", "undo", s.id), step)
                 # a failed step did nothing to undo, but the others of its block may have
+                if k < last or len(block) > 1:
+                    for s in block:
+                        undo = self.undo_of(s)
+                        if undo is None:
+                            continue
+                        step = self.action(s.id, undo[0], undo[1], name=f"undo {s.id}")
+                        step["on_completion"] = before
+                        before = self.add(self.ident("action", "undo", s.id), step)
                 entries.append(before if len(block) > 1 else entry)
         following = self.end("main", name="end")
         for k in reversed(range(len(blocks))):
@@ -645,8 +647,12 @@ def to_cacao(playbook: Playbook, *, created: str | None = None) -> dict[str, Any
     }
     if playbook.description:
         document["description"] = playbook.description
-    document["playbook_types"] = writer.types or ["investigation"]
-    document["playbook_activities"] = writer.activities or ["analyze-collected-data"]
+    # what the playbook is for, from what its steps do (undo steps aside)
+    roles = [ROLES.get(s.action, (None, None)) for s in playbook.all_steps()]
+    types = list(dict.fromkeys(kind for _, kind in roles if kind))
+    activities = list(dict.fromkeys(activity for activity, _ in roles if activity))
+    document["playbook_types"] = types or ["investigation"]
+    document["playbook_activities"] = activities or ["analyze-collected-data"]
     if playbook.trigger.tags:
         document["labels"] = list(playbook.trigger.tags)
     document |= {
@@ -737,7 +743,9 @@ class _Reader:
             elif kind == "parallel":
                 following = self.parallel(current, step, out)
             else:
-                self.fail(current, f"a {kind} step: Vigil translates action and parallel steps")
+                self.fail(
+                    current, f"a step of type {kind!r}: Vigil translates action and parallel steps"
+                )
                 following = _next(step)
             came_from, current = current, following
         return out
@@ -770,12 +778,12 @@ class _Reader:
             if branch.get("type") != "action":
                 self.fail(
                     head,
-                    f"a {branch.get('type')} step in a parallel branch: Vigil "
+                    f"a step of type {branch.get('type')!r} in a parallel branch: Vigil "
                     "runs one action per branch",
                 )
                 continue
             on = step if ("on_completion" in step or "on_success" in step) else branch
-            translated = self.action(head, branch, self.policy(ident, on))
+            translated = self.action(head, branch, self.policy(ident if on is step else head, on))
             if translated is not None:
                 block.append(translated)
             after = _next(branch)
@@ -818,7 +826,9 @@ class _Reader:
     ) -> tuple[str, dict[str, Any]] | None:
         kind = command.get("type")
         if kind != "openc2-http":
-            self.fail(ident, f"a {kind} command: Vigil translates OpenC2 (openc2-http) only")
+            self.fail(
+                ident, f"a command of type {kind!r}: Vigil translates OpenC2 (openc2-http) only"
+            )
             return None
         try:
             body = json.loads(base64.b64decode(str(command.get("content_b64", "")), validate=True))
@@ -896,8 +906,14 @@ def _agrees(document: Mapping[str, Any], playbook: Playbook, source: str) -> Non
     wanted, found = _actions_of(writer.steps), _actions_of(document["workflow"])
     if wanted == found:
         return
-    lines = [f"no action step {wanted[i]!r} ({i})" for i in wanted if i not in found]
-    lines += [f"action step {found[i]!r} ({i}) is not in it" for i in found if i not in wanted]
+    lines = [
+        f"the workflow has no action step {wanted[i]!r} ({i})" for i in wanted if i not in found
+    ]
+    lines += [
+        f"action step {found[i]!r} ({i}) is not in the Vigil playbook"
+        for i in found
+        if i not in wanted
+    ]
     lines += [
         f"action step {i} is named {found[i]!r}, not {wanted[i]!r}"
         for i in wanted
@@ -934,7 +950,8 @@ def from_cacao(
     reader = _Reader(document)
     steps = reader.steps(start)
     if reader.problems:
-        raise InputError(f"{source}: cannot be translated: " + "; ".join(reader.problems))
+        found = dict.fromkeys(reader.problems)  # a parallel step's links are read per branch
+        raise InputError(f"{source}: cannot be translated: " + "; ".join(found))
     if not steps:
         raise InputError(f"{source}: has no action step to translate")
     fallback = "cacao-" + document["id"].split("--", 1)[1][:8]

@@ -361,7 +361,7 @@ class Responder:
         run = run_table.c
         with self.engine.begin() as conn:
             since = time.time() - seconds
-            started = dict(
+            started: dict[str, int] = dict(
                 conn.execute(
                     select(run.playbook, func.count())
                     .where(
@@ -1240,29 +1240,7 @@ class Responder:
 
     def figures(self) -> dict[str, Any]:
         """Runs per state, approvals pending, and detection → first action (ms)."""
-        run = run_table.c
-        with self.engine.connect() as conn:
-            counted = conn.execute(select(run.state, func.count()).group_by(run.state)).all()
-            states = {str(state): int(count) for state, count in counted}
-            spans = (
-                conn.execute(
-                    select(run.first_action - run.raised)
-                    .where(run.first_action.is_not(None), run.raised.is_not(None))
-                    .order_by(run.created.desc())
-                    .limit(10_000)
-                )
-                .scalars()
-                .all()
-            )
-        spans = sorted(float(s) * 1000 for s in spans)
-        return {
-            "runs": states,
-            "pending_approvals": len(self.pending()),
-            "first_action_p50_ms": spans[len(spans) // 2] if spans else None,
-            "first_action_p99_ms": spans[min(len(spans) - 1, int(len(spans) * 0.99))]
-            if spans
-            else None,
-        }
+        return run_figures(self.engine)
 
     # --- rows ------------------------------------------------------------------------------
 
@@ -1371,6 +1349,34 @@ def _step_out(row: Mapping[Any, Any]) -> dict[str, Any]:
     return out
 
 
+def run_figures(engine: Engine) -> dict[str, Any]:
+    """Runs per state, steps waiting for approval, and detection → first action (ms) over
+    the last 10,000 runs that acted."""
+    run, step = run_table.c, run_step_table.c
+    with engine.connect() as conn:
+        counted = conn.execute(select(run.state, func.count()).group_by(run.state)).all()
+        waiting = conn.execute(
+            select(func.count()).select_from(run_step_table)
+            .where(step.state == "waiting", step.decided.is_(None))
+        ).scalar_one()  # fmt: skip
+        spans = conn.execute(
+            select(run.first_action - run.raised)
+            .where(run.first_action.is_not(None), run.raised.is_not(None))
+            .order_by(run.created.desc()).limit(10_000)
+        ).scalars().all()  # fmt: skip
+    ordered = sorted(float(s) * 1000 for s in spans)
+
+    def at(q: float) -> float | None:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1) if ordered else None
+
+    return {
+        "runs": {str(state): int(count) for state, count in counted},
+        "pending_approvals": int(waiting),
+        "first_action_p50_ms": at(0.5),
+        "first_action_p99_ms": at(0.99),
+    }
+
+
 def load_playbooks(settings: RespondSettings) -> list[Playbook]:
     """The shipped playbooks (when `shipped`) and those under `playbooks`; a playbook with
     the id of a shipped one replaces it."""
@@ -1382,4 +1388,4 @@ def load_playbooks(settings: RespondSettings) -> list[Playbook]:
     return list(found.values())
 
 
-__all__ = ["Responder", "load_playbooks"]
+__all__ = ["Responder", "load_playbooks", "run_figures"]

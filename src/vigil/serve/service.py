@@ -36,7 +36,15 @@ from vigil.serve.hunting import Hunting
 from vigil.serve.intake import EventsOut, IngestAck, Intake
 from vigil.serve.metrics import pipeline_metrics
 from vigil.serve.pipeline import Analyzer, BatchFigures, Detector, Pipeline, Rejects
-from vigil.serve.stages import DURABLE, FOLDERS, STAGES, STREAMS, StageCollector, StageRunner
+from vigil.serve.stages import (
+    DURABLE,
+    FOLDERS,
+    STAGES,
+    STREAMS,
+    ResponseCollector,
+    StageCollector,
+    StageRunner,
+)
 from vigil.serve.workers import analyzer_pool
 from vigil.store import migrate, state_engine
 from vigil.store.alerts import AlertStore
@@ -190,6 +198,8 @@ class Service:
             cast(IncidentStage, self.correlating.stage) if self.correlating is not None else None
         )
         self.registry.register(StageCollector(self._stage_figures))
+        if self.responder is not None:
+            self.registry.register(ResponseCollector(self.responder.figures))
         self.intake = Intake(settings, self.events_out, self.metrics, self.rejects.add)
         self.hunting = Hunting(
             settings, self.events_folder, self.hunts, self.alert_store, self.alerts_stream

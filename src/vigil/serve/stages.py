@@ -298,9 +298,10 @@ class StageCollector:
 
     def _families(self, figures: dict[str, tuple[int, int]]) -> Iterator[Metric]:
         lag = GaugeMetricFamily(
-            "vigil_stage_lag_records", "Records on the stage's stream not yet processed",
+            "vigil_stage_lag_records",
+            "Records on the stage's stream not yet processed",
             labels=["stage"],
-        )  # fmt: skip
+        )
         done = CounterMetricFamily(
             "vigil_stage_records", "Records the stage processed", labels=["stage"]
         )
@@ -309,3 +310,38 @@ class StageCollector:
             done.add_metric([name], processed)
         yield lag
         yield done
+
+
+class ResponseCollector:
+    """Response runs per state, steps waiting for approval, and detection → first action
+    (p50, p99 over the last runs that acted) for `/metrics`, read from the state database
+    when scraped."""
+
+    def __init__(self, figures: Callable[[], dict[str, Any]]) -> None:
+        self.figures = figures
+
+    def describe(self) -> Iterator[Metric]:
+        return self._families({"runs": {}, "pending_approvals": 0})
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families(self.figures())
+
+    def _families(self, figures: dict[str, Any]) -> Iterator[Metric]:
+        runs = GaugeMetricFamily("vigil_respond_runs", "Playbook runs by state", labels=["state"])
+        for state, count in figures["runs"].items():
+            runs.add_metric([state], count)
+        yield runs
+        yield GaugeMetricFamily(
+            "vigil_respond_pending_approvals",
+            "Steps waiting for a person's decision",
+            value=figures["pending_approvals"],
+        )
+        latency = GaugeMetricFamily(
+            "vigil_respond_first_action_seconds",
+            "Detection → first action of recent runs",
+            labels=["quantile"],
+        )
+        for quantile, key in (("0.5", "first_action_p50_ms"), ("0.99", "first_action_p99_ms")):
+            if figures.get(key) is not None:
+                latency.add_metric([quantile], figures[key] / 1000)
+        yield latency
