@@ -61,13 +61,13 @@ def write(path: Path, data: bytes) -> None:
         raise fail(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def emit(data: bytes, output: Path | None) -> None:
+def emit(data: bytes, output: Path | None, what: str = "Detections") -> None:
     if output is None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
         write(output, data)
-        err.print(f"Detections written to {escape(str(output))}", highlight=False)
+        err.print(f"{what} written to {escape(str(output))}", highlight=False)
 
 
 def short_time(epoch: float) -> str:

@@ -147,7 +147,7 @@ def export(
         problems = []
     if problems:
         raise fail("the CACAO document does not validate: " + "; ".join(problems))
-    emit(dumps(document).encode() + b"\n", output)
+    emit(dumps(document).encode() + b"\n", output, "The CACAO playbook")
 
 
 @playbook_app.command("import")
@@ -165,7 +165,7 @@ def import_(
     with _errors():
         book = from_cacao(document)
     text = yaml.safe_dump(book.to_dict(), sort_keys=False, allow_unicode=True)
-    emit(text.encode(), output)
+    emit(text.encode(), output, "The playbook")
 
 
 @playbook_app.command("run")
