@@ -437,6 +437,43 @@ class Responder:
             except Exception:  # the store holds the record; the stream is for followers
                 log.exception("respond: publishing %d actions failed", len(actions))
 
+    def _tell(
+        self,
+        row: Mapping[str, Any],
+        step_id: str,
+        action: str,
+        state: str,
+        inputs: Mapping[str, Any],
+        audited: str,
+        detail: Mapping[str, Any],
+        *,
+        note: str = "",
+        actor: str = "vigil:respond",
+        dry_run: bool | None = None,
+    ) -> None:
+        """A change of a run or step: its audit line, and its `Action` on `actions`."""
+        said: dict[str, Any] = {"playbook": row["playbook"]}
+        if step_id:
+            said.update(step=step_id, action=action, inputs=inputs)
+        self.audit.append(actor, audited, f"run:{row['id']}", {**said, **detail})
+        mode = bool(row["dry_run"]) if dry_run is None else dry_run
+        self._emit(
+            [
+                Action(
+                    row["id"],
+                    row["playbook"],
+                    step_id,
+                    action,
+                    state,
+                    time.time(),
+                    mode,
+                    row["subject"],
+                    dict(inputs),
+                    note,
+                )
+            ]
+        )
+
     # --- workers ---------------------------------------------------------------------------
 
     def _work(self) -> None:
@@ -592,27 +629,7 @@ class Responder:
     def _finish(self, row: Mapping[str, Any], state: str, reason: str) -> None:
         now = time.time()
         self._set_run(row["id"], state=state, finished=now, reason=reason or None)
-        self.audit.append(
-            "vigil:respond",
-            f"run.{state}",
-            f"run:{row['id']}",
-            {"playbook": row["playbook"], "reason": reason},
-        )
-        self._emit(
-            [
-                Action(
-                    row["id"],
-                    row["playbook"],
-                    "",
-                    "",
-                    state,
-                    now,
-                    row["dry_run"],
-                    row["subject"],
-                    detail=reason,
-                )
-            ]
-        )
+        self._tell(row, "", "", state, {}, f"run.{state}", {"reason": reason}, note=reason)
 
     def _context(self, row: Mapping[str, Any]) -> dict[str, Any]:
         context = dict(orjson.loads(row["context"]))
@@ -707,33 +724,15 @@ class Responder:
             approval_roles=dumps(roles),
             approval_reason=reason,
         )
-        self.audit.append(
-            "vigil:respond",
+        self._tell(
+            row,
+            step.id,
+            step.action,
+            "waiting",
+            inputs,
             "approval.requested",
-            f"run:{row['id']}",
-            {
-                "step": step.id,
-                "action": step.action,
-                "inputs": inputs,
-                "roles": roles,
-                "reason": reason,
-            },
-        )
-        self._emit(
-            [
-                Action(
-                    row["id"],
-                    row["playbook"],
-                    step.id,
-                    step.action,
-                    "waiting",
-                    now,
-                    row["dry_run"],
-                    row["subject"],
-                    inputs,
-                    reason,
-                )
-            ]
+            {"roles": roles, "reason": reason},
+            note=reason,
         )
         return "waiting"
 
@@ -830,33 +829,16 @@ class Responder:
                 .where(run_table.c.id == row["id"], run_table.c.first_action.is_(None))
                 .values(first_action=now)
             )
-        self.audit.append(
-            "vigil:respond",
+        self._tell(
+            row,
+            step.id,
+            step.action,
+            "done",
+            inputs,
             "action.done",
-            f"run:{row['id']}",
-            {
-                "step": step.id,
-                "action": step.action,
-                "inputs": inputs,
-                "dry_run": result.dry_run,
-                "commands": result.commands,
-            },
-        )
-        self._emit(
-            [
-                Action(
-                    row["id"],
-                    row["playbook"],
-                    step.id,
-                    step.action,
-                    "done",
-                    now,
-                    result.dry_run,
-                    row["subject"],
-                    inputs,
-                    result.output,
-                )
-            ]
+            {"dry_run": result.dry_run, "commands": result.commands},
+            note=result.output,
+            dry_run=result.dry_run,
         )
         if spec.contains and not result.dry_run:
             self._contained(row, step.action)
@@ -884,27 +866,8 @@ class Responder:
             finished=now,
             result=dumps(_shown(result)) if result else None,
         )
-        self.audit.append(
-            "vigil:respond",
-            f"action.{state}",
-            f"run:{row['id']}",
-            {"step": step_id, "action": action, "inputs": inputs, "error": error},
-        )
-        self._emit(
-            [
-                Action(
-                    row["id"],
-                    row["playbook"],
-                    step_id,
-                    action,
-                    state,
-                    now,
-                    bool(row["dry_run"]),
-                    row["subject"],
-                    inputs,
-                    error,
-                )
-            ]
+        self._tell(
+            row, step_id, action, state, inputs, f"action.{state}", {"error": error}, note=error
         )
         return state
 
@@ -1028,27 +991,9 @@ class Responder:
             error=None if ok else error,
             result=dumps(_shown(result)) if result else None,
         )
-        self.audit.append(
-            "vigil:respond",
-            f"action.{'compensated' if ok else 'undo_failed'}",
-            f"run:{row['id']}",
-            {"step": step_id, "action": action, "inputs": inputs, "error": error},
-        )
-        self._emit(
-            [
-                Action(
-                    row["id"],
-                    row["playbook"],
-                    step_id,
-                    action,
-                    "compensated" if ok else "undo_failed",
-                    time.time(),
-                    bool(row["dry_run"]),
-                    row["subject"],
-                    inputs,
-                    error,
-                )
-            ]
+        said = "compensated" if ok else "undo_failed"
+        self._tell(
+            row, step_id, action, said, inputs, f"action.{said}", {"error": error}, note=error
         )
         return result, error
 
@@ -1094,27 +1039,16 @@ class Responder:
                 .where(run_table.c.id == run_id, run_table.c.state == "waiting")
                 .values(state="queued", updated=time.time())
             )
-        self.audit.append(
-            actor,
+        self._tell(
+            self._run_row(run_id),
+            step_id,
+            step["action"],
+            decision,
+            {},
             f"approval.{decision}",
-            f"run:{run_id}",
-            {"step": step_id, "action": step["action"], "reason": reason},
-        )
-        row = self._run_row(run_id)
-        self._emit(
-            [
-                Action(
-                    run_id,
-                    row["playbook"],
-                    step_id,
-                    step["action"],
-                    decision,
-                    time.time(),
-                    bool(row["dry_run"]),
-                    row["subject"],
-                    detail=f"by {actor}",
-                )
-            ]
+            {"reason": reason},
+            note=f"by {actor}",
+            actor=actor,
         )
         self._queue.put(run_id)
 
@@ -1145,22 +1079,16 @@ class Responder:
         if not changed:
             self._run_row(run_id)  # NotFound when there is none
             raise Conflict(f"run {run_id} is not held")
-        self.audit.append(actor, f"run.{decision}", f"run:{run_id}", {"reason": reason})
-        row = self._run_row(run_id)
-        self._emit(
-            [
-                Action(
-                    run_id,
-                    row["playbook"],
-                    "",
-                    "",
-                    decision,
-                    now,
-                    bool(row["dry_run"]),
-                    row["subject"],
-                    detail=f"by {actor}",
-                )
-            ]
+        self._tell(
+            self._run_row(run_id),
+            "",
+            "",
+            decision,
+            {},
+            f"run.{decision}",
+            {"reason": reason},
+            note=f"by {actor}",
+            actor=actor,
         )
         if state == "queued":
             self._queue.put(run_id)
@@ -1356,14 +1284,20 @@ def run_figures(engine: Engine) -> dict[str, Any]:
     with engine.connect() as conn:
         counted = conn.execute(select(run.state, func.count()).group_by(run.state)).all()
         waiting = conn.execute(
-            select(func.count()).select_from(run_step_table)
+            select(func.count())
+            .select_from(run_step_table)
             .where(step.state == "waiting", step.decided.is_(None))
-        ).scalar_one()  # fmt: skip
-        spans = conn.execute(
-            select(run.first_action - run.raised)
-            .where(run.first_action.is_not(None), run.raised.is_not(None))
-            .order_by(run.created.desc()).limit(10_000)
-        ).scalars().all()  # fmt: skip
+        ).scalar_one()
+        spans = (
+            conn.execute(
+                select(run.first_action - run.raised)
+                .where(run.first_action.is_not(None), run.raised.is_not(None))
+                .order_by(run.created.desc())
+                .limit(10_000)
+            )
+            .scalars()
+            .all()
+        )
     ordered = sorted(float(s) * 1000 for s in spans)
 
     def at(q: float) -> float | None:
