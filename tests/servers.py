@@ -5,6 +5,10 @@ packages `make test` installs."""
 from __future__ import annotations
 
 import os
+import socketserver
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +187,15 @@ class SlapdServer:
         pid = self.folder / "slapd.pid"
         if pid.exists():
             os.kill(int(pid.read_text().strip()), signal.SIGTERM)
+
+
+@contextmanager
+def in_thread(server: socketserver.BaseServer) -> Iterator[Any]:
+    """A `socketserver` server (http.server's too) serving in a thread, then shut down."""
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -10,13 +10,13 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
+from servers import in_thread
 from vigil.errors import InputError, Unavailable
 from vigil.respond.rest import RestCall, resolve
 
@@ -80,14 +80,8 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[Recorder]:
-    recorder = Recorder()
-    thread = threading.Thread(target=recorder.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield recorder
-    finally:
-        recorder.shutdown()
-        recorder.server_close()
+    with in_thread(Recorder()) as running:
+        yield running
 
 
 def base(server: Recorder) -> str:
