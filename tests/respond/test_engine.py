@@ -253,3 +253,33 @@ def test_guardrails_refuse_our_addresses_and_hold_protected_assets(engine, tmp_p
     made.deny(named, "isolate", "rita", {"responder"}, "it is the CEO's laptop")
     assert made.execute(named) == "denied"
     assert steps_of(made, named) == [("block", "done"), ("isolate", "denied")]
+
+
+def test_a_retry_waits_its_backoff_without_holding_a_worker(engine, lab) -> None:
+    host_ns, _ = lab
+    book = playbook(
+        [
+            {
+                "id": "isolate",
+                "action": "firewall.isolate",
+                "with": {"host": "{{ entity.host }}"},
+                "retries": 2,
+                "backoff_s": 0.3,
+            }
+        ]
+    )
+    made, _ = responder(engine, book, dry_run=False)
+    hosts = made.settings.firewall.hosts
+    hosts["ws1"] = ["ip", "netns", "exec", f"{host_ns}-not-yet"]  # nft fails there: retried
+    run_id = made.on_alerts([alert(1)])[0]
+    began = time.monotonic()
+    assert made.execute(run_id) == "running"
+    assert time.monotonic() - began < 0.3  # it did not sleep through its backoff
+    assert not made._active and steps_of(made, run_id) == [("isolate", "retrying")]
+    made.execute(run_id)  # too early: nobody takes it before its time
+    assert made.run(run_id)["steps"][0]["attempts"] == 1
+    hosts["ws1"] = ["ip", "netns", "exec", host_ns]
+    time.sleep(0.35)
+    assert made.execute(run_id) == "done"
+    step = made.run(run_id)["steps"][0]
+    assert step["attempts"] == 2 and step["result"]["state"]["isolated"] is True

@@ -60,6 +60,7 @@ FAILED_STEP = frozenset({"failed", "refused", "denied"})
 SWEEP_S = 0.5
 CHUNK = 400  # runs inserted per statement
 APPROVAL_S = 3600.0  # how long a guardrail's hold waits for an answer
+MAX_BACKOFF_S = 30.0  # the longest wait between two tries of a step
 
 Publish = Callable[[Sequence[Action]], None]
 
@@ -535,7 +536,7 @@ class Responder:
                     select(run.id)
                     .where(
                         run.state.in_(ACTIVE),
-                        or_(run.owner.is_(None), run.owner == self.worker, run.lease < now),
+                        or_(run.lease.is_(None), run.lease < now, run.owner == self.worker),
                     )
                     .order_by(run.created)
                     .limit(500)
@@ -560,7 +561,7 @@ class Responder:
                 .where(
                     run.id == run_id,
                     run.state.in_(ACTIVE),
-                    or_(run.owner.is_(None), run.owner == self.worker, run.lease < now),
+                    or_(run.lease.is_(None), run.lease < now, run.owner == self.worker),
                 )
                 .values(owner=self.worker, lease=now + self.settings.lease_s)
             ).rowcount
@@ -569,12 +570,14 @@ class Responder:
                 self._active.discard(run_id)
         return bool(took)
 
-    def _release(self, run_id: str) -> None:
+    def _release(self, run_id: str, *, until: float | None = None) -> None:
+        """Let the run go: to any worker, or (`until`) to any once that time has come (a
+        step's retry after its backoff: the wait holds no worker)."""
         with self.engine.begin() as conn:
             conn.execute(
                 update(run_table)
                 .where(run_table.c.id == run_id, run_table.c.owner == self.worker)
-                .values(owner=None, lease=None)
+                .values(owner=None, lease=until)
             )
         with self._lock:
             self._active.discard(run_id)
@@ -590,6 +593,7 @@ class Responder:
     def _execute(self, run_id: str) -> None:
         if not self._claim(run_id):
             return
+        wake: float | None = None
         try:
             row = self._run_row(run_id)
             playbook = Playbook.model_validate(orjson.loads(row["definition"]))
@@ -605,6 +609,10 @@ class Responder:
                     states = {sid: f.result() for sid, f in futures.items()}
                 if "waiting" in states.values():
                     self._set_run(run_id, state="waiting")
+                    return
+                if "retrying" in states.values():
+                    later = [self._retry_at(run_id, s) for s in block if states[s.id] == "retrying"]
+                    wake = min(later)
                     return
                 failed = [s for s in block if states[s.id] in FAILED_STEP]
                 if not failed:
@@ -624,7 +632,7 @@ class Responder:
                 return
             self._finish(row, "done", "")
         finally:
-            self._release(run_id)
+            self._release(run_id, until=wake)
 
     def _finish(self, row: Mapping[str, Any], state: str, reason: str) -> None:
         now = time.time()
@@ -669,13 +677,15 @@ class Responder:
                 row, step.id, step.action, inputs, "denied", f"denied by {current['decided_by']}"
             )
         approved = current is not None and current["decided"] == "approved"
-        resumed = current is not None and current["state"] == "started"
+        resumed = current is not None and current["state"] in ("started", "retrying")
         if not approved and not resumed:
             hold = self._gate(row, step, spec, inputs)
             if hold is not None:
                 return hold
         key = f"{run_id}:{step.id}"
         if resumed and not spec.idempotent:
+            # started: it may have run before a crash; retrying: the last try failed in a
+            # way that may still have gone through. Never twice.
             done = self.connectors.done(step.action, inputs, key)
             if done is True:
                 found = "found done under its key after a restart"
@@ -690,10 +700,26 @@ class Responder:
                     "uncertain",
                     "it may have run before a restart; not run again (it is not idempotent)",
                 )
-        answer, error = self._call(row, step, spec, inputs, key)
+        tried = int(current["attempts"]) if current is not None else 0
+        answer, error, again = self._call(row, step, inputs, key, tried + 1)
         if answer is not None and answer.ok:
             return self._done(row, step, spec, inputs, answer)
+        # a try that may have gone through is not repeated (unless the action is idempotent,
+        # or its connector can tell it did not happen)
+        safe = spec.idempotent or self.connectors.done(step.action, inputs, key) is False
+        if again and tried < step.retries and safe:
+            self._write_step(
+                row, step.id, "do", action=step.action, state="retrying", inputs=inputs, error=error
+            )
+            return "retrying"
         return self._fail(row, step.id, step.action, inputs, "failed", error, answer)
+
+    def _retry_at(self, run_id: str, step: Step) -> float:
+        """When a step that failed tries again: its backoff, doubled each time (30 s at
+        most)."""
+        current = self._step_row(run_id, "do", step.id) or {"attempts": 1}
+        delay = float(step.backoff_s) * 2 ** max(0, int(current["attempts"]) - 1)
+        return time.time() + min(float(delay), MAX_BACKOFF_S)
 
     def _gate(
         self, row: Mapping[str, Any], step: Step, spec: ActionSpec, inputs: dict[str, Any]
@@ -752,57 +778,42 @@ class Responder:
             )
 
     def _call(
-        self, row: Mapping[str, Any], step: Step, spec: ActionSpec, inputs: dict[str, Any], key: str
-    ) -> tuple[ActionResult | None, str]:
-        """The action, with its retries; written as started before each try."""
-        result: ActionResult | None = None
-        error = ""
-        for attempt in range(step.retries + 1):
-            if attempt:
-                delay = step.backoff_s * 2 ** (attempt - 1)
-                if self._stop.wait(delay):
-                    return None, "stopped"
-                if (
-                    not spec.idempotent
-                    and self.connectors.done(step.action, inputs, key) is not False
-                ):
-                    break  # it may have gone through: never twice
-            self._write_step(
-                row,
-                step.id,
-                "do",
-                action=step.action,
-                state="started",
-                inputs=inputs,
-                started=time.time(),
-                attempts=attempt + 1,
-            )
-            future = self._calls.submit(
-                self.connectors.run,
-                step.action,
-                inputs,
-                key=key,
-                dry_run=bool(row["dry_run"]),
-                timeout_s=step.timeout_s,
-            )
-            try:
-                result = future.result(timeout=step.timeout_s + 1.0)
-            except FutureTimeout:
-                future.cancel()
-                error = f"no answer in {step.timeout_s:g} s"
-                continue
-            except (InputError, NotFound, Forbidden) as exc:
-                return None, str(exc)  # trying again would not help
-            except VigilError as exc:
-                error = str(exc)
-                continue
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                continue
-            if result.ok:
-                return result, ""
-            error = result.output or "the connector said no"
-        return result, error
+        self, row: Mapping[str, Any], step: Step, inputs: dict[str, Any], key: str, attempt: int
+    ) -> tuple[ActionResult | None, str, bool]:
+        """One try of the action, written as started first: the answer, the error, and
+        whether trying again may help."""
+        self._write_step(
+            row,
+            step.id,
+            "do",
+            action=step.action,
+            state="started",
+            inputs=inputs,
+            started=time.time(),
+            attempts=attempt,
+        )
+        future = self._calls.submit(
+            self.connectors.run,
+            step.action,
+            inputs,
+            key=key,
+            dry_run=bool(row["dry_run"]),
+            timeout_s=step.timeout_s,
+        )
+        try:
+            result = future.result(timeout=step.timeout_s + 1.0)
+        except FutureTimeout:
+            future.cancel()
+            return None, f"no answer in {step.timeout_s:g} s", True
+        except (InputError, NotFound, Forbidden) as exc:
+            return None, str(exc), False  # trying again would not help
+        except VigilError as exc:
+            return None, str(exc), True
+        except Exception as exc:
+            return None, f"{type(exc).__name__}: {exc}", True
+        if result.ok:
+            return result, "", False
+        return result, result.output or "the connector said no", True
 
     def _done(
         self,
