@@ -34,8 +34,11 @@ def iam_endpoint():
     binary = Path(sys.executable).with_name("moto_server")
     command = [str(binary)] if binary.exists() else [sys.executable, "-m", "moto.server"]
     port = _free_port()
-    server = subprocess.Popen([*command, "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen(
+        [*command, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -53,9 +56,13 @@ def iam_endpoint():
 
 @pytest.fixture
 def iam(iam_endpoint):
-    return boto3.client("iam", endpoint_url=iam_endpoint, region_name="us-east-1",
-                        aws_access_key_id="AKIATESTTESTTESTTEST",
-                        aws_secret_access_key=SECRET)  # fmt: skip
+    return boto3.client(
+        "iam",
+        endpoint_url=iam_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="AKIATESTTESTTESTTEST",
+        aws_secret_access_key=SECRET,
+    )
 
 
 @pytest.fixture
@@ -74,8 +81,12 @@ def statuses(iam, user: str) -> dict[str, str]:
 
 
 def keys_of(endpoint: str, **kwargs) -> CloudKeys:
-    return CloudKeys(endpoint_url=endpoint, access_key_id="AKIATESTTESTTESTTEST",
-                     secret_access_key=SECRET, **kwargs)  # fmt: skip
+    return CloudKeys(
+        endpoint_url=endpoint,
+        access_key_id="AKIATESTTESTTESTTEST",
+        secret_access_key=SECRET,
+        **kwargs,
+    )
 
 
 def test_deactivate_and_undo_change_the_key_status(iam_endpoint, iam, alice) -> None:
@@ -85,8 +96,9 @@ def test_deactivate_and_undo_change_the_key_status(iam_endpoint, iam, alice) -> 
 
     done = keys.deactivate_key(name, key)
     assert done.ok and not done.dry_run
-    assert done.commands == [{"call": "update_access_key", "UserName": name,
-                              "AccessKeyId": key, "Status": "Inactive"}]  # fmt: skip
+    assert done.commands == [
+        {"call": "update_access_key", "UserName": name, "AccessKeyId": key, "Status": "Inactive"}
+    ]
     assert statuses(iam, name) == {key: "Inactive", other: "Active"}  # only that key
     assert done.state["keys"][key] == "Inactive"
 
@@ -126,8 +138,13 @@ def test_unknown_keys_and_users_are_not_found(iam_endpoint, iam, alice) -> None:
 
 def test_malformed_input_is_refused_before_anything_is_sent() -> None:
     keys = CloudKeys(endpoint_url="http://127.0.0.1:9", dry_run=False)  # nothing listens
-    for bad in ("akiaiosfodnn7example", "AKIA123", "AKIAIOSFODNN7EXAMPL!", "AROAIOSFODNN7EXAMPLE",
-                "AKIAIOSFODNN7EXAMPLE\n"):  # fmt: skip
+    for bad in (
+        "akiaiosfodnn7example",
+        "AKIA123",
+        "AKIAIOSFODNN7EXAMPL!",
+        "AROAIOSFODNN7EXAMPLE",
+        "AKIAIOSFODNN7EXAMPLE\n",
+    ):
         with pytest.raises(InputError, match="not an AWS access key id"):
             keys.deactivate_key("alice", bad)
     with pytest.raises(InputError, match="not an IAM user name"):
@@ -135,8 +152,11 @@ def test_malformed_input_is_refused_before_anything_is_sent() -> None:
 
 
 def test_an_unreachable_endpoint_is_unavailable_and_no_secret_is_shown() -> None:
-    keys = CloudKeys(endpoint_url=f"http://127.0.0.1:{_free_port()}",
-                     access_key_id="AKIATESTTESTTESTTEST", secret_access_key=SECRET)  # fmt: skip
+    keys = CloudKeys(
+        endpoint_url=f"http://127.0.0.1:{_free_port()}",
+        access_key_id="AKIATESTTESTTESTTEST",
+        secret_access_key=SECRET,
+    )
     with pytest.raises(Unavailable, match="cannot reach") as caught:
         keys.deactivate_key("alice", "AKIAIOSFODNN7EXAMPLE")
     assert SECRET not in str(caught.value) and SECRET not in repr(keys)
@@ -147,10 +167,53 @@ def test_dry_run_changes_nothing(iam_endpoint, iam, alice) -> None:
     keys = keys_of(iam_endpoint, dry_run=True)
     planned = keys.deactivate_key(name, key)
     assert planned.ok and planned.dry_run
-    assert planned.commands == [{"call": "update_access_key", "UserName": name,
-                                 "AccessKeyId": key, "Status": "Inactive"}]  # fmt: skip
+    assert planned.commands == [
+        {"call": "update_access_key", "UserName": name, "AccessKeyId": key, "Status": "Inactive"}
+    ]
     looked_up = keys.deactivate_key("", key)
-    assert [c["call"] for c in looked_up.commands] == ["get_access_key_last_used",
-                                                       "update_access_key"]  # fmt: skip
+    assert [c["call"] for c in looked_up.commands] == [
+        "get_access_key_last_used",
+        "update_access_key",
+    ]
     assert statuses(iam, name) == {key: "Active", other: "Active"}
     assert SECRET not in str(planned) and SECRET not in str(looked_up)
+
+
+def test_the_shipped_playbook_deactivates_the_key_for_real_and_undo_reactivates_it(
+    iam_endpoint, iam, alice, tmp_path
+) -> None:
+    from vigil.config import RespondSettings
+    from vigil.correlate.store import IncidentStore
+    from vigil.respond.actions import ACTIONS
+    from vigil.respond.engine import Responder
+    from vigil.respond.playbook import SHIPPED, load
+    from vigil.store import state_engine
+
+    name, key, other = alice
+    shipped = load(SHIPPED / "deactivate-cloud-key.yml", ACTIONS)
+    book = shipped.model_copy(update={"steps": shipped.steps[:1]})  # its cloud step
+    settings = RespondSettings.model_validate(
+        {
+            "dry_run": False,
+            "cloud": {
+                "endpoint_url": iam_endpoint,
+                "access_key_id": "AKIATESTTESTTESTTEST",
+                "secret_access_key": SECRET,
+            },
+        }
+    )
+    engine = state_engine(tmp_path)
+    responder = Responder(engine, settings, IncidentStore(engine), playbooks=[book])
+    event = {"eventName": "ListBuckets", "userIdentity": {"accessKeyId": key, "userName": name}}
+    run_id = responder.start_run(
+        "deactivate-cloud-key",
+        "test",
+        context={"alert": {"id": "a1", "rule_title": "x", "event": event}},
+        dry_run=False,
+    )
+    assert responder.execute(run_id) == "done"
+    assert statuses(iam, name) == {key: "Inactive", other: "Active"}
+    responder.undo(run_id, "test")
+    assert responder.execute(run_id) == "undone"
+    assert statuses(iam, name) == {key: "Active", other: "Active"}
+    assert SECRET not in str(responder.run(run_id))

@@ -107,3 +107,48 @@ def test_dry_run_sends_nothing(okta) -> None:
     assert okta.requests == []
     assert okta.users["00u1alice"].status == "ACTIVE"
     assert okta.users["00u1alice"].sessions == ["102abc", "102def"]
+
+
+def test_a_playbook_suspends_and_clears_sessions_and_undo_restores_the_account(
+    okta, tmp_path
+) -> None:
+    from vigil.config import RespondSettings
+    from vigil.correlate.store import IncidentStore
+    from vigil.respond.actions import ACTIONS
+    from vigil.respond.engine import Responder
+    from vigil.respond.playbook import parse
+    from vigil.store import state_engine
+
+    book = parse(
+        {
+            "id": "lock-out",
+            "name": "Lock the account out",
+            "trigger": {"type": "alert"},
+            "steps": [
+                {"id": "suspend", "action": "idp.suspend", "with": {"user": "{{ entity.user }}"}},
+                {
+                    "id": "sessions",
+                    "action": "idp.clear_sessions",
+                    "with": {"user": "{{ entity.user }}"},
+                },
+            ],
+        },
+        "lock-out",
+        ACTIONS,
+    )
+    settings = RespondSettings.model_validate(
+        {"dry_run": False, "idp": {"url": okta.url, "token": TOKEN}}
+    )
+    engine = state_engine(tmp_path)
+    responder = Responder(engine, settings, IncidentStore(engine), playbooks=[book])
+    run_id = responder.start_run(
+        "lock-out", "test", context={"entity": {"user": ALICE}}, dry_run=False
+    )
+    assert responder.execute(run_id) == "done"
+    assert okta.users["00u1alice"].status == "SUSPENDED"
+    assert okta.users["00u1alice"].sessions == []
+    assert okta.users["00u2bob"].status == "ACTIVE"
+    responder.undo(run_id, "test")
+    assert responder.execute(run_id) == "undone"
+    assert okta.users["00u1alice"].status == "ACTIVE"  # sessions ended stay ended
+    assert TOKEN not in str(responder.run(run_id))

@@ -52,8 +52,9 @@ class HookHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.seen.append({"path": self.path, "headers": dict(self.headers.items()),
-                                 "json": json.loads(body)})  # fmt: skip
+        self.server.seen.append(
+            {"path": self.path, "headers": dict(self.headers.items()), "json": json.loads(body)}
+        )
         # Slack's answers: "ok", or a 4xx with the reason
         status, said = (200, b"ok") if self.path == HOOK_PATH else (404, b"no_service")
         if "break" in json.loads(body)["text"]:
@@ -87,13 +88,16 @@ def test_the_webhook_posts_slacks_body(hook) -> None:
         "text": text,
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-            {"type": "section", "fields": [
-                {"type": "mrkdwn", "text": "*incident*\nINC-7"},
-                {"type": "mrkdwn", "text": "*tags*\nlab, prod"},
-                {"type": "mrkdwn", "text": "*by*\n&lt;@U999&gt;"},
-            ]},
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": "*incident*\nINC-7"},
+                    {"type": "mrkdwn", "text": "*tags*\nlab, prod"},
+                    {"type": "mrkdwn", "text": "*by*\n&lt;@U999&gt;"},
+                ],
+            },
         ],
-    }  # fmt: skip
+    }
     assert "hook-secret" not in str(done) and done.commands[0]["url"].endswith("/***")
 
     plain = Webhook(hook.url).send("just text")
@@ -144,9 +148,13 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:
-        self.received.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
-                              "message": message_from_bytes(envelope.content,
-                                                            policy=policy.default)})  # fmt: skip
+        self.received.append(
+            {
+                "from": envelope.mail_from,
+                "to": list(envelope.rcpt_tos),
+                "message": message_from_bytes(envelope.content, policy=policy.default),
+            }
+        )
         return "250 Message accepted for delivery"
 
 
@@ -164,9 +172,12 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
 def test_the_mail_arrives_with_its_headers_and_a_message_id_from_the_key(smtp) -> None:
     mailbox, port = smtp
     mailer = Mailer("127.0.0.1", port, sender="Vigil <vigil@corp.example>")
-    done = mailer.send(["soc@corp.example", "Bob <bob@corp.example>"],
-                       "INC-7: hôte h-42 isolé", "Host h-42 was contained.\n.\nBy Vigil.\n",
-                       idempotency_key="INC-7-mail")  # fmt: skip
+    done = mailer.send(
+        ["soc@corp.example", "Bob <bob@corp.example>"],
+        "INC-7: hôte h-42 isolé",
+        "Host h-42 was contained.\n.\nBy Vigil.\n",
+        idempotency_key="INC-7-mail",
+    )
     assert done.ok and not done.dry_run and done.output == "sent to 2"
     assert done.state == {"message_id": "<INC-7-mail@vigil>", "refused": []}
     [got] = mailbox.received
@@ -224,15 +235,22 @@ def test_bad_settings_are_refused(smtp) -> None:
     with pytest.raises(InputError):
         Mailer("127.0.0.1", port, sender="vigil@corp.example\r\nBcc: evil@attacker.example")
     with pytest.raises(InputError, match="STARTTLS"):  # no password in clear
-        Mailer("127.0.0.1", port, sender="vigil@corp.example", username="vigil",
-               password="mail-secret")  # fmt: skip
+        Mailer(
+            "127.0.0.1", port, sender="vigil@corp.example", username="vigil", password="mail-secret"
+        )
     with pytest.raises(InputError):
         Mailer("127.0.0.1", port, sender="v@corp.example").send(
             ["soc@corp.example"], "hi", "x", idempotency_key="k\r\nX: 1"
         )
     # this server offers no STARTTLS: nothing is sent, the password never leaves
-    mailer = Mailer("127.0.0.1", port, sender="vigil@corp.example", starttls=True,
-                    username="vigil", password="mail-secret")  # fmt: skip
+    mailer = Mailer(
+        "127.0.0.1",
+        port,
+        sender="vigil@corp.example",
+        starttls=True,
+        username="vigil",
+        password="mail-secret",
+    )
     with pytest.raises(Unavailable, match="STARTTLS") as caught:
         mailer.send(["soc@corp.example"], "hi", "x")
     assert "mail-secret" not in str(caught.value) and "mail-secret" not in repr(mailer)
@@ -249,7 +267,74 @@ def test_a_mail_dry_run_sends_nothing(smtp) -> None:
         ["soc@corp.example"], "INC-7", "body", idempotency_key="INC-7-mail"
     )
     assert planned.ok and planned.dry_run
-    assert planned.commands == [{"smtp": f"127.0.0.1:{port}", "from": "vigil@corp.example",
-                                 "to": ["soc@corp.example"], "subject": "INC-7",
-                                 "message_id": "<INC-7-mail@vigil>"}]  # fmt: skip
+    assert planned.commands == [
+        {
+            "smtp": f"127.0.0.1:{port}",
+            "from": "vigil@corp.example",
+            "to": ["soc@corp.example"],
+            "subject": "INC-7",
+            "message_id": "<INC-7-mail@vigil>",
+        }
+    ]
     assert mailbox.received == []
+
+
+def test_a_playbook_notifies_by_webhook_and_mail_once_each_with_the_run_key(
+    hook, smtp, tmp_path
+) -> None:
+    from vigil.config import RespondSettings
+    from vigil.correlate.store import IncidentStore
+    from vigil.respond.actions import ACTIONS
+    from vigil.respond.engine import Responder
+    from vigil.respond.playbook import parse
+    from vigil.store import state_engine
+
+    mailbox, port = smtp
+    book = parse(
+        {
+            "id": "tell",
+            "name": "Tell the team",
+            "trigger": {"type": "alert"},
+            "steps": [
+                {
+                    "parallel": [
+                        {
+                            "id": "chat",
+                            "action": "notify.webhook",
+                            "with": {"text": "{{ entity.host }} isolated <!channel>"},
+                        },
+                        {
+                            "id": "mail",
+                            "action": "notify.email",
+                            "with": {"subject": "Vigil: {{ entity.host }}", "body": "Isolated."},
+                        },
+                    ]
+                }
+            ],
+        },
+        "tell",
+        ACTIONS,
+    )
+    settings = RespondSettings.model_validate(
+        {
+            "dry_run": False,
+            "notify": {
+                "webhook_url": hook.url,
+                "smtp_host": "127.0.0.1",
+                "smtp_port": port,
+                "sender": "vigil@corp.example",
+                "to": ["soc@corp.example"],
+            },
+        }
+    )
+    engine = state_engine(tmp_path)
+    responder = Responder(engine, settings, IncidentStore(engine), playbooks=[book])
+    run_id = responder.start_run("tell", "test", context={"entity": {"host": "ws9"}}, dry_run=False)
+    assert responder.execute(run_id) == "done"
+    [posted] = hook.seen
+    assert "ws9 isolated &lt;!channel&gt;" in str(posted["json"])
+    assert posted["headers"].get("Idempotency-Key") == f"{run_id}:chat"
+    [mail] = mailbox.received
+    assert mail["to"] == ["soc@corp.example"] and mail["message"]["Subject"] == "Vigil: ws9"
+    assert mail["message"]["Message-ID"] == f"<{run_id}=3Amail@vigil>"
+    assert hook.url not in str(responder.run(run_id))  # the hook's URL holds its secret
