@@ -187,11 +187,11 @@ def metrics(
     as_json: Annotated[bool, typer.Option("--json", help="JSON.")] = False,
 ) -> None:
     """MTTD, MTTA, MTTC and MTTR of the incidents, overall and per day."""
-    from vigil.respond.engine import run_figures
+    from vigil.respond.runs import RunStore
 
     store = _incidents(data_dir)
     figures = store.response_metrics(days=days)
-    runs = run_figures(store.engine)
+    runs = RunStore(store.engine).figures()
     if as_json:
         sys.stdout.write(orjson.dumps({**figures, "playbooks": runs}).decode() + "\n")
         return

@@ -19,8 +19,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from vigil.config import RespondSettings
 from vigil.correlate.store import IncidentStore
 from vigil.errors import Conflict, InputError, Unavailable
@@ -388,8 +386,4 @@ class Connectors:
         )
 
 
-def dumps(value: Any) -> str:
-    return orjson.dumps(value, default=str).decode()
-
-
-__all__ = ["ACTIONS", "ActionSpec", "Connectors", "dumps"]
+__all__ = ["ACTIONS", "ActionSpec", "Connectors"]

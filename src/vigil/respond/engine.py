@@ -33,32 +33,36 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy import Engine
 
 from vigil.assets.graph import AccessGraph
 from vigil.assets.store import AssetStore
 from vigil.config import RespondSettings
 from vigil.correlate.store import IncidentStore
 from vigil.errors import Conflict, Forbidden, InputError, NotFound, VigilError
-from vigil.events.records import Action, Alert, IncidentChange, level_rank
+from vigil.events.records import Action, Alert, IncidentChange
 from vigil.respond import playbook as books
-from vigil.respond.actions import ACTIONS, ActionSpec, Connectors, dumps
+from vigil.respond.actions import ACTIONS, ActionSpec, Connectors
 from vigil.respond.audit import AuditLog
 from vigil.respond.guardrails import Guardrails
-from vigil.respond.playbook import Playbook, Step, Trigger, holds, render
+from vigil.respond.playbook import Playbook, Step, holds, render
 from vigil.respond.result import ActionResult
-from vigil.store import migrate, upsert_insert
-from vigil.store.tables import run_step_table, run_table
+from vigil.respond.runs import RunStore, dumps, shown
+from vigil.respond.triggers import (
+    alert_context,
+    incident_context,
+    manual_context,
+    matches_alert,
+    matches_incident,
+)
 
 log = logging.getLogger("vigil.respond")
 
-ACTIVE = ("queued", "running", "undoing")  # a worker takes these
 FINAL_STEP = frozenset(
     {"done", "failed", "refused", "denied", "skipped", "uncertain", "compensated"}
 )
 FAILED_STEP = frozenset({"failed", "refused", "denied"})
 SWEEP_S = 0.5
-CHUNK = 400  # runs inserted per statement
 APPROVAL_S = 3600.0  # how long a guardrail's hold waits for an answer
 MAX_BACKOFF_S = 30.0  # the longest wait between two tries of a step
 
@@ -67,20 +71,6 @@ Publish = Callable[[Sequence[Action]], None]
 
 def _loads(text: str | None) -> Any:
     return orjson.loads(text) if text else None
-
-
-def _matches_tags(wanted: Sequence[str], tags: Iterable[str]) -> bool:
-    have = [t.lower() for t in tags]
-    return any(t == w or t.startswith(w + ".") for w in (x.lower() for x in wanted) for t in have)
-
-
-def _entities(pairs: Iterable[tuple[str, str]]) -> tuple[dict[str, str], dict[str, list[str]]]:
-    first: dict[str, str] = {}
-    every: dict[str, list[str]] = {}
-    for kind, value in pairs:
-        first.setdefault(kind, value)
-        every.setdefault(kind, []).append(value)
-    return first, every
 
 
 class Responder:
@@ -97,8 +87,8 @@ class Responder:
         worker: str | None = None,
         playbooks: Sequence[Playbook] | None = None,
     ) -> None:
-        migrate(engine)
         self.engine = engine
+        self.store = RunStore(engine)
         self.settings = settings
         self.incidents = incidents
         self.assets = assets
@@ -144,11 +134,7 @@ class Responder:
         """Wait until no run is queued or running here (tests, tools)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with self.engine.connect() as conn:
-                busy = conn.execute(
-                    select(func.count()).select_from(run_table).where(run_table.c.state.in_(ACTIVE))
-                ).scalar_one()
-            if not busy and not self._active:
+            if not self.store.busy() and not self._active:
                 return True
             time.sleep(0.05)
         return False
@@ -177,27 +163,22 @@ class Responder:
                 if (
                     playbook.enabled
                     and playbook.trigger.type == "alert"
-                    and self._alert_matches(playbook.trigger, alert)
+                    and matches_alert(playbook.trigger, alert, self._tagged)
                 ):
-                    new.append(
-                        self._new_run(
-                            playbook, "alert", alert.id, self._alert_context(alert), alert.raised
-                        )
-                    )
+                    context = alert_context(alert)
+                    new.append(self._new_run(playbook, "alert", alert.id, context, alert.raised))
         return self._create(new)
 
     def on_incidents(self, changes: Sequence[IncidentChange]) -> list[str]:
         new = []
         for change in changes:
-            if change.change == "merged":
-                continue
             for playbook in self.playbooks.values():
                 if (
                     playbook.enabled
                     and playbook.trigger.type == "incident"
-                    and self._incident_matches(playbook.trigger, change)
+                    and matches_incident(playbook.trigger, change, self._tagged, self.incidents.get)
                 ):
-                    context = self._incident_context(change)
+                    context = incident_context(change)
                     new.append(
                         self._new_run(playbook, "incident", change.incident, context, change.at)
                     )
@@ -214,12 +195,7 @@ class Responder:
     ) -> str:
         """Run a playbook by hand, with the context given (entity, alert, incident...)."""
         playbook = self.playbook(playbook_id)
-        given = dict(context or {})
-        entity = dict(given.get("entity") or {})
-        given.setdefault("alert", None)
-        given.setdefault("incident", None)
-        given["entity"] = entity
-        given.setdefault("entities", {k: [v] for k, v in entity.items()})
+        given = manual_context(dict(context or {}))
         row = self._new_run(
             playbook,
             "manual",
@@ -234,36 +210,6 @@ class Responder:
         created = self._create([row])
         return created[0]
 
-    def _alert_matches(self, trigger: Trigger, alert: Alert) -> bool:
-        d = alert.detection
-        if trigger.rules and d.rule_id not in trigger.rules and d.rule_title not in trigger.rules:
-            return False
-        if trigger.level and level_rank(d.level) < level_rank(trigger.level):
-            return False
-        if trigger.tags and not _matches_tags(trigger.tags, d.tags):
-            return False
-        if trigger.dataset and alert.dataset not in trigger.dataset:
-            return False
-        if trigger.entity and not any(kind == trigger.entity for kind, _ in alert.entities):
-            return False
-        return not trigger.asset_tags or self._tagged(alert.entities, trigger.asset_tags)
-
-    def _incident_matches(self, trigger: Trigger, change: IncidentChange) -> bool:
-        if trigger.level and level_rank(change.level) < level_rank(trigger.level):
-            return False
-        if trigger.risk is not None and change.risk < trigger.risk:
-            return False
-        if trigger.entity and not any(kind == trigger.entity for kind, _ in change.entities):
-            return False
-        if trigger.tags or trigger.rules:
-            incident = self.incidents.get(change.incident)
-            tags = [f"attack.{t}" for t in incident.get("tactics", [])]
-            if trigger.tags and not _matches_tags(trigger.tags, tags):
-                return False
-            if trigger.rules and not set(trigger.rules) & set(incident.get("rules", {})):
-                return False
-        return not trigger.asset_tags or self._tagged(change.entities, trigger.asset_tags)
-
     def _tagged(self, entities: Iterable[tuple[str, str]], wanted: Sequence[str]) -> bool:
         if self.assets is None:
             return False
@@ -272,45 +218,6 @@ class Responder:
             if set(context.get("tags") or ()) & set(wanted):
                 return True
         return False
-
-    @staticmethod
-    def _alert_context(alert: Alert) -> dict[str, Any]:
-        d = alert.detection
-        first, every = _entities(alert.entities)
-        return {
-            "alert": {
-                "id": alert.id,
-                "rule_id": d.rule_id,
-                "rule_title": d.rule_title,
-                "level": d.level,
-                "tags": list(d.tags),
-                "host": d.host,
-                "timestamp": d.timestamp,
-                "dataset": alert.dataset,
-                "matched": d.matched_fields,
-                "details": d.details,
-                "event": d.event,
-            },
-            "incident": None,
-            "entity": first,
-            "entities": every,
-        }
-
-    @staticmethod
-    def _incident_context(change: IncidentChange) -> dict[str, Any]:
-        first, every = _entities(change.entities)
-        return {
-            "alert": None,
-            "incident": {
-                "id": change.incident,
-                "level": change.level,
-                "risk": change.risk,
-                "size": change.size,
-                "alerts": list(change.alerts),
-            },
-            "entity": first,
-            "entities": every,
-        }
 
     def _new_run(
         self,
@@ -356,43 +263,20 @@ class Responder:
         if not rows:
             return []
         rows = list({row["key"]: row for row in reversed(rows)}.values())[::-1]
-        insert = upsert_insert(self.engine)
-        created: list[str] = []
         amount, seconds = self.guard.runs
-        run = run_table.c
-        with self.engine.begin() as conn:
-            since = time.time() - seconds
-            started: dict[str, int] = dict(
-                conn.execute(
-                    select(run.playbook, func.count())
-                    .where(
-                        run.created >= since,
-                        run.state != "held",
-                        run.playbook.in_({r["playbook"] for r in rows}),
-                    )
-                    .group_by(run.playbook)
-                ).all()
-            )
-            for row in rows:
-                count = started.get(row["playbook"], 0)
-                if count >= amount and row["trigger"] != "manual":
-                    row["state"] = "held"
-                    row["reason"] = (
-                        f"storm: more than {amount} runs of {row['playbook']} in "
-                        f"{seconds:g} s; held for approval"
-                    )
-                else:
-                    started[row["playbook"]] = count + 1
-            for at in range(0, len(rows), CHUNK):
-                statement = (
-                    insert(run_table)
-                    .values(rows[at : at + CHUNK])
-                    .on_conflict_do_nothing(index_elements=["key"])
-                    .returning(run_table.c.id)
+        started = self.store.started_since({r["playbook"] for r in rows}, time.time() - seconds)
+        for row in rows:
+            count = started.get(row["playbook"], 0)
+            if count >= amount and row["trigger"] != "manual":
+                row["state"] = "held"
+                row["reason"] = (
+                    f"storm: more than {amount} runs of {row['playbook']} in "
+                    f"{seconds:g} s; held for approval"
                 )
-                created.extend(conn.execute(statement).scalars())
-        made = set(created)
-        fresh = [row for row in rows if row["id"] in made]
+            else:
+                started[row["playbook"]] = count + 1
+        created = self.store.insert(rows)
+        fresh = [row for row in rows if row["id"] in created]
         self.audit.extend(
             [
                 (
@@ -499,86 +383,38 @@ class Responder:
         """Deny approvals past their time; keep this worker's leases; queue the runs no
         worker holds (new, resumed after a crash, approved)."""
         now = time.time() if now is None else now
-        step = run_step_table.c
-        with self.engine.begin() as conn:
-            expired = conn.execute(
-                select(step.run_id, step.step).where(
-                    step.state == "waiting", step.decided.is_(None), step.approval_due < now
+        for step in self.store.pending(due_before=now):
+            with contextlib.suppress(Conflict):  # decided meanwhile
+                self._decide(
+                    step["run_id"],
+                    step["step"],
+                    "denied",
+                    "vigil:timeout",
+                    reason="no answer in time",
                 )
-            ).all()
-        for run_id, step_id in expired:
-            self._decide(run_id, step_id, "denied", "vigil:timeout", reason="no answer in time")
-        with self.engine.connect() as conn:
-            stale = (
-                conn.execute(
-                    select(run_table.c.id).where(
-                        run_table.c.state == "held", run_table.c.created < now - APPROVAL_S
-                    )
-                )
-                .scalars()
-                .all()
-            )
-        for run_id in stale:
+        for run in self.store.held(before=now - APPROVAL_S):
             with contextlib.suppress(Conflict):
-                self.decide_run(run_id, "denied", "vigil:timeout", None, "no answer in time")
-        run = run_table.c
+                self.decide_run(run["id"], "denied", "vigil:timeout", None, "no answer in time")
         with self._lock:
             active = list(self._active)
-        with self.engine.begin() as conn:
-            if active:
-                conn.execute(
-                    update(run_table)
-                    .where(run.id.in_(active), run.owner == self.worker)
-                    .values(lease=now + self.settings.lease_s)
-                )
-            free = (
-                conn.execute(
-                    select(run.id)
-                    .where(
-                        run.state.in_(ACTIVE),
-                        or_(run.lease.is_(None), run.lease < now, run.owner == self.worker),
-                    )
-                    .order_by(run.created)
-                    .limit(500)
-                )
-                .scalars()
-                .all()
-            )
-        for run_id in free:
+        self.store.renew(active, self.worker, now + self.settings.lease_s)
+        for run_id in self.store.free(self.worker, now):
             if run_id not in active:
                 self._queue.put(run_id)
 
     def _claim(self, run_id: str) -> bool:
-        now = time.time()
-        run = run_table.c
         with self._lock:
             if run_id in self._active:
                 return False
             self._active.add(run_id)
-        with self.engine.begin() as conn:
-            took = conn.execute(
-                update(run_table)
-                .where(
-                    run.id == run_id,
-                    run.state.in_(ACTIVE),
-                    or_(run.lease.is_(None), run.lease < now, run.owner == self.worker),
-                )
-                .values(owner=self.worker, lease=now + self.settings.lease_s)
-            ).rowcount
+        took = self.store.claim(run_id, self.worker, self.settings.lease_s)
         if not took:
             with self._lock:
                 self._active.discard(run_id)
-        return bool(took)
+        return took
 
     def _release(self, run_id: str, *, until: float | None = None) -> None:
-        """Let the run go: to any worker, or (`until`) to any once that time has come (a
-        step's retry after its backoff: the wait holds no worker)."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(run_table)
-                .where(run_table.c.id == run_id, run_table.c.owner == self.worker)
-                .values(owner=None, lease=until)
-            )
+        self.store.release(run_id, self.worker, until=until)
         with self._lock:
             self._active.discard(run_id)
 
@@ -588,19 +424,19 @@ class Responder:
         """Carry a run out in this thread as far as it goes (to its end, or a step waiting
         for approval); its state then. A run another worker holds is left to it."""
         self._execute(run_id)
-        return str(self._run_row(run_id)["state"])
+        return str(self.store.get(run_id)["state"])
 
     def _execute(self, run_id: str) -> None:
         if not self._claim(run_id):
             return
         wake: float | None = None
         try:
-            row = self._run_row(run_id)
+            row = self.store.get(run_id)
             playbook = Playbook.model_validate(orjson.loads(row["definition"]))
             if row["state"] == "undoing":
                 self._compensate(row, playbook, "undone", actor=row.get("reason") or "vigil")
                 return
-            self._set_run(run_id, state="running")
+            self.store.set(run_id, state="running")
             for block in playbook.blocks():
                 if len(block) == 1:
                     states = {block[0].id: self._step(row, block[0])}
@@ -608,7 +444,7 @@ class Responder:
                     futures = {s.id: self._branches.submit(self._step, row, s) for s in block}
                     states = {sid: f.result() for sid, f in futures.items()}
                 if "waiting" in states.values():
-                    self._set_run(run_id, state="waiting")
+                    self.store.set(run_id, state="waiting")
                     return
                 if "retrying" in states.values():
                     later = [self._retry_at(run_id, s) for s in block if states[s.id] == "retrying"]
@@ -622,7 +458,7 @@ class Responder:
                     continue
                 final = "denied" if all(states[s.id] == "denied" for s in failed) else "failed"
                 first = failed[0].id
-                error = (self._step_row(run_id, "do", first) or {}).get("error") or ""
+                error = (self.store.step(run_id, "do", first) or {}).get("error") or ""
                 why = f"step {first} {states[first]}" + (f": {error}" if error else "")
                 # a denial ends the run; what was allowed before it stays done
                 if "compensate" in policies and final != "denied":
@@ -636,7 +472,7 @@ class Responder:
 
     def _finish(self, row: Mapping[str, Any], state: str, reason: str) -> None:
         now = time.time()
-        self._set_run(row["id"], state=state, finished=now, reason=reason or None)
+        self.store.set(row["id"], state=state, finished=now, reason=reason or None)
         self._tell(row, "", "", state, {}, f"run.{state}", {"reason": reason}, note=reason)
 
     def _context(self, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -646,7 +482,7 @@ class Responder:
             if found:
                 context["incident"] = {"id": found[0]}
         steps = {}
-        for step in self._steps(row["id"], "do"):
+        for step in self.store.steps(row["id"], "do"):
             steps[step["step"]] = {
                 "state": step["state"],
                 "inputs": step["inputs"],
@@ -658,7 +494,7 @@ class Responder:
 
     def _step(self, row: Mapping[str, Any], step: Step) -> str:
         run_id = row["id"]
-        current = self._step_row(run_id, "do", step.id)
+        current = self.store.step(run_id, "do", step.id)
         if current is not None and current["state"] in FINAL_STEP:
             return str(current["state"])
         if current is not None and current["state"] == "waiting" and current["decided"] is None:
@@ -666,7 +502,9 @@ class Responder:
         context = self._context(row)
         spec = ACTIONS[step.action]
         if current is None and not holds(step.when, context):
-            self._write_step(row, step.id, "do", action=step.action, state="skipped", inputs={})
+            self.store.write_step(
+                row, step.id, "do", action=step.action, state="skipped", inputs={}
+            )
             return "skipped"
         try:
             inputs = render(step.with_, context)
@@ -708,7 +546,7 @@ class Responder:
         # or its connector can tell it did not happen)
         safe = spec.idempotent or self.connectors.done(step.action, inputs, key) is False
         if again and tried < step.retries and safe:
-            self._write_step(
+            self.store.write_step(
                 row, step.id, "do", action=step.action, state="retrying", inputs=inputs, error=error
             )
             return "retrying"
@@ -717,7 +555,7 @@ class Responder:
     def _retry_at(self, run_id: str, step: Step) -> float:
         """When a step that failed tries again: its backoff, doubled each time (30 s at
         most)."""
-        current = self._step_row(run_id, "do", step.id) or {"attempts": 1}
+        current = self.store.step(run_id, "do", step.id) or {"attempts": 1}
         delay = float(step.backoff_s) * 2 ** max(0, int(current["attempts"]) - 1)
         return time.time() + min(float(delay), MAX_BACKOFF_S)
 
@@ -726,7 +564,7 @@ class Responder:
     ) -> str | None:
         """Refused or held by a guardrail or the playbook's approval gate (the state), or
         None to go on."""
-        verdict = self.guard.check(spec, inputs, recent=self._recent)
+        verdict = self.guard.check(spec, inputs, recent=self.store.recent)
         if verdict.kind == "refuse":
             return self._fail(row, step.id, step.action, inputs, "refused", verdict.reason)
         reasons, roles, wait = [], list(self.settings.guardrails.approvers), APPROVAL_S
@@ -739,7 +577,7 @@ class Responder:
             return None
         now = time.time()
         reason = "; ".join(reasons)
-        self._write_step(
+        self.store.write_step(
             row,
             step.id,
             "do",
@@ -762,27 +600,12 @@ class Responder:
         )
         return "waiting"
 
-    def _recent(self, action: str, seconds: float) -> int:
-        step = run_step_table.c
-        with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    select(func.count())
-                    .select_from(run_step_table)
-                    .where(
-                        step.action == action,
-                        step.phase == "do",
-                        step.started >= time.time() - seconds,
-                    )
-                ).scalar_one()
-            )
-
     def _call(
         self, row: Mapping[str, Any], step: Step, inputs: dict[str, Any], key: str, attempt: int
     ) -> tuple[ActionResult | None, str, bool]:
         """One try of the action, written as started first: the answer, the error, and
         whether trying again may help."""
-        self._write_step(
+        self.store.write_step(
             row,
             step.id,
             "do",
@@ -824,22 +647,17 @@ class Responder:
         result: ActionResult,
     ) -> str:
         now = time.time()
-        self._write_step(
+        self.store.write_step(
             row,
             step.id,
             "do",
             action=step.action,
             state="done",
             inputs=inputs,
-            result=dumps(_shown(result)),
+            result=dumps(shown(result)),
             finished=now,
         )
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(run_table)
-                .where(run_table.c.id == row["id"], run_table.c.first_action.is_(None))
-                .values(first_action=now)
-            )
+        self.store.acted(row["id"], now)
         self._tell(
             row,
             step.id,
@@ -866,7 +684,7 @@ class Responder:
         result: ActionResult | None = None,
     ) -> str:
         now = time.time()
-        self._write_step(
+        self.store.write_step(
             row,
             step_id,
             "do",
@@ -875,7 +693,7 @@ class Responder:
             inputs=inputs,
             error=error,
             finished=now,
-            result=dumps(_shown(result)) if result else None,
+            result=dumps(shown(result)) if result else None,
         )
         self._tell(
             row, step_id, action, state, inputs, f"action.{state}", {"error": error}, note=error
@@ -909,7 +727,7 @@ class Responder:
         why: str = "",
     ) -> None:
         """Undo what the run did, newest first; the run ends `final` (undone when asked)."""
-        done = [s for s in self._steps(row["id"], "do") if s["state"] == "done"]
+        done = [s for s in self.store.steps(row["id"], "do") if s["state"] == "done"]
         problems = []
         for record in sorted(done, key=lambda s: s["seq"], reverse=True):
             step = playbook.step(record["step"])
@@ -931,13 +749,13 @@ class Responder:
                 inputs = {k: record["inputs"][k] for k in spec.undo_inputs if k in record["inputs"]}
             else:
                 continue  # nothing to undo (a note, a message)
-            undone = self._step_row(row["id"], "undo", step.id)
+            undone = self.store.step(row["id"], "undo", step.id)
             if undone is None or undone["state"] != "done":
                 result, error = self._undo_call(row, step.id, action, inputs)
                 if result is None or not result.ok:
                     problems.append(f"{step.id}: {error}")
                     continue
-            self._write_step(
+            self.store.write_step(
                 row,
                 step.id,
                 "do",
@@ -959,7 +777,7 @@ class Responder:
         self, row: Mapping[str, Any], step_id: str, action: str, inputs: dict[str, Any]
     ) -> tuple[ActionResult | None, str]:
         now = time.time()
-        self._write_step(
+        self.store.write_step(
             row,
             step_id,
             "undo",
@@ -991,7 +809,7 @@ class Responder:
             error = result.output or "the connector said no"
         ok = result is not None and result.ok
         state = "done" if ok else "failed"
-        self._write_step(
+        self.store.write_step(
             row,
             step_id,
             "undo",
@@ -1000,7 +818,7 @@ class Responder:
             inputs=inputs,
             finished=time.time(),
             error=None if ok else error,
-            result=dumps(_shown(result)) if result else None,
+            result=dumps(shown(result)) if result else None,
         )
         said = "compensated" if ok else "undo_failed"
         self._tell(
@@ -1028,7 +846,7 @@ class Responder:
         roles: set[str] | None = None,
         reason: str = "",
     ) -> None:
-        step = self._step_row(run_id, "do", step_id)
+        step = self.store.step(run_id, "do", step_id)
         if step is None or step["state"] != "waiting" or step["decided"] is not None:
             raise Conflict(f"step {step_id} of run {run_id} is not waiting for approval")
         allowed = set(_loads(step["approval_roles"]) or [])
@@ -1036,22 +854,10 @@ class Responder:
             raise Forbidden(
                 f"approving {step_id} takes one of the roles {', '.join(sorted(allowed))}"
             )
-        s = run_step_table.c
-        with self.engine.begin() as conn:
-            changed = conn.execute(
-                update(run_step_table)
-                .where(s.run_id == run_id, s.phase == "do", s.step == step_id, s.decided.is_(None))
-                .values(decided=decision, decided_by=actor)
-            ).rowcount
-            if not changed:
-                raise Conflict(f"step {step_id} of run {run_id} was decided already")
-            conn.execute(
-                update(run_table)
-                .where(run_table.c.id == run_id, run_table.c.state == "waiting")
-                .values(state="queued", updated=time.time())
-            )
+        if not self.store.decide(run_id, step_id, decision, actor):
+            raise Conflict(f"step {step_id} of run {run_id} was decided already")
         self._tell(
-            self._run_row(run_id),
+            self.store.get(run_id),
             step_id,
             step["action"],
             decision,
@@ -1076,22 +882,18 @@ class Responder:
             )
         state = "queued" if decision == "approved" else "denied"
         now = time.time()
-        with self.engine.begin() as conn:
-            changed = conn.execute(
-                update(run_table)
-                .where(run_table.c.id == run_id, run_table.c.state == "held")
-                .values(
-                    state=state,
-                    updated=now,
-                    reason=f"{decision} by {actor}",
-                    finished=None if state == "queued" else now,
-                )
-            ).rowcount
+        changed = self.store.set(
+            run_id,
+            where_state="held",
+            state=state,
+            reason=f"{decision} by {actor}",
+            finished=None if state == "queued" else now,
+        )
         if not changed:
-            self._run_row(run_id)  # NotFound when there is none
+            self.store.get(run_id)  # NotFound when there is none
             raise Conflict(f"run {run_id} is not held")
         self._tell(
-            self._run_row(run_id),
+            self.store.get(run_id),
             "",
             "",
             decision,
@@ -1106,15 +908,11 @@ class Responder:
 
     def undo(self, run_id: str, actor: str) -> None:
         """Compensate what a finished run did, newest first."""
-        row = self._run_row(run_id)
+        row = self.store.get(run_id)
         if row["state"] not in ("done", "failed", "denied"):
             raise Conflict(f"run {run_id} is {row['state']}: only a finished run is undone")
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(run_table)
-                .where(run_table.c.id == run_id)
-                .values(state="undoing", reason=actor, updated=time.time())
-            )
+        if not self.store.set(run_id, where_state=row["state"], state="undoing", reason=actor):
+            raise Conflict(f"run {run_id} changed meanwhile: try again")
         self.audit.append(actor, "run.undo", f"run:{run_id}", {"playbook": row["playbook"]})
         self._queue.put(run_id)
 
@@ -1134,192 +932,24 @@ class Responder:
         subject: str | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        run = run_table.c
-        query = select(run_table).order_by(run.created.desc()).limit(limit)
-        if state:
-            query = query.where(run.state == state)
-        if playbook:
-            query = query.where(run.playbook == playbook)
-        if subject:
-            query = query.where(run.subject == subject)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
-        return [_run_out(r) for r in rows]
+        """Runs, newest first."""
+        return self.store.find(state=state, playbook=playbook, subject=subject, limit=limit)
 
     def run(self, run_id: str) -> dict[str, Any]:
-        out = _run_out(self._run_row(run_id))
-        out["steps"] = self._steps(run_id, "do")
-        out["undo"] = self._steps(run_id, "undo")
-        return out
+        """A run with its steps and their compensations."""
+        return self.store.detail(run_id)
 
     def pending(self, limit: int = 1000) -> list[dict[str, Any]]:
-        """Steps waiting for a decision, oldest first."""
-        s = run_step_table.c
-        with self.engine.connect() as conn:
-            rows = (
-                conn.execute(
-                    select(run_step_table)
-                    .where(s.state == "waiting", s.decided.is_(None))
-                    .order_by(s.approval_due)
-                    .limit(limit)
-                )
-                .mappings()
-                .all()
-            )
-        return [_step_out(r) for r in rows]
+        """Steps waiting for a decision, the soonest due first."""
+        return self.store.pending(limit)
 
     def held(self, playbook: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Runs held by the storm guard, oldest first."""
-        query = select(run_table).where(run_table.c.state == "held")
-        if playbook:
-            query = query.where(run_table.c.playbook == playbook)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(run_table.c.created).limit(limit)).mappings().all()
-        return [_run_out(r) for r in rows]
+        return self.store.held(playbook, limit)
 
     def figures(self) -> dict[str, Any]:
         """Runs per state, approvals pending, and detection → first action (ms)."""
-        return run_figures(self.engine)
-
-    # --- rows ------------------------------------------------------------------------------
-
-    def _run_row(self, run_id: str) -> dict[str, Any]:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(run_table).where(run_table.c.id == run_id)).mappings().first()
-        if row is None:
-            raise NotFound(f"no run {run_id}")
-        return dict(row)
-
-    def _set_run(self, run_id: str, **values: Any) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(run_table)
-                .where(run_table.c.id == run_id)
-                .values(updated=time.time(), **values)
-            )
-
-    def _steps(self, run_id: str, phase: str) -> list[dict[str, Any]]:
-        s = run_step_table.c
-        with self.engine.connect() as conn:
-            rows = (
-                conn.execute(
-                    select(run_step_table)
-                    .where(s.run_id == run_id, s.phase == phase)
-                    .order_by(s.seq)
-                )
-                .mappings()
-                .all()
-            )
-        return [_step_out(r) for r in rows]
-
-    def _step_row(self, run_id: str, phase: str, step_id: str) -> dict[str, Any] | None:
-        s = run_step_table.c
-        with self.engine.connect() as conn:
-            row = (
-                conn.execute(
-                    select(run_step_table).where(
-                        s.run_id == run_id, s.phase == phase, s.step == step_id
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        return dict(row) if row else None
-
-    def _write_step(
-        self,
-        row: Mapping[str, Any],
-        step_id: str,
-        phase: str,
-        *,
-        action: str,
-        state: str,
-        inputs: Mapping[str, Any],
-        **values: Any,
-    ) -> None:
-        s = run_step_table.c
-        with self.engine.begin() as conn:
-            changed = conn.execute(
-                update(run_step_table)
-                .where(s.run_id == row["id"], s.phase == phase, s.step == step_id)
-                .values(state=state, inputs=dumps(inputs), **values)
-            ).rowcount
-            if not changed:
-                seq = conn.execute(
-                    select(func.count()).select_from(run_step_table).where(s.run_id == row["id"])
-                ).scalar_one()
-                conn.execute(
-                    run_step_table.insert().values(
-                        run_id=row["id"],
-                        phase=phase,
-                        step=step_id,
-                        seq=seq,
-                        action=action,
-                        state=state,
-                        dry_run=bool(row["dry_run"]),
-                        inputs=dumps(inputs),
-                        **{"attempts": 0, **values},
-                    )
-                )
-
-
-def _shown(result: ActionResult | None) -> dict[str, Any]:
-    if result is None:
-        return {}
-    return {
-        "ok": result.ok,
-        "dry_run": result.dry_run,
-        "commands": result.commands,
-        "output": result.output[:4096],
-        "state": result.state,
-    }
-
-
-def _run_out(row: Mapping[Any, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in row.items() if k not in ("definition", "context", "key")}
-    return out
-
-
-def _step_out(row: Mapping[Any, Any]) -> dict[str, Any]:
-    out = dict(row)
-    out["inputs"] = _loads(row["inputs"]) or {}
-    out["result"] = _loads(row["result"])
-    out["approval_roles"] = _loads(row["approval_roles"])
-    return out
-
-
-def run_figures(engine: Engine) -> dict[str, Any]:
-    """Runs per state, steps waiting for approval, and detection → first action (ms) over
-    the last 10,000 runs that acted."""
-    run, step = run_table.c, run_step_table.c
-    with engine.connect() as conn:
-        counted = conn.execute(select(run.state, func.count()).group_by(run.state)).all()
-        waiting = conn.execute(
-            select(func.count())
-            .select_from(run_step_table)
-            .where(step.state == "waiting", step.decided.is_(None))
-        ).scalar_one()
-        spans = (
-            conn.execute(
-                select(run.first_action - run.raised)
-                .where(run.first_action.is_not(None), run.raised.is_not(None))
-                .order_by(run.created.desc())
-                .limit(10_000)
-            )
-            .scalars()
-            .all()
-        )
-    ordered = sorted(float(s) * 1000 for s in spans)
-
-    def at(q: float) -> float | None:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1) if ordered else None
-
-    return {
-        "runs": {str(state): int(count) for state, count in counted},
-        "pending_approvals": int(waiting),
-        "first_action_p50_ms": at(0.5),
-        "first_action_p99_ms": at(0.99),
-    }
+        return self.store.figures()
 
 
 def load_playbooks(settings: RespondSettings) -> list[Playbook]:
@@ -1333,4 +963,4 @@ def load_playbooks(settings: RespondSettings) -> list[Playbook]:
     return list(found.values())
 
 
-__all__ = ["Responder", "load_playbooks", "run_figures"]
+__all__ = ["Responder", "load_playbooks"]
