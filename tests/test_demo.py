@@ -1,6 +1,7 @@
 """The demo intrusion: `vigil demo --json` on a fresh embedded instance gives one incident
 holding the whole attack (its alerts, entities across endpoint, network and cloud, and the
-stages in kill-chain order), apart from the administrator's noise; replayed into a running
+stages in kill-chain order), apart from the administrator's noise, and the shipped
+containment playbook's dry-run on its workstation; replayed into a running
 service in real time, it is detected within the pipeline's own delay."""
 
 from __future__ import annotations
@@ -50,6 +51,15 @@ def test_vigil_demo_json_shows_the_intrusion_as_one_incident(run_cli) -> None:
     named = [e for e in noise["entities"] if not e.startswith("process:")]
     assert named == ["host:it-adm-02.northwind.local", "user:it.admin"]
     assert not any(e.startswith("user:jdoe") for e in noise["entities"])
+    # the LSASS dump started the shipped containment, in dry-run: what it would do
+    [run] = intrusion["runs"]
+    assert run["playbook"] == "contain-credential-dumping" and run["dry_run"] is True
+    steps = {s["step"]: s for s in run["steps"]}
+    assert steps["isolate"]["state"] == "done"
+    assert steps["isolate"]["inputs"] == {"host": "ws-fin-07.northwind.local"}
+    assert steps["open-case"]["state"] == "done"
+    assert "no directory is configured" in steps["disable-account"]["error"]
+    assert noise["runs"] == []
 
 
 def test_replayed_live_the_intrusion_is_detected_within_seconds(tmp_path) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.markup import escape
+from rich.table import Table
 
 from vigil.cli._output import err, out
 from vigil.cli._state import check_folder
@@ -34,3 +36,25 @@ def demo(
         return
     for incident in incidents:
         out.print(incident_panel(incident))
+        for run in incident.get("runs", []):
+            out.print(run_panel(run))
+
+
+def run_panel(run: dict[str, Any]) -> Table:
+    """A playbook run for the terminal: its steps, what each did or why not."""
+    mode = "dry-run: what it would do" if run["dry_run"] else "real"
+    table = Table(
+        title=f"Response: {run['playbook']} · {run['state']} ({mode})", title_justify="left"
+    )
+    for column in ("step", "action", "state", "on", "note"):
+        table.add_column(column, overflow="fold")
+    for step in run["steps"]:
+        on = ", ".join(f"{k}={v}" for k, v in step["inputs"].items() if k != "note")
+        table.add_row(
+            step["step"],
+            step["action"],
+            step["state"],
+            escape(on[:80]),
+            escape(step["error"] or ""),
+        )
+    return table

@@ -29,6 +29,8 @@ from typing import Any
 from vigil.detect import tactics_of
 from vigil.events import format_time
 
+HOST = "ws-fin-07.northwind.local"  # the workstation the intrusion starts on
+
 INTRUSION = "intrusion.jsonl"
 DEMO_SECONDS = 8.0  # how long `vigil serve --demo` takes to tell the story
 _PLACE = re.compile(rb'"?\$\{T\+(\d{1,6}):(iso|sysmon|epoch)\}"?')
@@ -66,9 +68,12 @@ def records(start: float, scale: float = 1.0) -> list[bytes]:
 def schedule(start: float, scale: float = 1.0) -> list[tuple[float, bytes]]:
     """(when, record) for a replay in real time: each record at its own time stamp."""
     offsets = [
-        int(m.group(1)) for line in template().splitlines() if line.strip()
-        for m in [_PLACE.search(line)] if m
-    ]  # fmt: skip
+        int(m.group(1))
+        for line in template().splitlines()
+        if line.strip()
+        for m in [_PLACE.search(line)]
+        if m
+    ]
     return [(start + o * scale, r) for o, r in zip(offsets, records(start, scale), strict=True)]
 
 
@@ -90,7 +95,7 @@ def replay(service: Any, seconds: float) -> str | None:
         time.sleep(0.2)
     time.sleep(0.5)  # the batch in hand is finished and its incidents saved
     for incident in service.incident_store.ranked(limit=50):
-        if "host:ws-fin-07.northwind.local" in incident["entities"]:
+        if f"host:{HOST}" in incident["entities"]:
             return str(incident["id"])
     return None
 
@@ -116,7 +121,28 @@ def incident_view(service: Any, incident: dict[str, Any]) -> dict[str, Any]:
         "stages": full["tactics"],
         "alerts": shown,
         "merges": full["merges"],
+        "runs": runs_of(service, full["alert_ids"]),
     }
+
+
+def runs_of(service: Any, alert_ids: list[str]) -> list[dict[str, Any]]:
+    """The playbook runs the incident's alerts started, with their steps."""
+    responder = service.responder
+    if responder is None:
+        return []
+    out = []
+    for alert_id in alert_ids:
+        for run in responder.runs(subject=alert_id):
+            detail = responder.run(run["id"])
+            steps = [
+                {k: s[k] for k in ("step", "action", "state", "inputs", "error")}
+                for s in detail["steps"]
+            ]
+            out.append(
+                {k: run[k] for k in ("id", "playbook", "state", "dry_run", "reason")}
+                | {"steps": steps}
+            )
+    return out
 
 
 def run(folder: Path | None = None, *, start: float | None = None) -> list[dict[str, Any]]:
@@ -129,13 +155,22 @@ def run(folder: Path | None = None, *, start: float | None = None) -> list[dict[
     with tempfile.TemporaryDirectory(prefix="vigil-demo-") as scratch:
         data = folder or Path(scratch) / "vigil-data"
         settings = Settings.model_validate(
-            {"data_dir": data, "indicators": False, "pipeline": {"workers": 0}}
+            {
+                "data_dir": data,
+                "indicators": False,
+                "pipeline": {"workers": 0},
+                # the shipped playbooks answer in dry-run (the default): what they would do
+                "respond": {"dry_run": True, "firewall": {"hosts": {HOST: []}}},
+            }
         )
         service = Service(settings)
         try:
             began = time.time() - duration() if start is None else start
             service.events_out.publish(JSON, "demo", records(began))
             service.drain(120)
+            if service.responder is not None:
+                service.responder.start()
+                service.responder.idle(60)
             return [incident_view(service, i) for i in service.incident_store.ranked(limit=20)]
         finally:
             service.stop()
