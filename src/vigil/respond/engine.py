@@ -103,6 +103,7 @@ class Responder:
         self._queue: queue.Queue[str] = queue.Queue()
         self._active: set[str] = set()
         self._lock = threading.Lock()
+        self._admission = threading.Lock()  # guardrails checked and the action begun, as one
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # action calls (each under its step's timeout) and parallel branches
@@ -516,10 +517,6 @@ class Responder:
             )
         approved = current is not None and current["decided"] == "approved"
         resumed = current is not None and current["state"] in ("started", "retrying")
-        if not approved and not resumed:
-            hold = self._gate(row, step, spec, inputs)
-            if hold is not None:
-                return hold
         key = f"{run_id}:{step.id}"
         if resumed and not spec.idempotent:
             # started: it may have run before a crash; retrying: the last try failed in a
@@ -539,7 +536,24 @@ class Responder:
                     "it may have run before a restart; not run again (it is not idempotent)",
                 )
         tried = int(current["attempts"]) if current is not None else 0
-        answer, error, again = self._call(row, step, inputs, key, tried + 1)
+        # the rates count the actions begun: checking and beginning are one move here, so
+        # workers at once cannot all pass the last free place
+        with self._admission:
+            if not approved and not resumed:
+                hold = self._gate(row, step, spec, inputs)
+                if hold is not None:
+                    return hold
+            self.store.write_step(
+                row,
+                step.id,
+                "do",
+                action=step.action,
+                state="started",
+                inputs=inputs,
+                started=time.time(),
+                attempts=tried + 1,
+            )
+        answer, error, again = self._call(row, step, inputs, key)
         if answer is not None and answer.ok:
             return self._done(row, step, spec, inputs, answer)
         # a try that may have gone through is not repeated (unless the action is idempotent,
@@ -601,20 +615,10 @@ class Responder:
         return "waiting"
 
     def _call(
-        self, row: Mapping[str, Any], step: Step, inputs: dict[str, Any], key: str, attempt: int
+        self, row: Mapping[str, Any], step: Step, inputs: dict[str, Any], key: str
     ) -> tuple[ActionResult | None, str, bool]:
-        """One try of the action, written as started first: the answer, the error, and
+        """One try of the action (written as started already): the answer, the error, and
         whether trying again may help."""
-        self.store.write_step(
-            row,
-            step.id,
-            "do",
-            action=step.action,
-            state="started",
-            inputs=inputs,
-            started=time.time(),
-            attempts=attempt,
-        )
         future = self._calls.submit(
             self.connectors.run,
             step.action,
