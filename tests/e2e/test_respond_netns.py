@@ -118,7 +118,9 @@ def test_recorded_credential_dumping_isolates_the_host_and_a_c2_hit_is_blocked(
         incidents = served.get("/api/v1/incidents").json()
         incident = next(i for i in incidents if f"host:{HOST_NAME}" in i["entities"])
         assert incident["status"] == "contained" and incident["contained_at"], incident
-        timeline = served.get(f"/api/v1/incidents/{incident['id']}").json()["timeline"]
+        detail = served.get(f"/api/v1/incidents/{incident['id']}").json()
+        assert [r["id"] for r in detail["runs"]] == [run["id"]]  # its runs, on the incident
+        timeline = detail["timeline"]
         assert any(
             "isolated by playbook contain-credential-dumping" in e.get("text", "") for e in timeline
         ), timeline

@@ -51,6 +51,13 @@ def router(context: Context) -> APIRouter:
         found = cases.get(incident_id)
         found["alerts_detail"] = [a for a in map(backend.alert, found["alert_ids"][:200]) if a]
         found["assets"] = backend.asset_store.context(found["entities"])
+        # the playbook runs the incident or its alerts started
+        responder = backend.responder
+        found["runs"] = (
+            responder.runs(subjects=[incident_id, *found["alert_ids"][:1000]], limit=100)
+            if responder is not None
+            else []
+        )
         return found
 
     @routes.post("/api/v1/incidents/{incident_id}/status", tags=["cases"])

@@ -131,17 +131,15 @@ def runs_of(service: Any, alert_ids: list[str]) -> list[dict[str, Any]]:
     if responder is None:
         return []
     out = []
-    for alert_id in alert_ids:
-        for run in responder.runs(subject=alert_id):
-            detail = responder.run(run["id"])
-            steps = [
-                {k: s[k] for k in ("step", "action", "state", "inputs", "error")}
-                for s in detail["steps"]
-            ]
-            out.append(
-                {k: run[k] for k in ("id", "playbook", "state", "dry_run", "reason")}
-                | {"steps": steps}
-            )
+    for run in reversed(responder.runs(subjects=alert_ids)):
+        detail = responder.run(run["id"])
+        steps = [
+            {k: s[k] for k in ("step", "action", "state", "inputs", "error")}
+            for s in detail["steps"]
+        ]
+        out.append(
+            {k: run[k] for k in ("id", "playbook", "state", "dry_run", "reason")} | {"steps": steps}
+        )
     return out
 
 

@@ -934,10 +934,13 @@ class Responder:
         state: str | None = None,
         playbook: str | None = None,
         subject: str | None = None,
+        subjects: Sequence[str] = (),
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """Runs, newest first."""
-        return self.store.find(state=state, playbook=playbook, subject=subject, limit=limit)
+        """Runs, newest first (`subjects`: of any of these alerts or incidents)."""
+        return self.store.find(
+            state=state, playbook=playbook, subject=subject, subjects=subjects, limit=limit
+        )
 
     def run(self, run_id: str) -> dict[str, Any]:
         """A run with its steps and their compensations."""

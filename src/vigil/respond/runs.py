@@ -126,9 +126,10 @@ class RunStore:
         state: str | None = None,
         playbook: str | None = None,
         subject: str | None = None,
+        subjects: Sequence[str] = (),
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """Runs, newest first."""
+        """Runs, newest first (`subjects`: of any of these alerts or incidents)."""
         run = run_table.c
         query = select(run_table).order_by(run.created.desc()).limit(limit)
         if state:
@@ -137,6 +138,8 @@ class RunStore:
             query = query.where(run.playbook == playbook)
         if subject:
             query = query.where(run.subject == subject)
+        if subjects:
+            query = query.where(run.subject.in_(list(subjects)))
         with self.engine.connect() as conn:
             return [_run_out(r) for r in conn.execute(query).mappings().all()]
 
