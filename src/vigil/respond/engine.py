@@ -158,32 +158,28 @@ class Responder:
 
     def on_alerts(self, alerts: Sequence[Alert]) -> list[str]:
         """Start the runs these alerts trigger; the ids of the new runs."""
-        new = []
-        for alert in alerts:
-            for playbook in self.playbooks.values():
-                if (
-                    playbook.enabled
-                    and playbook.trigger.type == "alert"
-                    and matches_alert(playbook.trigger, alert, self._tagged)
-                ):
-                    context = alert_context(alert)
-                    new.append(self._new_run(playbook, "alert", alert.id, context, alert.raised))
+        new = [
+            self._new_run(playbook, "alert", alert.id, alert_context(alert), alert.raised)
+            for alert in alerts
+            for playbook in self._books("alert")
+            if matches_alert(playbook.trigger, alert, self._tagged)
+        ]
         return self._create(new)
 
     def on_incidents(self, changes: Sequence[IncidentChange]) -> list[str]:
-        new = []
-        for change in changes:
-            for playbook in self.playbooks.values():
-                if (
-                    playbook.enabled
-                    and playbook.trigger.type == "incident"
-                    and matches_incident(playbook.trigger, change, self._tagged, self.incidents.get)
-                ):
-                    context = incident_context(change)
-                    new.append(
-                        self._new_run(playbook, "incident", change.incident, context, change.at)
-                    )
+        """Start the runs these incident changes trigger; the ids of the new runs."""
+        new = [
+            self._new_run(
+                playbook, "incident", change.incident, incident_context(change), change.at
+            )
+            for change in changes
+            for playbook in self._books("incident")
+            if matches_incident(playbook.trigger, change, self._tagged, self.incidents.get)
+        ]
         return self._create(new)
+
+    def _books(self, kind: str) -> list[Playbook]:
+        return [p for p in self.playbooks.values() if p.enabled and p.trigger.type == kind]
 
     def start_run(
         self,
