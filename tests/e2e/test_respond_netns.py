@@ -121,6 +121,8 @@ def test_recorded_credential_dumping_isolates_the_host_and_a_c2_hit_is_blocked(
         detail = served.get(f"/api/v1/incidents/{incident['id']}").json()
         assert [r["id"] for r in detail["runs"]] == [run["id"]]  # its runs, on the incident
         timeline = detail["timeline"]
+        [kept] = [e for e in timeline if e["kind"] == "evidence"]  # the alert, as a file
+        assert kept["text"].endswith(".json"), kept
         assert any(
             "isolated by playbook contain-credential-dumping" in e.get("text", "") for e in timeline
         ), timeline

@@ -14,10 +14,13 @@ A connector is one class with dry-run (`vigil.respond.nftables`, `ldap`, `idp`, 
 from __future__ import annotations
 
 import contextlib
+import io
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from vigil.config import RespondSettings
 from vigil.correlate.store import IncidentStore
@@ -109,7 +112,10 @@ ACTIONS: dict[str, ActionSpec] = {
         ActionSpec("notify.webhook", ("text",), ("fields",), idempotent=False),
         ActionSpec("notify.email", ("subject", "body"), ("to",), idempotent=False),
         ActionSpec(
-            "case.open", (), ("incident", "alert", "note", "task", "status"), idempotent=False
+            "case.open",
+            (),
+            ("incident", "alert", "note", "task", "status", "evidence"),
+            idempotent=False,
         ),
     )
 }
@@ -372,6 +378,17 @@ class Connectors:
         self.incidents.note(incident, "vigil:respond", f"{note} [{key}]")
         if inputs.get("task"):
             self.incidents.add_task(incident, "vigil:respond", str(inputs["task"]))
+        kept = ""
+        if inputs.get("evidence") is not None:  # the alert (or anything given) as a JSON file
+            body = orjson.dumps(inputs["evidence"], default=str, option=orjson.OPT_INDENT_2)
+            name = f"{key.replace(':', '-')}.json"
+            try:
+                item = self.incidents.add_evidence(
+                    incident, "vigil:respond", name, io.BytesIO(body)
+                )
+                kept = f"; evidence {name} ({item['sha256'][:12]})"
+            except Conflict as exc:  # a store without an evidence folder
+                kept = f"; evidence not kept: {exc}"
         state = self.incidents.get(incident)["status"]
         for wanted in ([str(status)] if status else []) or (["triaged"] if state == "new" else []):
             with contextlib.suppress(Conflict):  # already there or past it
@@ -381,7 +398,7 @@ class Connectors:
             True,
             False,
             commands,
-            output=f"case of {incident} updated",
+            output=f"case of {incident} updated{kept}",
             state={"status": after["status"]},
         )
 
