@@ -241,6 +241,12 @@ class RespondSettings(BaseModel):
     guardrails: GuardrailSettings = GuardrailSettings()
 
 
+class ZeroTrustSettings(BaseModel):
+    """The access decision point (docs/zerotrust.md)."""
+
+    policies: list[Path] = []  # YAML policy files or folders; none: every request is denied
+
+
 Role = Literal["all", "intake", "detect", "correlate", "respond", "api"]
 ROLES: tuple[str, ...] = get_args(Role)  # `vigil serve --role`; all: every other one
 
@@ -265,6 +271,7 @@ class Settings(BaseSettings):
     backup: BackupSettings = BackupSettings()
     bus: BusSettings = BusSettings()
     respond: RespondSettings = RespondSettings()
+    zerotrust: ZeroTrustSettings = ZeroTrustSettings()
     events_dir: Path | None = None  # the Parquet event store (default: <data_dir>/events)
     # what this process runs (distributed: `[bus] url` set): intake takes events (API ingest,
     # listeners, tails), detect joins the detect workers, correlate runs the stages after

@@ -107,6 +107,8 @@ CALLS = [
     ("POST", "/api/v1/runs/{run_id}/decision", "playbooks:approve", {"decision": "deny"}),
     ("POST", "/api/v1/runs/{run_id}/undo", "playbooks:run", None),
     ("GET", "/api/v1/respond/metrics", "metrics:read", None),
+    ("POST", "/api/v1/access/decision", "access:decide",
+     {"subject": "alice", "action": "read", "resource": "wiki"}),
 ]  # fmt: skip
 
 

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter
 
-from vigil.api import alerts, assets, hunts, incidents, ingest, intel, ops, respond
+from vigil.api import access, alerts, assets, hunts, incidents, ingest, intel, ops, respond
 from vigil.api import tokens as token_routes  # `tokens` is create_app's TokenStore
 from vigil.api.auth import Principal, TokenStore
 from vigil.api.backend import Backend
@@ -50,7 +50,7 @@ STATUS: tuple[tuple[type[VigilError], int], ...] = (
     (VigilError, 400),
 )
 # The routers, one module per domain (routes of a router keep their order in the app).
-DOMAINS = (ops, ingest, alerts, hunts, intel, incidents, assets, respond, token_routes)
+DOMAINS = (ops, ingest, alerts, hunts, intel, incidents, assets, respond, access, token_routes)
 
 
 def status_of(exc: VigilError) -> int:

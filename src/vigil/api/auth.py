@@ -6,7 +6,7 @@ a plain digest lets a request be checked with one indexed lookup.
 
 What each role may do (`PERMISSIONS`):
 
-    permission       admin analyst responder viewer ingest
+    permission       admin analyst responder viewer ingest pep
     events:write       x                             x
     alerts:read        x     x        x        x
     rules:read         x     x        x        x
@@ -21,6 +21,7 @@ What each role may do (`PERMISSIONS`):
     playbooks:approve  x              x
     hunts:run          x     x
     hunts:manage       x     x
+    access:decide      x                                    pep
     tokens:manage      x
 """
 
@@ -38,7 +39,7 @@ from vigil.errors import InputError
 from vigil.store import migrate
 from vigil.store.tables import api_token_table
 
-ROLES = ("admin", "analyst", "responder", "viewer", "ingest")
+ROLES = ("admin", "analyst", "responder", "viewer", "ingest", "pep")  # pep: enforcement points
 _READERS = frozenset(("admin", "analyst", "responder", "viewer"))
 PERMISSIONS: dict[str, frozenset[str]] = {
     "events:write": frozenset(("admin", "ingest")),
@@ -55,6 +56,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "playbooks:approve": frozenset(("admin", "responder")),  # and the step's own roles
     "hunts:run": frozenset(("admin", "analyst")),
     "hunts:manage": frozenset(("admin", "analyst")),
+    "access:decide": frozenset(("admin", "pep")),  # a policy enforcement point asks
     "tokens:manage": frozenset(("admin",)),
 }
 PREFIX = "vgl_"

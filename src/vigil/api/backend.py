@@ -15,12 +15,16 @@ if TYPE_CHECKING:
     from vigil.ingest import Problem
     from vigil.respond.engine import Responder
     from vigil.serve.service import IngestAck
+    from vigil.zerotrust.log import DecisionLog
+    from vigil.zerotrust.pdp import DecisionPoint
 
 
 class Backend(Protocol):
     incident_store: IncidentStore  # incidents and their cases
     asset_store: AssetStore  # the inventory
     responder: Responder | None  # response playbooks and their runs (None: [respond] off)
+    pdp: DecisionPoint  # Zero Trust: the access decision point
+    decision_log: DecisionLog  # every decision, durable, anchored in the audit chain
 
     def access_graph(self) -> AccessGraph:
         """The access graph (attack paths, blast radius)."""

@@ -30,6 +30,7 @@ from vigil.errors import StorageFull, StorageUnavailable, Unavailable
 from vigil.events.records import detected_now
 from vigil.ingest import Problem
 from vigil.intel.store import IndicatorStore
+from vigil.respond.audit import AuditLog
 from vigil.respond.engine import Responder
 from vigil.serve.backups import ScheduledBackup
 from vigil.serve.hunting import Hunting
@@ -51,6 +52,10 @@ from vigil.store.alerts import AlertStore
 from vigil.store.events import EventStore
 from vigil.store.hunts import HuntStore
 from vigil.store.stages import StageStateStore
+from vigil.zerotrust.log import DecisionLog
+from vigil.zerotrust.pdp import DecisionPoint, Knowledge
+from vigil.zerotrust.policy import PolicySet
+from vigil.zerotrust.policy import load as load_policies
 
 if TYPE_CHECKING:
     from vigil.bus.jetstream import JetStreamBus
@@ -179,6 +184,23 @@ class Service:
                 graph=self.access_graph,
                 publish=self.publisher("actions"),
             )
+        # Zero Trust: the decision point, what it knows (live risk from the zerotrust stage),
+        # and the decision log (the `decisions` stream, each batch anchored in the audit chain)
+        self.knowledge = Knowledge()
+        for (kind, value), risk, _ in self.incident_store.scores():
+            self.knowledge.set_risk(kind, value, risk)
+        audit = AuditLog(self.engine)
+        self.decision_log = DecisionLog(
+            self.streams["decisions"].publish,
+            lambda batch: audit.append("vigil:zerotrust", "decisions.logged", "decisions", batch),
+        )
+        self.pdp = DecisionPoint(
+            load_policies(list(settings.zerotrust.policies))
+            if settings.zerotrust.policies
+            else PolicySet(),
+            self.knowledge,
+            log=self.decision_log.append,
+        )
         # every stage after detection, each in its runner, a named durable consumer of the
         # stream it reads (so any number of stages may follow one stream)
         self.runners = {
@@ -279,14 +301,19 @@ class Service:
             runner.start()
         if self.responder is not None and "respond" in self.roles:
             self.responder.start()
+        self.decision_log.start()
         stopping = self.hunting.stopping
         self._threads = []
         if "intake" in self.roles:
             for path in self.settings.listeners.tail:
                 self._threads.append(
-                    threading.Thread(target=self.intake.tail, args=(Path(path), stopping),
-                                     name=f"vigil-tail-{path}", daemon=True)
-                )  # fmt: skip
+                    threading.Thread(
+                        target=self.intake.tail,
+                        args=(Path(path), stopping),
+                        name=f"vigil-tail-{path}",
+                        daemon=True,
+                    )
+                )
         if "correlate" in self.roles:  # saved hunts: once in a deployment
             self._threads.append(
                 threading.Thread(target=self.hunting.loop, name="vigil-hunts", daemon=True)
@@ -308,6 +335,7 @@ class Service:
             runner.stop()
         if self.responder is not None:
             self.responder.stop()
+        self.decision_log.stop()
         for stream in self.streams.values():
             stream.close()
         if self.bus is not None:

@@ -34,6 +34,8 @@ from vigil.correlate.store import IncidentStore
 from vigil.errors import storage_problem
 from vigil.respond.engine import Responder
 from vigil.respond.stage import AlertResponseStage, IncidentResponseStage
+from vigil.zerotrust.pdp import Knowledge
+from vigil.zerotrust.stage import RiskStage
 
 log = logging.getLogger("vigil.stages")
 
@@ -49,6 +51,7 @@ class Wiring(Protocol):
     settings: Settings
     engine: Engine
     responder: Responder | None
+    knowledge: Knowledge
 
     def publisher(self, stream: str) -> Callable[[Sequence[Any]], None]: ...
 
@@ -81,6 +84,10 @@ def _respond_incidents(wiring: Wiring) -> Stage:
     return IncidentResponseStage(wiring.responder)
 
 
+def _zerotrust(wiring: Wiring) -> Stage:
+    return RiskStage(wiring.knowledge)
+
+
 @dataclass(frozen=True, slots=True)
 class StageSpec:
     """A stage: the stream it consumes, those it publishes to, and how it is built (None:
@@ -108,11 +115,12 @@ STAGES = (
         build=_respond_incidents,
         role="respond",
     ),
+    StageSpec("zerotrust", consumes="risk", publishes=("decisions",), build=_zerotrust, role="api"),
 )
 STREAMS = tuple(dict.fromkeys(name for s in STAGES for name in (s.consumes, *s.publishes)))
 # Streams kept as durably as the intake (fsync per batch when `pipeline.fsync`); the others
 # are derived (their content is in the store too), for whoever follows them.
-DURABLE = frozenset({"events", "alerts", "relationships"})
+DURABLE = frozenset({"events", "alerts", "relationships", "decisions"})
 # The folder of each stream in the data folder (`events` is the intake log).
 FOLDERS = {"events": "intake"}
 

@@ -124,7 +124,7 @@ class DecisionPoint:
         self,
         policies: PolicySet,
         knowledge: Knowledge | None = None,
-        log: Callable[[Decision], None] | None = None,
+        log: Callable[[Decision], object] | None = None,
     ) -> None:
         self.knowledge = knowledge or Knowledge()
         self.log = log
@@ -165,13 +165,16 @@ class DecisionPoint:
                         found[compiled.order] = compiled
         return [found[k] for k in sorted(found)]
 
-    def decide(self, request: AccessRequest, facts: Facts | None = None) -> Decision:
+    def decide(
+        self, request: AccessRequest, facts: Facts | None = None, *, logged: bool = True
+    ) -> Decision:
+        """The decision, in the decision log (unless the caller logs it: `logged=False`)."""
         at = request.at if request.at is not None else time.time()
         if facts is None:
             facts = self.knowledge.facts(request)
         candidates = self.candidates(request, facts)
         decision = self._evaluate(request, facts, candidates, at)
-        if self.log is not None:
+        if logged and self.log is not None:
             self.log(decision)
         return decision
 

@@ -1,0 +1,132 @@
+"""The decision log: every decision, in order, on the durable `decisions` stream, and each
+batch anchored in the audit chain (its count, first and last decision, and the SHA-256 of its
+records), so a decision removed or changed in the log no longer matches the chain. Nothing
+is dropped: when the writer falls behind, deciding waits (a bounded queue), and a caller that
+must know its decision is kept (the HTTP API) waits for it.
+
+    log = DecisionLog(stream, audit)
+    log.start()
+    seq = log.append(decision)       # at once
+    log.wait(seq)                    # durable (on the stream, anchored) when this returns
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from vigil.zerotrust.pdp import Decision
+
+log = logging.getLogger("vigil.zerotrust")
+
+BATCH = 2000
+QUEUE = 100_000  # decisions waiting to be written; more and deciding waits
+
+
+class DecisionLog:
+    def __init__(
+        self,
+        publish: Callable[[Sequence[bytes]], Any],
+        anchor: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
+        self.publish = publish
+        self.anchor = anchor
+        self._queue: queue.Queue[tuple[int, bytes]] = queue.Queue(QUEUE)
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._flushed = 0
+        self._done = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.written = 0
+        self.failures = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="vigil-decision-log", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._flush_all()
+
+    def append(self, decision: Decision) -> int:
+        """Queue a decision (waiting while the queue is full); its sequence number."""
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+            self._queue.put((seq, decision.to_bytes()))
+        return seq
+
+    def wait(self, seq: int, timeout: float = 10.0) -> bool:
+        """Until decision `seq` is on the stream and anchored; whether it is."""
+        deadline = time.monotonic() + timeout
+        with self._done:
+            while self._flushed < seq:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._done.wait(left)
+        return True
+
+    @property
+    def flushed(self) -> int:
+        return self._flushed
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                first = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self._write([first, *self._drain(BATCH - 1)])
+
+    def _drain(self, most: int) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        while len(out) < most:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return out
+
+    def _flush_all(self) -> None:
+        while True:
+            batch = self._drain(BATCH)
+            if not batch:
+                return
+            self._write(batch)
+
+    def _write(self, batch: list[tuple[int, bytes]]) -> None:
+        records = [data for _, data in batch]
+        while True:  # a failing stream or chain is retried, never skipped: nothing is lost
+            try:
+                self.publish(records)
+                if self.anchor is not None:
+                    digest = hashlib.sha256(b"\n".join(records)).hexdigest()
+                    self.anchor(
+                        {
+                            "count": len(records),
+                            "first": batch[0][0],
+                            "last": batch[-1][0],
+                            "sha256": digest,
+                        }
+                    )
+                break
+            except Exception:
+                self.failures += 1
+                log.exception("decision log: writing %d decisions failed; again", len(batch))
+                time.sleep(0.5)
+        self.written += len(batch)
+        with self._done:
+            self._flushed = batch[-1][0]
+            self._done.notify_all()
+
+
+__all__ = ["DecisionLog"]
