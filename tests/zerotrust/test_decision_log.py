@@ -1,6 +1,6 @@
 """The decision log keeps every decision: 20,000 decided from two threads at once are all on
-the `decisions` stream (a real segment log), in order, each batch anchored in the audit chain
-with its count and the SHA-256 of its records; the chain verifies; and over the API a
+the `decisions` stream (a real segment log), in order, anchored range by range in the audit
+chain with each range's count and the SHA-256 of its records; the chain verifies; and over the API a
 decision is in the log before it is answered."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def test_every_decision_is_kept_in_order_and_anchored(tmp_path) -> None:
     anchors = [orjson.loads(e["detail"]) for e in audit.entries()]
     assert sum(a["count"] for a in anchors) == 20_000
     at = 0
-    for anchor in anchors:  # each batch's digest matches what the stream holds
+    for anchor in anchors:  # each range's digest matches what the stream holds
         batch = records[at : at + anchor["count"]]
         assert hashlib.sha256(b"\n".join(batch)).hexdigest() == anchor["sha256"]
         at += anchor["count"]

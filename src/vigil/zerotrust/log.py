@@ -1,6 +1,7 @@
-"""The decision log: every decision, in order, on the durable `decisions` stream, and each
-batch anchored in the audit chain (its count, first and last decision, and the SHA-256 of its
-records), so a decision removed or changed in the log no longer matches the chain. Nothing
+"""The decision log: every decision, in order, on the durable `decisions` stream, and the log
+anchored in the audit chain range by range (each range's count, first and last decision, and
+the SHA-256 of its records; a range closes after 10,000 decisions or a second), so a
+decision removed or changed in the log no longer matches the chain. Nothing
 is dropped: when the writer falls behind, deciding waits (a bounded queue), and a caller that
 must know its decision is kept (the HTTP API) waits for it.
 
@@ -26,6 +27,8 @@ log = logging.getLogger("vigil.zerotrust")
 
 BATCH = 2000
 QUEUE = 100_000  # decisions waiting to be written; more and deciding waits
+ANCHOR_COUNT = 10_000  # decisions, at most, under one audit entry
+ANCHOR_S = 1.0  # and at most this old
 
 
 class DecisionLog:
@@ -45,6 +48,7 @@ class DecisionLog:
         self._thread: threading.Thread | None = None
         self.written = 0
         self.failures = 0
+        self._range: list[Any] | None = None  # first, last, count, digest, since
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="vigil-decision-log", daemon=True)
@@ -84,6 +88,8 @@ class DecisionLog:
             try:
                 first = self._queue.get(timeout=0.1)
             except queue.Empty:
+                if self._range is not None and time.monotonic() - self._range[4] >= ANCHOR_S:
+                    self._anchor_held()
                 continue
             self._write([first, *self._drain(BATCH - 1)])
 
@@ -100,24 +106,15 @@ class DecisionLog:
         while True:
             batch = self._drain(BATCH)
             if not batch:
-                return
+                break
             self._write(batch)
+        self._anchor_held()
 
     def _write(self, batch: list[tuple[int, bytes]]) -> None:
         records = [data for _, data in batch]
-        while True:  # a failing stream or chain is retried, never skipped: nothing is lost
+        while True:  # a failing stream is retried, never skipped: nothing is lost
             try:
                 self.publish(records)
-                if self.anchor is not None:
-                    digest = hashlib.sha256(b"\n".join(records)).hexdigest()
-                    self.anchor(
-                        {
-                            "count": len(records),
-                            "first": batch[0][0],
-                            "last": batch[-1][0],
-                            "sha256": digest,
-                        }
-                    )
                 break
             except Exception:
                 self.failures += 1
@@ -127,6 +124,36 @@ class DecisionLog:
         with self._done:
             self._flushed = batch[-1][0]
             self._done.notify_all()
+        self._hold(batch)
+
+    def _hold(self, batch: list[tuple[int, bytes]]) -> None:
+        """Take a written batch into the range the next anchor covers; anchor the range once
+        it is `ANCHOR_COUNT` decisions or `ANCHOR_S` seconds old (so anchoring costs the
+        decisions nothing), and at the end."""
+        if self._range is None:
+            self._range = [batch[0][0], batch[0][0], 0, hashlib.sha256(), time.monotonic()]
+        held = self._range
+        for seq, data in batch:
+            if held[2]:
+                held[3].update(b"\n")
+            held[3].update(data)
+            held[1], held[2] = seq, held[2] + 1
+        if held[2] >= ANCHOR_COUNT or time.monotonic() - held[4] >= ANCHOR_S:
+            self._anchor_held()
+
+    def _anchor_held(self) -> None:
+        held, self._range = self._range, None
+        if held is None or self.anchor is None:
+            return
+        entry = {"count": held[2], "first": held[0], "last": held[1], "sha256": held[3].hexdigest()}
+        while True:
+            try:
+                self.anchor(entry)
+                return
+            except Exception:
+                self.failures += 1
+                log.exception("decision log: anchoring %d decisions failed; again", held[2])
+                time.sleep(0.5)
 
 
 __all__ = ["DecisionLog"]
