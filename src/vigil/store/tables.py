@@ -282,6 +282,19 @@ run_step_table = Table(
 )
 
 
+# --- Zero Trust (vigil.zerotrust) --------------------------------------------------------------
+
+ssf_event_table = Table(
+    "ssf_event",
+    metadata,
+    Column("jti", String(64), primary_key=True),  # the Security Event Token's id
+    Column("receiver", String(128), nullable=False, index=True),
+    Column("token", Text, nullable=False),  # the signed SET (compact JWS)
+    Column("created", Float, nullable=False, index=True),
+    Column("delivered", Float),  # acknowledged (push: 202; poll: acked)
+)
+
+
 # --- API tokens (vigil.api) -------------------------------------------------------------------
 
 api_token_table = Table(
@@ -315,5 +328,6 @@ __all__ = [
     "saved_hunt_table",
     "sighting_table",
     "source_table",
+    "ssf_event_table",
     "stage_state_table",
 ]
