@@ -241,10 +241,22 @@ class RespondSettings(BaseModel):
     guardrails: GuardrailSettings = GuardrailSettings()
 
 
+class ReceiverSettings(BaseModel):
+    """A Shared Signals receiver: pushed to (`push_url`) or polling."""
+
+    id: str
+    audience: str
+    push_url: str | None = None
+    authorization: SecretStr | None = None  # the Authorization header its endpoint wants
+    events: list[str] = []  # CAEP event types (none: session-revoked, device-compliance-change)
+
+
 class ZeroTrustSettings(BaseModel):
     """The access decision point (docs/zerotrust.md)."""
 
     policies: list[Path] = []  # YAML policy files or folders; none: every request is denied
+    issuer: str = "https://vigil.local"  # the `iss` of the Security Event Tokens
+    receivers: list[ReceiverSettings] = []
 
 
 Role = Literal["all", "intake", "detect", "correlate", "respond", "api"]

@@ -109,6 +109,8 @@ CALLS = [
     ("GET", "/api/v1/respond/metrics", "metrics:read", None),
     ("POST", "/api/v1/access/decision", "access:decide",
      {"subject": "alice", "action": "read", "resource": "wiki"}),
+    ("GET", "/api/v1/ssf/jwks", "access:decide", None),
+    ("POST", "/api/v1/ssf/poll", "access:decide", {"receiver": "proxy"}),
 ]  # fmt: skip
 
 
@@ -118,7 +120,14 @@ def served(tmp_path_factory):
     (folder / "rules").mkdir()
     (folder / "rules" / "whoami.yml").write_text(RULE)
     loaded = load_rules([folder / "rules"], use_cache=False)
-    service = Service(Settings(data_dir=folder / "data", indicators=False), loaded=loaded)
+    settings = Settings.model_validate(
+        {
+            "data_dir": folder / "data",
+            "indicators": False,
+            "zerotrust": {"receivers": [{"id": "proxy", "audience": "https://proxy.test"}]},
+        }
+    )
+    service = Service(settings, loaded=loaded)
     tokens = TokenStore(service.engine)
     keys = {role: tokens.create(role, f"test-{role}")[0] for role in ROLES}
     with TestClient(build_app(service)) as client:

@@ -120,7 +120,9 @@ def test_one_run_per_key_steps_in_order_and_a_parallel_block(engine) -> None:
     assert len(first) == 1 and made.on_alerts([alert(3)]) == []  # one run per host
     assert made.on_alerts([alert(4, level="medium", host="ws2")]) == []  # below the level
     assert made.execute(first[0]) == "done"
-    assert steps_of(made, first[0]) == [("block", "done"), ("isolate", "done"), ("note", "skipped")]
+    done = steps_of(made, first[0])
+    assert done[0] == ("block", "done")  # first; then the parallel block, in either order
+    assert set(done[1:]) == {("isolate", "done"), ("note", "skipped")}
     run = made.run(first[0])
     assert run["dry_run"] is True  # the global pilot mode
     assert run["steps"][0]["inputs"] == {"address": "203.0.113.7"}

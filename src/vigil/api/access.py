@@ -2,6 +2,8 @@
 may do an action on a resource; the answer (allow, step_up, deny, with reasons and
 obligations) is in the decision log before it is returned."""
 
+import time
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -11,6 +13,7 @@ from pydantic import BaseModel, Field
 from vigil.api.auth import Principal
 from vigil.api.context import Context
 from vigil.errors import Unavailable
+from vigil.zerotrust.pdp import Decision
 from vigil.zerotrust.policy import AccessRequest
 
 NAME = Field(min_length=1, max_length=256)
@@ -25,6 +28,16 @@ class DecisionAsked(BaseModel):
     mfa: bool = False
     device: str | None = Field(None, max_length=256)
     source_ip: str | None = Field(None, max_length=64)
+    session: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")  # a session it belongs to
+    open_session: bool = False  # on an allow, open a session (verified continuously)
+
+
+class Poll(BaseModel):
+    """RFC 8936: acknowledge what was received, ask for what waits."""
+
+    receiver: str = NAME
+    ack: list[Annotated[str, Field(max_length=64)]] = Field([], max_length=1000)
+    maxEvents: int = Field(100, ge=0, le=1000)  # RFC 8936 names it so
 
 
 def router(context: Context) -> APIRouter:
@@ -48,11 +61,32 @@ def router(context: Context) -> APIRouter:
             device=asked.device,
             source_ip=asked.source_ip,
         )
-        decision = backend.pdp.decide(request, logged=False)
+        refused = backend.sessions.check(asked.session) if asked.session else None
+        if refused is not None:  # a revoked or expired session decides nothing more
+            decision = Decision(uuid.uuid4().hex, time.time(), "deny", request, reasons=(refused,))
+        else:
+            decision = backend.pdp.decide(request, logged=False)
         seq = backend.decision_log.append(decision)
         kept = await run_in_threadpool(backend.decision_log.wait, seq)
         if not kept:
             raise Unavailable("the decision log is not keeping up: the decision was not kept")
-        return decision.as_dict()
+        answer = decision.as_dict()
+        if decision.outcome == "allow" and asked.open_session and not asked.session:
+            answer["session"] = backend.sessions.open(request, decision).id
+        return answer
+
+    @routes.get("/api/v1/ssf/jwks", tags=["zerotrust"])
+    def jwks(_: Annotated[Principal, Depends(require("access:decide"))]) -> dict[str, Any]:
+        """The keys that verify Vigil's Security Event Tokens."""
+        return backend.transmitter.key.jwks()
+
+    @routes.post("/api/v1/ssf/poll", tags=["zerotrust"])
+    async def poll(
+        asked: Poll, _: Annotated[Principal, Depends(require("access:decide"))]
+    ) -> dict[str, Any]:
+        """RFC 8936 poll delivery: the Security Event Tokens waiting for a receiver."""
+        return await run_in_threadpool(
+            backend.transmitter.poll, asked.receiver, ack=asked.ack, max_events=asked.maxEvents
+        )
 
     return routes

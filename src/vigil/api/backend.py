@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from vigil.serve.service import IngestAck
     from vigil.zerotrust.log import DecisionLog
     from vigil.zerotrust.pdp import DecisionPoint
+    from vigil.zerotrust.sessions import Sessions
+    from vigil.zerotrust.ssf import Transmitter
 
 
 class Backend(Protocol):
@@ -25,6 +27,8 @@ class Backend(Protocol):
     responder: Responder | None  # response playbooks and their runs (None: [respond] off)
     pdp: DecisionPoint  # Zero Trust: the access decision point
     decision_log: DecisionLog  # every decision, durable, anchored in the audit chain
+    sessions: Sessions  # sessions verified continuously, revoked when no longer allowed
+    transmitter: Transmitter  # Security Event Tokens to the receivers
 
     def access_graph(self) -> AccessGraph:
         """The access graph (attack paths, blast radius)."""

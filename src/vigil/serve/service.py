@@ -56,6 +56,14 @@ from vigil.zerotrust.log import DecisionLog
 from vigil.zerotrust.pdp import DecisionPoint, Knowledge
 from vigil.zerotrust.policy import PolicySet
 from vigil.zerotrust.policy import load as load_policies
+from vigil.zerotrust.sessions import Sessions
+from vigil.zerotrust.ssf import (
+    DEVICE_COMPLIANCE_CHANGE,
+    SESSION_REVOKED,
+    Receiver,
+    SigningKey,
+    Transmitter,
+)
 
 if TYPE_CHECKING:
     from vigil.bus.jetstream import JetStreamBus
@@ -201,6 +209,24 @@ class Service:
             self.knowledge,
             log=self.decision_log.append,
         )
+        receivers = [
+            Receiver(
+                r.id,
+                r.audience,
+                r.push_url,
+                r.authorization.get_secret_value() if r.authorization else None,
+                tuple(r.events) or (SESSION_REVOKED, DEVICE_COMPLIANCE_CHANGE),
+            )
+            for r in settings.zerotrust.receivers
+        ]
+        self.transmitter = Transmitter(
+            self.engine,
+            SigningKey.at(folder / "ssf-signing-key.pem"),
+            settings.zerotrust.issuer,
+            receivers,
+        )
+        self.sessions = Sessions(self.engine, self.pdp, self.transmitter, audit.append)
+        self.knowledge.listeners.append(self._reevaluate)
         # every stage after detection, each in its runner, a named durable consumer of the
         # stream it reads (so any number of stages may follow one stream)
         self.runners = {
@@ -336,6 +362,7 @@ class Service:
         if self.responder is not None:
             self.responder.stop()
         self.decision_log.stop()
+        self.transmitter.close()
         for stream in self.streams.values():
             stream.close()
         if self.bus is not None:
@@ -359,6 +386,14 @@ class Service:
         for name, runner in self.runners.items():
             figures[name] = (runner.lag(), runner.processed)
         return figures
+
+    def _reevaluate(self, kind: str, value: str) -> None:
+        """What the decision point knows changed for a user or a host: its sessions are
+        decided again at once."""
+        if kind == "user":
+            self.sessions.reevaluate(subject=value)
+        elif kind == "host":
+            self.sessions.reevaluate(device=value)
 
     def publisher(self, stream: str) -> Callable[[Sequence[Any]], None]:
         """Publish records (anything with `to_bytes`) to a stream by name (for stages)."""

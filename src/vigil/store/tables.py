@@ -294,6 +294,21 @@ ssf_event_table = Table(
     Column("delivered", Float),  # acknowledged (push: 202; poll: acked)
 )
 
+zt_session_table = Table(
+    "zt_session",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("subject", String(256), nullable=False, index=True),
+    Column("device", String(256), nullable=False, index=True),
+    Column("request", Text, nullable=False),  # JSON: what is decided again on any change
+    Column("created", Float, nullable=False),
+    Column("expires", Float, nullable=False),
+    Column("state", String(16), nullable=False, index=True),  # active, revoked, expired
+    Column("decision", String(32), nullable=False),  # the allow that opened it
+    Column("ended", Float),
+    Column("reason", Text),
+)
+
 
 # --- API tokens (vigil.api) -------------------------------------------------------------------
 
@@ -330,4 +345,5 @@ __all__ = [
     "source_table",
     "ssf_event_table",
     "stage_state_table",
+    "zt_session_table",
 ]

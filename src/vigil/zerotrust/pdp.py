@@ -76,22 +76,26 @@ class Knowledge:
         self._country = country
         self.version = 0
         self._lock = threading.Lock()
+        # told (kind, value) after each change: "user"/"host" and who, "resource" and which
+        self.listeners: list[Callable[[str, str], object]] = []
 
     def set_resource(self, name: str, tags: Iterable[str] = (), segment: str | None = None) -> None:
         self.resources[name.lower()] = (frozenset(tags), segment)
-        self._changed()
+        self._changed("resource", name.lower())
 
     def set_device(self, host: str, posture: dict[str, Any]) -> None:
         self.devices[host.lower()] = dict(posture)
-        self._changed()
+        self._changed("host", host.lower())
 
     def set_risk(self, kind: str, value: str, risk: float) -> None:
         self.risk[(kind, value.lower())] = float(risk)
-        self._changed()
+        self._changed(kind, value.lower())
 
-    def _changed(self) -> None:
+    def _changed(self, kind: str, value: str) -> None:
         with self._lock:
             self.version += 1
+        for listener in self.listeners:
+            listener(kind, value)
 
     def country(self, address: str | None) -> str | None:
         if not address:

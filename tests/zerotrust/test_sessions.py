@@ -1,0 +1,100 @@
+"""Continuous verification: a session opened by an allow is decided again the moment the
+user's live risk changes (as the zerotrust stage hands it over from correlation); once no
+longer allowed it is revoked at once, the next request in it is refused with the reason, the
+revocation is in the audit chain, and a push receiver gets a signed CAEP session-revoked
+token naming the session."""
+
+from __future__ import annotations
+
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import orjson
+from fastapi.testclient import TestClient
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from servers import in_thread
+from vigil.api.auth import TokenStore
+from vigil.api.server import build_app
+from vigil.config import Settings
+from vigil.respond.audit import AuditLog
+from vigil.serve.service import Service
+from vigil.zerotrust.ssf import SESSION_REVOKED
+
+POLICY = {
+    "policies": [
+        {
+            "id": "wiki",
+            "subjects": {"anyone": True},
+            "resources": {"names": ["wiki"]},
+            "actions": ["read"],
+            "when": {"max_user_risk": 50},
+            "session_s": 600,
+        }
+    ]
+}
+
+
+class Receiver(ThreadingHTTPServer):
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                receiver.tokens.append(self.rfile.read(length).decode())
+                self.send_response(202)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def test_a_session_is_revoked_the_moment_risk_crosses_and_receivers_are_told(tmp_path) -> None:
+    policies = tmp_path / "policies.yml"
+    policies.write_text(orjson.dumps(POLICY).decode())
+    with in_thread(Receiver()) as receiver:
+        push = f"http://127.0.0.1:{receiver.server_address[1]}/ssf"
+        service = Service(
+            Settings.model_validate(
+                {
+                    "data_dir": tmp_path / "data",
+                    "indicators": False,
+                    "starter_rules": False,
+                    "zerotrust": {
+                        "policies": [str(policies)],
+                        "receivers": [
+                            {"id": "proxy", "audience": "https://proxy.test", "push_url": push}
+                        ],
+                    },
+                }
+            )
+        )
+        token = TokenStore(service.engine).create("pep", "proxy")[0]
+        asked = {"subject": "alice", "action": "read", "resource": "wiki", "open_session": True}
+        with TestClient(build_app(service)) as client:
+            client.headers["Authorization"] = f"Bearer {token}"
+            opened = client.post("/api/v1/access/decision", json=asked).json()
+            assert opened["outcome"] == "allow" and opened["obligations"] == {"session_s": 600}
+            session = opened["session"]
+            again = {**asked, "open_session": False, "session": session}
+            assert client.post("/api/v1/access/decision", json=again).json()["outcome"] == "allow"
+            service.knowledge.set_risk("user", "alice", 35.0)  # below the line: it holds
+            assert service.sessions.check(session) is None
+            service.knowledge.set_risk("user", "alice", 80.0)  # over it: revoked at once
+            refused = client.post("/api/v1/access/decision", json=again).json()
+            assert refused["outcome"] == "deny"
+            assert refused["reasons"] == ["the session was revoked: wiki: user risk 80 is over 50"]
+            jwks = client.get("/api/v1/ssf/jwks").json()
+        service.transmitter.close()
+        [pushed] = receiver.tokens
+    claims = jwt.decode(pushed, KeySet.import_key_set(jwks)).claims
+    assert claims["sub_id"] == {"format": "opaque", "id": session}
+    assert claims["aud"] == "https://proxy.test"
+    revoked = claims["events"][SESSION_REVOKED]
+    assert revoked["reason_admin"] == {"en": "wiki: user risk 80 is over 50"}
+    said = [(e["action"], e["subject"]) for e in AuditLog(service.engine).entries()]
+    assert ("session.revoked", f"session:{session}") in said
