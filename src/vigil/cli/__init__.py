@@ -24,6 +24,7 @@ from vigil.cli import (
     scan,
     serve,
     tokens,
+    zerotrust,
 )
 from vigil.cli._output import out
 
@@ -59,6 +60,7 @@ app.add_typer(risk.risk_app, name="risk")
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(playbook.playbook_app, name="playbook")
 app.add_typer(playbook.runs_app, name="runs")
+app.add_typer(zerotrust.zt_app, name="zt")
 
 
 def main() -> None:
