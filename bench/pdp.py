@@ -20,6 +20,7 @@ Prints a table and ends with one JSON line (`p99_inprocess_us`, `p99_http_ms`, .
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import socket
 import sys
@@ -211,6 +212,7 @@ def main() -> int:
         knowledge.devices[name] = posture
     for user, risk in org["risk"].items():
         knowledge.risk[("user", user)] = risk
+    gc.freeze()  # as `Service.start` does once start-up has loaded everything
     service.decision_log.start()
     pdp = service.pdp
 

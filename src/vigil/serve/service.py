@@ -4,6 +4,7 @@ one of theirs)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -319,6 +320,9 @@ class Service:
     # --- running ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        # what start-up loaded (rules, indicators, the access graph, policies) lives as long as
+        # the server: out of the collector's way, so its pauses stay short (decisions' p99)
+        gc.freeze()
         if self.pipeline is not None:
             self.pipeline.start()
         if self.workers is not None:
