@@ -4,6 +4,7 @@ the OpenAPI document lists them all. Served by a real service (embedded stores, 
 from __future__ import annotations
 
 import io
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,6 +56,8 @@ GATE = {
         }
     ],
 }
+
+GRANTS = Path(tempfile.mkdtemp()) / "grants.yml"  # JSON is YAML
 
 # (method, path, permission, request body), one per route
 CALLS = [
@@ -110,6 +113,12 @@ CALLS = [
     ("POST", "/api/v1/access/decision", "access:decide",
      {"subject": "alice", "action": "read", "resource": "wiki"}),
     ("GET", "/api/v1/ssf/jwks", "access:decide", None),
+    ("POST", "/api/v1/access/grants", "access:decide",
+     {"subject": "alice", "resource": "prod-db", "actions": ["admin"], "seconds": 60,
+      "reason": "test", "groups": ["dba"]}),
+    ("GET", "/api/v1/access/grants", "playbooks:read", None),
+    ("POST", "/api/v1/access/grants/{grant_id}/decision", "playbooks:approve",
+     {"decision": "approve"}),
     ("POST", "/api/v1/ssf/poll", "access:decide", {"receiver": "proxy"}),
 ]  # fmt: skip
 
@@ -117,6 +126,11 @@ CALLS = [
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     folder = tmp_path_factory.mktemp("serve")
+    GRANTS.write_text(
+        '{"grants": [{"id": "dba", "subjects": {"groups": ["dba"]}, "resources": {"names":'
+        ' ["prod-db"]}, "actions": ["admin"]}, {"id": "audit", "subjects": {"users": ["carol"]},'
+        ' "resources": {"names": ["payroll"]}, "actions": ["read"], "approval": true}]}'
+    )
     (folder / "rules").mkdir()
     (folder / "rules" / "whoami.yml").write_text(RULE)
     loaded = load_rules([folder / "rules"], use_cache=False)
@@ -124,7 +138,10 @@ def served(tmp_path_factory):
         {
             "data_dir": folder / "data",
             "indicators": False,
-            "zerotrust": {"receivers": [{"id": "proxy", "audience": "https://proxy.test"}]},
+            "zerotrust": {
+                "receivers": [{"id": "proxy", "audience": "https://proxy.test"}],
+                "policies": [str(GRANTS)],
+            },
         }
     )
     service = Service(settings, loaded=loaded)
@@ -177,6 +194,9 @@ def call(client, method: str, path: str, body, token: str | None, served_state):
             path += "?name=cmdb.csv"
     if "{playbook_id}" in path:
         path = path.replace("{playbook_id}", "contain-credential-dumping")
+    if "{grant_id}" in path:  # a grant waiting for a responder's decision, each call
+        grant = service.grants.ask("carol", "payroll", ["read"], 60, "audit")
+        path = path.replace("{grant_id}", grant.id)
     if "{run_id}" in path:
         path = path.replace("{run_id}", a_run(service, path))
         path = path.replace("{step_id}", "gate")

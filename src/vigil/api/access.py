@@ -2,11 +2,12 @@
 may do an action on a resource; the answer (allow, step_up, deny, with reasons and
 obligations) is in the decision log before it is returned."""
 
+import dataclasses
 import time
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -30,6 +31,21 @@ class DecisionAsked(BaseModel):
     source_ip: str | None = Field(None, max_length=64)
     session: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")  # a session it belongs to
     open_session: bool = False  # on an allow, open a session (verified continuously)
+
+
+class GrantAsked(BaseModel):
+    subject: str = NAME
+    resource: str = NAME
+    actions: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        min_length=1, max_length=32
+    )
+    seconds: float = Field(gt=0, le=30 * 86400)
+    reason: str = Field(min_length=1, max_length=500)
+    groups: list[Annotated[str, Field(max_length=256)]] = Field([], max_length=256)
+
+
+class GrantDecision(BaseModel):
+    decision: Literal["approve", "deny"]
 
 
 class Poll(BaseModel):
@@ -74,6 +90,44 @@ def router(context: Context) -> APIRouter:
         if decision.outcome == "allow" and asked.open_session and not asked.session:
             answer["session"] = backend.sessions.open(request, decision).id
         return answer
+
+    @routes.post("/api/v1/access/grants", tags=["zerotrust"], status_code=201)
+    async def ask(
+        asked: GrantAsked, _: Annotated[Principal, Depends(require("access:decide"))]
+    ) -> dict[str, Any]:
+        """Just-in-time access asked for a user (by the portal, a PEP): active at once, or
+        waiting for a person when its grant rule says so."""
+        grant = await run_in_threadpool(
+            backend.grants.ask,
+            asked.subject,
+            asked.resource,
+            asked.actions,
+            asked.seconds,
+            asked.reason,
+            groups=asked.groups,
+        )
+        return dataclasses.asdict(grant)
+
+    @routes.get("/api/v1/access/grants", tags=["zerotrust"])
+    def grants(
+        _: Annotated[Principal, Depends(require("playbooks:read"))],
+        state: Annotated[str | None, Query(max_length=16)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        return backend.grants.find(state=state, limit=limit)
+
+    @routes.post("/api/v1/access/grants/{grant_id}/decision", tags=["zerotrust"])
+    async def decide_grant(
+        grant_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
+        given: GrantDecision,
+        principal: Annotated[Principal, Depends(require("playbooks:approve"))],
+    ) -> dict[str, Any]:
+        """Approve (its window starts now) or deny a grant waiting for a person."""
+        decision = "approved" if given.decision == "approve" else "denied"
+        grant = await run_in_threadpool(
+            backend.grants.decide, grant_id, decision, f"token:{principal.name}", {principal.role}
+        )
+        return dataclasses.asdict(grant)
 
     @routes.get("/api/v1/ssf/jwks", tags=["zerotrust"])
     def jwks(_: Annotated[Principal, Depends(require("access:decide"))]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from vigil.ingest import Problem
     from vigil.respond.engine import Responder
     from vigil.serve.service import IngestAck
+    from vigil.zerotrust.grants import Grants
     from vigil.zerotrust.log import DecisionLog
     from vigil.zerotrust.pdp import DecisionPoint
     from vigil.zerotrust.sessions import Sessions
@@ -29,6 +30,7 @@ class Backend(Protocol):
     decision_log: DecisionLog  # every decision, durable, anchored in the audit chain
     sessions: Sessions  # sessions verified continuously, revoked when no longer allowed
     transmitter: Transmitter  # Security Event Tokens to the receivers
+    grants: Grants  # just-in-time access
 
     def access_graph(self) -> AccessGraph:
         """The access graph (attack paths, blast radius)."""

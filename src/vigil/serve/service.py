@@ -53,6 +53,7 @@ from vigil.store.alerts import AlertStore
 from vigil.store.events import EventStore
 from vigil.store.hunts import HuntStore
 from vigil.store.stages import StageStateStore
+from vigil.zerotrust.grants import Grants
 from vigil.zerotrust.log import DecisionLog
 from vigil.zerotrust.pdp import DecisionPoint, Knowledge
 from vigil.zerotrust.policy import PolicySet
@@ -203,13 +204,16 @@ class Service:
             self.streams["decisions"].publish,
             lambda batch: audit.append("vigil:zerotrust", "decisions.logged", "decisions", batch),
         )
-        self.pdp = DecisionPoint(
+        policies = (
             load_policies(list(settings.zerotrust.policies))
             if settings.zerotrust.policies
-            else PolicySet(),
-            self.knowledge,
-            log=self.decision_log.append,
+            else PolicySet()
         )
+        self.grants = Grants(self.engine, policies, audit.append)
+        self.pdp = DecisionPoint(
+            policies, self.knowledge, log=self.decision_log.append, grants=self.grants.covering
+        )
+
         receivers = [
             Receiver(
                 r.id,
@@ -367,6 +371,7 @@ class Service:
             self.responder.stop()
         self.decision_log.stop()
         self.transmitter.close()
+        self.grants.close()
         for stream in self.streams.values():
             stream.close()
         if self.bus is not None:

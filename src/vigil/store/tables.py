@@ -309,6 +309,23 @@ zt_session_table = Table(
     Column("reason", Text),
 )
 
+zt_grant_table = Table(
+    "zt_grant",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("subject", String(256), nullable=False, index=True),
+    Column("resource", String(256), nullable=False),
+    Column("actions", Text, nullable=False),  # JSON
+    Column("rule", String(128), nullable=False),  # the grant rule that let it be asked
+    Column("created", Float, nullable=False, index=True),
+    Column("seconds", Float, nullable=False),  # how long it was asked for
+    Column("starts", Float, nullable=False),
+    Column("ends", Float, nullable=False),
+    Column("state", String(16), nullable=False, index=True),  # waiting, active, denied, expired
+    Column("reason", Text),
+    Column("approver", String(256)),
+)
+
 
 # --- API tokens (vigil.api) -------------------------------------------------------------------
 
@@ -345,5 +362,6 @@ __all__ = [
     "source_table",
     "ssf_event_table",
     "stage_state_table",
+    "zt_grant_table",
     "zt_session_table",
 ]

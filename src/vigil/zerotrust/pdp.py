@@ -129,9 +129,11 @@ class DecisionPoint:
         policies: PolicySet,
         knowledge: Knowledge | None = None,
         log: Callable[[Decision], object] | None = None,
+        grants: Callable[[AccessRequest, float], Any] | None = None,
     ) -> None:
         self.knowledge = knowledge or Knowledge()
         self.log = log
+        self.grants = grants  # the active just-in-time grant covering a request, if any
         self.version = 0
         self.load(policies)
 
@@ -212,6 +214,14 @@ class DecisionPoint:
             fixable = set(compiled.rule.step_up)
             if step_up is None and all(kind in fixable for kind, _ in failed):
                 step_up = (compiled, failed)
+        grant = self.grants(request, at) if self.grants is not None else None
+        if grant is not None:  # just-in-time access, for the rest of its window
+            return make(
+                "allow",
+                policy=f"grant:{grant.id}",
+                reasons=(f"granted by {grant.rule} until {grant.ends:.0f}",),
+                obligations={"session_s": max(1, int(grant.ends - at))},
+            )
         if step_up is not None:
             compiled, failed = step_up
             return make(

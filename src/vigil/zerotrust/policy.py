@@ -124,8 +124,23 @@ class Rule(_Strict):
     session_s: Annotated[int, Field(gt=0, le=7 * 86400)] = 3600
 
 
+class GrantRule(_Strict):
+    """Who may ask for just-in-time access to what, for how long at most, and whether a
+    person approves it first."""
+
+    id: Annotated[str, Field(pattern=ID)]
+    description: str = ""
+    subjects: Subjects
+    resources: Resources
+    actions: list[str] = Field(["*"], min_length=1)
+    max_s: Annotated[int, Field(gt=0, le=30 * 86400)] = 3600
+    approval: bool = False
+    approvers: list[str] = ["responder", "admin"]  # roles that decide when approval is asked
+
+
 class PolicySet(_Strict):
     policies: list[Rule] = []
+    grants: list[GrantRule] = []
 
 
 # --- the request and what is known of it --------------------------------------------------
@@ -308,6 +323,7 @@ def parse(data: Any, source: str) -> PolicySet:
 def load(paths: list[Path]) -> PolicySet:
     """The policies of YAML files and folders (their *.yml, *.yaml), in order; ids unique."""
     rules: list[Rule] = []
+    grants: list[GrantRule] = []
     for path in paths:
         files = (
             sorted(p for p in path.iterdir() if p.suffix in (".yml", ".yaml"))
@@ -319,13 +335,15 @@ def load(paths: list[Path]) -> PolicySet:
                 data = yaml.safe_load(file.read_text(encoding="utf-8"))
             except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
                 raise InputError(f"{file}: cannot read a policy: {exc}") from None
-            rules.extend(parse(data, str(file)).policies)
+            parsed = parse(data, str(file))
+            rules.extend(parsed.policies)
+            grants.extend(parsed.grants)
     seen: set[str] = set()
-    for rule in rules:
-        if rule.id in seen:
-            raise InputError(f"policy id {rule.id!r} is used twice")
-        seen.add(rule.id)
-    return PolicySet(policies=rules)
+    for rule_id in [r.id for r in rules] + [g.id for g in grants]:
+        if rule_id in seen:
+            raise InputError(f"policy id {rule_id!r} is used twice")
+        seen.add(rule_id)
+    return PolicySet(policies=rules, grants=grants)
 
 
 __all__ = [
@@ -334,6 +352,7 @@ __all__ = [
     "Conditions",
     "Device",
     "Facts",
+    "GrantRule",
     "Hours",
     "PolicySet",
     "Resources",
