@@ -202,10 +202,11 @@ def test_workflow_mirrors_sequence_parallel_when_and_failure_policy() -> None:
     # compensate: on failure the run ends undoing what it did (nothing yet before isolate)
     assert flow[isolate["on_failure"]]["type"] == "end"
     fork = flow[isolate["on_success"]]
-    assert fork["type"] == "parallel" and len(fork["next_steps"]) == 2
+    assert fork["type"] == "parallel" and len(fork["next_steps"]) == 3
     # both steps of the block go on when they fail: the block does too
     assert flow[fork["on_completion"]] == {"type": "end", "name": "end"}
-    guarded, case = (flow[k] for k in fork["next_steps"])
+    guarded, sessions, case = (flow[k] for k in fork["next_steps"])
+    assert sessions["name"] == "end-sessions" and flow[sessions["on_completion"]]["type"] == "end"
     assert guarded["type"] == "if-condition"
     assert guarded["condition"] == "entity.user is defined and entity.user"
     assert flow[guarded["on_true"]]["name"] == "disable-account"

@@ -98,3 +98,40 @@ def test_a_session_is_revoked_the_moment_risk_crosses_and_receivers_are_told(tmp
     assert revoked["reason_admin"] == {"en": "wiki: user risk 80 is over 50"}
     said = [(e["action"], e["subject"]) for e in AuditLog(service.engine).entries()]
     assert ("session.revoked", f"session:{session}") in said
+
+
+def test_the_containment_playbook_ends_the_sessions_of_the_compromised_host(tmp_path) -> None:
+    policies = tmp_path / "policies.yml"
+    policies.write_text(orjson.dumps(POLICY).decode())
+    service = Service(
+        Settings.model_validate(
+            {
+                "data_dir": tmp_path / "data",
+                "indicators": False,
+                "starter_rules": False,
+                "zerotrust": {"policies": [str(policies)]},
+                "respond": {"dry_run": False, "firewall": {"hosts": {}}},
+            }
+        )
+    )
+    from vigil.zerotrust.policy import AccessRequest
+
+    asked = AccessRequest("alice", "read", "wiki", device="ws9")
+    opened = service.sessions.open(asked, service.pdp.decide(asked))
+    other = AccessRequest("bob", "read", "wiki", device="ws1")
+    kept = service.sessions.open(other, service.pdp.decide(other))
+    responder = service.responder
+    assert responder is not None
+    book = responder.playbook("contain-credential-dumping")
+    step = next(s for s in book.all_steps() if s.id == "end-sessions")
+    result = responder.connectors.run(
+        step.action,
+        {"device": "ws9", "reason": "LSASS dumped"},
+        key="run:end-sessions",
+        dry_run=False,
+        timeout_s=5,
+    )
+    assert result.ok and result.state == {"revoked": [opened.id]}
+    assert service.sessions.check(opened.id) == "the session was revoked: LSASS dumped"
+    assert service.sessions.check(kept.id) is None  # another host's session stays
+    service.stop()

@@ -27,6 +27,7 @@ from vigil.correlate.store import IncidentStore
 from vigil.errors import Conflict, InputError, Unavailable
 from vigil.respond.nftables import Nftables
 from vigil.respond.result import ActionResult
+from vigil.zerotrust.sessions import Sessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,14 @@ ACTIONS: dict[str, ActionSpec] = {
         ActionSpec("notify.webhook", ("text",), ("fields",), idempotent=False),
         ActionSpec("notify.email", ("subject", "body"), ("to",), idempotent=False),
         ActionSpec(
+            "session.revoke",
+            (),
+            ("user", "device", "reason"),
+            contains=True,
+            target="user",
+            target_kind="user",
+        ),
+        ActionSpec(
             "case.open",
             (),
             ("incident", "alert", "note", "task", "status", "evidence"),
@@ -134,9 +143,12 @@ class Connectors:
     used; `run` calls an action, `done` says whether a non-idempotent action already ran
     under an idempotency key (None: cannot tell)."""
 
-    def __init__(self, settings: RespondSettings, incidents: IncidentStore) -> None:
+    def __init__(
+        self, settings: RespondSettings, incidents: IncidentStore, sessions: Sessions | None = None
+    ) -> None:
         self.settings = settings
         self.incidents = incidents
+        self.sessions = sessions
         self._built: dict[tuple[str, bool], Any] = {}
         self._lock = threading.Lock()
         self._calls: dict[str, Callable[[Mapping[str, Any], str, bool, float], ActionResult]]
@@ -168,6 +180,7 @@ class Connectors:
             "notify.webhook": self._webhook,
             "notify.email": self._email,
             "case.open": self._case,
+            "session.revoke": self._revoke_sessions,
         }
 
     def run(
@@ -360,6 +373,27 @@ class Connectors:
             _text(inputs.get("subject"), "subject"),
             _text(inputs.get("body"), "body"),
             idempotency_key=key,
+        )
+
+    def _revoke_sessions(
+        self, inputs: Mapping[str, Any], key: str, dry: bool, t: float
+    ) -> ActionResult:
+        """End the Zero Trust sessions of a user or a device at once; the receivers (the
+        enforcement points, the IdP) are told with a signed CAEP session-revoked token."""
+        if self.sessions is None:
+            raise InputError("no Zero Trust sessions here (vigil serve keeps them)")
+        user = str(inputs.get("user") or "").strip()
+        device = str(inputs.get("device") or "").strip()
+        if not user and not device:
+            raise InputError("input user or device is empty (the alert names neither)")
+        found = self.sessions.active(subject=user or None, device=device or None)
+        commands = [{"revoke": s.id, "subject": s.request.subject} for s in found]
+        if dry:
+            return ActionResult(True, True, commands, f"would revoke {len(found)} sessions")
+        reason = str(inputs.get("reason") or f"revoked by a response playbook [{key}]")
+        ended = [s.id for s in found if self.sessions.revoke(s.id, reason, actor="vigil:respond")]
+        return ActionResult(
+            True, False, commands, f"revoked {len(ended)} sessions", state={"revoked": ended}
         )
 
     def _case(self, inputs: Mapping[str, Any], key: str, dry: bool, t: float) -> ActionResult:

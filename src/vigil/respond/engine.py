@@ -55,6 +55,7 @@ from vigil.respond.triggers import (
     matches_alert,
     matches_incident,
 )
+from vigil.zerotrust.sessions import Sessions
 
 log = logging.getLogger("vigil.respond")
 
@@ -86,6 +87,7 @@ class Responder:
         publish: Publish | None = None,
         worker: str | None = None,
         playbooks: Sequence[Playbook] | None = None,
+        sessions: Sessions | None = None,
     ) -> None:
         self.engine = engine
         self.store = RunStore(engine)
@@ -95,7 +97,7 @@ class Responder:
         self.audit = audit or AuditLog(engine)
         self.publish = publish
         self.worker = worker or settings.worker or f"{socket.gethostname()}:respond"
-        self.connectors = Connectors(settings, incidents)
+        self.connectors = Connectors(settings, incidents, sessions)
         self.guard = Guardrails(settings.guardrails, assets, graph)
         self.playbooks: dict[str, Playbook] = {
             p.id: p for p in (playbooks if playbooks is not None else load_playbooks(settings))

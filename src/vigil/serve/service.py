@@ -182,18 +182,6 @@ class Service:
                     lease_s=settings.bus.lease_s,
                     progress=self.alerts_stream,
                 )
-        # response: the engine is here wherever runs are read, approved or undone (api); its
-        # workers and stages run in the respond role
-        self.responder: Responder | None = None
-        if settings.respond.enabled:
-            self.responder = Responder(
-                self.engine,
-                settings.respond,
-                self.incident_store,
-                assets=self.asset_store,
-                graph=self.access_graph,
-                publish=self.publisher("actions"),
-            )
         # Zero Trust: the decision point, what it knows (live risk from the zerotrust stage),
         # and the decision log (the `decisions` stream, each batch anchored in the audit chain)
         self.knowledge = Knowledge()
@@ -232,6 +220,19 @@ class Service:
         )
         self.sessions = Sessions(self.engine, self.pdp, self.transmitter, audit.append)
         self.knowledge.listeners.append(self._reevaluate)
+        # response: the engine is here wherever runs are read, approved or undone (api); its
+        # workers and stages run in the respond role
+        self.responder: Responder | None = None
+        if settings.respond.enabled:
+            self.responder = Responder(
+                self.engine,
+                settings.respond,
+                self.incident_store,
+                assets=self.asset_store,
+                graph=self.access_graph,
+                publish=self.publisher("actions"),
+                sessions=self.sessions,
+            )
         # every stage after detection, each in its runner, a named durable consumer of the
         # stream it reads (so any number of stages may follow one stream)
         self.runners = {
