@@ -22,6 +22,7 @@ from vigil.cli import (
     risk,
     rules,
     scan,
+    segments,
     serve,
     tokens,
     zerotrust,
@@ -61,6 +62,7 @@ app.add_typer(audit.audit_app, name="audit")
 app.add_typer(playbook.playbook_app, name="playbook")
 app.add_typer(playbook.runs_app, name="runs")
 app.add_typer(zerotrust.zt_app, name="zt")
+app.add_typer(segments.segments_app, name="segments")
 
 
 def main() -> None:
