@@ -53,6 +53,7 @@ from vigil.store.alerts import AlertStore
 from vigil.store.events import EventStore
 from vigil.store.hunts import HuntStore
 from vigil.store.stages import StageStateStore
+from vigil.zerotrust import inventory
 from vigil.zerotrust.grants import Grants
 from vigil.zerotrust.log import DecisionLog
 from vigil.zerotrust.pdp import DecisionPoint, Knowledge
@@ -220,6 +221,7 @@ class Service:
         )
         self.sessions = Sessions(self.engine, self.pdp, self.transmitter, audit.append)
         self.knowledge.listeners.append(self._reevaluate)
+        inventory.load(self.knowledge, self.asset_store)  # posture, tags, segments
         # response: the engine is here wherever runs are read, approved or undone (api); its
         # workers and stages run in the respond role
         self.responder: Responder | None = None
@@ -349,6 +351,9 @@ class Service:
                         daemon=True,
                     )
                 )
+        self._threads.append(
+            threading.Thread(target=self._inventory_loop, name="vigil-zt-inventory", daemon=True)
+        )
         if "correlate" in self.roles:  # saved hunts: once in a deployment
             self._threads.append(
                 threading.Thread(target=self.hunting.loop, name="vigil-hunts", daemon=True)
@@ -396,6 +401,14 @@ class Service:
         for name, runner in self.runners.items():
             figures[name] = (runner.lag(), runner.processed)
         return figures
+
+    def _inventory_loop(self) -> None:
+        """The inventory into what the decision point knows, every minute."""
+        while not self.hunting.stopping.wait(60.0):
+            try:
+                inventory.load(self.knowledge, self.asset_store)
+            except Exception:
+                log.exception("zero trust: reading the inventory failed; again in a minute")
 
     def _reevaluate(self, kind: str, value: str) -> None:
         """What the decision point knows changed for a user or a host: its sessions are
