@@ -40,9 +40,15 @@ def free_port() -> int:
 
 def whoami(seq: int, host: str = "pc1", **extra: Any) -> dict[str, Any]:
     """A Sysmon process creation the rule above matches."""
-    return {"EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational", "Hostname": host,
-            "UtcTime": "2026-11-28 10:00:00.000", "Image": "C:\\Windows\\System32\\whoami.exe",
-            "ProcessId": seq, **extra}  # fmt: skip
+    return {
+        "EventID": 1,
+        "Channel": "Microsoft-Windows-Sysmon/Operational",
+        "Hostname": host,
+        "UtcTime": "2026-11-28 10:00:00.000",
+        "Image": "C:\\Windows\\System32\\whoami.exe",
+        "ProcessId": seq,
+        **extra,
+    }
 
 
 class Served:
@@ -56,8 +62,10 @@ class Served:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = env or {}
         tokens = TokenStore(state_engine(self.data))
-        self.tokens = {role: tokens.create(role, f"test-{role}")[0] for role in
-                       ("admin", "ingest", "analyst", "viewer")}  # fmt: skip
+        self.tokens = {
+            role: tokens.create(role, f"test-{role}")[0]
+            for role in ("admin", "ingest", "analyst", "viewer")
+        }
         self.process: subprocess.Popen[bytes] | None = None
         self.log = folder / "serve.log"
 
@@ -65,11 +73,26 @@ class Served:
         return {"Authorization": f"Bearer {self.tokens[role]}", **headers}
 
     def start(self) -> Served:
-        command = [sys.executable, "-m", "vigil.cli", "serve", "--data-dir", str(self.data),
-                   "--rules", str(self.rules), "--port", str(self.port)]  # fmt: skip
-        env = {**os.environ, "VIGIL_INDICATORS": "false", "VIGIL_STARTER_RULES": "false",
-               "VIGIL_CACHE_DIR": str(self.folder / "cache"), "VIGIL_CONFIG": "/nonexistent",
-               **self.env}  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "vigil.cli",
+            "serve",
+            "--data-dir",
+            str(self.data),
+            "--rules",
+            str(self.rules),
+            "--port",
+            str(self.port),
+        ]
+        env = {
+            **os.environ,
+            "VIGIL_INDICATORS": "false",
+            "VIGIL_STARTER_RULES": "false",
+            "VIGIL_CACHE_DIR": str(self.folder / "cache"),
+            "VIGIL_CONFIG": "/nonexistent",
+            **self.env,
+        }
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + 90
@@ -111,8 +134,12 @@ class Served:
         return httpx.get(f"{self.url}{path}", headers=self.auth(role), timeout=30, **kwargs)
 
     def ingest(self, lines: list[bytes], **kwargs: Any) -> httpx.Response:
-        return self.post("/api/v1/ingest", content=b"\n".join(lines), headers={
-            "Content-Type": "application/x-ndjson"}, **kwargs)  # fmt: skip
+        return self.post(
+            "/api/v1/ingest",
+            content=b"\n".join(lines),
+            headers={"Content-Type": "application/x-ndjson"},
+            **kwargs,
+        )
 
     def sql(self, query: str) -> list[list[Any]]:
         response = self.post("/api/v1/hunts/sql", json={"query": query})
@@ -165,3 +192,28 @@ class Peak:
     def _run(self) -> None:
         while not self._done.wait(0.005):
             self.peak = max(self.peak, self.process.memory_info().rss)
+
+
+# The real Mimikatz recording (LSASS opened on FS03, evtx-to-mitre-attack), for the tests
+# that replay an attack into a served Vigil; its host is the recording's Computer.
+MIMIKATZ = (
+    "windows",
+    "evtx-to-mitre-attack",
+    "TA0006-Credential Access",
+    "T1003-Credential dumping",
+    "ID10-Mimikatz LSASS process dump.evtx.gz",
+)
+MIMIKATZ_HOST = "fs03.offsec.lan"
+
+
+def evtx_documents(path: Path) -> list[bytes]:
+    """A recording's records as evtx-rs JSON documents (what SigmaHQ's samples hold), one
+    per line for `Served.ingest`."""
+    import gzip
+    import io
+
+    import orjson
+    from evtx import PyEvtxParser
+
+    parser = PyEvtxParser(io.BytesIO(gzip.decompress(path.read_bytes())))
+    return [orjson.dumps(orjson.loads(r["data"])) for r in parser.records_json()]

@@ -8,34 +8,17 @@ the address can no longer reach the host. The audit chain holds every step."""
 
 from __future__ import annotations
 
-import gzip
-import io
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import orjson
-from evtx import PyEvtxParser
-from served import Served
+from served import MIMIKATZ, MIMIKATZ_HOST, Served, evtx_documents
 
 from netlab import MANAGEMENT, WORKSTATION, connects
 
-RECORDING = (
-    "windows",
-    "evtx-to-mitre-attack",
-    "TA0006-Credential Access",
-    "T1003-Credential dumping",
-    "ID10-Mimikatz LSASS process dump.evtx.gz",
-)
-HOST_NAME = "fs03.offsec.lan"  # the recording's Computer
-
-
-def evtx_documents(path: Path) -> list[bytes]:
-    """The recording's records as evtx-rs JSON documents (what SigmaHQ's samples hold)."""
-    parser = PyEvtxParser(io.BytesIO(gzip.decompress(path.read_bytes())))
-    return [orjson.dumps(orjson.loads(r["data"])) for r in parser.records_json()]
+RECORDING, HOST_NAME = MIMIKATZ, MIMIKATZ_HOST
 
 
 def wait_for(served: Served, path: str, ready: Any, timeout: float = 60) -> Any:

@@ -8,20 +8,16 @@ and claims the test checks."""
 
 from __future__ import annotations
 
-import gzip
-import io
 import subprocess
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import httpx
 import orjson
-from evtx import PyEvtxParser
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from served import Served, free_port
+from served import MIMIKATZ, MIMIKATZ_HOST, Served, evtx_documents, free_port
 
 from servers import in_thread
 from vigil.api.auth import TokenStore
@@ -30,14 +26,8 @@ from vigil.events.records import RiskChange
 from vigil.store import state_engine
 from vigil.zerotrust.ssf import SESSION_REVOKED
 
-RECORDING = (
-    "windows",
-    "evtx-to-mitre-attack",
-    "TA0006-Credential Access",
-    "T1003-Credential dumping",
-    "ID10-Mimikatz LSASS process dump.evtx.gz",
-)
-WORKSTATION = "fs03.offsec.lan"  # the recording's Computer: alice's workstation here
+RECORDING = MIMIKATZ
+WORKSTATION = MIMIKATZ_HOST  # alice's workstation here
 POLICY = {
     "policies": [
         {
@@ -80,11 +70,6 @@ class App(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-def documents(path: Path) -> list[bytes]:
-    parser = PyEvtxParser(io.BytesIO(gzip.decompress(path.read_bytes())))
-    return [orjson.dumps(orjson.loads(r["data"])) for r in parser.records_json()]
 
 
 def test_risk_from_a_replayed_attack_ends_the_session_within_a_second(tmp_path, need_data) -> None:
@@ -156,7 +141,7 @@ def test_risk_from_a_replayed_attack_ends_the_session_within_a_second(tmp_path, 
             )
             assert stranger.status_code == 403
 
-            assert served.ingest(documents(recording)).status_code in (200, 202)
+            assert served.ingest(evtx_documents(recording)).status_code in (200, 202)
             sent_at = time.time()  # the events are in Vigil: the pipeline takes it from here
             refused_at = None
             deadline = time.monotonic() + 60
