@@ -86,3 +86,24 @@ def test_asking_is_bounded_by_the_rules_and_approval_waits_for_the_right_role(tm
     said = [(e["actor"], e["action"]) for e in audit.entries()]
     assert ("rita", "grant.approved") in said
     grants.close()
+
+
+def test_vigil_zt_lists_grants_and_sessions(run_cli, tmp_path) -> None:
+    from vigil.zerotrust.pdp import Decision
+    from vigil.zerotrust.sessions import Sessions
+
+    data = tmp_path / "data"
+    engine = state_engine(data)
+    grants = Grants(engine, POLICIES)
+    grant = grants.ask("alice", "prod-db", ["admin"], 30, "INC-42", groups=["dba"])
+    grants.close()
+    sessions = Sessions(engine, DecisionPoint(POLICIES))
+    allow = Decision("d1", time.time(), "allow", ADMIN_DB, obligations={"session_s": 60})
+    opened = sessions.open(ADMIN_DB, allow)
+    sessions.revoke(opened.id, "user risk 80 is over 50")
+    listed = run_cli("zt", "grants", "--data-dir", data)
+    assert listed.exit_code == 0, listed.output
+    assert grant.id[:8] in listed.output and "active" in listed.output
+    revoked = run_cli("zt", "sessions", "--state", "revoked", "--data-dir", data)
+    assert revoked.exit_code == 0 and opened.id[:8] in revoked.output
+    assert "user risk 80" in revoked.output.replace("\n", " ")

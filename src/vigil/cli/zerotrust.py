@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import orjson
 import typer
+from rich.markup import escape
+from rich.table import Table
 
-from vigil.cli._output import emit, fail
-from vigil.cli._state import settings_with
+from vigil.cli._output import emit, fail, out
+from vigil.cli._state import DataDir, migrated_engine, settings_with
 from vigil.errors import VigilError
 
 zt_app = typer.Typer(no_args_is_help=True, help="Zero Trust: decisions and enforcement.")
@@ -87,3 +90,73 @@ def proxy(
         cache_s=cache_s,
     )
     uvicorn.run(point.app(), host=host, port=port, log_level="warning")
+
+
+@zt_app.command("sessions")
+def sessions(
+    state: Annotated[str, typer.Option(help="active, revoked or expired.")] = "active",
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
+    data_dir: DataDir = None,
+) -> None:
+    """Zero Trust sessions, newest first: who, from which device, to what, until when, and
+    why a revoked one ended."""
+    from sqlalchemy import select
+
+    from vigil.store.tables import zt_session_table
+
+    engine = migrated_engine(settings_with(data_dir=data_dir))
+    s = zt_session_table.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(zt_session_table).where(s.state == state).order_by(s.created.desc()).limit(limit)
+        ).all()
+    table = Table(title=f"Sessions ({state})", title_justify="left")
+    for column in ("session", "subject", "device", "resource", "until (UTC)", "why it ended"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        resource = orjson.loads(row.request).get("resource", "")
+        until = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row.ended or row.expires))
+        table.add_row(
+            row.id,
+            escape(row.subject),
+            escape(row.device),
+            escape(resource),
+            until,
+            escape(row.reason or ""),
+        )
+    out.print(table)
+
+
+@zt_app.command("grants")
+def grants(
+    state: Annotated[str | None, typer.Option(help="waiting, active, denied, expired.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
+    data_dir: DataDir = None,
+) -> None:
+    """Just-in-time grants, newest first."""
+    from sqlalchemy import select
+
+    from vigil.store.tables import zt_grant_table
+
+    engine = migrated_engine(settings_with(data_dir=data_dir))
+    g = zt_grant_table.c
+    query = select(zt_grant_table).order_by(g.created.desc()).limit(limit)
+    if state:
+        query = query.where(g.state == state)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    table = Table(title="Just-in-time grants", title_justify="left")
+    for column in ("grant", "subject", "resource", "actions", "state", "until (UTC)", "reason"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        until = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row.ends))
+        table.add_row(
+            row.id,
+            escape(row.subject),
+            escape(row.resource),
+            ", ".join(orjson.loads(row.actions)),
+            row.state,
+            until,
+            escape(row.reason or ""),
+        )
+    out.print(table)
