@@ -51,3 +51,22 @@ def test_posture_and_tags_come_from_the_inventory(tmp_path) -> None:
         pdp.decide(AccessRequest("alice", "read", "ws7", groups=("finance",), device="ws7")).outcome
         == "allow"
     )
+
+
+def test_a_device_falling_out_of_compliance_is_announced(tmp_path) -> None:
+    from vigil.assets.model import Inventory
+
+    store = AssetStore(state_engine(tmp_path))
+    first = Inventory("osquery")
+    first.node("host", "ws7", name="ws7", edr=True, disk_encrypted=True)
+    store.merge(first)
+    knowledge = Knowledge()
+    told: list[tuple[str, bool, bool]] = []
+    inventory.load(knowledge, store, lambda *change: told.append(change))
+    assert told == []  # first seen: nothing changed
+    later = Inventory("osquery")
+    later.node("host", "ws7", name="ws7", edr=False, disk_encrypted=True)  # EDR stopped
+    store.merge(later)
+    inventory.load(knowledge, store, lambda *change: told.append(change))
+    assert told == [("ws7", True, False)]
+    assert knowledge.devices["ws7"]["edr"] is False

@@ -221,7 +221,7 @@ class Service:
         )
         self.sessions = Sessions(self.engine, self.pdp, self.transmitter, audit.append)
         self.knowledge.listeners.append(self._reevaluate)
-        inventory.load(self.knowledge, self.asset_store)  # posture, tags, segments
+        inventory.load(self.knowledge, self.asset_store, self._compliance)  # posture, tags
         # response: the engine is here wherever runs are read, approved or undone (api); its
         # workers and stages run in the respond role
         self.responder: Responder | None = None
@@ -406,9 +406,18 @@ class Service:
         """The inventory into what the decision point knows, every minute."""
         while not self.hunting.stopping.wait(60.0):
             try:
-                inventory.load(self.knowledge, self.asset_store)
+                inventory.load(self.knowledge, self.asset_store, self._compliance)
             except Exception:
                 log.exception("zero trust: reading the inventory failed; again in a minute")
+
+    def _compliance(self, host: str, was: bool, now: bool) -> None:
+        """A device's compliance changed: CAEP device-compliance-change to the receivers."""
+        status = {True: "compliant", False: "not-compliant"}
+        self.transmitter.emit(
+            DEVICE_COMPLIANCE_CHANGE,
+            {"format": "opaque", "id": host},
+            {"previous_status": status[was], "current_status": status[now]},
+        )
 
     def _reevaluate(self, kind: str, value: str) -> None:
         """What the decision point knows changed for a user or a host: its sessions are

@@ -6,6 +6,7 @@ that host)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from vigil.assets.store import AssetStore
@@ -23,8 +24,20 @@ def posture_of(node: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load(knowledge: Knowledge, store: AssetStore) -> int:
-    """Bring the knowledge up to date with the inventory; how many entries changed."""
+def compliant(posture: dict[str, Any] | None) -> bool:
+    """Managed, and neither without EDR nor unencrypted where the inventory says so."""
+    if not posture or not posture.get("managed"):
+        return False
+    return posture.get("edr") is not False and posture.get("disk_encrypted") is not False
+
+
+def load(
+    knowledge: Knowledge,
+    store: AssetStore,
+    compliance: Callable[[str, bool, bool], object] | None = None,
+) -> int:
+    """Bring the knowledge up to date with the inventory; how many entries changed.
+    `compliance(host, was, now)` is told when a known host's compliance changes."""
     changed = 0
     for offset in range(0, MOST, PAGE):
         nodes = store.nodes(limit=PAGE, offset=offset)
@@ -33,9 +46,16 @@ def load(knowledge: Knowledge, store: AssetStore) -> int:
             attrs = node.get("attrs") or {}
             if node.get("kind") == "host":
                 posture = posture_of(node)
-                if knowledge.devices.get(name) != posture:
+                before = knowledge.devices.get(name)
+                if before != posture:
                     knowledge.set_device(name, posture)
                     changed += 1
+                    if (
+                        compliance is not None
+                        and before is not None
+                        and compliant(before) != compliant(posture)
+                    ):
+                        compliance(name, compliant(before), compliant(posture))
             tags = frozenset(str(t) for t in attrs.get("tags") or ())
             segment = attrs.get("segment")
             if tags or segment:
@@ -48,4 +68,4 @@ def load(knowledge: Knowledge, store: AssetStore) -> int:
     return changed
 
 
-__all__ = ["load", "posture_of"]
+__all__ = ["compliant", "load", "posture_of"]
