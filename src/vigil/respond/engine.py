@@ -47,7 +47,7 @@ from vigil.respond.audit import AuditLog
 from vigil.respond.guardrails import Guardrails
 from vigil.respond.playbook import Playbook, Step, holds, render
 from vigil.respond.result import ActionResult
-from vigil.respond.runs import RunStore, dumps, shown
+from vigil.respond.runs import RunStore, dumps, loads, shown
 from vigil.respond.triggers import (
     alert_context,
     incident_context,
@@ -68,10 +68,6 @@ APPROVAL_S = 3600.0  # how long a guardrail's hold waits for an answer
 MAX_BACKOFF_S = 30.0  # the longest wait between two tries of a step
 
 Publish = Callable[[Sequence[Action]], None]
-
-
-def _loads(text: str | None) -> Any:
-    return orjson.loads(text) if text else None
 
 
 class Responder:
@@ -153,7 +149,7 @@ class Responder:
             },
         }
         last = self.audit.last("config.respond")
-        if last is None or _loads(last["detail"]) != _loads(dumps(shown)):
+        if last is None or loads(last["detail"]) != loads(dumps(shown)):
             self.audit.append("vigil", "config.respond", "respond", shown)
 
     # --- triggers --------------------------------------------------------------------------
@@ -551,7 +547,7 @@ class Responder:
                 started=time.time(),
                 attempts=tried + 1,
             )
-        answer, error, again = self._call(row, step, inputs, key)
+        answer, error, again = self._call(row, step.action, inputs, key, step.timeout_s)
         if answer is not None and answer.ok:
             return self._done(row, step, spec, inputs, answer)
         # a try that may have gone through is not repeated (unless the action is idempotent,
@@ -613,23 +609,28 @@ class Responder:
         return "waiting"
 
     def _call(
-        self, row: Mapping[str, Any], step: Step, inputs: dict[str, Any], key: str
+        self,
+        row: Mapping[str, Any],
+        action: str,
+        inputs: dict[str, Any],
+        key: str,
+        timeout_s: float,
     ) -> tuple[ActionResult | None, str, bool]:
-        """One try of the action (written as started already): the answer, the error, and
-        whether trying again may help."""
+        """One try of an action (written as started already), under its timeout: the
+        answer, the error, and whether trying again may help."""
         future = self._calls.submit(
             self.connectors.run,
-            step.action,
+            action,
             inputs,
             key=key,
             dry_run=bool(row["dry_run"]),
-            timeout_s=step.timeout_s,
+            timeout_s=timeout_s,
         )
         try:
-            result = future.result(timeout=step.timeout_s + 1.0)
+            result = future.result(timeout=timeout_s + 1.0)
         except FutureTimeout:
             future.cancel()
-            return None, f"no answer in {step.timeout_s:g} s", True
+            return None, f"no answer in {timeout_s:g} s", True
         except (InputError, NotFound, Forbidden) as exc:
             return None, str(exc), False  # trying again would not help
         except VigilError as exc:
@@ -791,24 +792,14 @@ class Responder:
         )
         error = ""
         result: ActionResult | None = None
-        for attempt in range(3):
+        for attempt in range(3):  # compensations are idempotent: tried again on a failure
             if attempt and self._stop.wait(attempt):
                 break
-            try:
-                result = self._calls.submit(
-                    self.connectors.run,
-                    action,
-                    inputs,
-                    key=f"{row['id']}:{step_id}:undo",
-                    dry_run=bool(row["dry_run"]),
-                    timeout_s=30.0,
-                ).result(timeout=31.0)
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                continue
-            if result.ok:
+            result, error, again = self._call(
+                row, action, inputs, f"{row['id']}:{step_id}:undo", 30.0
+            )
+            if (result is not None and result.ok) or not again:
                 break
-            error = result.output or "the connector said no"
         ok = result is not None and result.ok
         state = "done" if ok else "failed"
         self.store.write_step(
@@ -851,7 +842,7 @@ class Responder:
         step = self.store.step(run_id, "do", step_id)
         if step is None or step["state"] != "waiting" or step["decided"] is not None:
             raise Conflict(f"step {step_id} of run {run_id} is not waiting for approval")
-        allowed = set(_loads(step["approval_roles"]) or [])
+        allowed = set(loads(step["approval_roles"]) or [])
         if roles is not None and not roles & (allowed | {"admin"}):
             raise Forbidden(
                 f"approving {step_id} takes one of the roles {', '.join(sorted(allowed))}"

@@ -31,7 +31,7 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
-def _loads(text: str | None) -> Any:
+def loads(text: str | None) -> Any:
     return orjson.loads(text) if text else None
 
 
@@ -54,9 +54,9 @@ def _run_out(row: Mapping[Any, Any]) -> dict[str, Any]:
 
 def _step_out(row: Mapping[Any, Any]) -> dict[str, Any]:
     out = dict(row)
-    out["inputs"] = _loads(row["inputs"]) or {}
-    out["result"] = _loads(row["result"])
-    out["approval_roles"] = _loads(row["approval_roles"])
+    out["inputs"] = loads(row["inputs"]) or {}
+    out["result"] = loads(row["result"])
+    out["approval_roles"] = loads(row["approval_roles"])
     return out
 
 
@@ -372,4 +372,4 @@ class RunStore:
         }
 
 
-__all__ = ["ACTIVE", "RunStore", "dumps", "shown"]
+__all__ = ["ACTIVE", "RunStore", "dumps", "loads", "shown"]
