@@ -199,3 +199,49 @@ def in_thread(server: socketserver.BaseServer) -> Iterator[Any]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class Inbox(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """A real HTTP endpoint on a free loopback port that takes what is POSTed to it (a
+    Shared Signals push receiver: answers 202, or 503 while `up` is false) and serves `page`
+    on GET (an application behind a proxy). `got`: (content type, body) of each POST."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, page: bytes = b"") -> None:
+        from http.server import BaseHTTPRequestHandler
+
+        self.got: list[tuple[str, str]] = []
+        self.up = True
+        inbox = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+                if not inbox.up:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                inbox.got.append((self.headers.get("Content-Type", ""), body))
+                self.send_response(202)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    @property
+    def tokens(self) -> list[str]:
+        return [body for _, body in self.got]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import orjson
@@ -19,7 +18,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from served import MIMIKATZ, MIMIKATZ_HOST, Served, evtx_documents, free_port
 
-from servers import in_thread
+from servers import Inbox, in_thread
 from vigil.api.auth import TokenStore
 from vigil.bus import LocalStream
 from vigil.events.records import RiskChange
@@ -42,42 +41,12 @@ POLICY = {
 }
 
 
-class App(ThreadingHTTPServer):
-    """The application behind the proxy, and a Shared Signals receiver (two paths)."""
-
-    def __init__(self) -> None:
-        self.tokens: list[str] = []
-        app = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = b"hello intranet"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self) -> None:  # the receiver
-                app.tokens.append(self.rfile.read(int(self.headers["Content-Length"])).decode())
-                self.send_response(202)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
 def test_risk_from_a_replayed_attack_ends_the_session_within_a_second(tmp_path, need_data) -> None:
     recording = need_data(*RECORDING)
     policies = tmp_path / "policies.yml"
     policies.write_text(orjson.dumps(POLICY).decode())
     proxy_port = free_port()
-    with in_thread(App()) as app:
+    with in_thread(Inbox(page=b"hello intranet")) as app:
         receivers = [
             {
                 "id": "proxy",

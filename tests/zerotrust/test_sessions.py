@@ -6,14 +6,12 @@ token naming the session."""
 
 from __future__ import annotations
 
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import orjson
 from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from servers import in_thread
+from servers import Inbox, in_thread
 from vigil.api.auth import TokenStore
 from vigil.api.server import build_app
 from vigil.config import Settings
@@ -35,29 +33,11 @@ POLICY = {
 }
 
 
-class Receiver(ThreadingHTTPServer):
-    def __init__(self) -> None:
-        self.tokens: list[str] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                receiver.tokens.append(self.rfile.read(length).decode())
-                self.send_response(202)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-
 def test_a_session_is_revoked_the_moment_risk_crosses_and_receivers_are_told(tmp_path) -> None:
     policies = tmp_path / "policies.yml"
     policies.write_text(orjson.dumps(POLICY).decode())
-    with in_thread(Receiver()) as receiver:
-        push = f"http://127.0.0.1:{receiver.server_address[1]}/ssf"
+    with in_thread(Inbox()) as receiver:
+        push = f"{receiver.url}/ssf"
         service = Service(
             Settings.model_validate(
                 {

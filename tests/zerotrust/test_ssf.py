@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import stat
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from servers import in_thread
+from servers import Inbox, in_thread
 from vigil.store import state_engine
 from vigil.zerotrust.ssf import (
     DEVICE_COMPLIANCE_CHANGE,
@@ -26,40 +25,13 @@ from vigil.zerotrust.ssf import (
 )
 
 
-class Inbox(ThreadingHTTPServer):
-    def __init__(self) -> None:
-        self.got: list[tuple[str, str]] = []  # (content type, body)
-        self.up = True
-        inbox = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
-                if not inbox.up:
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                inbox.got.append((self.headers.get("Content-Type", ""), body))
-                self.send_response(202)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/events"
-
-
 def test_signed_sets_are_pushed_polled_and_acknowledged(tmp_path) -> None:
     key = SigningKey.at(tmp_path / "ssf-key.pem")
     assert stat.S_IMODE((tmp_path / "ssf-key.pem").stat().st_mode) == 0o600
     assert SigningKey.at(tmp_path / "ssf-key.pem").kid == key.kid  # made once, then kept
     with in_thread(Inbox()) as inbox:
         receivers = [
-            Receiver("proxy", "https://proxy.example", push_url=inbox.url),
+            Receiver("proxy", "https://proxy.example", push_url=f"{inbox.url}/events"),
             Receiver("siem", "https://siem.example", events=(SESSION_REVOKED,)),
         ]
         transmitter = Transmitter(state_engine(tmp_path), key, "https://vigil.example", receivers)
