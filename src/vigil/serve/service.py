@@ -221,7 +221,8 @@ class Service:
         )
         self.sessions = Sessions(self.engine, self.pdp, self.transmitter, audit.append)
         self.knowledge.listeners.append(self._reevaluate)
-        inventory.load(self.knowledge, self.asset_store, self._compliance)  # posture, tags
+        if "api" in self.roles:  # the processes that answer decisions: posture, tags
+            inventory.load(self.knowledge, self.asset_store, self._compliance)
         # response: the engine is here wherever runs are read, approved or undone (api); its
         # workers and stages run in the respond role
         self.responder: Responder | None = None
@@ -351,9 +352,12 @@ class Service:
                         daemon=True,
                     )
                 )
-        self._threads.append(
-            threading.Thread(target=self._inventory_loop, name="vigil-zt-inventory", daemon=True)
-        )
+        if "api" in self.roles:
+            self._threads.append(
+                threading.Thread(
+                    target=self._inventory_loop, name="vigil-zt-inventory", daemon=True
+                )
+            )
         if "correlate" in self.roles:  # saved hunts: once in a deployment
             self._threads.append(
                 threading.Thread(target=self.hunting.loop, name="vigil-hunts", daemon=True)
