@@ -12,7 +12,7 @@ import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
-from vigil.api.auth import PERMISSIONS, ROLES, TokenStore
+from vigil.api.auth import KNOWN_S, PERMISSIONS, ROLES, TokenStore
 from vigil.api.server import build_app
 from vigil.config import Settings
 from vigil.correlate import AlertIn
@@ -365,7 +365,21 @@ def test_tokens_are_stored_hashed_and_revoked_ones_refused(served, tmp_path) -> 
     assert token.encode() not in database
     headers = {"Authorization": f"Bearer {token}"}
     assert client.get("/api/v1/rules", headers=headers).status_code == 200
-    tokens.revoke(info.id)
+    tokens.revoke(info.id)  # elsewhere (as `vigil token revoke` does): refused within KNOWN_S
+    revoked = time.monotonic()
+    while client.get("/api/v1/rules", headers=headers).status_code == 200:
+        assert time.monotonic() - revoked < KNOWN_S + 0.5, "a revoked token is still taken"
+        time.sleep(0.05)
+    assert client.get("/api/v1/rules", headers=headers).status_code == 401
+
+
+def test_a_token_revoked_through_the_api_is_refused_at_once(served) -> None:
+    client, keys, _, _ = served
+    admin = {"Authorization": f"Bearer {keys['admin']}"}
+    made = client.post("/api/v1/tokens", json={"role": "viewer", "name": "short"}, headers=admin)
+    headers = {"Authorization": f"Bearer {made.json()['token']}"}
+    assert client.get("/api/v1/rules", headers=headers).status_code == 200  # now remembered
+    assert client.delete(f"/api/v1/tokens/{made.json()['id']}", headers=admin).status_code == 204
     assert client.get("/api/v1/rules", headers=headers).status_code == 401
 
 

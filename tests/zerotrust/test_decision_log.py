@@ -5,8 +5,10 @@ decision is in the log before it is answered."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
+import time
 
 import orjson
 from fastapi.testclient import TestClient
@@ -94,3 +96,32 @@ def test_over_the_api_a_decision_is_logged_before_it_is_answered(tmp_path) -> No
     assert allowed.json()["policy"] == "wiki"
     assert denied.json()["outcome"] == "deny"
     assert denied.json()["reasons"] == ["no policy lets alice write wiki"]
+
+
+def test_a_coroutine_waits_for_its_decision_without_a_thread_and_gives_up_on_a_stalled_log(
+    tmp_path,
+) -> None:
+    written: list[int] = []
+    stalled = threading.Event()
+
+    def publish(records) -> None:
+        if stalled.is_set():  # a stalled stream: the batch is written two seconds late
+            time.sleep(2.0)
+        written.append(len(records))
+
+    log = DecisionLog(publish)
+    pdp = DecisionPoint(parse(POLICY, "p"))
+    log.start()
+
+    async def ask() -> tuple[bool, bool]:
+        first = log.append(pdp.decide(AccessRequest("alice", "read", "wiki"), logged=False))
+        kept = await log.kept(first, timeout=5)
+        stalled.set()
+        second = log.append(pdp.decide(AccessRequest("bob", "read", "wiki"), logged=False))
+        return kept, await log.kept(second, timeout=0.3)
+
+    kept, late = asyncio.run(ask())
+    log.stop()
+    assert kept and written[0] == 1
+    assert not late  # not on the stream within its time: the API answers 503, not an allow
+    assert sum(written) == 2  # and the decision is still written once the stream is back

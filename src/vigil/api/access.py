@@ -83,7 +83,7 @@ def router(context: Context) -> APIRouter:
         else:
             decision = backend.pdp.decide(request, logged=False)
         seq = backend.decision_log.append(decision)
-        kept = await run_in_threadpool(backend.decision_log.wait, seq)
+        kept = await backend.decision_log.kept(seq)
         if not kept:
             raise Unavailable("the decision log is not keeping up: the decision was not kept")
         answer = decision.as_dict()

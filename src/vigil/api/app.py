@@ -8,10 +8,11 @@ request counting; the routes are in one module per domain (`ops`, `ingest`, `ale
 # defined, and its `Depends(principal)` refers to a closure of `create_app`.
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter
@@ -50,7 +51,8 @@ STATUS: tuple[tuple[type[VigilError], int], ...] = (
     (VigilError, 400),
 )
 # The routers, one module per domain (routes of a router keep their order in the app).
-DOMAINS = (ops, ingest, alerts, hunts, intel, incidents, assets, respond, access, token_routes)
+# matched in this order: the decision route first, as enforcement points ask it on every request
+DOMAINS = (access, ops, ingest, alerts, hunts, intel, incidents, assets, respond, token_routes)
 
 
 def status_of(exc: VigilError) -> int:
@@ -83,16 +85,20 @@ def create_app(
         scheme, _, token = header.partition(" ")
         return tokens.verify(token.strip()) if scheme.lower() == "bearer" else None
 
-    def principal(request: Request) -> Principal:
-        found = bearer(request)
+    async def principal(request: Request) -> Principal:
+        """The caller: a token found valid within the second is taken at once (no thread, no
+        query); any other is looked up in a worker thread, off the event loop."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        found = tokens.known(token) or (await run_in_threadpool(tokens.verify, token))
         if found is None:
             raise HTTPException(
                 401, "a valid API token is needed", headers={"WWW-Authenticate": "Bearer"}
             )
         return found
 
-    def require(permission: str) -> Callable[..., Principal]:
-        def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    def require(permission: str) -> Callable[..., Awaitable[Principal]]:
+        async def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
             if not who.may(permission):
                 raise HTTPException(403, f"the {who.role} role may not {permission}")
             return who

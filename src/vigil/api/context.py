@@ -3,7 +3,7 @@ limits, the metrics registry and the auth dependency `create_app` makes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -28,7 +28,7 @@ class Context:
     hunts_at_once: int
     # the auth dependency: `Depends(require("alerts:read"))` gives the caller's Principal
     # (401 without a valid token, 403 without the permission)
-    require: Callable[[str], Callable[..., Principal]]
+    require: Callable[[str], Callable[..., Awaitable[Principal]]]
     bearer: Callable[[Request], Principal | None]  # the caller, if its token is valid
 
     async def body(self, request: Request, *, gzip: bool = False) -> bytearray:

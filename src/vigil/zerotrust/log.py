@@ -8,12 +8,18 @@ must know its decision is kept (the HTTP API) waits for it.
     log = DecisionLog(stream, audit)
     log.start()
     seq = log.append(decision)       # at once
-    log.wait(seq)                    # durable (on the stream, anchored) when this returns
+    log.wait(seq)                    # on the durable stream when this returns
+    await log.kept(seq)              # the same for a coroutine, holding no thread
+
+A range is anchored in the audit chain after its decisions are on the stream (within
+`ANCHOR_S`), so waiting for a decision never waits for the chain.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import heapq
 import logging
 import queue
 import threading
@@ -49,6 +55,9 @@ class DecisionLog:
         self.written = 0
         self.failures = 0
         self._range: list[Any] | None = None  # first, last, count, digest, since
+        # coroutines waiting for a decision: (seq, tiebreak, loop, future), lowest seq first
+        self._waiters: list[tuple[int, int, asyncio.AbstractEventLoop, asyncio.Future[bool]]] = []
+        self._waiter_id = 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="vigil-decision-log", daemon=True)
@@ -78,6 +87,21 @@ class DecisionLog:
                     return False
                 self._done.wait(left)
         return True
+
+    async def kept(self, seq: int, timeout: float = 10.0) -> bool:
+        """`wait` for a coroutine: resolved by the writer once `seq` is on the stream, so no
+        thread is held while the decision is written."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        with self._done:
+            if self._flushed >= seq:
+                return True
+            self._waiter_id += 1
+            heapq.heappush(self._waiters, (seq, self._waiter_id, loop, future))
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return False
 
     @property
     def flushed(self) -> int:
@@ -121,9 +145,14 @@ class DecisionLog:
                 log.exception("decision log: writing %d decisions failed; again", len(batch))
                 time.sleep(0.5)
         self.written += len(batch)
+        ready = []
         with self._done:
             self._flushed = batch[-1][0]
             self._done.notify_all()
+            while self._waiters and self._waiters[0][0] <= self._flushed:
+                ready.append(heapq.heappop(self._waiters))
+        for _, _, loop, future in ready:
+            loop.call_soon_threadsafe(_resolve, future)
         self._hold(batch)
 
     def _hold(self, batch: list[tuple[int, bytes]]) -> None:
@@ -154,6 +183,11 @@ class DecisionLog:
                 self.failures += 1
                 log.exception("decision log: anchoring %d decisions failed; again", held[2])
                 time.sleep(0.5)
+
+
+def _resolve(future: asyncio.Future[bool]) -> None:
+    if not future.done():  # a waiter that timed out is gone
+        future.set_result(True)
 
 
 __all__ = ["DecisionLog"]
