@@ -1,4 +1,4 @@
-"""`vigil token create` and `vigil hunt` from the command line."""
+"""`vigil token create|list|revoke` and `vigil hunt` from the command line."""
 
 from __future__ import annotations
 
@@ -18,6 +18,21 @@ def test_token_create_prints_a_token_that_the_store_accepts(run_cli, tmp_path) -
     principal = TokenStore(state_engine(tmp_path)).verify(token)
     assert principal is not None and principal.role == "analyst"
     assert run_cli("token", "create", "--role", "root", "--data-dir", tmp_path).exit_code == 2
+
+
+def test_token_list_names_the_tokens_and_revoke_ends_one(run_cli, tmp_path) -> None:
+    store = TokenStore(state_engine(tmp_path))
+    token, info = store.create("pep", "the-proxy")
+    listed = run_cli("token", "list", "--json", "--data-dir", tmp_path)
+    assert listed.exit_code == 0, listed.output
+    assert [
+        (t["id"], t["name"], t["role"]) for t in map(json.loads, listed.stdout.splitlines())
+    ] == [(info.id, "the-proxy", "pep")]
+    table = run_cli("token", "list", "--data-dir", tmp_path)
+    assert table.exit_code == 0 and "pep" in table.stdout and token not in table.stdout
+    assert run_cli("token", "revoke", info.id, "--data-dir", tmp_path).exit_code == 0
+    assert TokenStore(state_engine(tmp_path)).verify(token) is None
+    assert run_cli("token", "revoke", "no-such-id", "--data-dir", tmp_path).exit_code == 2
 
 
 def test_hunt_runs_sql_and_sigma_over_stored_events(run_cli, need_data, tmp_path) -> None:
