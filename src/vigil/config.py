@@ -257,6 +257,10 @@ class ZeroTrustSettings(BaseModel):
     policies: list[Path] = []  # YAML policy files or folders; none: every request is denied
     issuer: str = "https://vigil.local"  # the `iss` of the Security Event Tokens
     receivers: list[ReceiverSettings] = []
+    # the segment policy in force (segments and allowed flows, `vigil segments promote` writes
+    # it): observed flows outside it are lateral-movement alerts; none: flows go unchecked
+    segments: Path | None = None
+    violation_level: Literal["informational", "low", "medium", "high", "critical"] = "medium"
 
 
 Role = Literal["all", "intake", "detect", "correlate", "respond", "api"]

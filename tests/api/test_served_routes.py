@@ -112,6 +112,7 @@ CALLS = [
     ("GET", "/api/v1/respond/metrics", "metrics:read", None),
     ("POST", "/api/v1/access/decision", "access:decide",
      {"subject": "alice", "action": "read", "resource": "wiki"}),
+    ("GET", "/api/v1/segments", "assets:read", None),
     ("GET", "/api/v1/ssf/jwks", "access:decide", None),
     ("POST", "/api/v1/access/grants", "access:decide",
      {"subject": "alice", "resource": "prod-db", "actions": ["admin"], "seconds": 60,
@@ -425,3 +426,30 @@ def test_case_errors_get_the_status_of_their_kind(served) -> None:
     reply = client.post(f"{url}/status", json={"status": "new"}, headers=headers)
     assert reply.status_code == 409, reply.text
     assert "can go to" in reply.json()["detail"]
+
+
+def test_segments_route_shows_the_policy_in_force(tmp_path) -> None:
+    policy = tmp_path / "segments.yml"
+    policy.write_text(
+        "segments:\n  - {name: users, cidrs: [10.0.1.0/24], intra: deny}\n"
+        "  - {name: servers, cidrs: [10.0.0.0/24]}\n"
+        "flows:\n  - {src: users, dst: servers, protocol: tcp, ports: [443, 8000-8080]}\n"
+    )
+    settings = Settings.model_validate(
+        {"data_dir": tmp_path / "d", "indicators": False, "zerotrust": {"segments": str(policy)}}
+    )
+    service = Service(settings, loaded=load_rules([]))
+    token = TokenStore(service.engine).create("viewer", "t")[0]
+    with TestClient(build_app(service)) as client:
+        shown = client.get("/api/v1/segments", headers={"Authorization": f"Bearer {token}"})
+    assert shown.status_code == 200, shown.text
+    body = shown.json()
+    assert body["problem"] is None and body["path"] == str(policy)
+    assert [s["name"] for s in body["segments"]] == ["users", "servers"]
+    assert body["flows"] == [
+        {"src": "users", "dst": "servers", "protocol": "tcp", "ports": [443, "8000-8080"]}
+    ]
+    assert body["stage"] == {
+        "path": str(policy), "since": body["stage"]["since"], "problem": None,
+        "checked": 0, "violations": 0,
+    }  # fmt: skip

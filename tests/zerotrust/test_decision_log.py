@@ -120,8 +120,11 @@ def test_a_coroutine_waits_for_its_decision_without_a_thread_and_gives_up_on_a_s
         second = log.append(pdp.decide(AccessRequest("bob", "read", "wiki"), logged=False))
         return kept, await log.kept(second, timeout=0.3)
 
-    kept, late = asyncio.run(ask())
+    kept, late = asyncio.run(ask())  # the waiter's event loop is closed from here on
+    stalled.clear()
+    third = log.append(pdp.decide(AccessRequest("carol", "read", "wiki"), logged=False))
+    assert log.wait(third, 5)  # the writer outlived the waiter that gave up
     log.stop()
     assert kept and written[0] == 1
     assert not late  # not on the stream within its time: the API answers 503, not an allow
-    assert sum(written) == 2  # and the decision is still written once the stream is back
+    assert sum(written) == 3  # and the decision is still written once the stream is back

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from vigil.errors import Invalid
+from vigil.events.records import Alert
 from vigil.zerotrust.segments import (
     Flow,
     FlowPolicy,
@@ -209,14 +210,16 @@ def test_a_violation_becomes_a_lateral_movement_alert() -> None:
     policy, segments = policy_and_segments()
     violation = next(v for v in check(FLOWS, policy, segments) if v.flow.uid == "C4")
     alert = to_alert(violation)
-    detection = alert["detection"]
-    assert detection["tags"] == ["attack.lateral-movement", "attack.t1021"]
-    assert detection["rule_title"] == "Flow outside the segment policy: users → users tcp/445"
-    assert detection["event"]["destination.ip"] == "10.0.1.6"
-    assert detection["details"]["dst_segment"] == "users"
-    assert detection["timestamp"] == "1970-01-01T00:00:04Z"
-    assert alert["id"] == to_alert(violation)["id"]
-    json.dumps(alert)  # plain data
+    detection = alert.detection
+    assert detection.tags == ("attack.lateral-movement", "attack.t1021")
+    assert detection.techniques == ("T1021",)
+    assert detection.rule_title == "Flow outside the segment policy: users → users tcp/445"
+    assert detection.event["destination.ip"] == "10.0.1.6"
+    assert detection.details["dst_segment"] == "users"
+    assert detection.timestamp == "1970-01-01T00:00:04Z"
+    assert alert.id == to_alert(violation).id  # the same flow, the same alert
+    assert set(alert.entities) >= {("ip", "10.0.1.5"), ("ip", "10.0.1.6")}
+    assert Alert.from_bytes(alert.to_bytes()) == alert  # a record of the `alerts` stream
 
 
 def _many(src: str, dst: str, proto: str, port: int, times: int, sport: int = 50000) -> list[Flow]:

@@ -134,9 +134,9 @@ def test_learned_policy_catches_the_apt29_lateral_movement(
     assert winrm.reason == (
         "traffic inside workstations is denied (intra: deny) and no rule allows tcp/5985"
     )
-    alert = to_alert(winrm)["detection"]
-    assert alert["tags"] == ["attack.lateral-movement", "attack.t1021"]
-    assert alert["event"]["uid"] == winrm.flow.uid
+    alert = to_alert(winrm).detection
+    assert alert.tags == ("attack.lateral-movement", "attack.t1021")
+    assert alert.event["uid"] == winrm.flow.uid
 
     # the same once the second sensor's copies of SCRANTON ↔ NASHUA flows are removed
     unique = distinct(second)

@@ -129,6 +129,13 @@ def router(context: Context) -> APIRouter:
         )
         return dataclasses.asdict(grant)
 
+    @routes.get("/api/v1/segments", tags=["zerotrust"])
+    def segments(_: Annotated[Principal, Depends(require("assets:read"))]) -> dict[str, Any]:
+        """The segment policy in force: its segments (CIDRs, tags), the flows it allows, and
+        the flows checked and violations found since start (`stage`, where this process runs
+        the segments stage). A violation is an alert of kind `segmentation`."""
+        return backend.segments()
+
     @routes.get("/api/v1/ssf/jwks", tags=["zerotrust"])
     def jwks(_: Annotated[Principal, Depends(require("access:decide"))]) -> dict[str, Any]:
         """The keys that verify Vigil's Security Event Tokens."""

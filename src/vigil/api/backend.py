@@ -36,6 +36,10 @@ class Backend(Protocol):
         """The access graph (attack paths, blast radius)."""
         ...
 
+    def segments(self) -> dict[str, Any]:
+        """The segment policy in force and what the segments stage made of the flows."""
+        ...
+
     def risk_register(self) -> Register:
         """Every asset ranked with its reasons, and the roadmap."""
         ...

@@ -103,7 +103,7 @@ def check(policy: PolicyFile, flows: Flows, jsonl: bool = False) -> None:
     rules, known = _policy(policy)
     found = list(seg.check(_flows(flows), rules, known))
     if jsonl:
-        emit(b"".join(orjson.dumps(seg.to_alert(v)) + b"\n" for v in found), None)
+        emit(b"".join(seg.to_alert(v).to_bytes() + b"\n" for v in found), None)
     else:
         table = Table(title=f"{len(found):,} flows outside the policy", title_justify="left")
         for column in ("time", "from", "to", "protocol", "port", "why"):
@@ -151,14 +151,22 @@ def compile_(
 @segments_app.command("promote")
 def promote(
     staged: Annotated[Path, typer.Argument(help="The staged policy.")],
-    active: Annotated[Path, typer.Argument(help="Where the policy in force is kept.")],
+    active: Annotated[
+        Path | None,
+        typer.Argument(help="Where the policy in force is kept (default: [zerotrust] segments)."),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Put a staged policy in force (it must read; the change is in the audit chain)."""
+    """Put a staged policy in force (it must read; the change is in the audit chain). A
+    running server's segments stage applies it from its next batch of flows."""
     import hashlib
 
     from vigil.respond.audit import AuditLog
 
+    settings = settings_with(data_dir=data_dir)
+    active = active or settings.zerotrust.segments
+    if active is None:
+        raise fail("say where the policy in force is kept, or set [zerotrust] segments")
     _policy(staged)
     body = staged.read_bytes()
     active.parent.mkdir(parents=True, exist_ok=True)
@@ -166,7 +174,7 @@ def promote(
     temporary = active.with_name(f".{active.name}.new")
     temporary.write_bytes(body)
     temporary.replace(active)
-    log = AuditLog(migrated_engine(settings_with(data_dir=data_dir)))
+    log = AuditLog(migrated_engine(settings))
     log.append(
         "cli",
         "segments.promoted",

@@ -42,6 +42,7 @@ from vigil.ingest.shapes import Classifier
 from vigil.store.alerts import AlertStore
 from vigil.store.events import EventStore, EventWriter
 from vigil.store.stages import StageStateStore
+from vigil.zerotrust.segments import flow_of, flows_record
 
 if TYPE_CHECKING:
     from vigil.intel.store import IndicatorStore
@@ -116,6 +117,7 @@ class Analysis:
     rejects: list[dict[str, Any]] = field(default_factory=list)
     held_from: int | None = None  # lowest offset the event store holds unwritten
     discovered: bytes | None = None  # what the events show of assets (`Inventory` bytes)
+    flows: bytes | None = None  # the connections the events record (a `flows` record)
 
 
 class Analyzer:
@@ -161,6 +163,9 @@ class Analyzer:
                 out.discovered = shown.to_bytes()
         except Exception:
             log.exception("passive discovery failed on a batch (detection goes on)")
+        connections = [flow for flow in map(flow_of, events) if flow is not None]
+        if connections:  # for the segments stage (conformance to the segment policy)
+            out.flows = flows_record(connections)
         for hit, event in found.hits:
             out.hits.append(hit)
             out.hit_offsets.append(offset_of.get(id(event), -1))
@@ -273,12 +278,14 @@ class Detector:
         alerts_out: Stream | None = None,
         kept: StageStateStore | None = None,
         relationships_out: Stream | None = None,
+        flows_out: Stream | None = None,
         name: str = STAGE,
     ) -> None:
         self.name = name  # whose state it keeps: "detect", or "detect-3" for a partition
         self.alerts = alerts
         self.alerts_out = alerts_out  # the `alerts` stream (correlation and later stages)
         self.relationships_out = relationships_out  # what events show of assets
+        self.flows_out = flows_out  # the connections events record
         self.indicators = indicators
         self.rejects = rejects  # shared by intake and every partition's detector
         self.specs = loaded.plan.correlations
@@ -329,6 +336,8 @@ class Detector:
                 figures.latencies.append(stored_at - received[alert.offset])
         if self.relationships_out is not None and analysis.discovered is not None:
             self.relationships_out.publish([analysis.discovered])
+        if self.flows_out is not None and analysis.flows is not None:
+            self.flows_out.publish([analysis.flows])
         self.set_aside(analysis.rejects)
         if fed and upto is not None and self.kept is not None:
             # kept with the batch, before the stream is acknowledged: windows span a restart

@@ -27,7 +27,7 @@ from vigil.correlate.store import IncidentStore
 from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import LoadedRules, load_rules, starter_rules
 from vigil.detect.workers import WorkerPool
-from vigil.errors import StorageFull, StorageUnavailable, Unavailable
+from vigil.errors import StorageFull, StorageUnavailable, Unavailable, VigilError
 from vigil.events.records import detected_now
 from vigil.ingest import Problem
 from vigil.intel.store import IndicatorStore
@@ -279,6 +279,7 @@ class Service:
             kept=StageStateStore(self.engine),
             name=name,
             relationships_out=self.streams["relationships"],
+            flows_out=self.streams["flows"],
         )
 
     def _pipeline(
@@ -658,6 +659,29 @@ class Service:
             "set_aside": report.records_rejected,
             "reasons": [{"record": p.record, "reason": p.reason} for p in report.rejects[:20]],
         }
+
+    def segments(self) -> dict[str, Any]:
+        """The segment policy in force (its segments and allowed flows, read from the file
+        the settings name), and what the segments stage made of the flows when this process
+        runs it."""
+        import yaml
+
+        from vigil.zerotrust.segments import FlowPolicy
+        from vigil.zerotrust.stage import SegmentStage
+
+        path = self.settings.zerotrust.segments
+        runner = self.runners.get("segments")
+        stage = (
+            runner.stage.figures() if runner and isinstance(runner.stage, SegmentStage) else None
+        )
+        out: dict[str, Any] = {"path": None if path is None else str(path), "stage": stage}
+        if path is None:
+            return {**out, "segments": [], "flows": [], "problem": "no segment policy in force"}
+        try:
+            policy = FlowPolicy.from_yaml(path.read_text(encoding="utf-8"), str(path))
+        except (OSError, UnicodeDecodeError, VigilError) as exc:
+            return {**out, "segments": [], "flows": [], "problem": f"{path}: {exc}"}
+        return {**out, **yaml.safe_load(policy.to_yaml()), "problem": None}
 
     def risk_register(self) -> Register:
         """Every asset ranked with its reasons, and the roadmap (`vigil.assets.risk`)."""

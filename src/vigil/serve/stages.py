@@ -1,7 +1,9 @@
 """The stages of `vigil serve` and the streams between them.
 
     intake ──► events ──► detect ──► alerts ──► correlate ──► incidents, risk
-                            │          └──► respond ──► actions      └──► respond
+                            │          ▲   └──► respond ──► actions      └──► respond
+                            │          └───────────────────┐
+                            ├──► flows ──► segments (violations of the segment policy)
                             └──► relationships ──► assets (inventory, access graph)
 
 A stage reads one stream from its committed position, does one job, publishes what it made
@@ -26,6 +28,7 @@ from sqlalchemy import Engine
 
 from vigil.assets.context import AssetContext
 from vigil.assets.stage import AssetStage
+from vigil.assets.store import AssetStore
 from vigil.bus import Stream
 from vigil.config import Settings
 from vigil.correlate import Settings as CorrelateSettings
@@ -34,8 +37,10 @@ from vigil.correlate.store import IncidentStore
 from vigil.errors import storage_problem
 from vigil.respond.engine import Responder
 from vigil.respond.stage import AlertResponseStage, IncidentResponseStage
+from vigil.store.alerts import AlertStore
+from vigil.zerotrust import inventory
 from vigil.zerotrust.pdp import Knowledge
-from vigil.zerotrust.stage import RiskStage
+from vigil.zerotrust.stage import RiskStage, SegmentStage
 
 log = logging.getLogger("vigil.stages")
 
@@ -88,6 +93,18 @@ def _zerotrust(wiring: Wiring) -> Stage:
     return RiskStage(wiring.knowledge)
 
 
+def _segments(wiring: Wiring) -> Stage:
+    given = wiring.settings.zerotrust
+    assets = AssetStore(wiring.engine)
+    return SegmentStage(
+        given.segments,
+        AlertStore(wiring.engine).add,
+        wiring.publisher("alerts"),
+        tags=lambda: inventory.tagged_addresses(assets),
+        level=given.violation_level,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class StageSpec:
     """A stage: the stream it consumes, those it publishes to, and how it is built (None:
@@ -104,7 +121,8 @@ class StageSpec:
 # The registry: one line per stage, in flow order. `Service` runs each stage with a
 # `build` in a `StageRunner` on the stream it consumes.
 STAGES = (
-    StageSpec("detect", consumes="events", publishes=("alerts", "relationships")),
+    StageSpec("detect", consumes="events", publishes=("alerts", "relationships", "flows")),
+    StageSpec("segments", consumes="flows", publishes=("alerts",), build=_segments),
     StageSpec("correlate", consumes="alerts", publishes=("incidents", "risk"), build=_correlate),
     StageSpec("assets", consumes="relationships", publishes=(), build=_assets),
     StageSpec("respond", consumes="alerts", publishes=("actions",), build=_respond, role="respond"),
@@ -120,7 +138,7 @@ STAGES = (
 STREAMS = tuple(dict.fromkeys(name for s in STAGES for name in (s.consumes, *s.publishes)))
 # Streams kept as durably as the intake (fsync per batch when `pipeline.fsync`); the others
 # are derived (their content is in the store too), for whoever follows them.
-DURABLE = frozenset({"events", "alerts", "relationships", "decisions"})
+DURABLE = frozenset({"events", "alerts", "relationships", "flows", "decisions"})
 # The folder of each stream in the data folder (`events` is the intake log).
 FOLDERS = {"events": "intake"}
 

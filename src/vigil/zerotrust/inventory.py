@@ -68,4 +68,24 @@ def load(
     return changed
 
 
-__all__ = ["compliant", "load", "posture_of"]
+def tagged_addresses(store: AssetStore) -> dict[str, list[str]]:
+    """Each tag of the inventory's hosts → the hosts' addresses (their `ip` and every address
+    they have), so a segment may be given by tag (`tags: [pci]`)."""
+    addresses: dict[str, list[str]] = {}
+    for edge in store.edges(["has_address"]):
+        addresses.setdefault(edge["src"], []).append(str(edge["dst"]).split(":", 1)[-1])
+    out: dict[str, dict[str, None]] = {}
+    for offset in range(0, MOST, PAGE):
+        hosts = store.nodes(kind="host", limit=PAGE, offset=offset)
+        for host in hosts:
+            attrs = host.get("attrs") or {}
+            own = [str(attrs["ip"])] if attrs.get("ip") else []
+            for tag in attrs.get("tags") or ():
+                held = out.setdefault(str(tag), {})
+                held.update(dict.fromkeys([*own, *addresses.get(host["id"], [])]))
+        if len(hosts) < PAGE:
+            break
+    return {tag: list(held) for tag, held in out.items()}
+
+
+__all__ = ["compliant", "load", "posture_of", "tagged_addresses"]

@@ -152,7 +152,12 @@ class DecisionLog:
             while self._waiters and self._waiters[0][0] <= self._flushed:
                 ready.append(heapq.heappop(self._waiters))
         for _, _, loop, future in ready:
-            loop.call_soon_threadsafe(_resolve, future)
+            if future.done():  # its waiter gave up (timed out)
+                continue
+            try:
+                loop.call_soon_threadsafe(_resolve, future)
+            except RuntimeError:  # its event loop is closed: no one is waiting any more
+                pass
         self._hold(batch)
 
     def _hold(self, batch: list[tuple[int, bytes]]) -> None:

@@ -15,7 +15,6 @@ denied everything. Source ports never matter: rules name destination ports only.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 import re
@@ -27,11 +26,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vigil.errors import Invalid
-from vigil.events import parse_time
+from vigil.events import Event, parse_time
+from vigil.events.entities import entities_in
+from vigil.events.records import Alert, Detection, alert_id, detected_now
 from vigil.ingest import zeek
 from vigil.ingest.base import FileReport, file_input
 
@@ -47,6 +49,7 @@ DROP_PREFIX = "vigil-seg drop: "
 STAGED_PREFIX = "vigil-seg staged: "
 EPHEMERAL = 49152  # IANA's dynamic port range starts here
 ATTACK_TAGS = ("attack.lateral-movement", "attack.t1021")
+RULE_ID = "vigil-segment-policy"
 
 # bounds on untrusted input: policy files, tag lookups, flow logs
 MAX_POLICY_BYTES = 4 << 20
@@ -467,6 +470,7 @@ class Flow:
     time: float | None = None
     uid: str | None = None
     src_port: int | None = None
+    host: str | None = None  # the host that logged it, when it says (Sysmon's Computer)
 
 
 def _int(value: Any) -> int | None:
@@ -610,6 +614,64 @@ def distinct(flows: Iterable[Flow], within: float = 1.0) -> list[Flow]:
     return kept
 
 
+def flow_of(event: Event) -> Flow | None:
+    """The connection an event records, from its ECS view: a Zeek conn record, a Sysmon
+    network connection (EventID 3, Windows or Linux) or a Suricata flow record; None for any
+    other event (Zeek's and Suricata's application logs repeat a connection already logged)."""
+    dataset, fields = event.dataset or "", event.fields
+    if dataset in ("windows", "linux.sysmon"):
+        channel = str(fields.get("Channel") or fields.get("Provider_Name") or "")
+        if str(fields.get("EventID")) != "3" or "sysmon" not in channel.lower():
+            return None
+    elif dataset not in ("zeek.conn", "suricata.flow", "suricata.netflow"):
+        return None
+    view = event.ecs
+    src, dst = view.get("source.ip"), view.get("destination.ip")
+    protocol = str(view.get("network.transport") or "").lower()
+    if not isinstance(src, str) or not isinstance(dst, str) or protocol not in PROTOCOLS:
+        return None
+    uid = view.get("event.id") or fields.get("flow_id") or event.record
+    host = view.get("host.name")
+    return Flow(
+        src=src[:64],
+        dst=dst[:64],
+        protocol=protocol,
+        port=None if protocol == "icmp" else _int(view.get("destination.port")),
+        time=event.time,
+        uid=None if uid is None else str(uid)[:64],
+        src_port=_int(view.get("source.port")),
+        host=host[:256] if isinstance(host, str) else None,
+    )
+
+
+def flows_record(flows: Sequence[Flow]) -> bytes:
+    """A batch of flows as one record of the `flows` stream."""
+    return orjson.dumps(
+        [[f.src, f.dst, f.protocol, f.port, f.time, f.uid, f.src_port, f.host] for f in flows]
+    )
+
+
+def flows_of_record(data: bytes) -> list[Flow]:
+    """The flows of a `flows` stream record (ValueError when it is not one)."""
+    try:
+        rows = orjson.loads(data)
+        return [
+            Flow(
+                src=str(r[0]),
+                dst=str(r[1]),
+                protocol=str(r[2]),
+                port=_int(r[3]),
+                time=_float(r[4]),
+                uid=None if r[5] is None else str(r[5]),
+                src_port=_int(r[6]),
+                host=None if r[7] is None else str(r[7]),
+            )
+            for r in rows
+        ]
+    except (orjson.JSONDecodeError, TypeError, IndexError, KeyError) as exc:
+        raise ValueError(f"not a flows record: {exc}") from None
+
+
 # --- conformance ------------------------------------------------------------------------------
 
 
@@ -632,13 +694,13 @@ def check(flows: Iterable[Flow], policy: FlowPolicy, segments: Segments) -> Iter
             yield Violation(flow, src, dst, reason)
 
 
-def to_alert(violation: Violation, *, level: str = "medium") -> dict[str, Any]:
-    """A violation in the shape of a Vigil alert (`vigil.events.records.Alert`, as a plain
-    dict) tagged as lateral movement over remote services (ATT&CK T1021)."""
+def to_alert(violation: Violation, *, level: str = "medium") -> Alert:
+    """A violation as a Vigil alert, tagged as lateral movement over remote services (ATT&CK
+    T1021). The same flow always gives the same alert id, so a flow seen again (a replay, two
+    sensors) is one alert."""
     flow = violation.flow
     what = flow.protocol if flow.port is None else f"{flow.protocol}/{flow.port}"
     pair = f"{violation.src_segment or '(none)'} → {violation.dst_segment or '(none)'}"
-    key = f"{flow.src}|{flow.dst}|{what}|{flow.time}|{flow.uid}".encode()
     stamp = (
         datetime.fromtimestamp(flow.time, UTC).isoformat().replace("+00:00", "Z")
         if flow.time is not None
@@ -651,34 +713,32 @@ def to_alert(violation: Violation, *, level: str = "medium") -> dict[str, Any]:
         "destination.port": flow.port,
         "network.transport": flow.protocol,
         "uid": flow.uid,
+        **({"host.name": flow.host} if flow.host else {}),
     }
-    return {
-        "id": hashlib.sha256(b"segment-violation|" + key).hexdigest()[:32],
-        "detection": {
-            "kind": "segmentation",
-            "rule_id": "vigil-segment-policy",
-            "rule_title": f"Flow outside the segment policy: {pair} {what}",
-            "level": level,
-            "status": "stable",
-            "tags": list(ATTACK_TAGS),
-            "time": flow.time,
-            "timestamp": stamp,
-            "host": flow.src,
-            "source_file": "",
-            "record_id": flow.uid,
-            "matched_fields": {"source.ip": flow.src, "destination.ip": flow.dst},
-            "event": event,
-            "detected_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            "details": {
-                "src_segment": violation.src_segment,
-                "dst_segment": violation.dst_segment,
-                "reason": violation.reason,
-            },
+    detection = Detection(
+        kind="segmentation",
+        rule_id=RULE_ID,
+        rule_title=f"Flow outside the segment policy: {pair} {what}",
+        level=level,
+        status="stable",
+        tags=ATTACK_TAGS,
+        time=flow.time,
+        timestamp=stamp,
+        host=flow.host or flow.src,
+        source_file="",
+        record_id=flow.uid,
+        matched_fields={"source.ip": flow.src, "destination.ip": flow.dst},
+        event=event,
+        detected_at=detected_now(),
+        details={
+            "src_segment": violation.src_segment,
+            "dst_segment": violation.dst_segment,
+            "reason": violation.reason,
         },
-        "entities": [],
-        "dataset": "vigil",
-        "labels": {},
-    }
+    )
+    identity = f"{flow.src}|{flow.dst}|{what}|{flow.time}|{flow.uid}"
+    view = {k: v for k, v in event.items() if k != "uid" and v is not None}
+    return Alert(alert_id(detection, identity), detection, entities_in(view))
 
 
 # --- learning and staging ---------------------------------------------------------------------
