@@ -18,6 +18,7 @@ A range is anchored in the audit chain after its decisions are on the stream (wi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import heapq
 import logging
@@ -154,10 +155,9 @@ class DecisionLog:
         for _, _, loop, future in ready:
             if future.done():  # its waiter gave up (timed out)
                 continue
-            try:
+            # a closed event loop (RuntimeError): no one is waiting any more
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, future)
-            except RuntimeError:  # its event loop is closed: no one is waiting any more
-                pass
         self._hold(batch)
 
     def _hold(self, batch: list[tuple[int, bytes]]) -> None:
