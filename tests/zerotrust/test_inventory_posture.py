@@ -70,3 +70,199 @@ def test_a_device_falling_out_of_compliance_is_announced(tmp_path) -> None:
     inventory.load(knowledge, store, lambda *change: told.append(change))
     assert told == [("ws7", True, False)]
     assert knowledge.devices["ws7"]["edr"] is False
+
+
+def _result(name: str, host: str, rows: list[dict[str, str]]) -> str:
+    """An osqueryd snapshot result line, as its filesystem logger writes it."""
+    import json
+
+    return json.dumps(
+        {
+            "snapshot": rows,
+            "action": "snapshot",
+            "name": name,
+            "hostIdentifier": host,
+            "calendarTime": "Fri Mar 15 10:00:00 2024 UTC",
+            "unixTime": "1710496800",
+            "epoch": "0",
+            "counter": "0",
+            "numerics": False,
+        }
+    )
+
+
+OSQUERY = "\n".join(
+    [
+        _result(
+            "pack_posture_bitlocker_info",
+            "WIN-A",
+            [
+                {
+                    "device_id": "\\\\?\\Volume{1}",
+                    "drive_letter": "C:",
+                    "persistent_volume_id": "",
+                    "conversion_status": "1",
+                    "protection_status": "1",
+                },
+                {
+                    "device_id": "\\\\?\\Volume{2}",
+                    "drive_letter": "D:",
+                    "persistent_volume_id": "",
+                    "conversion_status": "0",
+                    "protection_status": "0",
+                },
+            ],
+        ),
+        _result(
+            "windows_security_products",
+            "WIN-A",
+            [
+                {
+                    "type": "Firewall",
+                    "name": "Windows Firewall",
+                    "state": "On",
+                    "signatures_up_to_date": "1",
+                },
+                {
+                    "type": "Antivirus",
+                    "name": "Windows Defender",
+                    "state": "On",
+                    "signatures_up_to_date": "1",
+                },
+            ],
+        ),
+        _result(
+            "patches",
+            "WIN-A",
+            [
+                {"csname": "WIN-A", "hotfix_id": "KB5035845", "installed_on": "3/12/2024"},
+                {"csname": "WIN-A", "hotfix_id": "KB5034441", "installed_on": "1/9/2024"},
+            ],
+        ),
+        _result(
+            "bitlocker_info",
+            "WIN-B",
+            [
+                {"drive_letter": "C:", "conversion_status": "0", "protection_status": "0"},
+            ],
+        ),
+        _result(
+            "windows_security_products",
+            "WIN-B",
+            [
+                {"type": "Antivirus", "name": "Windows Defender", "state": "Off"},
+            ],
+        ),
+        _result(
+            "windows_update_history",
+            "WIN-B",
+            [
+                {
+                    "date": "1704067200",
+                    "operation": "Installation",
+                    "result_code": "Succeeded",
+                    "title": "2024-01 Cumulative Update",
+                },
+                {
+                    "date": "1709251200",
+                    "operation": "Installation",
+                    "result_code": "Failed",
+                    "title": "2024-03 Cumulative Update",
+                },
+            ],
+        ),
+        _result(
+            "disk_encryption",
+            "lnx1",
+            [
+                {
+                    "name": "/dev/sda1",
+                    "uuid": "",
+                    "encrypted": "0",
+                    "type": "",
+                    "encryption_status": "not encrypted",
+                },
+                {
+                    "name": "/dev/dm-0",
+                    "uuid": "2a5c",
+                    "encrypted": "1",
+                    "type": "LUKS2-aes-xts-plain64",
+                    "encryption_status": "encrypted",
+                },
+            ],
+        ),
+    ]
+)
+
+
+def test_posture_from_osquery_decides_access(tmp_path) -> None:
+    """BitLocker on the system drive, Windows Security Center's antivirus and the last patch
+    from osquery; a policy asking for all three allows only the host that has them."""
+    store = AssetStore(state_engine(tmp_path))
+    store.merge(import_bytes(OSQUERY.encode(), "osqueryd.results.log"))
+    march_20 = 1710892800.0  # 2024-03-20
+    postures = {n["name"]: inventory.posture_of(n, now=march_20) for n in store.nodes(kind="host")}
+    assert postures == {
+        "WIN-A": {"managed": True, "disk_encrypted": True, "edr": True, "patch_age_days": 8},
+        "WIN-B": {"managed": True, "disk_encrypted": False, "edr": False, "patch_age_days": 79},
+        "lnx1": {"managed": True, "disk_encrypted": True},
+    }
+    assert store.node("host:win-a")["attrs"]["edr_product"] == "Windows Defender"
+    knowledge = Knowledge()
+    for name, posture in postures.items():
+        knowledge.set_device(name.lower(), posture)
+    knowledge.set_resource("payroll", frozenset({"finance-app"}), None)
+    pdp = DecisionPoint(
+        parse(
+            {
+                "policies": [
+                    {
+                        "id": "strict",
+                        "subjects": {"groups": ["finance"]},
+                        "resources": {"tags": ["finance-app"]},
+                        "when": {
+                            "device": {
+                                "disk_encrypted": True,
+                                "edr": True,
+                                "max_patch_age_days": 30,
+                            }
+                        },
+                    }
+                ]
+            },
+            "p",
+        ),
+        knowledge,
+    )
+
+    def outcome(device: str) -> tuple[str, tuple[str, ...]]:
+        found = pdp.decide(AccessRequest("bob", "read", "payroll", ("finance",), device=device))
+        return found.outcome, found.reasons
+
+    assert outcome("win-a")[0] == "allow"
+    refused, why = outcome("win-b")
+    assert refused == "deny" and "device win-b: disk encrypted is not True" in " ".join(why)
+    assert outcome("lnx1")[0] == "deny"  # no EDR or patch age known: not shown compliant
+
+
+def test_posture_from_a_cmdb_export(tmp_path) -> None:
+    store = AssetStore(state_engine(tmp_path))
+    report = import_bytes(
+        b"hostname,ip,bitlocker,edr_agent,last_patched,patch_age\n"
+        b"ws1,10.0.1.1,Enabled,CrowdStrike Falcon,2024-03-12,\n"
+        b"ws2,10.0.1.2,no,none,,45\n"
+        b"ws3,10.0.1.3,maybe,yes,last tuesday,soon\n",
+        "cmdb.csv",
+    )
+    store.merge(report)
+    march_20 = 1710892800.0
+    postures = {n["name"]: inventory.posture_of(n, now=march_20) for n in store.nodes(kind="host")}
+    assert postures == {
+        "ws1": {"managed": True, "disk_encrypted": True, "edr": True, "patch_age_days": 8},
+        "ws2": {"managed": True, "disk_encrypted": False, "edr": False, "patch_age_days": 45},
+        "ws3": {"managed": True, "edr": True},
+    }
+    assert store.node("host:ws1")["attrs"]["edr_product"] == "CrowdStrike Falcon"
+    warned = " ".join(w.reason for w in report.report.warnings)
+    assert "'maybe' is not yes or no" in warned and "'last tuesday' is not a date" in warned
+    assert "'soon' is not a number of days" in warned

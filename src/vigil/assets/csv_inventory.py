@@ -13,6 +13,10 @@ the header uses most (`,` `;` tab `|`); a file that is not UTF-8 is read as Lati
 - criticality → one of `CRITICALITY` (low to high; 1-5 counts up, 5 the most critical;
   ServiceNow's "1 - most critical"... read as it means), `crown_jewel` true for the top one
   (crown-jewel, critical); exposure → `internet_exposed`; tags split on `;` or `,`.
+- Device posture, for Zero Trust: disk encryption and EDR (yes/no, on/off...; an EDR column
+  naming the agent means it runs, the name kept as `edr_product`), when the host was last
+  patched (an ISO 8601 date: `last_patched`, epoch s, so its age is counted when decided) or
+  its patch age in days.
 - A row naming neither a name nor an IP address is set aside with its reason; a value Vigil
   cannot read (a criticality, an exposure) is warned about once per value and the row kept.
 """
@@ -30,6 +34,7 @@ from typing import Any
 from vigil.assets.findings import text
 from vigil.assets.model import NODE_KINDS, Inventory
 from vigil.errors import InputError
+from vigil.events import parse_time
 
 FORMAT = "csv"
 
@@ -46,6 +51,18 @@ COLUMNS = {
     "tags": ("tags", "labels"),
     "exposure": ("exposure", "internet_facing", "internet_exposed", "exposed", "public"),
     "environment": ("environment", "env"),
+    # device posture, as a CMDB or an MDM export records it (Zero Trust decides on it)
+    "disk_encrypted": (
+        "disk_encrypted",
+        "encrypted",
+        "disk_encryption",
+        "encryption",
+        "bitlocker",
+        "filevault",
+    ),
+    "edr": ("edr", "edr_running", "edr_installed", "edr_agent", "endpoint_protection"),
+    "last_patched": ("last_patched", "last_patch", "last_patch_date", "patched_on", "patched"),
+    "patch_age_days": ("patch_age_days", "patch_age", "days_since_patch"),
     "description": ("description", "notes", "comment", "comments"),
 }
 NAMING = ("hostname", "name", "ip")  # a file without one of these is not an inventory
@@ -97,12 +114,21 @@ EXPOSURE = {
     **dict.fromkeys(("true", "yes", "y", "1", "internet", "public", "external", "exposed"), True),
     **dict.fromkeys(("false", "no", "n", "0", "internal", "private", "none"), False),
 }
+SWITCH = {
+    **dict.fromkeys(("true", "yes", "y", "1", "on", "enabled", "encrypted", "running",
+                     "installed", "protected"), True),
+    **dict.fromkeys(("false", "no", "n", "0", "off", "disabled", "not_encrypted", "unencrypted",
+                     "none", "stopped", "missing", "not_installed", "unprotected"), False),
+}  # fmt: skip
 # what a warning says of a value Vigil cannot read, by field
 ODD = {
     "kind": "kind {value!r} is not one Vigil knows: {rows} read as hosts",
     "ip": "{value!r} is not an IP address: left out of {rows}",
     "criticality": "criticality {value!r} is not one Vigil reads: left out of {rows}",
     "exposure": "exposure {value!r} is not yes or no: left out of {rows}",
+    "disk_encrypted": "disk encryption {value!r} is not yes or no: left out of {rows}",
+    "last_patched": "last patched {value!r} is not a date: left out of {rows}",
+    "patch_age_days": "patch age {value!r} is not a number of days: left out of {rows}",
 }
 DELIMITERS = ",;\t|"
 _WORDS = re.compile(r"[^a-z0-9]+")
@@ -215,12 +241,40 @@ class _Assets:
             internet_exposed=self.read_value("exposure", values["exposure"], EXPOSURE, line),
             environment=values["environment"],
             description=values["description"],
+            **self.posture(values, line),
         )
         for address in addresses:
             found = self.inventory.node(
                 "address", address, type=f"ipv{ipaddress.ip_address(address).version}"
             )
             self.inventory.edge("has_address", node, found)
+
+    def posture(self, values: dict[str, str | None], line: int) -> dict[str, Any]:
+        """Disk encryption, EDR (yes/no, or the agent's name: running), when last patched
+        (a date) or the patch age in days; what a row does not say is left out."""
+        out: dict[str, Any] = {}
+        encrypted = self.read_value("disk_encrypted", values["disk_encrypted"], SWITCH, line)
+        if encrypted is not None:
+            out["disk_encrypted"] = encrypted
+        edr = values["edr"]
+        if edr is not None:
+            out["edr"] = SWITCH.get(_word(edr), True)
+            if _word(edr) not in SWITCH:
+                out["edr_product"] = edr[:128]
+        patched = values["last_patched"]
+        if patched is not None:
+            when = parse_time(patched)
+            if when is None:
+                self.warn("last_patched", patched, line)
+            else:
+                out["last_patched"] = when
+        age = values["patch_age_days"]
+        if age is not None:
+            if age.isdigit() and len(age) <= 5:
+                out["patch_age_days"] = int(age)
+            else:
+                self.warn("patch_age_days", age, line)
+        return out
 
     def read_value(self, field: str, value: str | None, table: dict[str, Any], line: int) -> Any:
         if value is None:

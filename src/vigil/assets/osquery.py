@@ -22,13 +22,21 @@ skipped, counted per name in a warning. The host is keyed by `hostIdentifier` (l
   kept, `local_only` when all are loopback. Unix sockets (port 0) are not services.
 - `interface_addresses` → `address` and `has_address` (with the interface); loopback and
   link-local addresses are left out (they name no host across a network).
+- Device posture, which Zero Trust decides on (`disk_encrypted`, `edr`, `last_patched`):
+  `bitlocker_info` (the system drive C: when reported, else every drive, must be protected),
+  `disk_encryption` (encrypted when a volume is: a boot partition never is, the root one is);
+  `windows_security_products` (an antivirus registered with Windows Security Center and on:
+  the product kept as `edr_product`; none on: no EDR); `patches` (`installed_on`, as WMI
+  writes it, M/D/YYYY) and `windows_update_history` (succeeded installations) → when the host
+  was last patched (epoch s; its age is counted when decided).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -36,6 +44,7 @@ import orjson
 from vigil.assets.findings import Findings, text
 from vigil.assets.model import Inventory, Node
 from vigil.errors import InputError
+from vigil.events import parse_time
 
 FORMAT = "osquery"
 
@@ -134,7 +143,16 @@ class _Results:
             "users": self.user,
             "listening_ports": self.listening_port,
             "interface_addresses": self.interface_address,
+            "bitlocker_info": self.encryption,
+            "disk_encryption": self.encryption,
+            "windows_security_products": self.security_product,
+            "patches": self.patch,
+            "windows_update_history": self.patch,
         }
+        # posture, decided once every row is read: host → volumes (drive, encrypted)
+        self.volumes: defaultdict[str, list[tuple[str | None, bool]]] = defaultdict(list)
+        self.protection: dict[str, list[str]] = {}  # host → antivirus products on
+        self.hosts: dict[str, Node] = {}
 
     def record(self, record: Any, where: int) -> None:
         report = self.inventory.report
@@ -275,7 +293,51 @@ class _Results:
         found = self.inventory.node("address", address.compressed, type=f"ipv{address.version}")
         self.inventory.edge("has_address", host, found, interface=interface)
 
+    def encryption(self, host: Node, row: dict[str, Any], where: int, table: str) -> None:
+        if table == "bitlocker_info":  # protection_status: 0 off, 1 on, 2 unknown
+            status = text(row.get("protection_status"))
+            encrypted = {"0": False, "1": True}.get(status or "")
+            drive = (text(row.get("drive_letter")) or "").upper() or None
+        else:
+            flag, status = text(row.get("encrypted")), text(row.get("encryption_status"))
+            encrypted = {"0": False, "1": True}.get(flag or "")
+            if encrypted is None:
+                encrypted = {"encrypted": True, "not encrypted": False}.get(status or "")
+            drive = None
+        if encrypted is not None:
+            self.volumes[host.id].append((drive, encrypted))
+            self.hosts[host.id] = host
+
+    def security_product(self, host: Node, row: dict[str, Any], where: int, table: str) -> None:
+        on = self.protection.setdefault(host.id, [])
+        self.hosts[host.id] = host
+        kind, state = (text(row.get("type")) or "").lower(), (text(row.get("state")) or "")
+        name = text(row.get("name"))
+        if kind == "antivirus" and state.lower() == "on" and name:
+            on.append(name[:128])
+
+    def patch(self, host: Node, row: dict[str, Any], where: int, table: str) -> None:
+        if table == "windows_update_history":
+            result = (text(row.get("result_code")) or "succeeded").lower()
+            when = _float(row.get("date")) if result == "succeeded" else None
+        else:
+            when = _date(text(row.get("installed_on")) or text(row.get("install_date")))
+        if when is not None and when > float(host.attrs.get("last_patched") or 0):
+            host.attrs["last_patched"] = when
+
     def finish(self) -> Inventory:
+        for host_id, volumes in self.volumes.items():
+            system = [encrypted for drive, encrypted in volumes if drive == "C:"]
+            if system:
+                self.hosts[host_id].attrs["disk_encrypted"] = all(system)
+            elif all(drive is not None for drive, _ in volumes):  # BitLocker: every drive
+                self.hosts[host_id].attrs["disk_encrypted"] = all(e for _, e in volumes)
+            else:  # disk_encryption: the root volume is encrypted when any is
+                self.hosts[host_id].attrs["disk_encrypted"] = any(e for _, e in volumes)
+        for host_id, products in self.protection.items():
+            self.hosts[host_id].attrs["edr"] = bool(products)
+            if products:
+                self.hosts[host_id].attrs["edr_product"] = ", ".join(sorted(set(products)))
         report = self.inventory.report
         for query, rows in sorted(self.skipped.items()):
             report.warn(query, f"query {query!r} names no table Vigil reads: {rows} rows skipped")
@@ -291,6 +353,24 @@ def _table(query: str, tables: dict[str, Any]) -> str | None:
         return query
     ends = [t for t in tables if query.endswith((f"_{t}", f"/{t}"))]
     return max(ends, key=len) if ends else None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        found = float(str(text(value)))
+    except ValueError:
+        return None
+    return found if 0 < found < 1e11 else None
+
+
+def _date(value: str | None) -> float | None:
+    """A patch's date: M/D/YYYY as WMI's InstalledOn has it, or ISO 8601."""
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%m/%d/%Y").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return parse_time(value)
 
 
 def _number(value: Any) -> int | None:

@@ -6,6 +6,7 @@ that host)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,10 +18,17 @@ PAGE = 10_000
 MOST = 1_000_000  # assets read at most
 
 
-def posture_of(node: dict[str, Any]) -> dict[str, Any]:
+def posture_of(node: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    """A host's posture: managed (in an inventory, not only seen in telemetry), and what an
+    import recorded of disk encryption, EDR and patching; a host's patch age is counted from
+    when it was last patched (`last_patched`, epoch s) when the import says so."""
     attrs = node.get("attrs") or {}
     out: dict[str, Any] = {"managed": bool(node.get("managed"))}
     out.update({k: attrs[k] for k in POSTURE if k in attrs})
+    patched = attrs.get("last_patched")
+    if isinstance(patched, int | float) and not isinstance(patched, bool):
+        elapsed = (time.time() if now is None else now) - patched
+        out["patch_age_days"] = max(0, int(elapsed // 86400))
     return out
 
 
