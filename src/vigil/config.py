@@ -260,6 +260,9 @@ class ZeroTrustSettings(BaseModel):
     # the segment policy in force (segments and allowed flows, `vigil segments promote` writes
     # it): observed flows outside it are lateral-movement alerts; none: flows go unchecked
     segments: Path | None = None
+    # a proposed policy run beside it: what it would block is counted (GET /api/v1/segments),
+    # nothing is alerted on; `vigil segments promote` puts it in force
+    segments_staged: Path | None = None
     violation_level: Literal["informational", "low", "medium", "high", "critical"] = "medium"
 
 

@@ -3,6 +3,7 @@ the OpenAPI document lists them all. Served by a real service (embedded stores, 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tempfile
 import time
@@ -451,5 +452,5 @@ def test_segments_route_shows_the_policy_in_force(tmp_path) -> None:
     ]
     assert body["stage"] == {
         "path": str(policy), "since": body["stage"]["since"], "problem": None,
-        "checked": 0, "violations": 0,
+        "sha256": hashlib.sha256(policy.read_bytes()).hexdigest(), "checked": 0, "violations": 0,
     }  # fmt: skip

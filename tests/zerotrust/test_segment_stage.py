@@ -12,6 +12,7 @@ alert twice."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,9 @@ from vigil.config import Settings
 from vigil.events.records import Alert
 from vigil.ingest import FileReport, discover, read_events
 from vigil.serve.service import Service
+from vigil.store import state_engine
 from vigil.store.alerts import AlertStore
+from vigil.store.stages import StageStateStore
 from vigil.zerotrust import inventory
 from vigil.zerotrust.segments import (
     Flow,
@@ -210,3 +213,48 @@ def test_a_segment_given_by_tag_holds_the_inventorys_tagged_hosts(tmp_path: Path
     ]))])  # fmt: skip
     assert [a.detection.details["dst_segment"] for a in kept] == ["cde"]
     assert kept[0].detection.event["destination.ip"] == "10.9.0.5"
+
+
+def test_a_staged_policy_counts_what_it_would_block_across_a_restart(tmp_path: Path) -> None:
+    """Run beside the policy in force (none here), a proposed policy raises no alert: it
+    counts what it would block by segment pair, protocol and port; the count is kept in the
+    state database and taken up again after a restart; a new proposal starts a new count."""
+    staged = tmp_path / "proposed.yml"
+    staged.write_text(POLICY)
+    state = StageStateStore(state_engine(tmp_path))
+    kept: list[Alert] = []
+
+    def running() -> SegmentStage:
+        stage = SegmentStage(None, kept.extend, kept.extend, staged=staged, state=state)
+        stage.restore()
+        return stage
+
+    first = running()
+    first.process(
+        [
+            (
+                0,
+                flows_record(
+                    [
+                        Flow("10.0.1.5", "10.0.0.9", "tcp", 443, 1.0),  # allowed
+                        Flow("10.0.1.5", "10.0.0.9", "tcp", 22, 2.0, "C1"),
+                        Flow("10.0.1.7", "10.0.0.9", "tcp", 22, 3.0, "C2"),
+                    ]
+                ),
+            )
+        ]
+    )
+    again = running()  # a restart
+    again.process([(1, flows_record([Flow("10.0.1.5", "10.0.1.6", "tcp", 445, 4.0, "C3")]))])
+    shown = again.figures()["staged"]
+    assert kept == []  # staged: nothing alerted on
+    assert (shown["flows"], shown["blocked"]) == (4, 3)
+    assert [
+        (w["src_segment"], w["dst_segment"], w["port"], w["count"]) for w in shown["would_block"]
+    ] == [("users", "servers", 22, 2), ("users", "users", 445, 1)]
+    assert [e["uid"] for e in shown["would_block"][0]["examples"]] == ["C1", "C2"]
+    assert shown["sha256"] == hashlib.sha256(staged.read_bytes()).hexdigest()
+
+    staged.write_text(POLICY + "  - {src: users, dst: servers, protocol: tcp, ports: [22]}\n")
+    again.process([(2, flows_record([Flow("10.0.1.5", "10.0.0.9", "tcp", 22, 9.0)]))])
+    assert (again.figures()["staged"]["flows"], again.figures()["staged"]["blocked"]) == (1, 0)

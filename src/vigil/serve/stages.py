@@ -38,6 +38,7 @@ from vigil.errors import storage_problem
 from vigil.respond.engine import Responder
 from vigil.respond.stage import AlertResponseStage, IncidentResponseStage
 from vigil.store.alerts import AlertStore
+from vigil.store.stages import StageStateStore
 from vigil.zerotrust import inventory
 from vigil.zerotrust.pdp import Knowledge
 from vigil.zerotrust.stage import RiskStage, SegmentStage
@@ -102,6 +103,8 @@ def _segments(wiring: Wiring) -> Stage:
         wiring.publisher("alerts"),
         tags=lambda: inventory.tagged_addresses(assets),
         level=given.violation_level,
+        staged=given.segments_staged,
+        state=StageStateStore(wiring.engine),
     )
 
 

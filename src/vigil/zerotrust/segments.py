@@ -803,6 +803,16 @@ class StageReport:
     counts: Counter[tuple[str, str, str, int | None]] = field(default_factory=Counter)
     examples: dict[tuple[str, str, str, int | None], list[Violation]] = field(default_factory=dict)
 
+    def add(self, other: StageReport, *, examples: int = 3) -> None:
+        """Take in another report (of later flows): counts added, examples up to `examples`
+        a pair."""
+        self.flows += other.flows
+        self.blocked += other.blocked
+        self.counts.update(other.counts)
+        for key, found in other.examples.items():
+            kept = self.examples.setdefault(key, [])
+            kept.extend(found[: max(0, examples - len(kept))])
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "flows": self.flows,

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -19,14 +20,18 @@ from typing import Any
 
 from vigil.errors import VigilError
 from vigil.events.records import Alert, RiskChange
+from vigil.store.stages import StageStateStore
 from vigil.zerotrust.pdp import Knowledge
 from vigil.zerotrust.segments import (
     Flow,
     FlowPolicy,
     Segments,
+    StageReport,
+    Violation,
     check,
     distinct,
     flows_of_record,
+    stage,
     to_alert,
 )
 
@@ -35,6 +40,9 @@ log = logging.getLogger("vigil.zerotrust")
 RELOAD_S = 60.0  # the inventory's tags are read again this often (the file: when it changes)
 SEEN_MOST = 100_000  # recent flows remembered, to tell a second sensor's copy of one
 COPY_WITHIN_S = 1.0  # a flow seen again within this is a copy (two sensors, a replay)
+STAGED_STATE = "segments-staged"  # the staged report's name in the state database
+STAGED_EXAMPLES = 3  # example flows kept of each pair a staged policy would block
+STAGED_SHOWN = 50  # pairs shown in the figures
 
 
 class RiskStage:
@@ -51,12 +59,79 @@ class RiskStage:
             self.knowledge.set_risk(kind, value, change.risk)
 
 
+class PolicyFile:
+    """A segment policy file as it is now: read again once it changes (or, for the tags
+    its segments name, every `RELOAD_S`). One that no longer reads is refused with its reason
+    (`problem`) and the last good one stays."""
+
+    def __init__(
+        self, path: Path, what: str, tags: Callable[[], Mapping[str, Sequence[str]]] | None
+    ) -> None:
+        self.path = path
+        self.what = what  # "in force", "staged": for the log
+        self.tags = tags
+        self.policy: FlowPolicy | None = None
+        self.segments: Segments | None = None
+        self.sha256: str | None = None  # of the text in use
+        self.since: float | None = None
+        self.problem: str | None = None
+        self._stamp: tuple[int, int] | None = None
+        self._loaded_at = 0.0
+
+    def current(self, *, force: bool = False) -> tuple[FlowPolicy, Segments] | None:
+        try:
+            status = self.path.stat()
+            stamp: tuple[int, int] | None = (status.st_mtime_ns, status.st_size)
+        except OSError:
+            stamp = None
+        due = time.monotonic() - self._loaded_at >= RELOAD_S
+        if force or stamp != self._stamp or due:
+            self._stamp, self._loaded_at = stamp, time.monotonic()
+            self._read()
+        if self.policy is None or self.segments is None:
+            return None
+        return self.policy, self.segments
+
+    def _read(self) -> None:
+        try:
+            body = self.path.read_bytes()
+            policy = FlowPolicy.from_yaml(body.decode("utf-8"), str(self.path))
+            segments = Segments(policy.segments, self.tags() if self.tags is not None else None)
+        except (OSError, UnicodeDecodeError, VigilError) as exc:
+            problem = f"{self.path}: {exc}"
+            if problem != self.problem:
+                log.error(
+                    "segment policy %s not taken (the last good one stays): %s", self.what, problem
+                )
+            self.problem = problem
+            return
+        digest = hashlib.sha256(body).hexdigest()
+        if digest != self.sha256:
+            log.info(
+                "segment policy %s: %s (%d segments)", self.what, self.path, len(segments.names)
+            )
+            self.since = time.time()
+        self.policy, self.segments, self.sha256, self.problem = policy, segments, digest, None
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "since": self.since,
+            "problem": self.problem,
+        }
+
+
 class SegmentStage:
-    """Flows in, the policy's violations out as alerts. The policy file (segments and allowed
-    flows) is read at start and again as soon as it changes (`vigil segments promote`
-    replaces it), its segments' tags resolved to the addresses the inventory gives them
-    (`tags()`, read again every minute). A policy that no longer reads is refused with its
-    reason and the last good one stays in force. Without a policy the flows pass unchecked."""
+    """Flows in, the policy's violations out as alerts; and, for a proposed policy run staged
+    beside it, what it would block. Each policy file is read at start and again as soon as
+    it changes (`vigil segments promote` replaces the one in force), its segments' tags
+    resolved to the addresses the inventory gives them (`tags()`, read again every minute).
+    Without a policy in force the flows pass unchecked.
+
+    The staged report (flows seen, and those the staged policy would block by segment pair,
+    protocol and port) is kept in the state database with each batch (`state`), so it spans
+    a restart; it starts afresh when the staged file changes."""
 
     def __init__(
         self,
@@ -66,37 +141,54 @@ class SegmentStage:
         *,
         tags: Callable[[], Mapping[str, Sequence[str]]] | None = None,
         level: str = "medium",
+        staged: Path | None = None,
+        state: StageStateStore | None = None,
     ) -> None:
-        self.path = path
+        self.in_force = PolicyFile(path, "in force", tags) if path is not None else None
+        self.staged = PolicyFile(staged, "staged", tags) if staged is not None else None
         self.keep = keep  # into the alert store
         self.publish = publish  # onto the `alerts` stream (records with `to_bytes`)
-        self.tags = tags
         self.level = level
-        self.policy: FlowPolicy | None = None
-        self.segments: Segments | None = None
-        self.loaded: dict[str, Any] = {}  # what is in force: path, sha256, when, problem
+        self.state = state
         self.checked = 0
         self.violations = 0
-        self._stamp: tuple[int, int] | None = None
-        self._loaded_at = 0.0
+        self.report = StageReport()
+        self._report_of: str | None = None  # the staged text's sha256 the report is about
         self._seen: OrderedDict[tuple[Any, ...], float] = OrderedDict()
 
     def restore(self) -> None:
-        self._reload(force=True)
+        if self.in_force is not None:
+            self.in_force.current(force=True)
+        if self.staged is not None:
+            self.staged.current(force=True)
+            kept = self.state.get(STAGED_STATE) if self.state is not None else None
+            if kept is not None and kept[1].get("sha256") == self.staged.sha256:
+                self.report = _report_from(kept[1])
+                self._report_of = self.staged.sha256
 
     def process(self, records: Sequence[tuple[int, bytes]]) -> None:
-        self._reload()
         flows = [flow for _, data in records for flow in flows_of_record(data)]
-        if self.policy is None or self.segments is None or not flows:
+        enforced = self.in_force.current() if self.in_force is not None else None
+        proposed = self.staged.current() if self.staged is not None else None
+        if not flows or (enforced is None and proposed is None):
             return
         fresh = [flow for flow in distinct(flows, COPY_WITHIN_S) if self._first(flow)]
-        self.checked += len(fresh)
-        alerts = [to_alert(v, level=self.level) for v in check(fresh, self.policy, self.segments)]
-        if alerts:
-            self.keep(alerts)
-            raised = time.time()
-            self.publish([replace(a, raised=raised) for a in alerts])
-            self.violations += len(alerts)
+        if enforced is not None:
+            self.checked += len(fresh)
+            alerts = [to_alert(v, level=self.level) for v in check(fresh, *enforced)]
+            if alerts:
+                self.keep(alerts)
+                raised = time.time()
+                self.publish([replace(a, raised=raised) for a in alerts])
+                self.violations += len(alerts)
+        if proposed is not None and self.staged is not None:
+            if self._report_of != self.staged.sha256:  # a new proposal: a new report
+                self.report, self._report_of = StageReport(), self.staged.sha256
+            found = stage(*proposed, fresh, examples=STAGED_EXAMPLES)
+            self.report.add(found, examples=STAGED_EXAMPLES)
+            if self.state is not None:
+                kept = {"sha256": self._report_of, **self.report.as_dict()}
+                self.state.put(STAGED_STATE, records[-1][0] + 1, kept)
 
     def _first(self, flow: Flow) -> bool:
         """Not a copy of a flow another batch already had (another sensor, within a second,
@@ -112,35 +204,34 @@ class SegmentStage:
             flow.time is not None and seen is not None and abs(flow.time - seen) <= COPY_WITHIN_S
         )
 
-    def _reload(self, *, force: bool = False) -> None:
-        if self.path is None:
-            return
-        try:
-            status = self.path.stat()
-            stamp: tuple[int, int] | None = (status.st_mtime_ns, status.st_size)
-        except OSError:
-            stamp = None
-        due = time.monotonic() - self._loaded_at >= RELOAD_S
-        if not force and stamp == self._stamp and not due:
-            return
-        self._stamp, self._loaded_at = stamp, time.monotonic()
-        try:
-            text = self.path.read_text(encoding="utf-8")
-            policy = FlowPolicy.from_yaml(text, str(self.path))
-            segments = Segments(policy.segments, self.tags() if self.tags is not None else None)
-        except (OSError, UnicodeDecodeError, VigilError) as exc:
-            problem = f"{self.path}: {exc}"
-            if problem != self.loaded.get("problem"):
-                log.error("segment policy not taken (the last good one stays): %s", problem)
-            self.loaded = {**self.loaded, "problem": problem}
-            return
-        if self.policy is None or policy != self.policy:
-            log.info("segment policy in force: %s (%d segments)", self.path, len(segments.names))
-        self.policy, self.segments = policy, segments
-        self.loaded = {"path": str(self.path), "since": time.time(), "problem": None}
-
     def figures(self) -> dict[str, Any]:
-        return {**self.loaded, "checked": self.checked, "violations": self.violations}
+        """What is in force and what it found; the staged policy and what it would block."""
+        out: dict[str, Any] = {"checked": self.checked, "violations": self.violations}
+        if self.in_force is not None:
+            out.update(self.in_force.figures())
+        if self.staged is not None:
+            report = self.report.as_dict()
+            report["would_block"] = report["would_block"][:STAGED_SHOWN]
+            out["staged"] = {**self.staged.figures(), **report}
+        return out
 
 
-__all__ = ["RiskStage", "SegmentStage"]
+def _report_from(kept: Mapping[str, Any]) -> StageReport:
+    """A staged report as the state database keeps it (`StageReport.as_dict`)."""
+    report = StageReport(flows=int(kept.get("flows", 0)), blocked=int(kept.get("blocked", 0)))
+    for row in kept.get("would_block", ()):
+        key = (row["src_segment"], row["dst_segment"], row["protocol"], row["port"])
+        report.counts[key] = int(row["count"])
+        report.examples[key] = [
+            Violation(
+                Flow(e["src"], e["dst"], row["protocol"], row["port"], e["time"], e["uid"]),
+                row["src_segment"],
+                row["dst_segment"],
+                row["reason"],
+            )
+            for e in row["examples"]
+        ]
+    return report
+
+
+__all__ = ["PolicyFile", "RiskStage", "SegmentStage"]
