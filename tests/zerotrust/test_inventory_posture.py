@@ -5,6 +5,8 @@ next load, which passes on only what changed."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from vigil.assets.importers import import_bytes
 from vigil.assets.store import AssetStore
 from vigil.store import state_engine
@@ -195,13 +197,22 @@ OSQUERY = "\n".join(
 )
 
 
+MARCH_20 = 1710892800.0  # 2024-03-20, when the postures below are decided
+
+
+def imported(tmp_path, data: bytes, name: str) -> tuple[AssetStore, Any, dict[str, Any]]:
+    """An import into a fresh inventory: the store, the import, each host's posture."""
+    store = AssetStore(state_engine(tmp_path))
+    found = import_bytes(data, name)
+    store.merge(found)
+    hosts = store.nodes(kind="host")
+    return store, found, {n["name"]: inventory.posture_of(n, now=MARCH_20) for n in hosts}
+
+
 def test_posture_from_osquery_decides_access(tmp_path) -> None:
     """BitLocker on the system drive, Windows Security Center's antivirus and the last patch
     from osquery; a policy asking for all three allows only the host that has them."""
-    store = AssetStore(state_engine(tmp_path))
-    store.merge(import_bytes(OSQUERY.encode(), "osqueryd.results.log"))
-    march_20 = 1710892800.0  # 2024-03-20
-    postures = {n["name"]: inventory.posture_of(n, now=march_20) for n in store.nodes(kind="host")}
+    store, _, postures = imported(tmp_path, OSQUERY.encode(), "osqueryd.results.log")
     assert postures == {
         "WIN-A": {"managed": True, "disk_encrypted": True, "edr": True, "patch_age_days": 8},
         "WIN-B": {"managed": True, "disk_encrypted": False, "edr": False, "patch_age_days": 79},
@@ -246,17 +257,14 @@ def test_posture_from_osquery_decides_access(tmp_path) -> None:
 
 
 def test_posture_from_a_cmdb_export(tmp_path) -> None:
-    store = AssetStore(state_engine(tmp_path))
-    report = import_bytes(
+    store, report, postures = imported(
+        tmp_path,
         b"hostname,ip,bitlocker,edr_agent,last_patched,patch_age\n"
         b"ws1,10.0.1.1,Enabled,CrowdStrike Falcon,2024-03-12,\n"
         b"ws2,10.0.1.2,no,none,,45\n"
         b"ws3,10.0.1.3,maybe,yes,last tuesday,soon\n",
         "cmdb.csv",
     )
-    store.merge(report)
-    march_20 = 1710892800.0
-    postures = {n["name"]: inventory.posture_of(n, now=march_20) for n in store.nodes(kind="host")}
     assert postures == {
         "ws1": {"managed": True, "disk_encrypted": True, "edr": True, "patch_age_days": 8},
         "ws2": {"managed": True, "disk_encrypted": False, "edr": False, "patch_age_days": 45},
