@@ -100,6 +100,13 @@ class Sessions:
             self._active[session.id] = session
         return session
 
+    def holds(self, session_id: str) -> bool:
+        """Whether the session is active and in its lifetime, from memory only (no query: a
+        coroutine may ask); when not, `check` says why."""
+        with self._lock:
+            session = self._active.get(session_id)
+        return session is not None and session.expires > time.time()
+
     def check(self, session_id: str) -> str | None:
         """None while the session holds; else why not (revoked, expired, unknown)."""
         with self._lock:
