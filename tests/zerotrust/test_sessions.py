@@ -17,7 +17,7 @@ from vigil.api.server import build_app
 from vigil.config import Settings
 from vigil.respond.audit import AuditLog
 from vigil.serve.service import Service
-from vigil.zerotrust.ssf import SESSION_REVOKED
+from vigil.zerotrust.ssf import DEVICE_COMPLIANCE_CHANGE, SESSION_REVOKED
 
 POLICY = {
     "policies": [
@@ -115,3 +115,76 @@ def test_the_containment_playbook_ends_the_sessions_of_the_compromised_host(tmp_
     assert service.sessions.check(opened.id) == "the session was revoked: LSASS dumped"
     assert service.sessions.check(kept.id) is None  # another host's session stays
     service.stop()
+
+
+DEVICE_POLICY = {
+    "policies": [
+        {
+            "id": "payroll",
+            "subjects": {"anyone": True},
+            "resources": {"names": ["payroll"]},
+            "actions": ["read"],
+            "when": {"device": {"managed": True, "edr": True}},
+        }
+    ]
+}
+
+
+def test_an_import_saying_edr_stopped_revokes_the_devices_session_at_once(tmp_path) -> None:
+    """The assets stage announces the hosts an import changed (`inventory` stream); the
+    zerotrust-inventory stage reads them from the inventory at once, so the session on that
+    device is revoked and the receivers told the device is no longer compliant, without
+    waiting for the minute's reload."""
+    policies = tmp_path / "policies.yml"
+    policies.write_text(orjson.dumps(DEVICE_POLICY).decode())
+    with in_thread(Inbox()) as receiver:
+        service = Service(
+            Settings.model_validate(
+                {
+                    "data_dir": tmp_path / "data",
+                    "indicators": False,
+                    "starter_rules": False,
+                    "zerotrust": {
+                        "policies": [str(policies)],
+                        "receivers": [
+                            {
+                                "id": "proxy",
+                                "audience": "https://proxy.test",
+                                "push_url": f"{receiver.url}/ssf",
+                            }
+                        ],
+                    },
+                }
+            )
+        )
+        token = TokenStore(service.engine).create("pep", "proxy")[0]
+        asked = {
+            "subject": "bob",
+            "action": "read",
+            "resource": "payroll",
+            "device": "ws7",
+            "open_session": True,
+        }
+        with TestClient(build_app(service)) as client:
+            client.headers["Authorization"] = f"Bearer {token}"
+            service.import_assets(b"hostname,ip,edr\nws7,10.0.1.7,yes\n", "mdm.csv")
+            assert service.drain(30)
+            opened = client.post("/api/v1/access/decision", json=asked).json()
+            assert opened["outcome"] == "allow", opened
+            service.import_assets(b"hostname,ip,edr\nws7,10.0.1.7,stopped\n", "mdm.csv")
+            assert service.drain(30)  # the assets stage, then zerotrust-inventory
+            assert service.sessions.check(opened["session"]) == (
+                "the session was revoked: payroll: device ws7: edr is not True"
+            )
+        service.transmitter.close()
+        kinds = [
+            next(
+                iter(
+                    jwt.decode(t, KeySet.import_key_set(service.transmitter.key.jwks())).claims[
+                        "events"
+                    ]
+                )
+            )
+            for t in receiver.tokens
+        ]
+    assert kinds.count(SESSION_REVOKED) == 1 and kinds.count(DEVICE_COMPLIANCE_CHANGE) == 1

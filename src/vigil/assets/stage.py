@@ -3,24 +3,32 @@
 imports made through the API, each the whole of its source: what it no longer names is
 retired) merged
 into the inventory in the state database, one transaction per batch, and into the access
-graph in memory, which `restore` rebuilds from the database after a restart."""
+graph in memory, which `restore` rebuilds from the database after a restart. The host nodes
+an import (not passive discovery) gave are announced once merged (`AssetChange` on the
+`inventory` stream), so what decides on a host's posture and tags (Zero Trust) knows at
+once."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import Engine
 
 from vigil.assets.graph import AccessGraph
 from vigil.assets.model import Inventory
-from vigil.assets.store import AssetStore
+from vigil.assets.store import TELEMETRY, AssetStore
+from vigil.events.records import AssetChange
 
 
 class AssetStage:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, engine: Engine, announce: Callable[[Sequence[AssetChange]], object] | None = None
+    ) -> None:
         self.store = AssetStore(engine)
         self.engine = engine
         self.graph = AccessGraph()
+        self.announce = announce
 
     def restore(self) -> int:
         """The access graph of what the database holds; its moves."""
@@ -47,4 +55,12 @@ class AssetStage:
             gone = self.store.retire(batch)
             self.graph.remove((edge.src, edge.dst, edge.kind) for edge in gone)
             counts["edges_gone"] = counts.get("edges_gone", 0) + len(gone)
+        changes = [
+            AssetChange(source, hosts, time.time())
+            for source, batch in by_source.items()
+            if source != TELEMETRY
+            and (hosts := tuple(n.id for n in batch.nodes.values() if n.kind == "host"))
+        ]
+        if changes and self.announce is not None:
+            self.announce(changes)
         return counts

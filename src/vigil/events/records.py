@@ -226,6 +226,24 @@ class RiskChange:
 
 
 @dataclass(frozen=True, slots=True)
+class AssetChange:
+    """Inventory nodes a source (an import: osquery, a CMDB export...) changed, by id, once
+    the inventory holds the change: for whoever decides on the inventory (Zero Trust)."""
+
+    source: str
+    nodes: tuple[str, ...]
+    at: float
+
+    def to_bytes(self) -> bytes:
+        return _dumps({"source": self.source, "nodes": self.nodes, "at": self.at})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> AssetChange:
+        value = orjson.loads(data)
+        return cls(str(value["source"]), tuple(map(str, value["nodes"])), float(value["at"]))
+
+
+@dataclass(frozen=True, slots=True)
 class IncidentChange:
     """An incident opened or grown by a batch of alerts (`alerts`: those that joined it), or
     merged into another (`into`)."""

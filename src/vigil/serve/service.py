@@ -222,7 +222,7 @@ class Service:
         self.sessions = Sessions(self.engine, self.pdp, self.transmitter, audit.append)
         self.knowledge.listeners.append(self._reevaluate)
         if "api" in self.roles:  # the processes that answer decisions: posture, tags
-            inventory.load(self.knowledge, self.asset_store, self._compliance)
+            inventory.load(self.knowledge, self.asset_store, self.announce_compliance)
         # response: the engine is here wherever runs are read, approved or undone (api); its
         # workers and stages run in the respond role
         self.responder: Responder | None = None
@@ -411,11 +411,11 @@ class Service:
         """The inventory into what the decision point knows, every minute."""
         while not self.hunting.stopping.wait(60.0):
             try:
-                inventory.load(self.knowledge, self.asset_store, self._compliance)
+                inventory.load(self.knowledge, self.asset_store, self.announce_compliance)
             except Exception:
                 log.exception("zero trust: reading the inventory failed; again in a minute")
 
-    def _compliance(self, host: str, was: bool, now: bool) -> None:
+    def announce_compliance(self, host: str, was: bool, now: bool) -> None:
         """A device's compliance changed: CAEP device-compliance-change to the receivers."""
         status = {True: "compliant", False: "not-compliant"}
         self.transmitter.emit(

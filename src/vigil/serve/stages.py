@@ -5,6 +5,7 @@
                             │          └───────────────────┐
                             ├──► flows ──► segments (violations of the segment policy)
                             └──► relationships ──► assets (inventory, access graph)
+                                                          └──► inventory ──► zerotrust-inventory
 
 A stage reads one stream from its committed position, does one job, publishes what it made
 to the next streams, and only then commits. A stage is one module plus one line in `STAGES`;
@@ -41,7 +42,7 @@ from vigil.store.alerts import AlertStore
 from vigil.store.stages import StageStateStore
 from vigil.zerotrust import inventory
 from vigil.zerotrust.pdp import Knowledge
-from vigil.zerotrust.stage import RiskStage, SegmentStage
+from vigil.zerotrust.stage import InventoryStage, RiskStage, SegmentStage
 
 log = logging.getLogger("vigil.stages")
 
@@ -61,9 +62,11 @@ class Wiring(Protocol):
 
     def publisher(self, stream: str) -> Callable[[Sequence[Any]], None]: ...
 
+    def announce_compliance(self, host: str, was: bool, now: bool) -> None: ...
+
 
 def _assets(wiring: Wiring) -> Stage:
-    return AssetStage(wiring.engine)
+    return AssetStage(wiring.engine, wiring.publisher("inventory"))
 
 
 def _correlate(wiring: Wiring) -> Stage:
@@ -92,6 +95,12 @@ def _respond_incidents(wiring: Wiring) -> Stage:
 
 def _zerotrust(wiring: Wiring) -> Stage:
     return RiskStage(wiring.knowledge)
+
+
+def _zerotrust_inventory(wiring: Wiring) -> Stage:
+    return InventoryStage(
+        wiring.knowledge, AssetStore(wiring.engine).node, wiring.announce_compliance
+    )
 
 
 def _segments(wiring: Wiring) -> Stage:
@@ -127,7 +136,7 @@ STAGES = (
     StageSpec("detect", consumes="events", publishes=("alerts", "relationships", "flows")),
     StageSpec("segments", consumes="flows", publishes=("alerts",), build=_segments),
     StageSpec("correlate", consumes="alerts", publishes=("incidents", "risk"), build=_correlate),
-    StageSpec("assets", consumes="relationships", publishes=(), build=_assets),
+    StageSpec("assets", consumes="relationships", publishes=("inventory",), build=_assets),
     StageSpec("respond", consumes="alerts", publishes=("actions",), build=_respond, role="respond"),
     StageSpec(
         "respond-incidents",
@@ -137,6 +146,13 @@ STAGES = (
         role="respond",
     ),
     StageSpec("zerotrust", consumes="risk", publishes=("decisions",), build=_zerotrust, role="api"),
+    StageSpec(
+        "zerotrust-inventory",
+        consumes="inventory",
+        publishes=(),
+        build=_zerotrust_inventory,
+        role="api",
+    ),
 )
 STREAMS = tuple(dict.fromkeys(name for s in STAGES for name in (s.consumes, *s.publishes)))
 # Streams kept as durably as the intake (fsync per batch when `pipeline.fsync`); the others

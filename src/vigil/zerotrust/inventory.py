@@ -50,29 +50,41 @@ def load(
     for offset in range(0, MOST, PAGE):
         nodes = store.nodes(limit=PAGE, offset=offset)
         for node in nodes:
-            name = str(node.get("name") or node["id"].split(":", 1)[-1]).lower()
-            attrs = node.get("attrs") or {}
-            if node.get("kind") == "host":
-                posture = posture_of(node)
-                before = knowledge.devices.get(name)
-                if before != posture:
-                    knowledge.set_device(name, posture)
-                    changed += 1
-                    if (
-                        compliance is not None
-                        and before is not None
-                        and compliant(before) != compliant(posture)
-                    ):
-                        compliance(name, compliant(before), compliant(posture))
-            tags = frozenset(str(t) for t in attrs.get("tags") or ())
-            segment = attrs.get("segment")
-            if tags or segment:
-                kept = (tags, str(segment) if segment else None)
-                if knowledge.resources.get(name) != kept:
-                    knowledge.set_resource(name, tags, kept[1])
-                    changed += 1
+            changed += apply(knowledge, node, compliance)
         if len(nodes) < PAGE:
             break
+    return changed
+
+
+def apply(
+    knowledge: Knowledge,
+    node: dict[str, Any],
+    compliance: Callable[[str, bool, bool], object] | None = None,
+) -> int:
+    """One inventory node into the knowledge (a host's posture; an asset's tags and
+    segment); how many entries changed (0 to 2)."""
+    changed = 0
+    name = str(node.get("name") or node["id"].split(":", 1)[-1]).lower()
+    attrs = node.get("attrs") or {}
+    if node.get("kind") == "host":
+        posture = posture_of(node)
+        before = knowledge.devices.get(name)
+        if before != posture:
+            knowledge.set_device(name, posture)
+            changed += 1
+            if (
+                compliance is not None
+                and before is not None
+                and compliant(before) != compliant(posture)
+            ):
+                compliance(name, compliant(before), compliant(posture))
+    tags = frozenset(str(t) for t in attrs.get("tags") or ())
+    segment = attrs.get("segment")
+    if tags or segment:
+        kept = (tags, str(segment) if segment else None)
+        if knowledge.resources.get(name) != kept:
+            knowledge.set_resource(name, tags, kept[1])
+            changed += 1
     return changed
 
 
@@ -96,4 +108,4 @@ def tagged_addresses(store: AssetStore) -> dict[str, list[str]]:
     return {tag: list(held) for tag, held in out.items()}
 
 
-__all__ = ["compliant", "load", "posture_of", "tagged_addresses"]
+__all__ = ["apply", "compliant", "load", "posture_of", "tagged_addresses"]

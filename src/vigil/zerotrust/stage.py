@@ -2,6 +2,8 @@
 
 - `RiskStage` (on `risk`): live risk into what the decision point knows, so a user's or a
   host's next request is decided on its risk now.
+- `InventoryStage` (on `inventory`): the hosts an import changed, their posture and tags
+  into what the decision point knows at once.
 - `SegmentStage` (on `flows`): the connections the events record, checked against the
   segment policy in force; a flow it does not allow is a lateral-movement alert, stored and
   published on `alerts`, so correlation, response and the console take it up like any other.
@@ -19,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from vigil.errors import VigilError
-from vigil.events.records import Alert, RiskChange
+from vigil.events.records import Alert, AssetChange, RiskChange
 from vigil.store.stages import StageStateStore
+from vigil.zerotrust import inventory
 from vigil.zerotrust.pdp import Knowledge
 from vigil.zerotrust.segments import (
     Flow,
@@ -57,6 +60,35 @@ class RiskStage:
             change = RiskChange.from_bytes(data)
             kind, value = change.entity
             self.knowledge.set_risk(kind, value, change.risk)
+
+
+class InventoryStage:
+    """The hosts an import changed (the `inventory` stream, announced by the assets stage
+    once merged) into what the decision point knows, read from the inventory at once: a host
+    falling out of compliance has its sessions decided again and is announced (`compliance`)
+    without waiting for the minute's full reload."""
+
+    def __init__(
+        self,
+        knowledge: Knowledge,
+        node: Callable[[str], dict[str, Any] | None],
+        compliance: Callable[[str, bool, bool], object] | None = None,
+    ) -> None:
+        self.knowledge = knowledge
+        self.node = node  # the inventory's node by id (`AssetStore.node`)
+        self.compliance = compliance
+
+    def restore(self) -> None:
+        return None  # the service loads the whole inventory before the first batch
+
+    def process(self, records: Sequence[tuple[int, bytes]]) -> int:
+        ids = dict.fromkeys(i for _, data in records for i in AssetChange.from_bytes(data).nodes)
+        changed = 0
+        for node_id in ids:
+            node = self.node(node_id)
+            if node is not None:
+                changed += inventory.apply(self.knowledge, node, self.compliance)
+        return changed
 
 
 class PolicyFile:
@@ -234,4 +266,4 @@ def _report_from(kept: Mapping[str, Any]) -> StageReport:
     return report
 
 
-__all__ = ["PolicyFile", "RiskStage", "SegmentStage"]
+__all__ = ["InventoryStage", "PolicyFile", "RiskStage", "SegmentStage"]
