@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from vigil.errors import Invalid
+from vigil.events.flows import Flow
 from vigil.events.records import Alert
 from vigil.zerotrust.segments import (
-    Flow,
     FlowPolicy,
     Rule,
     Segment,

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from vigil.config import Settings
+from vigil.events.flows import Flow, flow_of, flows_of_record, flows_record
 from vigil.events.records import Alert
 from vigil.ingest import FileReport, discover, read_events
 from vigil.serve.service import Service
@@ -29,14 +30,10 @@ from vigil.store.alerts import AlertStore
 from vigil.store.stages import StageStateStore
 from vigil.zerotrust import inventory
 from vigil.zerotrust.segments import (
-    Flow,
     Segment,
     Segments,
     check,
     distinct,
-    flow_of,
-    flows_of_record,
-    flows_record,
     learn,
     read_flows,
     split_by_time,

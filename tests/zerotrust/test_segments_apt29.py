@@ -41,8 +41,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vigil.events.flows import Flow
 from vigil.zerotrust.segments import (
-    Flow,
     Rule,
     Segment,
     Segments,

@@ -19,7 +19,8 @@ from vigil.cli._state import DataDir, migrated_engine, settings_with
 from vigil.errors import VigilError
 
 if TYPE_CHECKING:
-    from vigil.zerotrust.segments import Flow, FlowPolicy, Segments
+    from vigil.events.flows import Flow
+    from vigil.zerotrust.segments import FlowPolicy, Segments
 
 segments_app = typer.Typer(no_args_is_help=True, help="Micro-segmentation: flow policies.")
 

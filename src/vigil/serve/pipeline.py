@@ -34,6 +34,7 @@ from vigil.detect.workers import WorkerError, WorkerPool
 from vigil.errors import StorageUnavailable, storage_problem
 from vigil.events import Event
 from vigil.events.entities import entities_in, entities_of
+from vigil.events.flows import flow_of, flows_record
 from vigil.events.records import Alert, alert_id, detected_now
 from vigil.ingest import FileReport
 from vigil.ingest import live as live_events
@@ -42,7 +43,6 @@ from vigil.ingest.shapes import Classifier
 from vigil.store.alerts import AlertStore
 from vigil.store.events import EventStore, EventWriter
 from vigil.store.stages import StageStateStore
-from vigil.zerotrust.segments import flow_of, flows_record
 
 if TYPE_CHECKING:
     from vigil.intel.store import IndicatorStore

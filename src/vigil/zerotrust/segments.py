@@ -26,19 +26,23 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vigil.errors import Invalid
-from vigil.events import Event, parse_time
+from vigil.events import parse_time
 from vigil.events.entities import entities_in
+from vigil.events.flows import (
+    PROTOCOLS,
+    Flow,
+    Protocol,
+    port_number,
+    seconds,
+)
 from vigil.events.records import Alert, Detection, alert_id, detected_now
 from vigil.ingest import zeek
 from vigil.ingest.base import FileReport, file_input
 
-Protocol = Literal["tcp", "udp", "icmp"]
-PROTOCOLS: tuple[Protocol, ...] = ("tcp", "udp", "icmp")
 PortRange = tuple[int, int]  # inclusive; (445, 445) is one port
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # tag → the addresses (or CIDRs) of the assets carrying it; the asset inventory plugs in here
@@ -458,44 +462,6 @@ def compile_nftables(
 # --- flows ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Flow:
-    """One observed connection: who opened it to what (destination port; None for ICMP or
-    unknown), when (epoch s), and the source record's id (Zeek uid, Sysmon record)."""
-
-    src: str
-    dst: str
-    protocol: str
-    port: int | None
-    time: float | None = None
-    uid: str | None = None
-    src_port: int | None = None
-    host: str | None = None  # the host that logged it, when it says (Sysmon's Computer)
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if 0 <= value <= 65535 else None
-    if isinstance(value, str) and value.isdigit() and len(value) <= 5:
-        return _int(int(value))
-    return None
-
-
-def _float(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value) if value == value and abs(value) < 1e12 else None
-    if isinstance(value, str):
-        try:
-            return _float(float(value))
-        except ValueError:
-            return None
-    return None
-
-
 # field names of each source → Flow's fields
 ZEEK_FIELDS = {
     "src": "id.orig_h",
@@ -529,15 +495,15 @@ def flow_from(fields: Mapping[str, Any], names: Mapping[str, str] = ZEEK_FIELDS)
     if names is SYSMON_FIELDS and isinstance(raw_time, str):
         time = parse_time(raw_time)
     else:
-        time = _float(raw_time)
+        time = seconds(raw_time)
     return Flow(
         src=src[:64],
         dst=dst[:64],
         protocol=protocol,
-        port=None if protocol == "icmp" else _int(fields.get(names["port"])),
+        port=None if protocol == "icmp" else port_number(fields.get(names["port"])),
         time=time,
         uid=None if uid is None else str(uid)[:64],
-        src_port=_int(fields.get(names["src_port"])),
+        src_port=port_number(fields.get(names["src_port"])),
     )
 
 
@@ -612,64 +578,6 @@ def distinct(flows: Iterable[Flow], within: float = 1.0) -> list[Flow]:
             last[key] = flow.time
         kept.append(flow)
     return kept
-
-
-def flow_of(event: Event) -> Flow | None:
-    """The connection an event records, from its ECS view: a Zeek conn record, a Sysmon
-    network connection (EventID 3, Windows or Linux) or a Suricata flow record; None for any
-    other event (Zeek's and Suricata's application logs repeat a connection already logged)."""
-    dataset, fields = event.dataset or "", event.fields
-    if dataset in ("windows", "linux.sysmon"):
-        channel = str(fields.get("Channel") or fields.get("Provider_Name") or "")
-        if str(fields.get("EventID")) != "3" or "sysmon" not in channel.lower():
-            return None
-    elif dataset not in ("zeek.conn", "suricata.flow", "suricata.netflow"):
-        return None
-    view = event.ecs
-    src, dst = view.get("source.ip"), view.get("destination.ip")
-    protocol = str(view.get("network.transport") or "").lower()
-    if not isinstance(src, str) or not isinstance(dst, str) or protocol not in PROTOCOLS:
-        return None
-    uid = view.get("event.id") or fields.get("flow_id") or event.record
-    host = view.get("host.name")
-    return Flow(
-        src=src[:64],
-        dst=dst[:64],
-        protocol=protocol,
-        port=None if protocol == "icmp" else _int(view.get("destination.port")),
-        time=event.time,
-        uid=None if uid is None else str(uid)[:64],
-        src_port=_int(view.get("source.port")),
-        host=host[:256] if isinstance(host, str) else None,
-    )
-
-
-def flows_record(flows: Sequence[Flow]) -> bytes:
-    """A batch of flows as one record of the `flows` stream."""
-    return orjson.dumps(
-        [[f.src, f.dst, f.protocol, f.port, f.time, f.uid, f.src_port, f.host] for f in flows]
-    )
-
-
-def flows_of_record(data: bytes) -> list[Flow]:
-    """The flows of a `flows` stream record (ValueError when it is not one)."""
-    try:
-        rows = orjson.loads(data)
-        return [
-            Flow(
-                src=str(r[0]),
-                dst=str(r[1]),
-                protocol=str(r[2]),
-                port=_int(r[3]),
-                time=_float(r[4]),
-                uid=None if r[5] is None else str(r[5]),
-                src_port=_int(r[6]),
-                host=None if r[7] is None else str(r[7]),
-            )
-            for r in rows
-        ]
-    except (orjson.JSONDecodeError, TypeError, IndexError, KeyError) as exc:
-        raise ValueError(f"not a flows record: {exc}") from None
 
 
 # --- conformance ------------------------------------------------------------------------------
@@ -875,7 +783,6 @@ def split_by_time(flows: Sequence[Flow]) -> tuple[list[Flow], list[Flow]]:
 
 __all__ = [
     "ATTACK_TAGS",
-    "Flow",
     "FlowPolicy",
     "Rule",
     "Segment",

@@ -21,19 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from vigil.errors import VigilError
+from vigil.events.flows import Flow, flows_of_record
 from vigil.events.records import Alert, AssetChange, RiskChange
 from vigil.store.stages import StageStateStore
 from vigil.zerotrust import inventory
 from vigil.zerotrust.pdp import Knowledge
 from vigil.zerotrust.segments import (
-    Flow,
     FlowPolicy,
     Segments,
     StageReport,
     Violation,
     check,
     distinct,
-    flows_of_record,
     stage,
     to_alert,
 )
