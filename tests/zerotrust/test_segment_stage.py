@@ -255,3 +255,40 @@ def test_a_staged_policy_counts_what_it_would_block_across_a_restart(tmp_path: P
     staged.write_text(POLICY + "  - {src: users, dst: servers, protocol: tcp, ports: [22]}\n")
     again.process([(2, flows_record([Flow("10.0.1.5", "10.0.0.9", "tcp", 22, 9.0)]))])
     assert (again.figures()["staged"]["flows"], again.figures()["staged"]["blocked"]) == (1, 0)
+
+
+def test_a_batch_that_failed_is_checked_again_whole(tmp_path: Path) -> None:
+    """The alert store refuses once: the runner hands the batch again, and its flows are not
+    taken for copies of themselves."""
+    in_force = tmp_path / "segments.yml"
+    in_force.write_text(POLICY)
+    kept: list[Alert] = []
+    refusals = [OSError("database is locked")]
+
+    def keep(alerts: list[Alert]) -> None:
+        if refusals:
+            raise refusals.pop()
+        kept.extend(alerts)
+
+    stage = SegmentStage(in_force, keep, lambda _: None)
+    stage.restore()
+    batch = [(0, flows_record([Flow("10.0.1.5", "10.0.0.9", "tcp", 22, 100.0, "C1")]))]
+    with pytest.raises(OSError):
+        stage.process(batch)
+    stage.process(batch)
+    assert len(kept) == 1 and stage.figures()["violations"] == 1
+
+
+def test_tags_in_conflict_leave_the_cidrs_in_force(tmp_path: Path) -> None:
+    in_force = tmp_path / "segments.yml"
+    in_force.write_text(
+        "segments:\n  - {name: users, cidrs: [10.0.1.0/24], intra: deny}\n"
+        "  - {name: cde, tags: [pci]}\n  - {name: prod, tags: [prod]}\n"
+    )
+    tagged = {"pci": ["10.9.0.5"], "prod": ["10.9.0.5"]}  # one host in two segments
+    kept: list[Alert] = []
+    stage = SegmentStage(in_force, kept.extend, lambda _: None, tags=lambda: tagged)
+    stage.restore()
+    assert "segments by tag left empty" in stage.figures()["problem"]
+    stage.process([(0, flows_record([Flow("10.0.1.5", "10.0.1.6", "tcp", 445, 1.0)]))])
+    assert len(kept) == 1  # the CIDR segments still decide

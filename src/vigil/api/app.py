@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from vigil.api import access, alerts, assets, hunts, incidents, ingest, intel, ops, respond
 from vigil.api import tokens as token_routes  # `tokens` is create_app's TokenStore
-from vigil.api.auth import Principal, TokenStore
+from vigil.api.auth import PREFIX, Principal, TokenStore
 from vigil.api.backend import Backend
 from vigil.api.context import Context
 from vigil.api.rate import RateLimit
@@ -90,7 +90,9 @@ def create_app(
         query); any other is looked up in a worker thread, off the event loop."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         token = token.strip() if scheme.lower() == "bearer" else ""
-        found = tokens.known(token) or (await run_in_threadpool(tokens.verify, token))
+        found = tokens.known(token)
+        if found is None and token.startswith(PREFIX):  # anything else: refused at once
+            found = await run_in_threadpool(tokens.verify, token)
         if found is None:
             raise HTTPException(
                 401, "a valid API token is needed", headers={"WWW-Authenticate": "Bearer"}

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -100,6 +101,8 @@ class TokenStore:
         migrate(engine)
         self._touched: dict[str, float] = {}
         self._known: dict[str, tuple[Principal, float]] = {}  # digest: principal, when checked
+        self._lock = threading.Lock()  # over `_known` and `_revocations`
+        self._revocations = 0  # revocations made through this store
         self._by_hash = select(api_token_table).where(api_token_table.c.hash == bindparam("h"))
 
     def create(self, role: str, name: str) -> tuple[str, TokenInfo]:
@@ -136,15 +139,20 @@ class TokenStore:
         if not token.startswith(PREFIX) or not 20 <= len(token) <= 100:
             return None
         digest = _digest(token)
+        asked, revocations = time.monotonic(), self._revocations  # before the query
         with self.engine.connect() as conn:
             row = conn.execute(self._by_hash, {"h": digest}).first()
         if row is None or row.revoked:
-            self._known.pop(digest, None)
+            with self._lock:
+                self._known.pop(digest, None)
             return None
         principal = Principal(row.id, row.name, row.role)
-        if len(self._known) >= KNOWN_MOST:
-            self._known.clear()
-        self._known[digest] = (principal, time.monotonic())
+        with self._lock:
+            # a revocation while the row was read may be of this token: not remembered
+            if revocations == self._revocations:
+                if len(self._known) >= KNOWN_MOST:
+                    self._known.clear()
+                self._known[digest] = (principal, asked)
         now = time.time()
         if now - self._touched.get(row.id, 0.0) >= TOUCH_EVERY:
             self._touched[row.id] = now
@@ -157,13 +165,17 @@ class TokenStore:
         return principal
 
     def revoke(self, token_id: str) -> bool:
+        with self._lock:  # a verify reading the row meanwhile does not remember it
+            self._revocations += 1
         with self.engine.begin() as conn:
             result = conn.execute(
                 api_token_table.update()
                 .where(api_token_table.c.id == token_id)
                 .values(revoked=True)
             )
-        self._known = {d: k for d, k in self._known.items() if k[0].id != token_id}
+        with self._lock:
+            self._revocations += 1
+            self._known = {d: k for d, k in self._known.items() if k[0].id != token_id}
         return bool(result.rowcount)
 
     def list(self) -> list[TokenInfo]:

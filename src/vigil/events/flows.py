@@ -67,7 +67,7 @@ def flow_of(event: Event) -> Flow | None:
         channel = str(fields.get("Channel") or fields.get("Provider_Name") or "")
         if str(fields.get("EventID")) != "3" or "sysmon" not in channel.lower():
             return None
-    elif dataset not in ("zeek.conn", "suricata.flow", "suricata.netflow"):
+    elif dataset not in ("zeek.conn", "suricata.flow"):  # netflow: one direction a record
         return None
     view = event.ecs
     src, dst = view.get("source.ip"), view.get("destination.ip")

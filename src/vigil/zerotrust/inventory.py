@@ -6,14 +6,17 @@ that host)."""
 
 from __future__ import annotations
 
+import ipaddress
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from vigil.assets.store import AssetStore
 from vigil.zerotrust.pdp import Knowledge
 
 POSTURE = ("disk_encrypted", "edr", "patch_age_days")
+_APPLYING = threading.Lock()  # one reader-and-writer of the inventory's nodes at a time
 PAGE = 10_000
 MOST = 1_000_000  # assets read at most
 
@@ -47,12 +50,30 @@ def load(
     """Bring the knowledge up to date with the inventory; how many entries changed.
     `compliance(host, was, now)` is told when a known host's compliance changes."""
     changed = 0
-    for offset in range(0, MOST, PAGE):
-        nodes = store.nodes(limit=PAGE, offset=offset)
-        for node in nodes:
-            changed += apply(knowledge, node, compliance)
-        if len(nodes) < PAGE:
-            break
+    with _APPLYING:  # a page read, then applied, with no newer node applied in between
+        for offset in range(0, MOST, PAGE):
+            nodes = store.nodes(limit=PAGE, offset=offset)
+            for node in nodes:
+                changed += apply(knowledge, node, compliance)
+            if len(nodes) < PAGE:
+                break
+    return changed
+
+
+def refresh(
+    knowledge: Knowledge,
+    ids: Iterable[str],
+    node_of: Callable[[str], dict[str, Any] | None],
+    compliance: Callable[[str, bool, bool], object] | None = None,
+) -> int:
+    """These nodes, read from the inventory now, into the knowledge; how many entries
+    changed. Serialised with `load`, so the minute's reload never puts back an older node."""
+    changed = 0
+    with _APPLYING:
+        for node_id in ids:
+            node = node_of(node_id)
+            if node is not None:
+                changed += apply(knowledge, node, compliance)
     return changed
 
 
@@ -93,13 +114,15 @@ def tagged_addresses(store: AssetStore) -> dict[str, list[str]]:
     they have), so a segment may be given by tag (`tags: [pci]`)."""
     addresses: dict[str, list[str]] = {}
     for edge in store.edges(["has_address"]):
-        addresses.setdefault(edge["src"], []).append(str(edge["dst"]).split(":", 1)[-1])
+        kind, _, address = str(edge["dst"]).partition(":")
+        if kind == "address" and _is_ip(address):  # not a scanner's MAC address
+            addresses.setdefault(edge["src"], []).append(address)
     out: dict[str, dict[str, None]] = {}
     for offset in range(0, MOST, PAGE):
         hosts = store.nodes(kind="host", limit=PAGE, offset=offset)
         for host in hosts:
             attrs = host.get("attrs") or {}
-            own = [str(attrs["ip"])] if attrs.get("ip") else []
+            own = [str(attrs["ip"])] if _is_ip(attrs.get("ip")) else []
             for tag in attrs.get("tags") or ():
                 held = out.setdefault(str(tag), {})
                 held.update(dict.fromkeys([*own, *addresses.get(host["id"], [])]))
@@ -108,4 +131,12 @@ def tagged_addresses(store: AssetStore) -> dict[str, list[str]]:
     return {tag: list(held) for tag, held in out.items()}
 
 
-__all__ = ["apply", "compliant", "load", "posture_of", "tagged_addresses"]
+def _is_ip(value: Any) -> bool:
+    try:
+        ipaddress.ip_address(str(value))
+    except ValueError:
+        return False
+    return value is not None
+
+
+__all__ = ["apply", "compliant", "load", "posture_of", "refresh", "tagged_addresses"]

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -82,12 +83,7 @@ class InventoryStage:
 
     def process(self, records: Sequence[tuple[int, bytes]]) -> int:
         ids = dict.fromkeys(i for _, data in records for i in AssetChange.from_bytes(data).nodes)
-        changed = 0
-        for node_id in ids:
-            node = self.node(node_id)
-            if node is not None:
-                changed += inventory.apply(self.knowledge, node, self.compliance)
-        return changed
+        return inventory.refresh(self.knowledge, ids, self.node, self.compliance)
 
 
 class PolicyFile:
@@ -124,10 +120,15 @@ class PolicyFile:
         return self.policy, self.segments
 
     def _read(self) -> None:
+        tagged = ""
         try:
             body = self.path.read_bytes()
             policy = FlowPolicy.from_yaml(body.decode("utf-8"), str(self.path))
-            segments = Segments(policy.segments, self.tags() if self.tags is not None else None)
+            try:
+                segments = Segments(policy.segments, self.tags() if self.tags else None)
+            except VigilError as exc:  # the inventory's tags, not the file: CIDRs still hold
+                segments = Segments(policy.segments)
+                tagged = f"{self.path}: segments by tag left empty: {exc}"
         except (OSError, UnicodeDecodeError, VigilError) as exc:
             problem = f"{self.path}: {exc}"
             if problem != self.problem:
@@ -142,7 +143,10 @@ class PolicyFile:
                 "segment policy %s: %s (%d segments)", self.what, self.path, len(segments.names)
             )
             self.since = time.time()
-        self.policy, self.segments, self.sha256, self.problem = policy, segments, digest, None
+        if tagged and tagged != self.problem:
+            log.error("segment policy %s: %s", self.what, tagged)
+        self.policy, self.segments, self.sha256 = policy, segments, digest
+        self.problem = tagged or None
 
     def figures(self) -> dict[str, Any]:
         return {
@@ -186,6 +190,7 @@ class SegmentStage:
         self.report = StageReport()
         self._report_of: str | None = None  # the staged text's sha256 the report is about
         self._seen: OrderedDict[tuple[Any, ...], float] = OrderedDict()
+        self._lock = threading.Lock()  # the figures are read from other threads
 
     def restore(self) -> None:
         if self.in_force is not None:
@@ -203,37 +208,53 @@ class SegmentStage:
         proposed = self.staged.current() if self.staged is not None else None
         if not flows or (enforced is None and proposed is None):
             return
-        fresh = [flow for flow in distinct(flows, COPY_WITHIN_S) if self._first(flow)]
+        fresh, seen = self._fresh(distinct(flows, COPY_WITHIN_S))
+        alerts: list[Alert] = []
         if enforced is not None:
-            self.checked += len(fresh)
             alerts = [to_alert(v, level=self.level) for v in check(fresh, *enforced)]
             if alerts:
                 self.keep(alerts)
                 raised = time.time()
                 self.publish([replace(a, raised=raised) for a in alerts])
-                self.violations += len(alerts)
+        report = None
         if proposed is not None and self.staged is not None:
-            if self._report_of != self.staged.sha256:  # a new proposal: a new report
-                self.report, self._report_of = StageReport(), self.staged.sha256
-            found = stage(*proposed, fresh, examples=STAGED_EXAMPLES)
-            self.report.add(found, examples=STAGED_EXAMPLES)
+            report = StageReport() if self._report_of != self.staged.sha256 else self.report
+            report = _merged(report, stage(*proposed, fresh, examples=STAGED_EXAMPLES))
             if self.state is not None:
-                kept = {"sha256": self._report_of, **self.report.as_dict()}
+                kept = {"sha256": self.staged.sha256, **report.as_dict()}
                 self.state.put(STAGED_STATE, records[-1][0] + 1, kept)
-
-    def _first(self, flow: Flow) -> bool:
-        """Not a copy of a flow another batch already had (another sensor, within a second,
-        before or after: sensors' clocks and files are not in step)."""
-        key = (flow.src, flow.src_port, flow.dst, flow.port, flow.protocol)
-        seen = self._seen.get(key)
-        if flow.time is not None:
-            self._seen[key] = flow.time
-            self._seen.move_to_end(key)
-            if len(self._seen) > SEEN_MOST:
+        # the batch is done: only now is it remembered (a batch that failed is done again,
+        # whole, its flows not taken for copies of themselves)
+        with self._lock:
+            if enforced is not None:
+                self.checked += len(fresh)
+                self.violations += len(alerts)
+            if report is not None and self.staged is not None:
+                self.report, self._report_of = report, self.staged.sha256
+            for key, when in seen.items():
+                self._seen[key] = when
+                self._seen.move_to_end(key)
+            while len(self._seen) > SEEN_MOST:
                 self._seen.popitem(last=False)
-        return not (
-            flow.time is not None and seen is not None and abs(flow.time - seen) <= COPY_WITHIN_S
-        )
+
+    def _fresh(self, flows: list[Flow]) -> tuple[list[Flow], dict[tuple[Any, ...], float]]:
+        """The flows that are not copies of one an earlier batch had (another sensor, within
+        a second, before or after: sensors' clocks and files are not in step), and what to
+        remember of them once the batch is done."""
+        fresh: list[Flow] = []
+        seen: dict[tuple[Any, ...], float] = {}
+        for flow in flows:
+            key = (flow.src, flow.src_port, flow.dst, flow.port, flow.protocol)
+            before = self._seen.get(key)
+            if flow.time is not None:
+                seen[key] = flow.time
+            if not (
+                flow.time is not None
+                and before is not None
+                and abs(flow.time - before) <= COPY_WITHIN_S
+            ):
+                fresh.append(flow)
+        return fresh, seen
 
     def figures(self) -> dict[str, Any]:
         """What is in force and what it found; the staged policy and what it would block."""
@@ -241,10 +262,19 @@ class SegmentStage:
         if self.in_force is not None:
             out.update(self.in_force.figures())
         if self.staged is not None:
-            report = self.report.as_dict()
+            with self._lock:  # the stage's thread swaps it whole
+                report = self.report.as_dict()
             report["would_block"] = report["would_block"][:STAGED_SHOWN]
             out["staged"] = {**self.staged.figures(), **report}
         return out
+
+
+def _merged(report: StageReport, more: StageReport) -> StageReport:
+    """A new report: `report` with `more` taken in (`report` itself left as it was)."""
+    out = StageReport(report.flows, report.blocked, Counter(report.counts))
+    out.examples = {key: list(found) for key, found in report.examples.items()}
+    out.add(more, examples=STAGED_EXAMPLES)
+    return out
 
 
 def _report_from(kept: Mapping[str, Any]) -> StageReport:
