@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import queue
 import threading
 import time
 
 import orjson
+import pytest
 from fastapi.testclient import TestClient
 
 from vigil.api.auth import TokenStore
@@ -128,3 +130,15 @@ def test_a_coroutine_waits_for_its_decision_without_a_thread_and_gives_up_on_a_s
     assert kept and written[0] == 1
     assert not late  # not on the stream within its time: the API answers 503, not an allow
     assert sum(written) == 3  # and the decision is still written once the stream is back
+
+
+def test_a_full_log_refuses_a_decision_it_cannot_keep_instead_of_blocking() -> None:
+    written: list[bytes] = []
+    log = DecisionLog(written.extend, most=1)  # its writer not started: nothing drains it
+    pdp = DecisionPoint(parse(POLICY, "p"))
+    first = log.append(pdp.decide(AccessRequest("alice", "read", "wiki"), logged=False))
+    with pytest.raises(queue.Full):
+        log.append(pdp.decide(AccessRequest("bob", "read", "wiki"), logged=False), wait=False)
+    log.start()
+    assert log.wait(first, 5) and len(written) == 1  # the refused one was never logged
+    log.stop()

@@ -262,15 +262,82 @@ def test_posture_from_a_cmdb_export(tmp_path) -> None:
         b"hostname,ip,bitlocker,edr_agent,last_patched,patch_age\n"
         b"ws1,10.0.1.1,Enabled,CrowdStrike Falcon,2024-03-12,\n"
         b"ws2,10.0.1.2,no,none,,45\n"
-        b"ws3,10.0.1.3,maybe,yes,last tuesday,soon\n",
+        b"ws3,10.0.1.3,maybe,yes,last tuesday,soon\n"
+        b"ws4,10.0.1.4,yes,Not running,2099-01-01,\n",
         "cmdb.csv",
     )
     assert postures == {
         "ws1": {"managed": True, "disk_encrypted": True, "edr": True, "patch_age_days": 8},
         "ws2": {"managed": True, "disk_encrypted": False, "edr": False, "patch_age_days": 45},
         "ws3": {"managed": True, "edr": True},
+        "ws4": {"managed": True, "disk_encrypted": True, "edr": False},  # no date ahead
     }
     assert store.node("host:ws1")["attrs"]["edr_product"] == "CrowdStrike Falcon"
     warned = " ".join(w.reason for w in report.report.warnings)
     assert "'maybe' is not yes or no" in warned and "'last tuesday' is not a date" in warned
-    assert "'soon' is not a number of days" in warned
+    assert "'soon' is not a number of days" in warned and "'2099-01-01' is not a date" in warned
+
+
+def test_osquery_posture_is_the_latest_state_not_the_sum_of_results(tmp_path) -> None:
+    """Results folded in time order, whatever the file's order: Defender turned off after it
+    was on is off; an uninstallation, antivirus definitions and a date in the future are no
+    patch."""
+    import json
+
+    def diff(name: str, when: int, added: list[dict[str, str]], removed: list[dict[str, str]]):
+        return json.dumps(
+            {
+                "diffResults": {"added": added, "removed": removed},
+                "name": name,
+                "hostIdentifier": "WIN-C",
+                "unixTime": str(when),
+                "epoch": "0",
+                "counter": "1",
+                "numerics": False,
+            }
+        )
+
+    on = {"type": "Antivirus", "name": "Windows Defender", "state": "On"}
+    off = {**on, "state": "Off"}
+    update = {"operation": "Installation", "result_code": "Succeeded"}
+    log = "\n".join(
+        [
+            diff("windows_security_products", 1710500000, [off], [on]),  # later, read first
+            diff("windows_security_products", 1710400000, [on], []),
+            diff(
+                "windows_update_history",
+                1710500000,
+                [
+                    {
+                        **update,
+                        "update_id": "a",
+                        "date": "1709856000",
+                        "title": "2024-03 Cumulative",
+                    },
+                    {
+                        **update,
+                        "update_id": "b",
+                        "date": "1710201600",
+                        "operation": "Uninstallation",
+                        "title": "2024-03 Cumulative",
+                    },
+                    {
+                        **update,
+                        "update_id": "c",
+                        "date": "1710460800",
+                        "title": "Security Intelligence Update for Microsoft Defender "
+                        "Antivirus - KB2267602",
+                    },
+                    {
+                        **update,
+                        "update_id": "d",
+                        "date": "1893456000",
+                        "title": "2030-01 Cumulative",
+                    },
+                ],
+                [],
+            ),
+        ]
+    )
+    _, _, postures = imported(tmp_path, log.encode(), "osqueryd.results.log")
+    assert postures == {"WIN-C": {"managed": True, "edr": False, "patch_age_days": 12}}

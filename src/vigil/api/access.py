@@ -3,6 +3,7 @@ may do an action on a resource; the answer (allow, step_up, deny, with reasons a
 obligations) is in the decision log before it is returned."""
 
 import dataclasses
+import queue
 import time
 import uuid
 from typing import Annotated, Any, Literal
@@ -90,7 +91,10 @@ def router(context: Context) -> APIRouter:
             decision = Decision(uuid.uuid4().hex, time.time(), "deny", request, reasons=(refused,))
         else:
             decision = backend.pdp.decide(request, logged=False)
-        seq = backend.decision_log.append(decision)
+        try:
+            seq = backend.decision_log.append(decision, wait=False)
+        except queue.Full:
+            raise Unavailable("the decision log is full: try again", retry_after=1) from None
         kept = await backend.decision_log.kept(seq)
         if not kept:
             raise Unavailable("the decision log is not keeping up: the decision was not kept")

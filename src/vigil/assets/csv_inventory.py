@@ -13,10 +13,11 @@ the header uses most (`,` `;` tab `|`); a file that is not UTF-8 is read as Lati
 - criticality → one of `CRITICALITY` (low to high; 1-5 counts up, 5 the most critical;
   ServiceNow's "1 - most critical"... read as it means), `crown_jewel` true for the top one
   (crown-jewel, critical); exposure → `internet_exposed`; tags split on `;` or `,`.
-- Device posture, for Zero Trust: disk encryption and EDR (yes/no, on/off...; an EDR column
-  naming the agent means it runs, the name kept as `edr_product`), when the host was last
-  patched (an ISO 8601 date: `last_patched`, epoch s, so its age is counted when decided) or
-  its patch age in days.
+- Device posture, for Zero Trust: disk encryption and EDR (yes/no, on/off...; a value that is
+  neither is warned about and left out; an EDR agent column naming the agent means it runs,
+  the name kept as `edr_product`), when the host was last patched (an ISO 8601 date in the
+  past: `last_patched`, epoch s, so its age is counted when decided) or its patch age in
+  days.
 - A row naming neither a name nor an IP address is set aside with its reason; a value Vigil
   cannot read (a criticality, an exposure) is warned about once per value and the row kept.
 """
@@ -27,6 +28,7 @@ import csv
 import io
 import ipaddress
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -60,7 +62,8 @@ COLUMNS = {
         "bitlocker",
         "filevault",
     ),
-    "edr": ("edr", "edr_running", "edr_installed", "edr_agent", "endpoint_protection"),
+    "edr": ("edr", "edr_running", "edr_installed", "endpoint_protection"),  # yes or no
+    "edr_agent": ("edr_agent", "edr_product", "edr_name"),  # the agent running, or none
     "last_patched": ("last_patched", "last_patch", "last_patch_date", "patched_on", "patched"),
     "patch_age_days": ("patch_age_days", "patch_age", "days_since_patch"),
     "description": ("description", "notes", "comment", "comments"),
@@ -114,12 +117,43 @@ EXPOSURE = {
     **dict.fromkeys(("true", "yes", "y", "1", "internet", "public", "external", "exposed"), True),
     **dict.fromkeys(("false", "no", "n", "0", "internal", "private", "none"), False),
 }
-SWITCH = {
-    **dict.fromkeys(("true", "yes", "y", "1", "on", "enabled", "encrypted", "running",
-                     "installed", "protected"), True),
-    **dict.fromkeys(("false", "no", "n", "0", "off", "disabled", "not_encrypted", "unencrypted",
-                     "none", "stopped", "missing", "not_installed", "unprotected"), False),
-}  # fmt: skip
+SWITCH = {  # yes or no, as an inventory says it of encryption or an EDR agent
+    **dict.fromkeys(
+        [
+            "true",
+            "yes",
+            "y",
+            "1",
+            "on",
+            "enabled",
+            "encrypted",
+            "running",
+            "installed",
+            "protected",
+        ],
+        True,
+    ),
+    **dict.fromkeys(
+        [
+            "false",
+            "no",
+            "n",
+            "0",
+            "off",
+            "disabled",
+            "not_encrypted",
+            "unencrypted",
+            "none",
+            "stopped",
+            "missing",
+            "not_installed",
+            "unprotected",
+            "not_running",
+            "inactive",
+        ],
+        False,
+    ),
+}
 # what a warning says of a value Vigil cannot read, by field
 ODD = {
     "kind": "kind {value!r} is not one Vigil knows: {rows} read as hosts",
@@ -127,7 +161,9 @@ ODD = {
     "criticality": "criticality {value!r} is not one Vigil reads: left out of {rows}",
     "exposure": "exposure {value!r} is not yes or no: left out of {rows}",
     "disk_encrypted": "disk encryption {value!r} is not yes or no: left out of {rows}",
-    "last_patched": "last patched {value!r} is not a date: left out of {rows}",
+    "last_patched": "last patched {value!r} is not a date (ISO 8601) in the past: left out "
+    "of {rows}",
+    "edr": "EDR {value!r} is not yes or no: left out of {rows}",
     "patch_age_days": "patch age {value!r} is not a number of days: left out of {rows}",
 }
 DELIMITERS = ",;\t|"
@@ -256,15 +292,18 @@ class _Assets:
         encrypted = self.read_value("disk_encrypted", values["disk_encrypted"], SWITCH, line)
         if encrypted is not None:
             out["disk_encrypted"] = encrypted
-        edr = values["edr"]
-        if edr is not None:
-            out["edr"] = SWITCH.get(_word(edr), True)
-            if _word(edr) not in SWITCH:
-                out["edr_product"] = edr[:128]
+        running = self.read_value("edr", values["edr"], SWITCH, line)
+        agent = values["edr_agent"]
+        if agent is not None:  # an agent's name: it runs; "none", "no"...: none does
+            running = SWITCH.get(_word(agent), True) if running is None else running
+            if _word(agent) not in SWITCH:
+                out["edr_product"] = agent[:128]
+        if running is not None:
+            out["edr"] = running
         patched = values["last_patched"]
         if patched is not None:
             when = parse_time(patched)
-            if when is None:
+            if when is None or when > time.time() + 86400:
                 self.warn("last_patched", patched, line)
             else:
                 out["last_patched"] = when

@@ -34,7 +34,9 @@ skipped, counted per name in a warning. The host is keyed by `hostIdentifier` (l
 from __future__ import annotations
 
 import ipaddress
-from collections import Counter, defaultdict
+import re
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -81,6 +83,16 @@ PACKAGES = {
     "chocolatey_packages": ("chocolatey", "author"),
 }
 PROTOCOLS = {"6": "tcp", "17": "udp", "132": "sctp"}
+# posture table → the columns that name one of its rows (a drive, a volume, a product...)
+POSTURE_KEYS: dict[str, tuple[str, ...]] = {
+    "bitlocker_info": ("device_id", "drive_letter"),
+    "disk_encryption": ("name",),
+    "windows_security_products": ("type", "name"),
+    "patches": ("hotfix_id", "installed_on"),
+    "windows_update_history": ("update_id", "update_revision", "date", "operation"),
+}
+# Windows Update entries that are no patch: antivirus definitions, arriving daily
+NOT_PATCHES = re.compile(r"intelligence update|definition update|KB2267602", re.IGNORECASE)
 # users.type of a Windows domain account (its name means the same on every host)
 DOMAIN_USERS = frozenset({"roaming"})
 _LOOPBACK_INTERFACES = frozenset({"lo", "lo0"})
@@ -143,16 +155,9 @@ class _Results:
             "users": self.user,
             "listening_ports": self.listening_port,
             "interface_addresses": self.interface_address,
-            "bitlocker_info": self.encryption,
-            "disk_encryption": self.encryption,
-            "windows_security_products": self.security_product,
-            "patches": self.patch,
-            "windows_update_history": self.patch,
         }
-        # posture, decided once every row is read: host → volumes (drive, encrypted)
-        self.volumes: defaultdict[str, list[tuple[str | None, bool]]] = defaultdict(list)
-        self.protection: dict[str, list[str]] = {}  # host → antivirus products on
-        self.hosts: dict[str, Node] = {}
+        # posture results: (unixTime, order read, host, table, [(action, rows)])
+        self.posture: list[tuple[float, int, Node, str, list[tuple[str, list[Any]]]]] = []
 
     def record(self, record: Any, where: int) -> None:
         report = self.inventory.report
@@ -164,15 +169,25 @@ class _Results:
         if not query or not host_id:
             report.reject(where, "a result without a query name or a hostIdentifier")
             return
+        if query not in self.known:
+            self.known[query] = _table(query, {**self.tables, **POSTURE_KEYS})
+        table = self.known[query]
+        if table in POSTURE_KEYS:  # folded in time order once all is read (`finish`)
+            changes = _changes(record)
+            if changes is None:
+                report.reject(where, "a result without columns, snapshot or diffResults")
+                return
+            self.read += 1
+            host = self.inventory.node("host", host_id.lower(), name=host_id)
+            when = _float(record.get("unixTime")) or 0.0
+            self.posture.append((when, len(self.posture), host, table, changes))
+            return
         rows = self.rows(record)
         if rows is None:
             report.reject(where, "a result without columns, snapshot or diffResults")
             return
         self.read += 1
         host = self.inventory.node("host", host_id.lower(), name=host_id)
-        if query not in self.known:
-            self.known[query] = _table(query, self.tables)
-        table = self.known[query]
         if table is None:
             self.skipped[query] += len(rows)
             return
@@ -293,51 +308,55 @@ class _Results:
         found = self.inventory.node("address", address.compressed, type=f"ipv{address.version}")
         self.inventory.edge("has_address", host, found, interface=interface)
 
-    def encryption(self, host: Node, row: dict[str, Any], where: int, table: str) -> None:
-        if table == "bitlocker_info":  # protection_status: 0 off, 1 on, 2 unknown
-            status = text(row.get("protection_status"))
-            encrypted = {"0": False, "1": True}.get(status or "")
-            drive = (text(row.get("drive_letter")) or "").upper() or None
-        else:
-            flag, status = text(row.get("encrypted")), text(row.get("encryption_status"))
-            encrypted = {"0": False, "1": True}.get(flag or "")
-            if encrypted is None:
-                encrypted = {"encrypted": True, "not encrypted": False}.get(status or "")
-            drive = None
-        if encrypted is not None:
-            self.volumes[host.id].append((drive, encrypted))
-            self.hosts[host.id] = host
-
-    def security_product(self, host: Node, row: dict[str, Any], where: int, table: str) -> None:
-        on = self.protection.setdefault(host.id, [])
-        self.hosts[host.id] = host
-        kind, state = (text(row.get("type")) or "").lower(), (text(row.get("state")) or "")
-        name = text(row.get("name"))
-        if kind == "antivirus" and state.lower() == "on" and name:
-            on.append(name[:128])
-
-    def patch(self, host: Node, row: dict[str, Any], where: int, table: str) -> None:
-        if table == "windows_update_history":
-            result = (text(row.get("result_code")) or "succeeded").lower()
-            when = _float(row.get("date")) if result == "succeeded" else None
-        else:
-            when = _date(text(row.get("installed_on")) or text(row.get("install_date")))
-        if when is not None and when > float(host.attrs.get("last_patched") or 0):
-            host.attrs["last_patched"] = when
+    def fold_posture(self) -> None:
+        """Each host's posture tables as they stand after the last result (in time order: a
+        snapshot replaces the table, added rows are put in, removed ones taken out), then
+        what they say of the host."""
+        tables: dict[tuple[str, str], dict[Any, dict[str, Any]]] = {}
+        hosts: dict[str, Node] = {}
+        times: dict[str, float] = {}
+        for when, _, host, table, changes in sorted(self.posture, key=lambda p: p[:2]):
+            hosts[host.id] = host
+            times[host.id] = max(times.get(host.id, 0.0), when)
+            rows = tables.setdefault((host.id, table), {})
+            for action, found in changes:
+                if action == "snapshot":
+                    rows.clear()
+                for row in found:
+                    if not isinstance(row, dict):
+                        continue
+                    key = tuple(text(row.get(c)) for c in POSTURE_KEYS[table])
+                    if action == "removed":
+                        rows.pop(key, None)
+                    else:
+                        rows[key] = row
+        for (host_id, table), rows in tables.items():
+            host, latest = hosts[host_id], times[host_id] or time.time()
+            if table in ("bitlocker_info", "disk_encryption"):
+                encrypted = _encrypted(table, list(rows.values()))
+                if encrypted is not None:
+                    host.attrs["disk_encrypted"] = encrypted
+            elif table == "windows_security_products":
+                on = sorted(
+                    {
+                        text(r.get("name")) or ""
+                        for r in rows.values()
+                        if (text(r.get("type")) or "").lower() == "antivirus"
+                        and (text(r.get("state")) or "").lower() == "on"
+                    }
+                    - {""}
+                )
+                host.attrs["edr"] = bool(on)
+                if on:
+                    host.attrs["edr_product"] = ", ".join(on)[:256]
+            else:  # patches, windows_update_history
+                patched = [w for r in rows.values() if (w := _patched(table, r)) is not None]
+                patched = [w for w in patched if w <= latest + 86400]  # not in the future
+                if patched and max(patched) > float(host.attrs.get("last_patched") or 0):
+                    host.attrs["last_patched"] = max(patched)
 
     def finish(self) -> Inventory:
-        for host_id, volumes in self.volumes.items():
-            system = [encrypted for drive, encrypted in volumes if drive == "C:"]
-            if system:
-                self.hosts[host_id].attrs["disk_encrypted"] = all(system)
-            elif all(drive is not None for drive, _ in volumes):  # BitLocker: every drive
-                self.hosts[host_id].attrs["disk_encrypted"] = all(e for _, e in volumes)
-            else:  # disk_encryption: the root volume is encrypted when any is
-                self.hosts[host_id].attrs["disk_encrypted"] = any(e for _, e in volumes)
-        for host_id, products in self.protection.items():
-            self.hosts[host_id].attrs["edr"] = bool(products)
-            if products:
-                self.hosts[host_id].attrs["edr_product"] = ", ".join(sorted(set(products)))
+        self.fold_posture()
         report = self.inventory.report
         for query, rows in sorted(self.skipped.items()):
             report.warn(query, f"query {query!r} names no table Vigil reads: {rows} rows skipped")
@@ -353,6 +372,64 @@ def _table(query: str, tables: dict[str, Any]) -> str | None:
         return query
     ends = [t for t in tables if query.endswith((f"_{t}", f"/{t}"))]
     return max(ends, key=len) if ends else None
+
+
+def _changes(record: dict[str, Any]) -> list[tuple[str, list[Any]]] | None:
+    """A result's rows with what happened to them: snapshot, added or removed."""
+    if isinstance(record.get("snapshot"), list):
+        return [("snapshot", list(record["snapshot"]))]
+    diff = record.get("diffResults")
+    if isinstance(diff, dict):
+        return [
+            (action, list(found))
+            for action in ("removed", "added")
+            if isinstance(found := diff.get(action), list)
+        ]
+    if isinstance(record.get("columns"), dict):
+        action = "removed" if record.get("action") == "removed" else "added"
+        return [(action, [record["columns"]])]
+    return None
+
+
+def _encrypted(table: str, rows: list[dict[str, Any]]) -> bool | None:
+    """BitLocker: the system drive C: when reported, else every drive, protected
+    (protection_status 1); disk_encryption: a volume encrypted (the root one is; a boot
+    partition never is). None when the rows say nothing."""
+    volumes: list[tuple[str | None, bool]] = []
+    for row in rows:
+        if table == "bitlocker_info":  # protection_status: 0 off, 1 on, 2 unknown
+            found = {"0": False, "1": True}.get(text(row.get("protection_status")) or "")
+            drive = (text(row.get("drive_letter")) or "").upper() or None
+        else:
+            found = {"0": False, "1": True}.get(text(row.get("encrypted")) or "")
+            if found is None:
+                status = text(row.get("encryption_status")) or ""
+                found = {"encrypted": True, "not encrypted": False}.get(status)
+            drive = None
+        if found is not None:
+            volumes.append((drive, found))
+    if not volumes:
+        return None
+    system = [found for drive, found in volumes if drive == "C:"]
+    if system:
+        return all(system)
+    if table == "bitlocker_info":
+        return all(found for _, found in volumes)
+    return any(found for _, found in volumes)
+
+
+def _patched(table: str, row: dict[str, Any]) -> float | None:
+    """When a row says the host was patched: a hotfix's date, or a Windows Update
+    installation that succeeded (not an uninstallation, not antivirus definitions)."""
+    if table == "patches":
+        return _date(text(row.get("installed_on")) or text(row.get("install_date")))
+    operation = (text(row.get("operation")) or "installation").lower()
+    result = (text(row.get("result_code")) or "succeeded").lower()
+    if operation != "installation" or result != "succeeded":
+        return None
+    if NOT_PATCHES.search(text(row.get("title")) or ""):
+        return None
+    return _float(row.get("date"))
 
 
 def _float(value: Any) -> float | None:

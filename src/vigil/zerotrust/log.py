@@ -12,7 +12,9 @@ must know its decision is kept (the HTTP API) waits for it.
     await log.kept(seq)              # the same for a coroutine, holding no thread
 
 A range is anchored in the audit chain after its decisions are on the stream (within
-`ANCHOR_S`), so waiting for a decision never waits for the chain.
+`ANCHOR_S`), so waiting for a decision does not wait for the chain, unless the chain cannot
+be written: the writer then retries the anchor before it writes more (nothing is ever left
+unanchored), and deciding waits with it.
 """
 
 from __future__ import annotations
@@ -43,10 +45,12 @@ class DecisionLog:
         self,
         publish: Callable[[Sequence[bytes]], Any],
         anchor: Callable[[dict[str, Any]], Any] | None = None,
+        *,
+        most: int = QUEUE,
     ) -> None:
         self.publish = publish
         self.anchor = anchor
-        self._queue: queue.Queue[tuple[int, bytes]] = queue.Queue(QUEUE)
+        self._queue: queue.Queue[tuple[int, bytes]] = queue.Queue(most)
         self._seq = 0
         self._lock = threading.Lock()
         self._flushed = 0
@@ -70,13 +74,15 @@ class DecisionLog:
             self._thread.join(timeout)
         self._flush_all()
 
-    def append(self, decision: Decision) -> int:
-        """Queue a decision (waiting while the queue is full); its sequence number."""
+    def append(self, decision: Decision, *, wait: bool = True) -> int:
+        """Queue a decision, waiting while the queue is full; its sequence number. With
+        `wait=False` (a coroutine must not block) a full queue raises `queue.Full` and the
+        decision is not logged, so it must not be given."""
+        data = decision.to_bytes()
         with self._lock:
+            self._queue.put((self._seq + 1, data), block=wait)
             self._seq += 1
-            seq = self._seq
-            self._queue.put((seq, decision.to_bytes()))
-        return seq
+            return self._seq
 
     def wait(self, seq: int, timeout: float = 10.0) -> bool:
         """Until decision `seq` is on the stream and anchored; whether it is."""
