@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_segments_apt29 import NASHUA, SCRANTON, SEGMENTS  # the same data, the same segments
 
 from vigil.config import Settings
 from vigil.events.flows import Flow, flow_of, flows_of_record, flows_record
@@ -30,7 +31,6 @@ from vigil.store.alerts import AlertStore
 from vigil.store.stages import StageStateStore
 from vigil.zerotrust import inventory
 from vigil.zerotrust.segments import (
-    Segment,
     Segments,
     check,
     distinct,
@@ -40,12 +40,6 @@ from vigil.zerotrust.segments import (
 )
 from vigil.zerotrust.stage import SegmentStage
 
-SEGMENTS = [
-    Segment("servers", ("10.0.0.0/24",)),
-    Segment("workstations", ("10.0.1.0/24",)),
-    Segment("internet", ("0.0.0.0/0",)),
-]
-SCRANTON, NASHUA = "10.0.1.4", "10.0.1.6"
 POLICY = """
 segments:
   - {name: users, cidrs: [10.0.1.0/24], intra: deny}

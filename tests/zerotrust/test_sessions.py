@@ -33,26 +33,26 @@ POLICY = {
 }
 
 
-def test_a_session_is_revoked_the_moment_risk_crosses_and_receivers_are_told(tmp_path) -> None:
+def served(tmp_path, policy: dict[str, object], push: str) -> Service:
+    """A service deciding on `policy`, with one push receiver (the proxy)."""
     policies = tmp_path / "policies.yml"
-    policies.write_text(orjson.dumps(POLICY).decode())
-    with in_thread(Inbox()) as receiver:
-        push = f"{receiver.url}/ssf"
-        service = Service(
-            Settings.model_validate(
-                {
-                    "data_dir": tmp_path / "data",
-                    "indicators": False,
-                    "starter_rules": False,
-                    "zerotrust": {
-                        "policies": [str(policies)],
-                        "receivers": [
-                            {"id": "proxy", "audience": "https://proxy.test", "push_url": push}
-                        ],
-                    },
-                }
-            )
+    policies.write_text(orjson.dumps(policy).decode())
+    receiver = {"id": "proxy", "audience": "https://proxy.test", "push_url": push}
+    return Service(
+        Settings.model_validate(
+            {
+                "data_dir": tmp_path / "data",
+                "indicators": False,
+                "starter_rules": False,
+                "zerotrust": {"policies": [str(policies)], "receivers": [receiver]},
+            }
         )
+    )
+
+
+def test_a_session_is_revoked_the_moment_risk_crosses_and_receivers_are_told(tmp_path) -> None:
+    with in_thread(Inbox()) as receiver:
+        service = served(tmp_path, POLICY, f"{receiver.url}/ssf")
         token = TokenStore(service.engine).create("pep", "proxy")[0]
         asked = {"subject": "alice", "action": "read", "resource": "wiki", "open_session": True}
         with TestClient(build_app(service)) as client:
@@ -135,28 +135,8 @@ def test_an_import_saying_edr_stopped_revokes_the_devices_session_at_once(tmp_pa
     zerotrust-inventory stage reads them from the inventory at once, so the session on that
     device is revoked and the receivers told the device is no longer compliant, without
     waiting for the minute's reload."""
-    policies = tmp_path / "policies.yml"
-    policies.write_text(orjson.dumps(DEVICE_POLICY).decode())
     with in_thread(Inbox()) as receiver:
-        service = Service(
-            Settings.model_validate(
-                {
-                    "data_dir": tmp_path / "data",
-                    "indicators": False,
-                    "starter_rules": False,
-                    "zerotrust": {
-                        "policies": [str(policies)],
-                        "receivers": [
-                            {
-                                "id": "proxy",
-                                "audience": "https://proxy.test",
-                                "push_url": f"{receiver.url}/ssf",
-                            }
-                        ],
-                    },
-                }
-            )
-        )
+        service = served(tmp_path, DEVICE_POLICY, f"{receiver.url}/ssf")
         token = TokenStore(service.engine).create("pep", "proxy")[0]
         asked = {
             "subject": "bob",
