@@ -36,7 +36,13 @@ def router(context: Context) -> APIRouter:
         level: str | None = None,
         rule_id: str | None = None,
         kind: str | None = None,
+        event_from: Annotated[int | None, Query(ge=0, le=BIGINT)] = None,
+        event_to: Annotated[int | None, Query(ge=0, le=BIGINT)] = None,
     ) -> list[dict[str, Any]]:
+        """Newest first. `event_from`/`event_to`: only the alerts on the events an ingest
+        took (its reply's `first_offset` and `last_offset`), as an exercise asks."""
+        if (event_from is None) != (event_to is None):
+            raise Invalid("event_from and event_to go together")
         return backend.alerts(
             limit=limit,
             offset=offset,
@@ -44,6 +50,7 @@ def router(context: Context) -> APIRouter:
             level=level,
             rule_id=rule_id,
             kind=kind,
+            events=None if event_from is None or event_to is None else (event_from, event_to),
         )
 
     @routes.get("/api/v1/alerts/{alert_id}", tags=["alerts"])

@@ -83,6 +83,7 @@ class Backend(Protocol):
         level: str | None = None,
         rule_id: str | None = None,
         kind: str | None = None,
+        events: tuple[int, int] | None = None,
     ) -> list[dict[str, Any]]: ...
 
     def alert(self, alert_id: str) -> dict[str, Any] | None: ...

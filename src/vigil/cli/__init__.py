@@ -15,6 +15,7 @@ from vigil.cli import (
     backup,
     correlate,
     demo,
+    exercise,
     hunt,
     incidents,
     intel,
@@ -63,6 +64,7 @@ app.add_typer(playbook.playbook_app, name="playbook")
 app.add_typer(playbook.runs_app, name="runs")
 app.add_typer(zerotrust.zt_app, name="zt")
 app.add_typer(segments.segments_app, name="segments")
+app.add_typer(exercise.exercise_app, name="exercise")
 
 
 def main() -> None:

@@ -465,9 +465,16 @@ class Service:
         level: str | None = None,
         rule_id: str | None = None,
         kind: str | None = None,
+        events: tuple[int, int] | None = None,
     ) -> list[dict[str, Any]]:
         return self.alert_store.list(
-            limit=limit, offset=offset, since=since, level=level, rule_id=rule_id, kind=kind
+            limit=limit,
+            offset=offset,
+            since=since,
+            level=level,
+            rule_id=rule_id,
+            kind=kind,
+            events=events,
         )
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:

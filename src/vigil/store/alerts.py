@@ -42,8 +42,13 @@ class AlertStore:
         level: str | None = None,
         rule_id: str | None = None,
         kind: str | None = None,
+        events: tuple[int, int] | None = None,
     ) -> list[dict[str, Any]]:
+        """Newest first; `events`: only alerts on events of these stream offsets (inclusive),
+        as an ingest's reply gives them."""
         query = select(alert_table).order_by(alert_table.c.created.desc(), alert_table.c.id)
+        if events is not None:
+            query = query.where(alert_table.c.event_offset.between(*events))
         if since is not None:
             query = query.where(alert_table.c.time >= since)
         if level is not None:

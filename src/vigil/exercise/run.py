@@ -1,0 +1,199 @@
+"""Run scenarios against a running Vigil, from outside, over its HTTP API, and score them.
+
+For each scenario, in turn: its recordings are sent to `POST /api/v1/ingest` (the reply
+gives the stream offsets of the events taken), Vigil is waited for until it has detected on
+all of them (`/health`'s backlog), and the alerts on exactly those events are read
+(`GET /api/v1/alerts?event_from=&event_to=`). The scenario is detected when one of them
+carries an expected technique (or one of its sub-techniques) or tactic, stored within
+`within_s` of the send: its time to detect is from the send to the first such alert.
+
+    client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"})
+    result = run(client, scenarios, data=Path("../shared/data"))
+    result.coverage, result.mttd_s
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from vigil.errors import Invalid, Unavailable, VigilError
+from vigil.exercise.recordings import records
+from vigil.exercise.scenario import Scenario
+
+CHUNK = 5_000  # records a request
+PAGE = 1_000  # alerts a request
+IDLE_POLL_S = 0.05
+
+
+@dataclass
+class Outcome:
+    """One scenario's result."""
+
+    id: str
+    name: str
+    techniques: list[str]
+    tactics: list[str]
+    records: int = 0
+    detected: bool = False
+    time_to_detect_s: float | None = None
+    rules: list[str] = field(default_factory=list)  # the matching alerts' rules
+    other_rules: list[str] = field(default_factory=list)  # alerts on it, other techniques
+    problem: str | None = None  # why it could not be run
+
+
+@dataclass
+class Result:
+    url: str
+    started: float
+    finished: float = 0.0
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def tested(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.problem is None]
+
+    @property
+    def coverage(self) -> float:
+        tested = self.tested
+        return sum(o.detected for o in tested) / len(tested) if tested else 0.0
+
+    @property
+    def mttd_s(self) -> float | None:
+        times = [o.time_to_detect_s for o in self.tested if o.time_to_detect_s is not None]
+        return round(statistics.fmean(times), 3) if times else None
+
+    def by_technique(self) -> dict[str, dict[str, Any]]:
+        """Each tested technique (else tactic): scenarios tested and detected, best time."""
+        out: dict[str, dict[str, Any]] = {}
+        for outcome in self.tested:
+            for name in outcome.techniques or outcome.tactics:
+                row = out.setdefault(name, {"tested": 0, "detected": 0, "rules": set()})
+                row["tested"] += 1
+                row["detected"] += int(outcome.detected)
+                row["rules"].update(outcome.rules)
+        return {k: {**v, "rules": sorted(v["rules"])} for k, v in sorted(out.items())}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "started": self.started,
+            "finished": self.finished,
+            "tested": len(self.tested),
+            "detected": sum(o.detected for o in self.tested),
+            "coverage": round(self.coverage, 4),
+            "mttd_s": self.mttd_s,
+            "by_technique": self.by_technique(),
+            "scenarios": [asdict(o) for o in self.outcomes],
+        }
+
+
+def matches(tags: Sequence[str], scenario: Scenario) -> bool:
+    """An alert's tags carry one of the expected techniques (or a sub-technique of one) or
+    tactics."""
+    lowered = [t.lower() for t in tags]
+    for technique in scenario.expect.techniques:
+        name = f"attack.{technique.lower()}"
+        if any(t == name or t.startswith(f"{name}.") for t in lowered):
+            return True
+    return any(f"attack.{tactic}" in lowered for tactic in scenario.expect.tactics)
+
+
+def run(
+    client: httpx.Client,
+    scenarios: Iterable[Scenario],
+    *,
+    data: Path,
+    progress: Callable[[Outcome], object] | None = None,
+) -> Result:
+    """Each scenario in turn; a scenario that cannot be sent is kept with its problem."""
+    result = Result(str(client.base_url), time.time())
+    for scenario in scenarios:
+        outcome = _one(client, scenario, data)
+        result.outcomes.append(outcome)
+        if progress is not None:
+            progress(outcome)
+    result.finished = time.time()
+    return result
+
+
+def _one(client: httpx.Client, scenario: Scenario, data: Path) -> Outcome:
+    outcome = Outcome(
+        scenario.id,
+        scenario.name,
+        list(scenario.expect.techniques),
+        list(scenario.expect.tactics),
+    )
+    try:
+        sent: list[bytes] = []
+        for step in scenario.steps:
+            sent.extend(records(data / step.replay))
+        outcome.records = len(sent)
+        began = time.time()
+        first, last = _send(client, sent)
+    except VigilError as exc:
+        outcome.problem = str(exc)
+        return outcome
+    if first is None or last is None:
+        outcome.problem = "Vigil took none of its records"
+        return outcome
+    deadline = time.monotonic() + scenario.expect.within_s
+    _idle(client, deadline)
+    found = _alerts(client, first, last)
+    hits = [a for a in found if matches(a.get("tags") or [], scenario)]
+    outcome.rules = sorted({a["rule_title"] for a in hits})
+    outcome.other_rules = sorted({a["rule_title"] for a in found} - set(outcome.rules))
+    if hits:
+        outcome.time_to_detect_s = round(max(0.0, min(a["created"] for a in hits) - began), 3)
+        outcome.detected = outcome.time_to_detect_s <= scenario.expect.within_s
+    return outcome
+
+
+def _send(client: httpx.Client, lines: list[bytes]) -> tuple[int | None, int | None]:
+    first: int | None = None
+    last: int | None = None
+    for at in range(0, len(lines), CHUNK):
+        reply = client.post(
+            "/api/v1/ingest",
+            content=b"\n".join(lines[at : at + CHUNK]),
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+        if reply.status_code == 503:
+            raise Unavailable(f"Vigil is not taking events now: {reply.text[:200]}")
+        if reply.status_code != 202:
+            raise Invalid(f"ingest refused ({reply.status_code}): {reply.text[:200]}")
+        taken = reply.json()
+        if taken.get("first_offset") is not None:
+            first = taken["first_offset"] if first is None else first
+            last = taken["last_offset"]
+    return first, last
+
+
+def _idle(client: httpx.Client, deadline: float) -> None:
+    """Until Vigil has detected on everything it took (or the scenario's time is up)."""
+    while time.monotonic() < deadline:
+        health = client.get("/health").json()
+        if health.get("backlog") == 0:
+            return
+        time.sleep(IDLE_POLL_S)
+
+
+def _alerts(client: httpx.Client, first: int, last: int) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    while True:
+        page = client.get(
+            "/api/v1/alerts",
+            params={"event_from": first, "event_to": last, "limit": PAGE, "offset": len(found)},
+        ).json()
+        found.extend(page)
+        if len(page) < PAGE:
+            return found
+
+
+__all__ = ["Outcome", "Result", "matches", "run"]

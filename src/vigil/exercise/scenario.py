@@ -1,0 +1,137 @@
+"""Exercise scenarios as data: what is sent, and what must follow.
+
+A scenario file (YAML) holds a list of scenarios:
+
+    scenarios:
+      - id: lsass-dump
+        name: Mimikatz dumps LSASS
+        steps:
+          - replay: windows/lsass-dump.evtx.gz   # a recording under the data folder
+        expect:
+          techniques: [T1003]        # an alert tagged with one of them (or a sub-technique)
+          tactics: [credential-access]   # or with one of these tactics
+          within_s: 30               # time to detect, at most
+
+A replay step names a recording under the data folder (`--data`); its records are sent to
+Vigil as they are, in order. Scenarios for a labelled data set are made from its labels
+(`labelled`): each recording expects the tactic and technique its folder names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from vigil.errors import Invalid
+
+MAX_SCENARIO_BYTES = 4 << 20
+TACTICS_BY_ID = {
+    "TA0043": "reconnaissance",
+    "TA0042": "resource-development",
+    "TA0001": "initial-access",
+    "TA0002": "execution",
+    "TA0003": "persistence",
+    "TA0004": "privilege-escalation",
+    "TA0005": "defense-evasion",
+    "TA0006": "credential-access",
+    "TA0007": "discovery",
+    "TA0008": "lateral-movement",
+    "TA0009": "collection",
+    "TA0011": "command-and-control",
+    "TA0010": "exfiltration",
+    "TA0040": "impact",
+}
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    replay: Annotated[str, Field(min_length=1, max_length=1000)]  # under the data folder
+
+    @field_validator("replay")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        if Path(value).is_absolute() or ".." in Path(value).parts:
+            raise ValueError("a replay names a recording under the data folder")
+        return value
+
+
+class Expect(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    techniques: tuple[Annotated[str, Field(pattern=r"^T\d{4}(\.\d{3})?$")], ...] = ()
+    tactics: tuple[Annotated[str, Field(pattern=r"^[a-z-]{3,40}$")], ...] = ()
+    within_s: float = Field(60.0, gt=0, le=3600)
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Annotated[str, Field(min_length=1, max_length=300, pattern=r"^[^\x00-\x1f\x7f]+$")]
+    name: Name
+    steps: tuple[Step, ...] = Field(min_length=1, max_length=1000)
+    expect: Expect
+
+    @property
+    def techniques(self) -> tuple[str, ...]:
+        """What it tests: its techniques, else its tactics."""
+        return self.expect.techniques or self.expect.tactics
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scenarios: list[Scenario] = Field(min_length=1, max_length=100_000)
+
+
+def load(path: Path) -> list[Scenario]:
+    """The scenarios of a file; Invalid names the problem."""
+    try:
+        if path.stat().st_size > MAX_SCENARIO_BYTES:
+            raise Invalid(f"{path}: larger than {MAX_SCENARIO_BYTES:,} bytes")
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        scenarios = _File.model_validate(doc).scenarios
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise Invalid(f"{path}: cannot read: {exc}") from None
+    except ValidationError as exc:
+        where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        raise Invalid(f"{path}: {where}") from None
+    ids = [s.id for s in scenarios]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise Invalid(f"{path}: scenario ids used twice: {', '.join(twice)}")
+    return scenarios
+
+
+def labelled(data: Path, dataset: str = "windows/evtx-to-mitre-attack") -> Iterator[Scenario]:
+    """A scenario for each recording of a labelled data set (its `labels.jsonl`: one row a
+    file with the `tactics` and `techniques` its folder names); unlabelled files are left
+    out. Each expects an alert carrying the labelled technique or tactic."""
+    folder = data / dataset
+    try:
+        lines = (folder / "labels.jsonl").read_bytes().splitlines()
+    except OSError as exc:
+        raise Invalid(f"{folder}: no labels.jsonl: {exc}") from None
+    for line in lines:
+        if not line.strip():
+            continue
+        row = orjson.loads(line)
+        tactics = tuple(TACTICS_BY_ID[t] for t in row.get("tactics") or () if t in TACTICS_BY_ID)
+        techniques = tuple(row.get("techniques") or ())
+        if not tactics and not techniques:
+            continue
+        yield Scenario(
+            id=f"{dataset}:{row['file']}"[:300],
+            name=row["file"],
+            steps=(Step(replay=f"{dataset}/{row['file']}"),),
+            expect=Expect(techniques=techniques, tactics=tactics, within_s=60.0),
+        )
+
+
+__all__ = ["TACTICS_BY_ID", "Expect", "Scenario", "Step", "labelled", "load"]

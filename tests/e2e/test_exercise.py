@@ -1,0 +1,116 @@
+"""`vigil exercise run` against a real `vigil serve`, from outside: the credential-dumping
+recordings of evtx-to-mitre-attack (T1003, 19 files labelled by their folder) are replayed
+over the HTTP API and scored per technique, with a Navigator layer and a report written.
+
+The known answer, read from the data: with Vigil's own rules, the recordings detected are
+the three that hold an LSASS read-access handle from a non-system process (Sysmon 10) or a
+comsvcs MiniDump command line; the test finds them in the recordings by plain reading, not
+through Vigil. Served again without those rules, the same run falls under `--fail-under`
+and exits 1: the gate catches a rule removed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+from served import Served
+
+from vigil.exercise import labelled
+from vigil.exercise.recordings import records
+
+DATASET = "windows/evtx-to-mitre-attack"
+ONLY = "T1003-Credential dumping"
+DETECTED = {
+    "TA0006-Credential Access/T1003-Credential dumping/ID1-LSASS dump with LSASSY (SYSMON).evtx.gz",
+    "TA0006-Credential Access/T1003-Credential dumping/ID10-Mimikatz LSASS process dump.evtx.gz",
+    "TA0006-Credential Access/T1003-Credential dumping/"
+    "ID4688-4663-4656-LSASS dump with LSASSY (process).evtx.gz",
+}
+READ_ACCESS = {"0x1010", "0x1410", "0x1438", "0x143a", "0x1fffff"}
+SYSTEM = ("c:\\windows\\system32\\", "c:\\program files\\windows defender\\")
+
+
+def dumps_lsass(path: Path) -> bool:
+    """The recording holds an LSASS dump by reading, not by Vigil: a non-system process
+    opening lsass.exe for reading (Sysmon 10), or comsvcs' MiniDump on a command line."""
+    for line in records(path):
+        event = orjson.loads(line).get("Event", {})
+        data = event.get("EventData") or {}
+        if not isinstance(data, dict):
+            continue
+        command = str(data.get("CommandLine", "")).lower()
+        if "comsvcs" in command and "minidump" in command:
+            return True
+        source = str(data.get("SourceImage", "")).lower()
+        if (
+            str(event.get("System", {}).get("EventID")) == "10"
+            and str(data.get("TargetImage", "")).lower().endswith("\\lsass.exe")
+            and str(data.get("GrantedAccess", "")).lower() in READ_ACCESS
+            and not source.startswith(SYSTEM)
+        ):
+            return True
+    return False
+
+
+def exercise(run_cli, served: Served, data_root: Path, out: Path, *extra: str):
+    return run_cli(
+        "exercise",
+        "run",
+        "--labelled",
+        DATASET,
+        "--only",
+        ONLY,
+        "--data",
+        str(data_root),
+        "--vigil",
+        served.url,
+        "--token",
+        served.tokens["admin"],
+        "--out",
+        str(out),
+        *extra,
+    )
+
+
+@pytest.fixture
+def data_root(need_data) -> Path:
+    return need_data(*DATASET.split("/")).parent.parent
+
+
+def test_an_exercise_scores_the_credential_dumping_recordings(tmp_path, data_root, run_cli) -> None:
+    scenarios = [s for s in labelled(data_root, DATASET) if ONLY in s.id]
+    assert len(scenarios) == 19
+    by_hand = {s.name for s in scenarios if dumps_lsass(data_root / s.steps[0].replay)}
+    assert by_hand == DETECTED
+
+    served = Served(tmp_path / "with", env={"VIGIL_STARTER_RULES": "true"})
+    served.start()
+    try:
+        result = exercise(run_cli, served, data_root, tmp_path / "out", "--fail-under", "0.15")
+    finally:
+        served.stop()
+    assert result.exit_code == 0, result.output
+    found = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {s["name"] for s in found["scenarios"] if s["detected"]} == DETECTED
+    assert (found["tested"], found["detected"]) == (19, 3)
+    assert all(0 <= s["time_to_detect_s"] < 5 for s in found["scenarios"] if s["detected"])
+    assert found["by_technique"]["T1003"]["rules"] == [
+        "LSASS Memory Dumped With comsvcs MiniDump",
+        "Process Opens LSASS With Memory Read Access",
+    ]
+    layer = json.loads((tmp_path / "out" / "layer.json").read_text())
+    assert {(t["techniqueID"], t["score"]) for t in layer["techniques"]} == {("T1003", 16)}
+    assert "19 scenarios, 3 detected (15.8%)" in (tmp_path / "out" / "report.md").read_text()
+
+    # the same exercise without the rules it needs: under the gate, exit 1
+    bare = Served(tmp_path / "without")
+    bare.start()
+    try:
+        gated = exercise(run_cli, bare, data_root, tmp_path / "out", "--fail-under", "0.15")
+    finally:
+        bare.stop()
+    assert gated.exit_code == 1, gated.output
+    history = (tmp_path / "out" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["detected"] for line in history] == [3, 0]  # the trend
