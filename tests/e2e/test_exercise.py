@@ -85,12 +85,54 @@ def test_an_exercise_scores_the_credential_dumping_recordings(tmp_path, data_roo
     by_hand = {s.name for s in scenarios if dumps_lsass(data_root / s.steps[0].replay)}
     assert by_hand == DETECTED
 
+    mimikatz = sorted(DETECTED)[1]
+    own = tmp_path / "scenarios.yml"
+    own.write_text(
+        json.dumps(
+            {
+                "scenarios": [
+                    {
+                        "id": "lsass-incident",
+                        "name": "LSASS dump makes an incident",
+                        "steps": [{"replay": f"{DATASET}/{mimikatz}"}],
+                        "expect": {"techniques": ["T1003"], "incident": True, "within_s": 20},
+                    },
+                    {
+                        "id": "lsass-contained",
+                        "name": "LSASS dump contained",
+                        "steps": [{"replay": f"{DATASET}/{mimikatz}"}],
+                        "expect": {"techniques": ["T1003"], "contained": True, "within_s": 3},
+                    },
+                ]
+            }
+        )
+    )
     served = Served(tmp_path / "with", env={"VIGIL_STARTER_RULES": "true"})
     served.start()
     try:
         result = exercise(run_cli, served, data_root, tmp_path / "out", "--fail-under", "0.15")
+        mine = run_cli(
+            "exercise",
+            "run",
+            str(own),
+            "--data",
+            str(data_root),
+            "--vigil",
+            served.url,
+            "--token",
+            served.tokens["admin"],
+            "--out",
+            str(tmp_path / "own"),
+        )
     finally:
         served.stop()
+    assert mine.exit_code == 0, mine.output
+    incident, contained = json.loads((tmp_path / "own" / "results.json").read_text())["scenarios"]
+    assert incident["passed"] and incident["incident"] and incident["time_to_incident_s"] < 5
+    # a playbook runs, but dry-run (the default) contains nothing: not passed, and said why
+    assert contained["detected"] and contained["incident"] and not contained["contained"]
+    assert not contained["passed"]
+    assert "not contained in time" in (tmp_path / "own" / "report.md").read_text()
     assert result.exit_code == 0, result.output
     found = json.loads((tmp_path / "out" / "results.json").read_text())
     assert {s["name"] for s in found["scenarios"] if s["detected"]} == DETECTED
@@ -102,7 +144,9 @@ def test_an_exercise_scores_the_credential_dumping_recordings(tmp_path, data_roo
     ]
     layer = json.loads((tmp_path / "out" / "layer.json").read_text())
     assert {(t["techniqueID"], t["score"]) for t in layer["techniques"]} == {("T1003", 16)}
-    assert "19 scenarios, 3 detected (15.8%)" in (tmp_path / "out" / "report.md").read_text()
+    assert (
+        "19 scenarios, 3 detected, 3 passed (15.8%)" in (tmp_path / "out" / "report.md").read_text()
+    )
 
     # the same exercise without the rules it needs: under the gate, exit 1
     bare = Served(tmp_path / "without")

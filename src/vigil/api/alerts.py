@@ -62,6 +62,7 @@ def router(context: Context) -> APIRouter:
             raise NotFound("no such alert")
         host = found.get("host")  # what the inventory says of its host
         found["assets"] = backend.asset_store.context([f"host:{host.lower()}"] if host else [])
+        found["incidents"] = backend.incident_store.incidents_of([alert_id])  # it is in
         return found
 
     @routes.get("/api/v1/rules", tags=["rules"])

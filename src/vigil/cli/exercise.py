@@ -39,7 +39,7 @@ def run(
     ),
     fail_under: Annotated[
         float | None,
-        typer.Option(min=0, max=1, help="Exit 1 when the share detected is below this."),
+        typer.Option(min=0, max=1, help="Exit 1 when the share passed is below this."),
     ] = None,
     vigil: Annotated[str, typer.Option(help="Vigil's API.", envvar="VIGIL_URL")] = (
         "http://127.0.0.1:8400"
@@ -87,11 +87,13 @@ def run(
         table.add_row(ident, str(row["tested"]), str(row["detected"]), ", ".join(row["rules"][:3]))
     out.print(table)
     mttd = "—" if result.mttd_s is None else f"{result.mttd_s:.2f} s"
+    mttc = "—" if result.mttc_s is None else f"{result.mttc_s:.2f} s"
     out.print(
-        f"{sum(o.detected for o in result.tested)} of {len(result.tested)} scenarios detected "
-        f"({result.coverage:.1%}), MTTD {mttd}; "
+        f"{sum(o.passed for o in result.tested)} of {len(result.tested)} scenarios passed "
+        f"({result.coverage:.1%}; {sum(o.detected for o in result.tested)} detected), "
+        f"MTTD {mttd}, MTTC {mttc}; "
         f"report: {escape(str(paths['report']))}, layer: {escape(str(paths['layer']))}"
     )
     if fail_under is not None and result.coverage < fail_under:
-        err.print(f"coverage {result.coverage:.1%} is under {fail_under:.1%}")
+        err.print(f"passed {result.coverage:.1%}, under {fail_under:.1%}")
         raise typer.Exit(1)

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from vigil.exercise.run import Result
+from vigil.exercise.run import Outcome, Result
 from vigil.intel.attack import DOMAIN, LAYER_VERSION, NAVIGATOR_VERSION, AttackKB
 
 DETECTED, MISSED = "#31a354", "#e6550d"
@@ -64,12 +64,14 @@ def navigator_layer(result: Result, *, name: str = "Vigil exercise") -> dict[str
 def markdown(result: Result, history: list[dict[str, Any]]) -> str:
     when = datetime.fromtimestamp(result.started, UTC).strftime("%Y-%m-%d %H:%M UTC")
     mttd = "—" if result.mttd_s is None else f"{result.mttd_s:.2f} s"
+    mttc = "—" if result.mttc_s is None else f"{result.mttc_s:.2f} s"
     tested = result.tested
     lines = [
         f"# Exercise, {when}",
         "",
-        f"Against {result.url}: {len(tested)} scenarios, "
-        f"{sum(o.detected for o in tested)} detected ({result.coverage:.1%}), MTTD {mttd}.",
+        f"Against {result.url}: {len(tested)} scenarios, {sum(o.detected for o in tested)} "
+        f"detected, {sum(o.passed for o in tested)} passed ({result.coverage:.1%}), "
+        f"MTTD {mttd}, MTTC {mttc}.",
         "",
         "## By technique",
         "",
@@ -79,13 +81,9 @@ def markdown(result: Result, history: list[dict[str, Any]]) -> str:
     for ident, row in result.by_technique().items():
         rules = ", ".join(row["rules"][:3]) + (" …" if len(row["rules"]) > 3 else "")
         lines.append(f"| {ident} | {row['tested']} | {row['detected']} | {rules} |")
-    missed = [o for o in tested if not o.detected]
-    lines += ["", f"## Missed ({len(missed)})", ""]
-    lines += [
-        f"- {o.name}: expected {', '.join(o.techniques + o.tactics)}"
-        + (f"; alerts of other techniques: {', '.join(o.other_rules[:3])}" if o.other_rules else "")
-        for o in missed
-    ]
+    missed = [o for o in tested if not o.passed]
+    lines += ["", f"## Not passed ({len(missed)})", ""]
+    lines += [f"- {o.name}: {_why(o)}" for o in missed]
     failed = [o for o in result.outcomes if o.problem is not None]
     if failed:
         lines += ["", f"## Not run ({len(failed)})", ""]
@@ -99,6 +97,17 @@ def markdown(result: Result, history: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _why(outcome: Outcome) -> str:
+    if not outcome.detected:
+        why = f"not detected (expected {', '.join(outcome.techniques + outcome.tactics)})"
+        if outcome.other_rules:
+            why += f"; alerts of other techniques: {', '.join(outcome.other_rules[:3])}"
+        return why
+    if outcome.incident is None:
+        return "detected, but no incident formed in time"
+    return f"detected, incident {outcome.incident}, not contained in time"
+
+
 def write(result: Result, folder: Path) -> dict[str, Path]:
     """The run's results, layer and report into `folder`; its summary appended to the
     history there. The paths written."""
@@ -106,7 +115,18 @@ def write(result: Result, folder: Path) -> dict[str, Path]:
     summary = {
         k: v
         for k, v in result.as_dict().items()
-        if k in ("url", "started", "finished", "tested", "detected", "coverage", "mttd_s")
+        if k
+        in (
+            "url",
+            "started",
+            "finished",
+            "tested",
+            "detected",
+            "passed",
+            "coverage",
+            "mttd_s",
+            "mttc_s",
+        )
     }
     with (folder / HISTORY).open("ab") as out:
         out.write(orjson.dumps(summary) + b"\n")

@@ -5,7 +5,10 @@ gives the stream offsets of the events taken), Vigil is waited for until it has 
 all of them (`/health`'s backlog), and the alerts on exactly those events are read
 (`GET /api/v1/alerts?event_from=&event_to=`). The scenario is detected when one of them
 carries an expected technique (or one of its sub-techniques) or tactic, stored within
-`within_s` of the send: its time to detect is from the send to the first such alert.
+`within_s` of the send: its time to detect is from the send to the first such alert. When
+it expects an incident (and containment), the alert's incident is waited for
+(`GET /api/v1/alerts/{id}`), and its containment by a playbook (`contained_at`, as the
+response engine stamps it); a scenario passes when all it expects happened in time.
 
     client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"})
     result = run(client, scenarios, data=Path("../shared/data"))
@@ -43,6 +46,11 @@ class Outcome:
     records: int = 0
     detected: bool = False
     time_to_detect_s: float | None = None
+    incident: str | None = None  # the incident holding the first matching alert
+    time_to_incident_s: float | None = None
+    contained: bool = False
+    time_to_contain_s: float | None = None
+    passed: bool = False  # detected, and the incident and containment it expects
     rules: list[str] = field(default_factory=list)  # the matching alerts' rules
     other_rules: list[str] = field(default_factory=list)  # alerts on it, other techniques
     problem: str | None = None  # why it could not be run
@@ -61,13 +69,19 @@ class Result:
 
     @property
     def coverage(self) -> float:
+        """The share of the scenarios run that passed: detected, with the incident and the
+        containment they expect."""
         tested = self.tested
-        return sum(o.detected for o in tested) / len(tested) if tested else 0.0
+        return sum(o.passed for o in tested) / len(tested) if tested else 0.0
 
     @property
     def mttd_s(self) -> float | None:
-        times = [o.time_to_detect_s for o in self.tested if o.time_to_detect_s is not None]
-        return round(statistics.fmean(times), 3) if times else None
+        return _mean(o.time_to_detect_s for o in self.tested)
+
+    @property
+    def mttc_s(self) -> float | None:
+        """Mean time from the send to the incident's containment, over those contained."""
+        return _mean(o.time_to_contain_s for o in self.tested)
 
     def by_technique(self) -> dict[str, dict[str, Any]]:
         """Each tested technique (else tactic): scenarios tested and detected, best time."""
@@ -87,11 +101,18 @@ class Result:
             "finished": self.finished,
             "tested": len(self.tested),
             "detected": sum(o.detected for o in self.tested),
+            "passed": sum(o.passed for o in self.tested),
             "coverage": round(self.coverage, 4),
             "mttd_s": self.mttd_s,
+            "mttc_s": self.mttc_s,
             "by_technique": self.by_technique(),
             "scenarios": [asdict(o) for o in self.outcomes],
         }
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    found = [v for v in values if v is not None]
+    return round(statistics.fmean(found), 3) if found else None
 
 
 def matches(tags: Sequence[str], scenario: Scenario) -> bool:
@@ -152,7 +173,45 @@ def _one(client: httpx.Client, scenario: Scenario, data: Path) -> Outcome:
     if hits:
         outcome.time_to_detect_s = round(max(0.0, min(a["created"] for a in hits) - began), 3)
         outcome.detected = outcome.time_to_detect_s <= scenario.expect.within_s
+        expect = scenario.expect
+        if expect.incident or expect.contained:
+            _incident(client, outcome, [a["id"] for a in hits], began, deadline, expect.contained)
+    outcome.passed = (
+        outcome.detected
+        and (outcome.incident is not None or not scenario.expect.incident)
+        and (outcome.contained or not scenario.expect.contained)
+    )
     return outcome
+
+
+def _incident(
+    client: httpx.Client,
+    outcome: Outcome,
+    alerts: list[str],
+    began: float,
+    deadline: float,
+    contained: bool,
+) -> None:
+    """The incident correlation put the alerts in, and whether a playbook contained it, as
+    soon as they are so (or the scenario's time is up)."""
+    while True:
+        if outcome.incident is None:
+            for alert in alerts[:20]:
+                held = client.get(f"/api/v1/alerts/{alert}").json().get("incidents") or []
+                if held:
+                    outcome.incident = held[0]
+                    break
+        if outcome.incident is not None:
+            found = client.get(f"/api/v1/incidents/{outcome.incident}").json()
+            outcome.time_to_incident_s = round(max(0.0, found["created"] - began), 3)
+            if found.get("contained_at") is not None:
+                outcome.contained = True
+                outcome.time_to_contain_s = round(max(0.0, found["contained_at"] - began), 3)
+            if outcome.contained or not contained:
+                return
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(IDLE_POLL_S * 4)
 
 
 def _send(client: httpx.Client, lines: list[bytes]) -> tuple[int | None, int | None]:

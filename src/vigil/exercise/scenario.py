@@ -11,6 +11,8 @@ A scenario file (YAML) holds a list of scenarios:
           techniques: [T1003]        # an alert tagged with one of them (or a sub-technique)
           tactics: [credential-access]   # or with one of these tactics
           within_s: 30               # time to detect, at most
+          incident: true             # an incident holds it (optional)
+          contained: true            # and a playbook contained it (optional)
 
 A replay step names a recording under the data folder (`--data`); its records are sent to
 Vigil as they are, in order. Scenarios for a labelled data set are made from its labels
@@ -68,6 +70,8 @@ class Expect(BaseModel):
     techniques: tuple[Annotated[str, Field(pattern=r"^T\d{4}(\.\d{3})?$")], ...] = ()
     tactics: tuple[Annotated[str, Field(pattern=r"^[a-z-]{3,40}$")], ...] = ()
     within_s: float = Field(60.0, gt=0, le=3600)
+    incident: bool = False  # a matching alert must be in an incident (within `within_s`)
+    contained: bool = False  # and that incident contained by a playbook (within `within_s`)
 
 
 class Scenario(BaseModel):
