@@ -21,7 +21,8 @@ def starter():
 
 def test_the_pack_loads_whole_and_covers_every_layer(starter) -> None:
     files = sorted(starter_rules().rglob("*.yml"))
-    assert len(files) >= 30 and len(starter.plan.rules) == len(files)
+    correlations = len(starter.plan.correlations)
+    assert len(files) >= 30 and len(starter.plan.rules) + correlations == len(files)
     assert starter.problems == []
     documents = [yaml.safe_load(path.read_text()) for path in files]
     assert len({d["id"] for d in documents}) == len(documents)
@@ -39,32 +40,56 @@ def test_stratus_red_team_techniques_are_found_and_only_they(starter, need_data)
         (d.rule_title, Path(d.source_file).name)
         for d in scan_inputs(sorted(stratus.glob("aws.*.json")), starter).detections
     )
-    assert found == Counter({
-        ("AWS Console Login Without MFA", "aws.initial-access.console-login-without-mfa.json"): 1,
-        ("CloudTrail Logging Stopped or Deleted", "aws.defense-evasion.cloudtrail-delete.json"): 1,
-        ("CloudTrail Logging Stopped or Deleted", "aws.defense-evasion.cloudtrail-stop.json"): 1,
-        ("IAM Access Key Created", "aws.persistence.iam-backdoor-user.json"): 1,
-        ("IAM Access Key Created", "aws.persistence.iam-create-admin-user.json"): 1,
-    })  # fmt: skip
+    assert found == Counter(
+        {
+            (
+                "AWS Console Login Without MFA",
+                "aws.initial-access.console-login-without-mfa.json",
+            ): 1,
+            (
+                "CloudTrail Logging Stopped or Deleted",
+                "aws.defense-evasion.cloudtrail-delete.json",
+            ): 1,
+            (
+                "CloudTrail Logging Stopped or Deleted",
+                "aws.defense-evasion.cloudtrail-stop.json",
+            ): 1,
+            ("IAM Access Key Created", "aws.persistence.iam-backdoor-user.json"): 1,
+            ("IAM Access Key Created", "aws.persistence.iam-create-admin-user.json"): 1,
+        }
+    )
 
 
 @pytest.mark.parametrize(
     ("recording", "title"),
     [
-        ("T1003-Credential dumping/ID1-LSASS dump with LSASSY (SYSMON).evtx",
-         "LSASS Memory Dumped With comsvcs MiniDump"),
-        ("T1003-Credential dumping/ID10-Mimikatz LSASS process dump.evtx",
-         "Process Opens LSASS With Memory Read Access"),
-        ("T1550-Use Alternate Authentication Material/ID4624-Mimikatz Pass the hash.evtx",
-         "Logon With New Credentials (Overpass the Hash)"),
-        ("T1543.003-Create or Modify System Process-Windows Service/"
-         "ID7045-7036 PSexec service installation.evtx", "PsExec Service Installed"),
-        ("T1490-Inhibit System Recovery/ID4688-Delete VSS backup (WMI).evtx",
-         "Volume Shadow Copies Deleted"),
-        ("T1098.xxx-Account manipulation/ID4738-Do not require Kerberos preauthentication.evtx",
-         "Kerberos Pre-Authentication Turned Off for an Account"),
+        (
+            "T1003-Credential dumping/ID1-LSASS dump with LSASSY (SYSMON).evtx",
+            "LSASS Memory Dumped With comsvcs MiniDump",
+        ),
+        (
+            "T1003-Credential dumping/ID10-Mimikatz LSASS process dump.evtx",
+            "Process Opens LSASS With Memory Read Access",
+        ),
+        (
+            "T1550-Use Alternate Authentication Material/ID4624-Mimikatz Pass the hash.evtx",
+            "Logon With New Credentials (Overpass the Hash)",
+        ),
+        (
+            "T1543.003-Create or Modify System Process-Windows Service/"
+            "ID7045-7036 PSexec service installation.evtx",
+            "PsExec Service Installed",
+        ),
+        (
+            "T1490-Inhibit System Recovery/ID4688-Delete VSS backup (WMI).evtx",
+            "Volume Shadow Copies Deleted",
+        ),
+        (
+            "T1098.xxx-Account manipulation/ID4738-Do not require Kerberos preauthentication.evtx",
+            "Kerberos Pre-Authentication Turned Off for an Account",
+        ),
     ],
-)  # fmt: skip
+)
 def test_windows_attack_recordings_are_found(starter, need_data, recording, title) -> None:
     folder = need_data("windows", "evtx-to-mitre-attack")
     matches = [p for p in folder.rglob("*.evtx*") if str(p).replace(".gz", "").endswith(recording)]
@@ -86,3 +111,51 @@ def test_vigil_scan_uses_the_pack_on_request(run_cli, need_data, tmp_path) -> No
     }
     bare = run_cli("scan", str(stratus))
     assert bare.exit_code == 2 and "--starter-rules" in bare.stderr
+
+
+def test_the_pack_raises_nothing_on_the_benign_baselines(starter, need_data) -> None:
+    """Real benign Windows logs (Security, System, Sysmon: a Process Monitor session reading
+    LSASS among them) and WRCCDC 2018's Zeek logs (261 ADMIN$ mappings by three management
+    hosts, three servers each)."""
+    baselines = [
+        need_data("windows", "evtx-rs-benign-and-corrupt"),
+        need_data("network", "wrccdc2018-zeek"),
+    ]
+    found = scan_inputs(baselines, starter, jobs=2).detections
+    assert [(d.rule_title, Path(d.source_file).name) for d in found] == []
+
+
+def test_admin_shares_mapped_on_four_hosts_by_one_is_lateral_spread(starter, tmp_path) -> None:
+    def mapping(ts: float, src: str, dst: str, share: str = "ADMIN$") -> str:
+        return json.dumps(
+            {
+                "ts": ts,
+                "uid": f"C{ts}",
+                "id.orig_h": src,
+                "id.orig_p": 49152,
+                "id.resp_h": dst,
+                "id.resp_p": 445,
+                "path": f"\\\\{dst}\\{share}",
+                "share_type": "DISK",
+                "_path": "smb_mapping",
+            }
+        )
+
+    log = tmp_path / "smb_mapping.log"
+    log.write_text(
+        "\n".join(
+            [
+                *(mapping(1700000000 + 60 * n, "10.0.0.66", f"10.0.1.{n}") for n in range(1, 5)),
+                *(
+                    mapping(1700000000 + 60 * n, "10.0.0.7", f"10.0.2.{n}", "C$")
+                    for n in range(1, 4)
+                ),
+                mapping(1700090000, "10.0.0.7", "10.0.2.9"),  # a fourth host, but a day later
+            ]
+        )
+        + "\n"
+    )
+    found = scan_inputs([log], starter).detections
+    assert [(d.rule_title, d.kind) for d in found] == [
+        ("Administrative Shares Mapped on Many Hosts", "correlation")
+    ]
