@@ -1,6 +1,7 @@
 """`vigil exercise run` against a real `vigil serve`, from outside: the credential-dumping
-recordings of evtx-to-mitre-attack (T1003, 19 files labelled by their folder) are replayed
-over the HTTP API and scored per technique, with a Navigator layer and a report written.
+recordings of evtx-to-mitre-attack (T1003, 19 files labelled by their folder) and the 35
+Stratus Red Team detonations are replayed over the HTTP API, their time stamps moved to now,
+and scored per technique, with a Navigator layer and a report written.
 
 The known answer, read from the data: with Vigil's own rules, the recordings detected are
 the three that hold an LSASS read-access handle from a non-system process (Sysmon 10) or a
@@ -124,8 +125,34 @@ def test_an_exercise_scores_the_credential_dumping_recordings(tmp_path, data_roo
             "--out",
             str(tmp_path / "own"),
         )
+        cloud = run_cli(
+            "exercise",
+            "run",
+            "--labelled",
+            "cloud/stratus-red-team",
+            "--data",
+            str(data_root),
+            "--vigil",
+            served.url,
+            "--token",
+            served.tokens["admin"],
+            "--out",
+            str(tmp_path / "aws"),
+        )
     finally:
         served.stop()
+    assert cloud.exit_code == 0, cloud.output
+    # Stratus detonations, their CloudTrail moved to now: the five Vigil's pack knows
+    # (tests/detect/test_starter_rules.py), each by an alert of its labelled tactic
+    aws = json.loads((tmp_path / "aws" / "results.json").read_text())
+    assert aws["tested"] == 35
+    assert {s["name"]: s["rules"] for s in aws["scenarios"] if s["detected"]} == {
+        "aws.defense-evasion.cloudtrail-delete.json": ["CloudTrail Logging Stopped or Deleted"],
+        "aws.defense-evasion.cloudtrail-stop.json": ["CloudTrail Logging Stopped or Deleted"],
+        "aws.initial-access.console-login-without-mfa.json": ["AWS Console Login Without MFA"],
+        "aws.persistence.iam-backdoor-user.json": ["IAM Access Key Created"],
+        "aws.persistence.iam-create-admin-user.json": ["IAM Access Key Created"],
+    }
     assert mine.exit_code == 0, mine.output
     incident, contained = json.loads((tmp_path / "own" / "results.json").read_text())["scenarios"]
     assert incident["passed"] and incident["incident"] and incident["time_to_incident_s"] < 5

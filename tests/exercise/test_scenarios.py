@@ -3,10 +3,19 @@ recording; an alert matches by technique (its sub-techniques too) or tactic."""
 
 from __future__ import annotations
 
+import itertools
+from datetime import datetime
+
+import orjson
 import pytest
 
 from vigil.errors import Invalid
 from vigil.exercise import Expect, Scenario, Step, labelled, load, matches
+from vigil.exercise.recordings import records, shifted
+
+DATASET = "windows/evtx-to-mitre-attack"
+LSASS = "TA0006-Credential Access/T1003-Credential dumping/ID10-Mimikatz LSASS process dump.evtx.gz"
+STRATUS = "aws.credential-access.ec2-get-password-data.json"
 
 GOOD = """
 scenarios:
@@ -54,3 +63,39 @@ def test_labelled_recordings_make_scenarios(need_data) -> None:
     lsass = next(s for s in scenarios if "ID10-Mimikatz LSASS process dump" in s.name)
     assert lsass.expect.techniques == ("T1003",)
     assert lsass.expect.tactics == ("credential-access",)
+
+
+def test_a_replay_is_moved_to_now_its_spacing_kept(need_data) -> None:
+    root = need_data("windows", "evtx-to-mitre-attack").parent.parent
+    now = 1_800_000_000.0
+    evtx = records(root / DATASET / LSASS)
+    moved = [orjson.loads(r) for r in shifted(evtx, now)]
+    stamps = [
+        datetime.fromisoformat(
+            d["Event"]["System"]["TimeCreated"]["#attributes"]["SystemTime"]
+        ).timestamp()
+        for d in moved
+    ]
+    before = [
+        datetime.fromisoformat(
+            orjson.loads(r)["Event"]["System"]["TimeCreated"]["#attributes"]["SystemTime"]
+        ).timestamp()
+        for r in evtx
+    ]
+    assert max(stamps) == pytest.approx(now)
+    assert [b - a for a, b in itertools.pairwise(stamps)] == pytest.approx(
+        [b - a for a, b in itertools.pairwise(before)], abs=1e-3
+    )
+    trail = records(root / "cloud" / "stratus-red-team" / STRATUS)
+    assert len(trail) == 34  # the detonation's CloudTrail records
+    times = [orjson.loads(r)["eventTime"] for r in shifted(trail, now)]
+    assert max(times) == "2027-01-15T08:00:00Z"
+
+
+def test_stratus_labels_make_scenarios_by_tactic_name(need_data) -> None:
+    root = need_data("cloud", "stratus-red-team").parent.parent
+    scenarios = {s.name: s for s in labelled(root, "cloud/stratus-red-team")}
+    assert len(scenarios) == 35
+    steal = scenarios["aws.credential-access.ec2-steal-instance-credentials.json"]
+    assert steal.expect.tactics == ("credential-access",)
+    assert steal.expect.techniques == ("T1552.005",)

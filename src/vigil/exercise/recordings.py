@@ -1,12 +1,18 @@
 """A recording's records as Vigil's HTTP intake takes them, one JSON text each: an EVTX file
 (plain or gzip'd) as evtx-rs JSON documents (what SigmaHQ's samples hold), JSON lines as
-they are, a JSON array or a CloudTrail file (`{"Records": [...]}`) element by element."""
+they are, a JSON array or a CloudTrail file (`{"Records": [...]}`) element by element.
+
+`shifted` moves a recording's time stamps so its last record is now (an EVTX record's
+`SystemTime`, CloudTrail's `eventTime`, Zeek's `ts`), its spacing kept: a replay then
+looks like an attack happening, to correlation windows and risk that decays with time."""
 
 from __future__ import annotations
 
 import gzip
 import io
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -58,4 +64,53 @@ def records(path: Path) -> list[bytes]:
     return lines
 
 
-__all__ = ["records"]
+def _stamp(doc: dict[str, Any]) -> tuple[dict[str, Any], str, str] | None:
+    """Where a record holds its time: (the dict, the key, the kind: iso or epoch)."""
+    system = doc.get("Event", {}).get("System") if isinstance(doc.get("Event"), dict) else None
+    if isinstance(system, dict):
+        created = system.get("TimeCreated", {}).get("#attributes")
+        if isinstance(created, dict) and isinstance(created.get("SystemTime"), str):
+            return created, "SystemTime", "iso"
+    if isinstance(doc.get("eventTime"), str):
+        return doc, "eventTime", "iso"
+    if isinstance(doc.get("ts"), int | float) and not isinstance(doc.get("ts"), bool):
+        return doc, "ts", "epoch"
+    return None
+
+
+def _epoch(value: Any, kind: str) -> float | None:
+    if kind == "epoch":
+        return float(value)
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def shifted(lines: list[bytes], now: float) -> list[bytes]:
+    """The records with their time stamps moved so the latest is `now`; records without a
+    time stamp Vigil reads are left as they are."""
+    docs = [orjson.loads(line) for line in lines]
+    places = [_stamp(d) if isinstance(d, dict) else None for d in docs]
+    times = [
+        _epoch(place[0][place[1]], place[2]) if place is not None else None for place in places
+    ]
+    known = [t for t in times if t is not None]
+    if not known:
+        return lines
+    delta = now - max(known)
+    out = []
+    for doc, place, when in zip(docs, places, times, strict=True):
+        if place is not None and when is not None:
+            holder, key, kind = place
+            moved = when + delta
+            holder[key] = (
+                moved
+                if kind == "epoch"
+                else datetime.fromtimestamp(moved, UTC).isoformat().replace("+00:00", "Z")
+            )
+        out.append(orjson.dumps(doc))
+    return out
+
+
+__all__ = ["records", "shifted"]

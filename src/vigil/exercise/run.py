@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from vigil.errors import Invalid, Unavailable, VigilError
-from vigil.exercise.recordings import records
+from vigil.exercise.recordings import records, shifted
 from vigil.exercise.scenario import Scenario
 
 CHUNK = 5_000  # records a request
@@ -153,8 +153,10 @@ def _one(client: httpx.Client, scenario: Scenario, data: Path) -> Outcome:
     )
     try:
         sent: list[bytes] = []
+        now = time.time()
         for step in scenario.steps:
-            sent.extend(records(data / step.replay))
+            recorded = records(data / step.replay)
+            sent.extend(shifted(recorded, now) if step.shift_time else recorded)
         outcome.records = len(sent)
         began = time.time()
         first, last = _send(client, sent)

@@ -21,6 +21,7 @@ Vigil as they are, in order. Scenarios for a labelled data set are made from its
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -49,12 +50,14 @@ TACTICS_BY_ID = {
     "TA0040": "impact",
 }
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+TECHNIQUE = re.compile(r"T\d{4}(\.\d{3})?")
 
 
 class Step(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     replay: Annotated[str, Field(min_length=1, max_length=1000)]  # under the data folder
+    shift_time: bool = True  # its time stamps moved so its last record is now
 
     @field_validator("replay")
     @classmethod
@@ -67,7 +70,7 @@ class Step(BaseModel):
 class Expect(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    techniques: tuple[Annotated[str, Field(pattern=r"^T\d{4}(\.\d{3})?$")], ...] = ()
+    techniques: tuple[Annotated[str, Field(pattern=rf"^{TECHNIQUE.pattern}$")], ...] = ()
     tactics: tuple[Annotated[str, Field(pattern=r"^[a-z-]{3,40}$")], ...] = ()
     within_s: float = Field(60.0, gt=0, le=3600)
     incident: bool = False  # a matching alert must be in an incident (within `within_s`)
@@ -115,8 +118,10 @@ def load(path: Path) -> list[Scenario]:
 
 def labelled(data: Path, dataset: str = "windows/evtx-to-mitre-attack") -> Iterator[Scenario]:
     """A scenario for each recording of a labelled data set (its `labels.jsonl`: one row a
-    file with the `tactics` and `techniques` its folder names); unlabelled files are left
-    out. Each expects an alert carrying the labelled technique or tactic."""
+        file with the `tactics` and `techniques` its folder names); unlabelled files are left
+        out. Each expects an alert carrying the labelled technique or tactic. Tactics are read as
+    ATT&CK ids (TA0006) or names (Credential Access), techniques from `techniques` or
+    `technique_ids`."""
     folder = data / dataset
     try:
         lines = (folder / "labels.jsonl").read_bytes().splitlines()
@@ -126,8 +131,11 @@ def labelled(data: Path, dataset: str = "windows/evtx-to-mitre-attack") -> Itera
         if not line.strip():
             continue
         row = orjson.loads(line)
-        tactics = tuple(TACTICS_BY_ID[t] for t in row.get("tactics") or () if t in TACTICS_BY_ID)
-        techniques = tuple(row.get("techniques") or ())
+        tactics = tuple(
+            dict.fromkeys(TACTICS_BY_ID.get(t) or _shortname(t) for t in row.get("tactics") or ())
+        )
+        given = row.get("techniques") or row.get("technique_ids") or ()
+        techniques = tuple(t for t in given if TECHNIQUE.fullmatch(t))  # ATT&CK's, not AWS's
         if not tactics and not techniques:
             continue
         yield Scenario(
@@ -136,6 +144,11 @@ def labelled(data: Path, dataset: str = "windows/evtx-to-mitre-attack") -> Itera
             steps=(Step(replay=f"{dataset}/{row['file']}"),),
             expect=Expect(techniques=techniques, tactics=tactics, within_s=60.0),
         )
+
+
+def _shortname(tactic: str) -> str:
+    """A tactic's name as ATT&CK tags write it: "Credential Access" → credential-access."""
+    return "-".join(tactic.lower().split())
 
 
 __all__ = ["TACTICS_BY_ID", "Expect", "Scenario", "Step", "labelled", "load"]
