@@ -169,6 +169,9 @@ def test_an_exercise_scores_the_credential_dumping_recordings(tmp_path, data_roo
         "LSASS Memory Dumped With comsvcs MiniDump",
         "Process Opens LSASS With Memory Read Access",
     ]
+    (gap,) = found["gaps"]  # the 16 missed: three rules of the pack name T1003, none fired
+    assert (gap["technique"], gap["missed"], gap["rules"]) == ("T1003", 16, 3)
+    assert "windows/process_access" in gap["why"] and "windows/process_creation" in gap["why"]
     layer = json.loads((tmp_path / "out" / "layer.json").read_text())
     assert {(t["techniqueID"], t["score"]) for t in layer["techniques"]} == {("T1003", 16)}
     assert (
@@ -183,5 +186,8 @@ def test_an_exercise_scores_the_credential_dumping_recordings(tmp_path, data_roo
     finally:
         bare.stop()
     assert gated.exit_code == 1, gated.output
+    bare_gaps = json.loads((tmp_path / "out" / "results.json").read_text())["gaps"]
+    assert [(g["technique"], g["missed"], g["rules"]) for g in bare_gaps] == [("T1003", 19, 0)]
+    assert bare_gaps[0]["why"] == "no rule loaded names T1003: one is missing"
     history = (tmp_path / "out" / "history.jsonl").read_text().splitlines()
     assert [json.loads(line)["detected"] for line in history] == [3, 0]  # the trend

@@ -84,6 +84,12 @@ def markdown(result: Result, history: list[dict[str, Any]]) -> str:
     missed = [o for o in tested if not o.passed]
     lines += ["", f"## Not passed ({len(missed)})", ""]
     lines += [f"- {o.name}: {_why(o)}" for o in missed]
+    if result.gaps:
+        lines += ["", "## Gaps", "", "| technique | missed | why |", "|---|---:|---|"]
+        lines += [
+            f"| {g['technique']} | {g['missed']} of {g['tested']} | {g['why']} |"
+            for g in result.gaps
+        ]
     failed = [o for o in result.outcomes if o.problem is not None]
     if failed:
         lines += ["", f"## Not run ({len(failed)})", ""]

@@ -62,6 +62,7 @@ class Result:
     started: float
     finished: float = 0.0
     outcomes: list[Outcome] = field(default_factory=list)
+    gaps: list[dict[str, Any]] = field(default_factory=list)  # per technique missed: why
 
     @property
     def tested(self) -> list[Outcome]:
@@ -106,6 +107,7 @@ class Result:
             "mttd_s": self.mttd_s,
             "mttc_s": self.mttc_s,
             "by_technique": self.by_technique(),
+            "gaps": self.gaps,
             "scenarios": [asdict(o) for o in self.outcomes],
         }
 
@@ -141,7 +143,53 @@ def run(
         if progress is not None:
             progress(outcome)
     result.finished = time.time()
+    loaded = client.get("/api/v1/rules")
+    if loaded.status_code == 200:
+        result.gaps = gaps(result, loaded.json())
     return result
+
+
+def gaps(result: Result, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each technique (else tactic) with scenarios not detected, and why as far as the rules
+    loaded tell: none names it (a rule is missing), or some do but did not fire on the
+    recordings (their log source is not in them, or the behaviour differs)."""
+    out = []
+    for name, row in result.by_technique().items():
+        if row["detected"] == row["tested"]:
+            continue
+        tag = f"attack.{name.lower()}"
+        named = [
+            r
+            for r in rules
+            if any(t == tag or t.startswith(f"{tag}.") for t in (x.lower() for x in r["tags"]))
+        ]
+        sources = sorted(
+            {
+                "/".join(
+                    v
+                    for v in (r["logsource"].get(k) for k in ("product", "category", "service"))
+                    if v
+                )
+                for r in named
+                if r.get("logsource")
+            }
+        )
+        out.append(
+            {
+                "technique": name,
+                "missed": row["tested"] - row["detected"],
+                "tested": row["tested"],
+                "rules": len(named),
+                "why": (
+                    f"no rule loaded names {name}: one is missing"
+                    if not named
+                    else f"{len(named)} rules name it but none fired on the recordings missed; "
+                    f"they read {', '.join(sources[:6]) or 'any log'}: the recordings may lack "
+                    "that log, or the behaviour differs"
+                ),
+            }
+        )
+    return out
 
 
 def _one(client: httpx.Client, scenario: Scenario, data: Path) -> Outcome:
@@ -257,4 +305,4 @@ def _alerts(client: httpx.Client, first: int, last: int) -> list[dict[str, Any]]
             return found
 
 
-__all__ = ["Outcome", "Result", "matches", "run"]
+__all__ = ["Outcome", "Result", "gaps", "matches", "run"]

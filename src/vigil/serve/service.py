@@ -538,6 +538,11 @@ class Service:
                 "status": r.status,
                 "tags": list(r.tags),
                 "path": r.path,
+                "logsource": {
+                    "product": r.logsource.product,
+                    "category": r.logsource.category,
+                    "service": r.logsource.service,
+                },
             }
             for r in self.loaded.plan.rules
         ]
