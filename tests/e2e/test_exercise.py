@@ -177,6 +177,7 @@ def test_an_exercise_scores_the_credential_dumping_recordings(tmp_path, data_roo
     assert (
         "19 scenarios, 3 detected, 3 passed (15.8%)" in (tmp_path / "out" / "report.md").read_text()
     )
+    assert "3/19" in (tmp_path / "out" / "report.html").read_text()  # the T1003 bar's label
 
     # the same exercise without the rules it needs: under the gate, exit 1
     bare = Served(tmp_path / "without")

@@ -99,3 +99,33 @@ def test_stratus_labels_make_scenarios_by_tactic_name(need_data) -> None:
     steal = scenarios["aws.credential-access.ec2-steal-instance-credentials.json"]
     assert steal.expect.tactics == ("credential-access",)
     assert steal.expect.techniques == ("T1552.005",)
+
+
+def test_the_html_report_draws_its_charts_and_escapes_what_the_data_names() -> None:
+    from html.parser import HTMLParser
+
+    from vigil.exercise import Outcome, Result, html_report
+
+    result = Result("http://vigil.test", 1_800_000_000.0, 1_800_000_060.0)
+    result.outcomes = [
+        Outcome("a", "a.evtx", ["T1003"], [], 10, True, 0.4, passed=True),
+        Outcome("b", "<script>alert(1)</script>.evtx", ["T1003"], [], 10, False),
+        Outcome("c", "c.evtx", ["T1059"], [], 10, True, 1.2, passed=True),
+    ]
+    result.gaps = [{"technique": "T1003", "missed": 1, "tested": 2, "why": "<b>no rule</b>"}]
+    page = html_report(result, [result.as_dict()])
+
+    class Tags(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: object) -> None:
+            self.seen.append(tag)
+
+    parsed = Tags()
+    parsed.feed(page)
+    assert parsed.seen.count("svg") == 3  # by technique, time to detect, trend
+    assert "script" not in parsed.seen and "b" not in parsed.seen  # data is text, not markup
+    assert "&lt;script&gt;" in page and "1/2" in page and "1/1" in page
+    assert "3 scenarios, 2 detected, 2 passed (66.7%), MTTD 0.80 s" in page

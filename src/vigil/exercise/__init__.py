@@ -2,7 +2,7 @@
 and per ATT&CK technique (detected, time to detect, which rule), with a Navigator layer, a
 report with the trend across runs, and a gate on coverage."""
 
-from vigil.exercise.report import markdown, navigator_layer, write
+from vigil.exercise.report import html_report, markdown, navigator_layer, write
 from vigil.exercise.run import Outcome, Result, matches, run
 from vigil.exercise.scenario import Expect, Scenario, Step, labelled, load
 
@@ -12,6 +12,7 @@ __all__ = [
     "Result",
     "Scenario",
     "Step",
+    "html_report",
     "labelled",
     "load",
     "markdown",

@@ -1,9 +1,12 @@
 """What an exercise run leaves: its results (`results.json`), an ATT&CK Navigator layer of
-the techniques tested (green: detected, red: missed), a Markdown report, and a line in the
-folder's `history.jsonl`, so the report shows the trend across runs."""
+the techniques tested (green: detected, red: missed), a report in Markdown and in HTML (with
+charts drawn as inline SVG: detection per technique, the time-to-detect distribution, the
+trend), and a line in the folder's `history.jsonl`, so the reports show the trend across
+runs."""
 
 from __future__ import annotations
 
+import html
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,7 @@ import orjson
 from vigil.exercise.run import Outcome, Result
 from vigil.intel.attack import DOMAIN, LAYER_VERSION, NAVIGATOR_VERSION, AttackKB
 
-DETECTED, MISSED = "#31a354", "#e6550d"
+DETECTED, MISSED, PARTLY = "#31a354", "#e6550d", "#fdae6b"
 HISTORY = "history.jsonl"
 
 
@@ -52,7 +55,7 @@ def navigator_layer(result: Result, *, name: str = "Vigil exercise") -> dict[str
         "description": f"{len(result.tested)} scenarios against {result.url}: "
         f"{result.coverage:.0%} detected",
         "techniques": entries,
-        "gradient": {"colors": [MISSED, "#fdae6b", DETECTED], "minValue": 0, "maxValue": 100},
+        "gradient": {"colors": [MISSED, PARTLY, DETECTED], "minValue": 0, "maxValue": 100},
         "legendItems": [
             {"label": "all detected", "color": DETECTED},
             {"label": "none detected", "color": MISSED},
@@ -114,6 +117,97 @@ def _why(outcome: Outcome) -> str:
     return f"detected, incident {outcome.incident}, not contained in time"
 
 
+def _bars(rows: list[tuple[str, float, str]], *, unit: str = "", width: int = 360) -> str:
+    """A horizontal bar chart: (label, value from 0 to 1, text shown) per row."""
+    height = 22 * len(rows) + 4
+    parts = [f'<svg width="{width + 260}" height="{height}" role="img">']
+    for n, (label, value, shown) in enumerate(rows):
+        y = 22 * n + 2
+        colour = DETECTED if value >= 1 else MISSED if value <= 0 else PARTLY
+        parts.append(
+            f'<text x="0" y="{y + 15}" font-size="12">{html.escape(label[:36])}</text>'
+            f'<rect x="250" y="{y}" width="{width}" height="18" fill="#eee"/>'
+            f'<rect x="250" y="{y}" width="{max(0.0, min(1.0, value)) * width:.1f}" '
+            f'height="18" fill="{colour}"/>'
+            f'<text x="{256 + width}" y="{y + 15}" font-size="12">{html.escape(shown)}{unit}</text>'
+        )
+    return "".join([*parts, "</svg>"])
+
+
+def _histogram(values: list[float], *, bins: int = 10) -> str:
+    """The time-to-detect distribution: how many scenarios in each interval."""
+    if not values:
+        return "<p>No detection to draw.</p>"
+    top = max(values) or 1.0
+    counts = [0] * bins
+    for value in values:
+        counts[min(bins - 1, int(value / top * bins))] += 1
+    tallest = max(counts)
+    parts = ['<svg width="440" height="160" role="img">']
+    for n, count in enumerate(counts):
+        h = 120 * count / tallest
+        parts.append(
+            f'<rect x="{20 + 40 * n}" y="{130 - h:.1f}" width="34" height="{h:.1f}" '
+            f'fill="{DETECTED}"><title>{count} scenarios</title></rect>'
+            f'<text x="{20 + 40 * n}" y="148" font-size="10">{top * n / bins:.2f}</text>'
+        )
+    parts.append(
+        f'<text x="20" y="12" font-size="11">seconds to detect (max {top:.2f} s)</text></svg>'
+    )
+    return "".join(parts)
+
+
+def html_report(result: Result, history: list[dict[str, Any]]) -> str:
+    """The report as one HTML page, charts included (no script, nothing fetched)."""
+    e = html.escape
+    when = datetime.fromtimestamp(result.started, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    tested = result.tested
+    techniques = result.by_technique()
+    rows = [
+        (name, row["detected"] / row["tested"], f"{row['detected']}/{row['tested']}")
+        for name, row in techniques.items()
+    ]
+    trend = [
+        (
+            datetime.fromtimestamp(run["started"], UTC).strftime("%m-%d %H:%M"),
+            run["coverage"],
+            f"{run['coverage']:.0%}",
+        )
+        for run in history[-20:]
+    ]
+    missed = "".join(f"<li>{e(o.name)}: {e(_why(o))}</li>" for o in tested if not o.passed)
+    gaps = "".join(
+        f"<tr><td>{e(g['technique'])}</td><td>{g['missed']} of {g['tested']}</td>"
+        f"<td>{e(g['why'])}</td></tr>"
+        for g in result.gaps
+    )
+    mttd = "—" if result.mttd_s is None else f"{result.mttd_s:.2f} s"
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>Vigil exercise {e(when)}</title>"
+        "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}"
+        "td,th{padding:2px 8px;text-align:left}</style></head><body>"
+        f"<h1>Exercise, {e(when)}</h1>"
+        f"<p>Against {e(result.url)}: {len(tested)} scenarios, "
+        f"{sum(o.detected for o in tested)} detected, {sum(o.passed for o in tested)} passed "
+        f"({result.coverage:.1%}), MTTD {e(mttd)}.</p>"
+        "<h2>Detected, by technique</h2>"
+        + _bars(rows)
+        + "<h2>Time to detect</h2>"
+        + _histogram([o.time_to_detect_s for o in tested if o.time_to_detect_s is not None])
+        + "<h2>Trend</h2>"
+        + _bars(trend)
+        + (
+            f"<h2>Gaps</h2><table><tr><th>technique</th><th>missed</th><th>why</th></tr>{gaps}"
+            "</table>"
+            if gaps
+            else ""
+        )
+        + (f"<h2>Not passed</h2><ul>{missed}</ul>" if missed else "")
+        + "</body></html>\n"
+    )
+
+
 def write(result: Result, folder: Path) -> dict[str, Path]:
     """The run's results, layer and report into `folder`; its summary appended to the
     history there. The paths written."""
@@ -141,11 +235,13 @@ def write(result: Result, folder: Path) -> dict[str, Path]:
         "results": folder / "results.json",
         "layer": folder / "layer.json",
         "report": folder / "report.md",
+        "html": folder / "report.html",
     }
     paths["results"].write_bytes(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2))
     paths["layer"].write_bytes(orjson.dumps(navigator_layer(result), option=orjson.OPT_INDENT_2))
     paths["report"].write_text(markdown(result, history), encoding="utf-8")
+    paths["html"].write_text(html_report(result, history), encoding="utf-8")
     return paths
 
 
-__all__ = ["markdown", "navigator_layer", "write"]
+__all__ = ["html_report", "markdown", "navigator_layer", "write"]
