@@ -37,6 +37,7 @@ def test_a_scenario_file_is_read_and_its_problems_named(tmp_path) -> None:
         (GOOD + GOOD.split("scenarios:")[1], "used twice"),
         (GOOD.replace("within_s: 5", "within_s: 0"), "within_s"),
         ("scenarios: [", "cannot read"),
+        (GOOD.replace("techniques: [T1003], ", ""), "nothing could match"),
     ):
         path.write_text(bad)
         with pytest.raises(Invalid, match=problem):

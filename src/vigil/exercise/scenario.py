@@ -28,7 +28,14 @@ from typing import Annotated
 
 import orjson
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from vigil.errors import Invalid
 
@@ -75,6 +82,12 @@ class Expect(BaseModel):
     within_s: float = Field(60.0, gt=0, le=3600)
     incident: bool = False  # a matching alert must be in an incident (within `within_s`)
     contained: bool = False  # and that incident contained by a playbook (within `within_s`)
+
+    @model_validator(mode="after")
+    def _something(self) -> Expect:
+        if not self.techniques and not self.tactics:
+            raise ValueError("expect names no technique and no tactic: nothing could match")
+        return self
 
 
 class Scenario(BaseModel):
