@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from vigil.exercise.run import Outcome, Result
-from vigil.intel.attack import DOMAIN, LAYER_VERSION, NAVIGATOR_VERSION, AttackKB
+from vigil.intel.attack import AttackKB, layer_header
 
 DETECTED, MISSED, PARTLY = "#31a354", "#e6550d", "#fdae6b"
 HISTORY = "history.jsonl"
@@ -46,12 +46,7 @@ def navigator_layer(result: Result, *, name: str = "Vigil exercise") -> dict[str
             )
     return {
         "name": name,
-        "versions": {
-            "attack": kb.version.split(".")[0],
-            "navigator": NAVIGATOR_VERSION,
-            "layer": LAYER_VERSION,
-        },
-        "domain": DOMAIN,
+        **layer_header(kb),
         "description": f"{len(result.tested)} scenarios against {result.url}: "
         f"{result.coverage:.0%} detected",
         "techniques": entries,

@@ -62,6 +62,7 @@ __all__ = [
     "Technique",
     "TechniqueCoverage",
     "coverage",
+    "layer_header",
     "navigator_layer",
     "rule_techniques",
     "stale_tags",
@@ -609,6 +610,18 @@ def _group_note(group: Group, item: TechniqueCoverage) -> tuple[str, str]:
     )
 
 
+def layer_header(kb: AttackKB) -> dict[str, Any]:
+    """What every Navigator layer Vigil writes starts with: the versions and the domain."""
+    return {
+        "versions": {
+            "attack": kb.version.split(".")[0],
+            "navigator": NAVIGATOR_VERSION,
+            "layer": LAYER_VERSION,
+        },
+        "domain": DOMAIN,
+    }
+
+
 def navigator_layer(
     covered: Mapping[str, Sequence[RuleMeta]],
     *,
@@ -671,12 +684,7 @@ def navigator_layer(
             entries.append(entry)
     return {
         "name": name,
-        "versions": {
-            "attack": kb.version.split(".")[0],
-            "navigator": NAVIGATOR_VERSION,
-            "layer": LAYER_VERSION,
-        },
-        "domain": DOMAIN,
+        **layer_header(kb),
         "description": description,
         "filters": {"platforms": list(kb.platforms)},
         "sorting": 3,  # descending by score: the best-covered techniques first
