@@ -124,3 +124,48 @@ def _print_rule_report(loaded: LoadedRules, share: float) -> None:
                 escape(problem.reason),
             )
         out.print(table)
+
+
+@rules_app.command("test")
+def test(
+    rules: Annotated[list[Path], typer.Argument(help="Rule files or folders.")],
+    baseline: Annotated[
+        list[Path] | None,
+        typer.Option(help="Benign logs no rule may fire on (repeat for more).", show_default=False),
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="The results as one JSON object.")] = False,
+    no_cache: Annotated[bool, typer.Option(help="Compile the rules afresh.")] = False,
+) -> None:
+    """Each rule on its own regression samples (SigmaHQ's `regression_tests_path`: every
+    sample must match exactly its `match_count` times), and every rule on the baselines (a
+    rule that fires there is named). Exit code 1 when a sample fails or a rule fires on a
+    baseline."""
+    from vigil.exercise.rules_test import check_rules
+
+    loaded = load_rule_set(rules, None, no_cache)
+    try:
+        result = check_rules(loaded, baselines=baseline or [])
+    except VigilError as exc:
+        raise fail(str(exc)) from None
+    if json:
+        out.print(orjson.dumps(result.as_dict()).decode(), highlight=False, soft_wrap=True)
+    else:
+        table = Table(title="Regression samples", title_justify="left")
+        for column in ("rule", "sample", "expected", "found", ""):
+            table.add_column(column, overflow="fold")
+        for s in result.samples:
+            found = "—" if s.found is None else str(s.found)
+            verdict = "pass" if s.passed else f"FAIL {s.problem or ''}".strip()
+            table.add_row(
+                escape(s.title),
+                escape(Path(s.sample).name),
+                str(s.expected),
+                found,
+                escape(verdict),
+            )
+        out.print(table)
+        for title, count in result.baseline.most_common():
+            err.print(f"fires on the baseline: {escape(title)} ({count} alerts)")
+        err.print(f"{result.without_samples} rules name no regression samples")
+    if result.failed:
+        raise typer.Exit(1)
