@@ -23,6 +23,7 @@ from vigil.exercise.recordings import records
 
 DATASET = "windows/evtx-to-mitre-attack"
 ONLY = "T1003-Credential dumping"
+T1003 = ("--labelled", DATASET, "--only", ONLY)
 DETECTED = {
     "TA0006-Credential Access/T1003-Credential dumping/ID1-LSASS dump with LSASSY (SYSMON).evtx.gz",
     "TA0006-Credential Access/T1003-Credential dumping/ID10-Mimikatz LSASS process dump.evtx.gz",
@@ -55,24 +56,10 @@ def dumps_lsass(path: Path) -> bool:
     return False
 
 
-def exercise(run_cli, served: Served, data_root: Path, out: Path, *extra: str):
-    return run_cli(
-        "exercise",
-        "run",
-        "--labelled",
-        DATASET,
-        "--only",
-        ONLY,
-        "--data",
-        str(data_root),
-        "--vigil",
-        served.url,
-        "--token",
-        served.tokens["admin"],
-        "--out",
-        str(out),
-        *extra,
-    )
+def exercise(run_cli, served: Served, data_root: Path, out: Path, *args: str):
+    """`vigil exercise run` with these arguments, against the served Vigil."""
+    common = ["--data", str(data_root), "--vigil", served.url, "--token", served.tokens["admin"]]
+    return run_cli("exercise", "run", *args, *common, "--out", str(out))
 
 
 @pytest.fixture
@@ -111,33 +98,12 @@ def test_an_exercise_scores_the_credential_dumping_recordings(tmp_path, data_roo
     served = Served(tmp_path / "with", env={"VIGIL_STARTER_RULES": "true"})
     served.start()
     try:
-        result = exercise(run_cli, served, data_root, tmp_path / "out", "--fail-under", "0.15")
-        mine = run_cli(
-            "exercise",
-            "run",
-            str(own),
-            "--data",
-            str(data_root),
-            "--vigil",
-            served.url,
-            "--token",
-            served.tokens["admin"],
-            "--out",
-            str(tmp_path / "own"),
+        result = exercise(
+            run_cli, served, data_root, tmp_path / "out", *T1003, "--fail-under", "0.15"
         )
-        cloud = run_cli(
-            "exercise",
-            "run",
-            "--labelled",
-            "cloud/stratus-red-team",
-            "--data",
-            str(data_root),
-            "--vigil",
-            served.url,
-            "--token",
-            served.tokens["admin"],
-            "--out",
-            str(tmp_path / "aws"),
+        mine = exercise(run_cli, served, data_root, tmp_path / "own", str(own))
+        cloud = exercise(
+            run_cli, served, data_root, tmp_path / "aws", "--labelled", "cloud/stratus-red-team"
         )
     finally:
         served.stop()
@@ -183,7 +149,7 @@ def test_an_exercise_scores_the_credential_dumping_recordings(tmp_path, data_roo
     bare = Served(tmp_path / "without")
     bare.start()
     try:
-        gated = exercise(run_cli, bare, data_root, tmp_path / "out", "--fail-under", "0.15")
+        gated = exercise(run_cli, bare, data_root, tmp_path / "out", *T1003, "--fail-under", "0.15")
     finally:
         bare.stop()
     assert gated.exit_code == 1, gated.output
