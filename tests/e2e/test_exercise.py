@@ -150,9 +150,12 @@ def test_an_exercise_scores_the_credential_dumping_recordings(tmp_path, data_roo
     bare.start()
     try:
         gated = exercise(run_cli, bare, data_root, tmp_path / "out", *T1003, "--fail-under", "0.15")
+        bare.tokens["admin"] = bare.tokens["viewer"]  # a token that may not send events
+        refused = exercise(run_cli, bare, data_root, tmp_path / "refused", *T1003)
     finally:
         bare.stop()
     assert gated.exit_code == 1, gated.output
+    assert refused.exit_code == 2 and "Vigil refused the token (403)" in refused.output
     bare_gaps = json.loads((tmp_path / "out" / "results.json").read_text())["gaps"]
     assert [(g["technique"], g["missed"], g["rules"]) for g in bare_gaps] == [("T1003", 19, 0)]
     assert bare_gaps[0]["why"] == "no rule loaded names T1003: one is missing"

@@ -54,6 +54,7 @@ def run(
     import httpx
 
     from vigil import exercise
+    from vigil.exercise.run import NotAllowed
 
     if not token:
         raise fail("give a token: --token or VIGIL_TOKEN (vigil token create --role admin)")
@@ -79,6 +80,8 @@ def run(
             result = exercise.run(client, chosen, data=data, progress=lambda _: bar.advance(task))
         except httpx.HTTPError as exc:
             raise fail(f"{vigil}: {exc}") from None
+        except NotAllowed as exc:
+            raise fail(f"{exc} (a token of role admin: vigil token create --role admin)") from None
     paths = exercise.write(result, out_dir)
     table = Table(title="By technique", title_justify="left")
     for column in ("technique", "tested", "detected", "rules"):

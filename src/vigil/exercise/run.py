@@ -112,6 +112,10 @@ class Result:
         }
 
 
+class NotAllowed(Exception):
+    """The token may not send events (or read alerts): no scenario can run."""
+
+
 def _mean(values: Iterable[float | None]) -> float | None:
     found = [v for v in values if v is not None]
     return round(statistics.fmean(found), 3) if found else None
@@ -273,6 +277,8 @@ def _send(client: httpx.Client, lines: list[bytes]) -> tuple[int | None, int | N
             content=b"\n".join(lines[at : at + CHUNK]),
             headers={"Content-Type": "application/x-ndjson"},
         )
+        if reply.status_code in (401, 403):  # no scenario can run: the run stops here
+            raise NotAllowed(f"Vigil refused the token ({reply.status_code}): {reply.text[:200]}")
         if reply.status_code == 503:
             raise Unavailable(f"Vigil is not taking events now: {reply.text[:200]}")
         if reply.status_code != 202:
@@ -305,4 +311,4 @@ def _alerts(client: httpx.Client, first: int, last: int) -> list[dict[str, Any]]
             return found
 
 
-__all__ = ["Outcome", "Result", "gaps", "matches", "run"]
+__all__ = ["NotAllowed", "Outcome", "Result", "gaps", "matches", "run"]
