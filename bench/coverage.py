@@ -30,7 +30,7 @@ from rich.console import Console  # noqa: E402
 
 from figures import calibrate, report  # noqa: E402
 from vigil.detect.sigma import load_rules, starter_rules  # noqa: E402
-from vigil.exercise.scenario import TACTICS_BY_ID  # noqa: E402
+from vigil.exercise.scenario import tactic_shortname  # noqa: E402
 from vigil.scan import scan_inputs  # noqa: E402
 
 console = Console(stderr=True)
@@ -63,7 +63,7 @@ def evtx_coverage(rules: list[Path]) -> tuple[int, int]:
     found = tactics_by_file(EVTX, scan_inputs([EVTX], loaded, jobs=2).detections)
     rows = [r for r in labels(EVTX) if r["tactics"]]
     hit = sum(
-        1 for r in rows if {TACTICS_BY_ID[t] for t in r["tactics"]} & found.get(r["file"], set())
+        1 for r in rows if {tactic_shortname(t) for t in r["tactics"]} & found.get(r["file"], set())
     )
     return hit, len(rows)
 
@@ -73,9 +73,7 @@ def stratus_coverage(rules: list[Path]) -> tuple[int, int, int]:
     found = tactics_by_file(STRATUS, scan_inputs([STRATUS], loaded).detections)
     rows = labels(STRATUS)
     by_tactic = sum(
-        1
-        for r in rows
-        if {t.lower().replace(" ", "-") for t in r["tactics"]} & found.get(r["file"], set())
+        1 for r in rows if {tactic_shortname(t) for t in r["tactics"]} & found.get(r["file"], set())
     )
     return by_tactic, sum(1 for r in rows if r["file"] in found), len(rows)
 

@@ -208,12 +208,7 @@ MIMIKATZ_HOST = "fs03.offsec.lan"
 
 def evtx_documents(path: Path) -> list[bytes]:
     """A recording's records as evtx-rs JSON documents (what SigmaHQ's samples hold), one
-    per line for `Served.ingest`."""
-    import gzip
-    import io
+    per line for `Served.ingest`: as `vigil exercise` sends them."""
+    from vigil.exercise.recordings import records
 
-    import orjson
-    from evtx import PyEvtxParser
-
-    parser = PyEvtxParser(io.BytesIO(gzip.decompress(path.read_bytes())))
-    return [orjson.dumps(orjson.loads(r["data"])) for r in parser.records_json()]
+    return records(path)

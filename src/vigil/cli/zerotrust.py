@@ -80,7 +80,9 @@ def proxy(
     from vigil.zerotrust.proxy import EnforcementPoint
 
     if not token:
-        raise fail("give a token of role pep: --token or VIGIL_TOKEN (vigil token create pep)")
+        raise fail(
+            "give a token of role pep: --token or VIGIL_TOKEN (vigil token create --role pep)"
+        )
     point = EnforcementPoint(
         upstream=upstream,
         vigil=vigil,

@@ -7,6 +7,7 @@ stream (`to_bytes`, `from_bytes`: JSON)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -111,6 +112,13 @@ def tactics_of(tags: tuple[str, ...] | list[str]) -> tuple[str, ...]:
             if name in TACTICS and name not in found:
                 found.append(name)
     return tuple(found)
+
+
+def tags_match(wanted: Iterable[str], tags: Iterable[str]) -> bool:
+    """Any of the wanted ATT&CK tags is among the tags, a technique matching its
+    sub-techniques too: attack.t1003 matches attack.t1003 and attack.t1003.001."""
+    have = [t.lower() for t in tags]
+    return any(t == w or t.startswith(w + ".") for w in (x.lower() for x in wanted) for t in have)
 
 
 def detected_now() -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from vigil.errors import Invalid
+from vigil.events import parse_time
 
 MAX_RECORDING_BYTES = 256 << 20  # inflated
 
@@ -78,23 +79,12 @@ def _stamp(doc: dict[str, Any]) -> tuple[dict[str, Any], str, str] | None:
     return None
 
 
-def _epoch(value: Any, kind: str) -> float | None:
-    if kind == "epoch":
-        return float(value)
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def shifted(lines: list[bytes], now: float) -> list[bytes]:
     """The records with their time stamps moved so the latest is `now`; records without a
     time stamp Vigil reads are left as they are."""
     docs = [orjson.loads(line) for line in lines]
     places = [_stamp(d) if isinstance(d, dict) else None for d in docs]
-    times = [
-        _epoch(place[0][place[1]], place[2]) if place is not None else None for place in places
-    ]
+    times = [parse_time(place[0][place[1]]) if place is not None else None for place in places]
     known = [t for t in times if t is not None]
     if not known:
         return lines

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from vigil.errors import Invalid, Unavailable, VigilError
+from vigil.events.records import tags_match
 from vigil.exercise.recordings import records, shifted
 from vigil.exercise.scenario import Scenario
 
@@ -124,12 +125,8 @@ def _mean(values: Iterable[float | None]) -> float | None:
 def matches(tags: Sequence[str], scenario: Scenario) -> bool:
     """An alert's tags carry one of the expected techniques (or a sub-technique of one) or
     tactics."""
-    lowered = [t.lower() for t in tags]
-    for technique in scenario.expect.techniques:
-        name = f"attack.{technique.lower()}"
-        if any(t == name or t.startswith(f"{name}.") for t in lowered):
-            return True
-    return any(f"attack.{tactic}" in lowered for tactic in scenario.expect.tactics)
+    expect = scenario.expect
+    return tags_match([f"attack.{name}" for name in (*expect.techniques, *expect.tactics)], tags)
 
 
 def run(
@@ -161,12 +158,7 @@ def gaps(result: Result, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for name, row in result.by_technique().items():
         if row["detected"] == row["tested"]:
             continue
-        tag = f"attack.{name.lower()}"
-        named = [
-            r
-            for r in rules
-            if any(t == tag or t.startswith(f"{tag}.") for t in (x.lower() for x in r["tags"]))
-        ]
+        named = [r for r in rules if tags_match([f"attack.{name}"], r["tags"])]
         sources = sorted(
             {
                 "/".join(

@@ -38,24 +38,9 @@ from pydantic import (
 )
 
 from vigil.errors import Invalid
+from vigil.intel.attack import AttackKB
 
 MAX_SCENARIO_BYTES = 4 << 20
-TACTICS_BY_ID = {
-    "TA0043": "reconnaissance",
-    "TA0042": "resource-development",
-    "TA0001": "initial-access",
-    "TA0002": "execution",
-    "TA0003": "persistence",
-    "TA0004": "privilege-escalation",
-    "TA0005": "defense-evasion",
-    "TA0006": "credential-access",
-    "TA0007": "discovery",
-    "TA0008": "lateral-movement",
-    "TA0009": "collection",
-    "TA0011": "command-and-control",
-    "TA0010": "exfiltration",
-    "TA0040": "impact",
-}
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 TECHNIQUE = re.compile(r"T\d{4}(\.\d{3})?")
 
@@ -144,9 +129,8 @@ def labelled(data: Path, dataset: str = "windows/evtx-to-mitre-attack") -> Itera
         if not line.strip():
             continue
         row = orjson.loads(line)
-        tactics = tuple(
-            dict.fromkeys(TACTICS_BY_ID.get(t) or _shortname(t) for t in row.get("tactics") or ())
-        )
+        named = (tactic_shortname(t) for t in row.get("tactics") or ())
+        tactics = tuple(dict.fromkeys(t for t in named if t is not None))
         given = row.get("techniques") or row.get("technique_ids") or ()
         techniques = tuple(t for t in given if TECHNIQUE.fullmatch(t))  # ATT&CK's, not AWS's
         if not tactics and not techniques:
@@ -159,9 +143,14 @@ def labelled(data: Path, dataset: str = "windows/evtx-to-mitre-attack") -> Itera
         )
 
 
-def _shortname(tactic: str) -> str:
-    """A tactic's name as ATT&CK tags write it: "Credential Access" → credential-access."""
-    return "-".join(tactic.lower().split())
+def tactic_shortname(tactic: str) -> str | None:
+    """A tactic as ATT&CK tags write it, from its id (TA0006) or name (Credential Access):
+    credential-access; None for no tactic of the knowledge base."""
+    wanted = tactic.strip().lower()
+    for known in AttackKB.load().tactics:
+        if wanted in (known.id.lower(), known.name.lower(), known.shortname):
+            return known.shortname
+    return None
 
 
-__all__ = ["TACTICS_BY_ID", "Expect", "Scenario", "Step", "labelled", "load"]
+__all__ = ["Expect", "Scenario", "Step", "labelled", "load", "tactic_shortname"]

@@ -13,17 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from vigil.events.records import Alert, IncidentChange, level_rank
+from vigil.events.records import Alert, IncidentChange, level_rank, tags_match
 from vigil.respond.playbook import Trigger
 
 Entities = Iterable[tuple[str, str]]
 Tagged = Callable[[Entities, Sequence[str]], bool]
-
-
-def _tags_match(wanted: Sequence[str], tags: Iterable[str]) -> bool:
-    """attack.t1003 matches attack.t1003 and attack.t1003.001."""
-    have = [t.lower() for t in tags]
-    return any(t == w or t.startswith(w + ".") for w in (x.lower() for x in wanted) for t in have)
 
 
 def _names(entities: Entities, kind: str | None) -> bool:
@@ -36,7 +30,7 @@ def matches_alert(trigger: Trigger, alert: Alert, tagged: Tagged) -> bool:
         return False
     if trigger.level and level_rank(d.level) < level_rank(trigger.level):
         return False
-    if trigger.tags and not _tags_match(trigger.tags, d.tags):
+    if trigger.tags and not tags_match(trigger.tags, d.tags):
         return False
     if trigger.dataset and alert.dataset not in trigger.dataset:
         return False
@@ -61,7 +55,7 @@ def matches_incident(
         return False
     if trigger.tags or trigger.rules:
         found = incident(change.incident)
-        if trigger.tags and not _tags_match(
+        if trigger.tags and not tags_match(
             trigger.tags, [f"attack.{t}" for t in found.get("tactics", [])]
         ):
             return False

@@ -197,6 +197,16 @@ class Compiled:
         return not self.groups.isdisjoint(request.groups)
 
 
+def _risk_at_most(whose: str, limit: float) -> Check:
+    """The user's or the device's live risk at most `limit`."""
+
+    def check(request: AccessRequest, facts: Facts, at: float) -> str | None:
+        risk = facts.user_risk if whose == "user" else facts.device_risk
+        return None if risk <= limit else f"{whose} risk {risk:.0f} is over {limit:g}"
+
+    return check
+
+
 def _device(wanted: Device) -> Check:
     def check(request: AccessRequest, facts: Facts, at: float) -> str | None:
         posture = facts.posture
@@ -276,29 +286,9 @@ def compile_rule(rule: Rule, order: int) -> Compiled:
     if when.hours is not None:
         checks.append(("context", _hours(when.hours)))
     if when.max_user_risk is not None:
-        limit_u = when.max_user_risk
-        checks.append(
-            (
-                "risk",
-                lambda r, f, a: (
-                    None
-                    if f.user_risk <= limit_u
-                    else f"user risk {f.user_risk:.0f} is over {limit_u:g}"
-                ),
-            )
-        )
+        checks.append(("risk", _risk_at_most("user", when.max_user_risk)))
     if when.max_device_risk is not None:
-        limit_d = when.max_device_risk
-        checks.append(
-            (
-                "risk",
-                lambda r, f, a: (
-                    None
-                    if f.device_risk <= limit_d
-                    else f"device risk {f.device_risk:.0f} is over {limit_d:g}"
-                ),
-            )
-        )
+        checks.append(("risk", _risk_at_most("device", when.max_device_risk)))
     subjects = rule.subjects
     return Compiled(
         rule,
