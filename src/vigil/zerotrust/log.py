@@ -110,10 +110,6 @@ class DecisionLog:
         except TimeoutError:
             return False
 
-    @property
-    def flushed(self) -> int:
-        return self._flushed
-
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
