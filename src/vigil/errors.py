@@ -104,3 +104,20 @@ def storage_problem(exc: BaseException) -> StorageUnavailable | None:
         # SQLAlchemy keeps the driver's error as `orig`
         current = getattr(current, "orig", None) or current.__cause__ or current.__context__
     return None
+
+
+def outage(exc: BaseException) -> Unavailable | None:
+    """What an error means when something the work needs cannot be reached or written now
+    (the data folder, the bus, a server): not a fault of the records being processed, which
+    are retried after a wait, never set aside. None when the error has another cause."""
+    storage = storage_problem(exc)
+    if storage is not None:
+        return storage
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, Unavailable):
+            return current
+        current = current.__cause__ or current.__context__
+    return None

@@ -4,6 +4,7 @@ reopen, and read any range again; JetStream also across a restart of the server.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,9 @@ from typing import Any
 import pytest
 
 from vigil.bus import LocalStream
-from vigil.bus.jetstream import JetStreamBus
+from vigil.bus.jetstream import BusUnavailable, JetStreamBus
 from vigil.bus.segments import CommitError
+from vigil.errors import outage
 
 
 def records(count: int, start: int = 0) -> list[bytes]:
@@ -128,5 +130,28 @@ def test_jetstream_keeps_records_and_positions_across_a_server_restart(nats_serv
         expected = list(zip(range(start, 200), records(200 - start, start), strict=True))
         assert read(detect, start, 200) == expected
         assert stream.publish(records(1, 200)) == (200, 200)
+    finally:
+        bus.close()
+
+
+def test_a_server_out_of_reach_is_bus_unavailable_and_the_bus_comes_back(nats_server) -> None:
+    bus = JetStreamBus(nats_server.url, timeout=1.0)
+    try:
+        stream = bus.stream("events")
+        stream.publish(records(10))
+        nats_server.stop()
+        with pytest.raises(BusUnavailable) as raised:  # never a nats-py error: wait and retry
+            stream.publish(records(1, 10))
+        assert nats_server.url in str(raised.value) and outage(raised.value) is raised.value
+        nats_server.start()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                stream.publish(records(1, 10))
+                break
+            except BusUnavailable:
+                assert time.monotonic() < deadline, "the bus did not reconnect"
+                time.sleep(0.2)
+        assert stream.end >= 11
     finally:
         bus.close()

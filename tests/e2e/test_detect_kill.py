@@ -114,11 +114,17 @@ def test_a_sigkilled_detect_worker_and_a_nats_restart_lose_and_double_nothing(
         workers[0].wait(30)
         nats_server.restart()
         publish(sources[half:])
-        until(
-            lambda: intake.partitioned.backlog() == 0,
-            "every event detected on and stored",
-            timeout=300,
-        )
+        try:
+            until(
+                lambda: intake.partitioned.backlog() == 0,
+                "every event detected on and stored",
+                timeout=300,
+            )
+        except AssertionError:  # what the workers said, to tell why
+            for n in (1, 2):
+                said = (tmp_path / f"worker-{n}" / "serve.log").read_text(errors="replace")
+                print(f"--- worker {n} ---\n{said[-6000:]}")
+            raise
         survivor = {owner for owner in leases.owners().values()}
         assert len(survivor) == 1 and workers[1].poll() is None
         got = alerts.list(limit=100_000)

@@ -39,9 +39,17 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 import nats
+from nats.errors import (
+    ConnectionClosedError,
+    ConnectionReconnectingError,
+    NoRespondersError,
+    NoServersError,
+    OutboundBufferLimitError,
+    StaleConnectionError,
+)
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from vigil.bus import check_consumer_name
 from vigil.bus.segments import CommitError
@@ -57,6 +65,19 @@ ARRIVAL_S = 0.05  # a partition with records waiting: the longest its fetch wait
 
 class BusUnavailable(Unavailable):
     """NATS cannot be reached or did not answer in time."""
+
+
+# What NATS raises while it cannot be reached (restarting, reconnecting, JetStream not yet
+# ready): not a fault of what was asked, so it is raised as BusUnavailable, to wait and retry
+_OUTAGE = (
+    ConnectionClosedError,
+    ConnectionReconnectingError,
+    NoRespondersError,
+    NoServersError,
+    OutboundBufferLimitError,
+    StaleConnectionError,
+    ServiceUnavailableError,
+)
 
 
 class JetStreamBus:
@@ -105,6 +126,10 @@ class JetStreamBus:
             future.cancel()
             raise BusUnavailable(
                 f"NATS at {self.url} did not answer in time ({type(exc).__name__}: {exc})"
+            ) from exc
+        except _OUTAGE as exc:
+            raise BusUnavailable(
+                f"NATS at {self.url} cannot be reached now ({type(exc).__name__}: {exc})"
             ) from exc
 
     def stream(self, name: str) -> JetStreamStream:

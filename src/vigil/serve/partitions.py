@@ -237,16 +237,20 @@ class PartitionedDetect:
     def _run(self) -> None:
         next_lease = time.monotonic() + self.lease_s / 3
         while not self._stop.is_set():
-            if time.monotonic() >= next_lease:
-                self.rebalance()
-                next_lease = time.monotonic() + self.lease_s / 3
-            if not self.pipelines:
-                self._stop.wait(0.1)
-                continue
-            if not self.step():
-                for pipeline in list(self.pipelines.values()):
-                    pipeline.idle()
-                self._stop.wait(0.05)
+            try:
+                if time.monotonic() >= next_lease:
+                    next_lease = time.monotonic() + self.lease_s / 3
+                    self.rebalance()
+                if not self.pipelines:
+                    self._stop.wait(0.1)
+                elif not self.step():
+                    for pipeline in list(self.pipelines.values()):
+                        pipeline.idle()
+                    self._stop.wait(0.05)
+            except Exception as exc:  # the bus out of reach (telling progress, a hand-over):
+                self.problem = f"partitions: {exc}"  # the leases decide what is still ours
+                log.warning("partitioned detection: %s (going on)", exc)
+                self._stop.wait(0.5)
 
 
 class InEventOrder:

@@ -31,7 +31,7 @@ from vigil.detect.core import DetectionCore, correlation_detection
 from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import CorrelationEngine, Hit, LoadedRules
 from vigil.detect.workers import WorkerError, WorkerPool
-from vigil.errors import StorageUnavailable, storage_problem
+from vigil.errors import StorageUnavailable, outage, storage_problem
 from vigil.events import Event
 from vigil.events.entities import entities_in, entities_of
 from vigil.events.flows import flow_of, flows_record
@@ -603,8 +603,9 @@ class Pipeline:
             return 0
 
     def _failed(self, exc: Exception) -> None:
-        """A batch failed. When the data folder refused a write (full, read-only), nothing is
-        wrong with the records: wait (longer each time) and retry, reported in `problem`.
+        """A batch failed. When the data folder refused a write (full, read-only) or the bus
+        could not be reached, nothing is wrong with the records: wait (longer each time) and
+        retry, reported in `problem`.
         Otherwise retry from the acknowledged position; after `MAX_TRIES` failures there,
         process what was given out in halves, one range at a time, down to the record at
         fault, which is set aside with the reason after `MAX_TRIES` failures of its own, so
@@ -620,6 +621,11 @@ class Pipeline:
                 log.warning("detection stage waits for storage: %s", storage)
             self.storage = storage
             self.problem = str(storage)
+            wait = min(MAX_BACKOFF, 0.5 * 2 ** min(self.consecutive, 6))
+        elif (waiting := outage(exc)) is not None:  # the bus or a server out of reach
+            if str(waiting) != self.problem:
+                log.warning("detection stage waits: %s", waiting)
+            self.problem = str(waiting)
             wait = min(MAX_BACKOFF, 0.5 * 2 ** min(self.consecutive, 6))
         elif self._isolating:
             lo, hi = self._isolating[0]

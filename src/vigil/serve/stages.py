@@ -35,7 +35,7 @@ from vigil.config import Settings
 from vigil.correlate import Settings as CorrelateSettings
 from vigil.correlate.stage import IncidentStage
 from vigil.correlate.store import IncidentStore
-from vigil.errors import storage_problem
+from vigil.errors import outage
 from vigil.respond.engine import Responder
 from vigil.respond.stage import AlertResponseStage, IncidentResponseStage
 from vigil.store.alerts import AlertStore
@@ -263,14 +263,15 @@ class StageRunner:
         self._strikes.clear()
 
     def _failed(self, records: Sequence[tuple[int, bytes]], exc: Exception) -> None:
-        """Storage refusing writes: wait, longer each time, and retry. Any other failure:
+        """Storage refusing writes or the bus out of reach: wait, longer each time, and
+        retry. Any other failure:
         retry; after `MAX_TRIES`, the batch goes record by record, and a record that fails
         `MAX_TRIES` times on its own is set aside with the reason."""
         self.failures += 1
         self.consecutive += 1
-        storage = storage_problem(exc)
-        if storage is not None:
-            self.problem = f"waiting for storage: {storage}"
+        waiting = outage(exc)
+        if waiting is not None:
+            self.problem = f"waiting: {waiting}"
             self._stop.wait(min(MAX_BACKOFF, 0.5 * 2 ** min(self.consecutive, 6)))
             return
         first, reason = records[0][0], _reason(exc)
@@ -291,7 +292,7 @@ class StageRunner:
                 try:
                     self.stage.process([(offset, record)])
                 except Exception as exc:
-                    if storage_problem(exc) is not None:
+                    if outage(exc) is not None:
                         self._failed([(offset, record)], exc)  # waits: the rest comes again
                         return
                     last = exc
