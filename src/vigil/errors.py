@@ -106,6 +106,11 @@ def storage_problem(exc: BaseException) -> StorageUnavailable | None:
     return None
 
 
+# The longest wait between retries while the bus or a server is out of reach: work resumes
+# within this once it is back (storage refusing writes is waited on longer)
+OUTAGE_BACKOFF = 5.0
+
+
 def outage(exc: BaseException) -> Unavailable | None:
     """What an error means when something the work needs cannot be reached or written now
     (the data folder, the bus, a server): not a fault of the records being processed, which

@@ -31,7 +31,7 @@ from vigil.detect.core import DetectionCore, correlation_detection
 from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import CorrelationEngine, Hit, LoadedRules
 from vigil.detect.workers import WorkerError, WorkerPool
-from vigil.errors import StorageUnavailable, outage, storage_problem
+from vigil.errors import OUTAGE_BACKOFF, StorageUnavailable, outage, storage_problem
 from vigil.events import Event
 from vigil.events.entities import entities_in, entities_of
 from vigil.events.flows import flow_of, flows_record
@@ -626,7 +626,7 @@ class Pipeline:
             if str(waiting) != self.problem:
                 log.warning("detection stage waits: %s", waiting)
             self.problem = str(waiting)
-            wait = min(MAX_BACKOFF, 0.5 * 2 ** min(self.consecutive, 6))
+            wait = min(OUTAGE_BACKOFF, 0.5 * 2 ** min(self.consecutive, 6))
         elif self._isolating:
             lo, hi = self._isolating[0]
             if hi - lo > 1:

@@ -35,7 +35,7 @@ from vigil.config import Settings
 from vigil.correlate import Settings as CorrelateSettings
 from vigil.correlate.stage import IncidentStage
 from vigil.correlate.store import IncidentStore
-from vigil.errors import outage
+from vigil.errors import OUTAGE_BACKOFF, outage, storage_problem
 from vigil.respond.engine import Responder
 from vigil.respond.stage import AlertResponseStage, IncidentResponseStage
 from vigil.store.alerts import AlertStore
@@ -223,7 +223,11 @@ class StageRunner:
     def step(self, timeout: float = 0.25) -> int:
         """One batch, whatever happens (a failure is contained); records done."""
         with self._turn:
-            records = self.stream.fetch(self.position, self.batch_max, timeout)
+            try:
+                records = self.stream.fetch(self.position, self.batch_max, timeout)
+            except Exception as exc:  # the stream out of reach (NATS restarting)
+                self._unreachable(exc)
+                return 0
             if not records:
                 return 0
             try:
@@ -231,8 +235,23 @@ class StageRunner:
             except Exception as exc:
                 self._failed(records, exc)
                 return 0
-            self._done(records[-1][0] + 1, len(records))
+            try:
+                self._done(records[-1][0] + 1, len(records))
+            except Exception as exc:  # done, not acknowledged: they come again (stages
+                self._unreachable(exc)  # are idempotent: a record done twice adds nothing)
+                return 0
             return len(records)
+
+    def _unreachable(self, exc: Exception) -> None:
+        """The stream could not be read or acknowledged: wait, longer each time, and retry
+        (the thread goes on; `problem` says why it does not move)."""
+        self.failures += 1
+        self.consecutive += 1
+        reason = _reason(exc)
+        if self.problem != f"{self.name} waiting: {reason}":
+            log.warning("stage %s cannot use its stream (retrying): %s", self.name, reason)
+        self.problem = f"{self.name} waiting: {reason}"
+        self._stop.wait(min(OUTAGE_BACKOFF, 0.25 * 2 ** min(self.consecutive, 6)))
 
     def wait_for(self, offset: int, timeout: float) -> bool:
         """Wait until every record before `offset` is processed (by the thread)."""
@@ -272,7 +291,8 @@ class StageRunner:
         waiting = outage(exc)
         if waiting is not None:
             self.problem = f"waiting: {waiting}"
-            self._stop.wait(min(MAX_BACKOFF, 0.5 * 2 ** min(self.consecutive, 6)))
+            longest = MAX_BACKOFF if storage_problem(exc) is not None else OUTAGE_BACKOFF
+            self._stop.wait(min(longest, 0.5 * 2 ** min(self.consecutive, 6)))
             return
         first, reason = records[0][0], _reason(exc)
         tries = self._strikes[first] = self._strikes.get(first, 0) + 1

@@ -1,5 +1,6 @@
-"""A detect worker's partition loop outlives NATS going away and coming back: nothing it
-does against the bus in that time (telling progress, renewing leases) stops it for good."""
+"""Stages outlive NATS going away and coming back: nothing they do against the bus in that
+time (reading, acknowledging, telling progress, renewing leases) stops them for good, and
+no record is set aside for it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from vigil.bus.jetstream import JetStreamBus
 from vigil.serve.partitions import PartitionedDetect
+from vigil.serve.stages import StageRunner
 
 
 class Counting:
@@ -59,4 +61,42 @@ def test_the_partition_loop_goes_on_after_a_nats_restart(nats_server) -> None:
         assert made[-1].done > before  # still working
     finally:
         detect.stop()
+        bus.close()
+
+
+class Keeping:
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+
+    def restore(self) -> None: ...
+
+    def process(self, records: Any) -> None:
+        self.seen.extend(record for _, record in records)
+
+
+def test_a_stage_goes_on_after_a_nats_outage_and_sets_nothing_aside(nats_server) -> None:
+    bus = JetStreamBus(nats_server.url, timeout=1.0)
+    stream = bus.stream("alerts")
+    stage, aside = Keeping(), []
+    runner = StageRunner("kept", stage, stream.consumer("kept"), set_aside=aside.extend)
+    try:
+        runner.start()
+        stream.publish([b"a", b"b"])
+        assert runner.wait_for(2, 10)
+        nats_server.stop()
+        time.sleep(5.0)  # the runner's reads fail all along
+        nats_server.start()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                stream.publish([b"c"])
+                break
+            except Exception:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert runner.wait_for(3, 30), runner.problem
+        assert runner.alive and stage.seen == [b"a", b"b", b"c"] and aside == []
+        assert runner.problem is None
+    finally:
+        runner.stop()
         bus.close()
