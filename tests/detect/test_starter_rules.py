@@ -43,19 +43,142 @@ def test_stratus_red_team_techniques_are_found_and_only_they(starter, need_data)
     assert found == Counter(
         {
             (
-                "AWS Console Login Without MFA",
-                "aws.initial-access.console-login-without-mfa.json",
+                "EC2 Windows Password Data Requested for Many Instances",
+                "aws.credential-access.ec2-get-password-data.json",
+            ): 6,
+            (
+                "EC2 Instance Credentials Used From an IAM User's Address",
+                "aws.credential-access.ec2-steal-instance-credentials.json",
             ): 1,
+            (
+                "SSM Run Command Executes a Shell Script on Instances",
+                "aws.credential-access.ec2-steal-instance-credentials.json",
+            ): 1,
+            (
+                "Secrets Manager Secrets Retrieved in Batch by Filter",
+                "aws.credential-access.secretsmanager-batch-retrieve-secrets.json",
+            ): 5,
+            (
+                "Many Secrets Manager Secrets Retrieved by One Identity",
+                "aws.credential-access.secretsmanager-retrieve-secrets.json",
+            ): 2,
+            (
+                "SSM Parameters Listed Then Decrypted by One Identity",
+                "aws.credential-access.ssm-retrieve-securestring-parameters.json",
+            ): 3,
             (
                 "CloudTrail Logging Stopped or Deleted",
                 "aws.defense-evasion.cloudtrail-delete.json",
             ): 1,
             (
+                "CloudTrail Event Selectors Stop Recording Management Events",
+                "aws.defense-evasion.cloudtrail-event-selectors.json",
+            ): 1,
+            (
                 "CloudTrail Logging Stopped or Deleted",
                 "aws.defense-evasion.cloudtrail-stop.json",
             ): 1,
+            (
+                "Route 53 Resolver Query Logging Removed",
+                "aws.defense-evasion.dns-delete-logs.json",
+            ): 1,
+            (
+                "AWS Account Attempted to Leave Its Organization",
+                "aws.defense-evasion.organizations-leave.json",
+            ): 1,
+            ("VPC Flow Logs Deleted", "aws.defense-evasion.vpc-remove-flow-logs.json"): 1,
+            (
+                "EC2 User Data Read for Many Instances",
+                "aws.discovery.ec2-download-user-data.json",
+            ): 3,
+            (
+                "EC2 GPU or Accelerated Instances Launched",
+                "aws.execution.ec2-launch-unusual-instances.json",
+            ): 1,
+            ("EC2 Instance User Data Modified", "aws.execution.ec2-user-data.json"): 1,
+            (
+                "SSM Run Command Executes a Shell Script on Instances",
+                "aws.execution.ssm-send-command.json",
+            ): 1,
+            (
+                "SSM Sessions Started on Several Instances by One Identity",
+                "aws.execution.ssm-start-session.json",
+            ): 1,
+            (
+                "Security Group Opens SSH, RDP or All Traffic to the Internet",
+                "aws.exfiltration.ec2-security-group-open-port-22-ingress.json",
+            ): 1,
+            (
+                "EC2 AMI Shared With Another Account or Made Public",
+                "aws.exfiltration.ec2-share-ami.json",
+            ): 1,
+            (
+                "EBS Snapshot Shared With Another Account or Made Public",
+                "aws.exfiltration.ec2-share-ebs-snapshot.json",
+            ): 1,
+            (
+                "RDS Snapshot Shared With Another Account or Made Public",
+                "aws.exfiltration.rds-share-snapshot.json",
+            ): 1,
+            ("Bedrock Foundation Model Access Enabled", "aws.impact.bedrock-invoke-model.json"): 3,
+            (
+                "AWS Console Login Without MFA",
+                "aws.initial-access.console-login-without-mfa.json",
+            ): 1,
+            (
+                "EC2 Instance Connect SSH Keys Pushed to Several Instances",
+                "aws.lateral-movement.ec2-instance-connect.json",
+            ): 1,
+            (
+                "EC2 Serial Console SSH Key Pushed",
+                "aws.lateral-movement.ec2-serial-console-send-ssh-public-key.json",
+            ): 3,
+            (
+                "IAM Role Trust Policy Lets a Whole Account or Anyone Assume It",
+                "aws.persistence.iam-backdoor-role.json",
+            ): 1,
             ("IAM Access Key Created", "aws.persistence.iam-backdoor-user.json"): 1,
+            (
+                "AdministratorAccess Policy Attached to a User, Role or Group",
+                "aws.persistence.iam-create-admin-user.json",
+            ): 1,
             ("IAM Access Key Created", "aws.persistence.iam-create-admin-user.json"): 1,
+            (
+                "AdministratorAccess Policy Attached to a User, Role or Group",
+                "aws.persistence.iam-create-backdoor-role.json",
+            ): 1,
+            (
+                "IAM Role Trust Policy Lets a Whole Account or Anyone Assume It",
+                "aws.persistence.iam-create-backdoor-role.json",
+            ): 1,
+            (
+                "IAM Console Password Set for Another User",
+                "aws.persistence.iam-create-user-login-profile.json",
+            ): 1,
+            (
+                "Lambda Function Opened to Anyone",
+                "aws.persistence.lambda-backdoor-function.json",
+            ): 1,
+            (
+                "Lambda Layer Added to a Function by a Person",
+                "aws.persistence.lambda-layer-extension.json",
+            ): 1,
+            (
+                "Lambda Function Code Replaced by a Person",
+                "aws.persistence.lambda-overwrite-code.json",
+            ): 1,
+            (
+                "IAM Roles Anywhere Trust Anchor Created or Changed",
+                "aws.persistence.rolesanywhere-create-trust-anchor.json",
+            ): 1,
+            (
+                "STS Federation Token Requested by an IAM User",
+                "aws.persistence.sts-federation-token.json",
+            ): 1,
+            (
+                "IAM Console Password Set for Another User",
+                "aws.privilege-escalation.iam-update-user-login-profile.json",
+            ): 1,
         }
     )
 
@@ -105,9 +228,38 @@ def test_vigil_scan_uses_the_pack_on_request(run_cli, need_data, tmp_path) -> No
     assert result.exit_code == 0, result.output
     titles = Counter(json.loads(line)["rule_title"] for line in out.read_text().splitlines())
     assert titles == {
+        "AWS Account Attempted to Leave Its Organization": 1,
         "AWS Console Login Without MFA": 1,
+        "AdministratorAccess Policy Attached to a User, Role or Group": 2,
+        "Bedrock Foundation Model Access Enabled": 3,
+        "CloudTrail Event Selectors Stop Recording Management Events": 1,
         "CloudTrail Logging Stopped or Deleted": 2,
+        "EBS Snapshot Shared With Another Account or Made Public": 1,
+        "EC2 AMI Shared With Another Account or Made Public": 1,
+        "EC2 GPU or Accelerated Instances Launched": 1,
+        "EC2 Instance Connect SSH Keys Pushed to Several Instances": 1,
+        "EC2 Instance Credentials Used From an IAM User's Address": 1,
+        "EC2 Instance User Data Modified": 1,
+        "EC2 Serial Console SSH Key Pushed": 3,
+        "EC2 User Data Read for Many Instances": 3,
+        "EC2 Windows Password Data Requested for Many Instances": 6,
         "IAM Access Key Created": 2,
+        "IAM Console Password Set for Another User": 2,
+        "IAM Role Trust Policy Lets a Whole Account or Anyone Assume It": 2,
+        "IAM Roles Anywhere Trust Anchor Created or Changed": 1,
+        "Lambda Function Code Replaced by a Person": 1,
+        "Lambda Function Opened to Anyone": 1,
+        "Lambda Layer Added to a Function by a Person": 1,
+        "Many Secrets Manager Secrets Retrieved by One Identity": 2,
+        "RDS Snapshot Shared With Another Account or Made Public": 1,
+        "Route 53 Resolver Query Logging Removed": 1,
+        "SSM Parameters Listed Then Decrypted by One Identity": 3,
+        "SSM Run Command Executes a Shell Script on Instances": 2,
+        "SSM Sessions Started on Several Instances by One Identity": 1,
+        "STS Federation Token Requested by an IAM User": 1,
+        "Secrets Manager Secrets Retrieved in Batch by Filter": 5,
+        "Security Group Opens SSH, RDP or All Traffic to the Internet": 1,
+        "VPC Flow Logs Deleted": 1,
     }
     bare = run_cli("scan", str(stratus))
     assert bare.exit_code == 2 and "--starter-rules" in bare.stderr
