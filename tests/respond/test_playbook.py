@@ -29,6 +29,7 @@ def test_shipped_playbooks_validate_and_the_published_schema_is_current() -> Non
     assert {p.stem for p in shipped} == {
         "contain-credential-dumping",
         "block-c2-indicator",
+        "block-network-attacker",
         "deactivate-cloud-key",
     }
     for path in shipped:

@@ -1,5 +1,5 @@
-"""`vigil exercise run`: scenarios replayed against a running Vigil, scored, reported and
-gated (`--fail-under`, for CI pipelines)."""
+"""`vigil exercise run`: scenarios replayed (or fired live) against a running Vigil, scored,
+reported and gated (`--fail-under`, for CI pipelines)."""
 
 from __future__ import annotations
 
@@ -47,10 +47,19 @@ def run(
     token: Annotated[
         str, typer.Option(help="A token of role admin (ingest and read).", envvar="VIGIL_TOKEN")
     ] = "",
+    live_fire: Annotated[
+        bool,
+        typer.Option(
+            "--live-fire",
+            help="Run the scenarios' live-fire commands (real tools against test hosts); "
+            "without it such scenarios are skipped with the reason.",
+        ),
+    ] = False,
 ) -> None:
-    """Send each scenario's recordings to Vigil, wait for it to detect, and score: detected or
-    missed, time to detect, the rule. Writes results.json, layer.json (ATT&CK Navigator) and
-    report.md to --out, with the trend across runs."""
+    """Send each scenario's recordings to Vigil (or fire its commands, with --live-fire), wait
+    for it to detect, and score: detected or missed, time to detect, the rule. Writes
+    results.json, layer.json (ATT&CK Navigator) and report.md to --out, with the trend across
+    runs."""
     import httpx
 
     from vigil import exercise
@@ -77,7 +86,13 @@ def run(
     ):
         task = bar.add_task("scenarios", total=len(chosen))
         try:
-            result = exercise.run(client, chosen, data=data, progress=lambda _: bar.advance(task))
+            result = exercise.run(
+                client,
+                chosen,
+                data=data,
+                progress=lambda _: bar.advance(task),
+                live_fire=live_fire,
+            )
         except httpx.HTTPError as exc:
             raise fail(f"{vigil}: {exc}") from None
         except NotAllowed as exc:

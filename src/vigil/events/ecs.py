@@ -122,22 +122,32 @@ _SSHD = (
 )
 
 
-def _sshd(value: Any) -> dict[str, Any]:
-    """`Failed password for invalid user admin from 1.2.3.4 port 2222 ssh2` and its kin."""
-    text = str(value)[:2048]
+def sshd_login(text: str) -> tuple[str, str, str, int | None] | None:
+    """An sshd message about a login attempt as (outcome, user, peer, port), else None:
+    `Failed password for invalid user admin from 1.2.3.4 port 2222 ssh2` and its kin."""
+    text = text[:2048]
     for pattern, outcome in _SSHD:
         found = pattern.search(text)
         if found:
-            out: dict[str, Any] = {
-                "event.category": "authentication",
-                "event.outcome": outcome,
-                "user.name": found.group(1),
-                "source.ip": _ip(found.group(2)),
-            }
-            if found.group(3):
-                out["source.port"] = int(found.group(3))
-            return out
-    return {}
+            port = int(found.group(3)) if found.group(3) else None
+            return outcome, found.group(1), found.group(2), port
+    return None
+
+
+def _sshd(value: Any) -> dict[str, Any]:
+    login = sshd_login(str(value))
+    if login is None:
+        return {}
+    outcome, user, peer, port = login
+    out: dict[str, Any] = {
+        "event.category": "authentication",
+        "event.outcome": outcome,
+        "user.name": user,
+        "source.ip": _ip(peer),
+    }
+    if port is not None:
+        out["source.port"] = port
+    return out
 
 
 # name -> function of the native value: a scalar, or a dict of suffixes (`file.hash` + `.md5`)

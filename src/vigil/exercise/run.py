@@ -5,7 +5,10 @@ gives the stream offsets of the events taken), Vigil is waited for until it has 
 all of them (`/health`'s backlog), and the alerts on exactly those events are read
 (`GET /api/v1/alerts?event_from=&event_to=`). The scenario is detected when one of them
 carries an expected technique (or one of its sub-techniques) or tactic, stored within
-`within_s` of the send: its time to detect is from the send to the first such alert. When
+`within_s` of the send: its time to detect is from the send to the first such alert. A
+live-fire scenario runs its commands (real tools against a test host, whose logs Vigil
+reads); its alerts are those on events since it began, and its time to detect is from the
+event (or the start, when later) to the alert. When
 it expects an incident (and containment), the alert's incident is waited for
 (`GET /api/v1/alerts/{id}`), and its containment by a playbook (`contained_at`, as the
 response engine stamps it); a scenario passes when all it expects happened in time.
@@ -18,6 +21,7 @@ response engine stamps it); a scenario passes when all it expects happened in ti
 from __future__ import annotations
 
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -54,6 +58,7 @@ class Outcome:
     passed: bool = False  # detected, and the incident and containment it expects
     rules: list[str] = field(default_factory=list)  # the matching alerts' rules
     other_rules: list[str] = field(default_factory=list)  # alerts on it, other techniques
+    fired: list[dict[str, Any]] = field(default_factory=list)  # live-fire commands run
     problem: str | None = None  # why it could not be run
 
 
@@ -135,11 +140,13 @@ def run(
     *,
     data: Path,
     progress: Callable[[Outcome], object] | None = None,
+    live_fire: bool = False,
 ) -> Result:
-    """Each scenario in turn; a scenario that cannot be sent is kept with its problem."""
+    """Each scenario in turn; a scenario that cannot be sent is kept with its problem.
+    Live-fire steps run only given `live_fire`."""
     result = Result(str(client.base_url), time.time())
     for scenario in scenarios:
-        outcome = _one(client, scenario, data)
+        outcome = _one(client, scenario, data, live_fire)
         result.outcomes.append(outcome)
         if progress is not None:
             progress(outcome)
@@ -188,36 +195,52 @@ def gaps(result: Result, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _one(client: httpx.Client, scenario: Scenario, data: Path) -> Outcome:
+def _one(client: httpx.Client, scenario: Scenario, data: Path, live_fire: bool) -> Outcome:
     outcome = Outcome(
         scenario.id,
         scenario.name,
         list(scenario.expect.techniques),
         list(scenario.expect.tactics),
     )
+    if scenario.live and not live_fire:
+        outcome.problem = "it fires commands (live fire): allow them with --live-fire"
+        return outcome
+    first: int | None = None
+    last: int | None = None
     try:
-        sent: list[bytes] = []
-        now = time.time()
-        for step in scenario.steps:
-            recorded = records(data / step.replay)
-            sent.extend(shifted(recorded, now) if step.shift_time else recorded)
-        outcome.records = len(sent)
+        recorded = {n: records(data / s.replay) for n, s in enumerate(scenario.steps) if s.replay}
         began = time.time()
-        first, last = _send(client, sent)
+        for number, step in enumerate(scenario.steps):
+            if step.fire is not None:
+                outcome.fired.append(_fire(step.fire, step.timeout_s))
+                continue
+            lines = recorded[number]
+            outcome.records += len(lines)
+            sent = _send(client, shifted(lines, time.time()) if step.shift_time else lines)
+            first = sent[0] if first is None else first
+            last = sent[1] if sent[1] is not None else last
     except VigilError as exc:
         outcome.problem = str(exc)
         return outcome
-    if first is None or last is None:
-        outcome.problem = "Vigil took none of its records"
-        return outcome
     deadline = time.monotonic() + scenario.expect.within_s
-    _idle(client, deadline)
-    found = _alerts(client, first, last)
-    hits = [a for a in found if matches(a.get("tags") or [], scenario)]
+    if scenario.live:
+        # its events come through Vigil's listeners: the alerts on events since it began
+        hits, found = _live_alerts(client, scenario, began, deadline, first, last)
+    else:
+        if first is None or last is None:
+            outcome.problem = "Vigil took none of its records"
+            return outcome
+        _idle(client, deadline)
+        found = _alerts(client, {"event_from": first, "event_to": last})
+        hits = [a for a in found if matches(a.get("tags") or [], scenario)]
     outcome.rules = sorted({a["rule_title"] for a in hits})
     outcome.other_rules = sorted({a["rule_title"] for a in found} - set(outcome.rules))
     if hits:
-        outcome.time_to_detect_s = round(max(0.0, min(a["created"] for a in hits) - began), 3)
+        # from the send, or from the event when it came later (a tool's line is logged
+        # as it happens, after the tool was started)
+        outcome.time_to_detect_s = round(
+            min(max(0.0, a["created"] - max(began, a.get("time") or began)) for a in hits), 3
+        )
         outcome.detected = outcome.time_to_detect_s <= scenario.expect.within_s
         expect = scenario.expect
         if expect.incident or expect.contained:
@@ -228,6 +251,57 @@ def _one(client: httpx.Client, scenario: Scenario, data: Path) -> Outcome:
         and (outcome.contained or not scenario.expect.contained)
     )
     return outcome
+
+
+def _fire(command: Sequence[str], timeout_s: float) -> dict[str, Any]:
+    """Run a live-fire command (an argument list, no shell); what it did, for the report."""
+    started = time.monotonic()
+    shown = " ".join(command)[:500]
+    try:
+        done = subprocess.run(
+            list(command),
+            capture_output=True,
+            timeout=timeout_s,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        return {"command": shown, "exit": None, "seconds": round(timeout_s, 3), "stopped": True}
+    except OSError as exc:
+        raise Invalid(f"cannot run {command[0]!r}: {exc}") from None
+    said = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    return {
+        "command": shown,
+        "exit": done.returncode,
+        "seconds": round(time.monotonic() - started, 3),
+        "said": said[-1][:300] if said else "",
+    }
+
+
+def _live_alerts(
+    client: httpx.Client,
+    scenario: Scenario,
+    began: float,
+    deadline: float,
+    first: int | None,
+    last: int | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The alerts on events since the scenario began (time stamps of whole seconds: from the
+    second before) and on the records it sent, as soon as one matches or the time is up."""
+    since = began - 1.0
+    while True:
+        found = _alerts(client, {"since": since})
+        if first is not None and last is not None:
+            seen = {a["id"] for a in found}
+            found += [
+                a
+                for a in _alerts(client, {"event_from": first, "event_to": last})
+                if a["id"] not in seen
+            ]
+        hits = [a for a in found if matches(a.get("tags") or [], scenario)]
+        if hits or time.monotonic() >= deadline:
+            return hits, found
+        time.sleep(IDLE_POLL_S * 4)
 
 
 def _incident(
@@ -291,12 +365,11 @@ def _idle(client: httpx.Client, deadline: float) -> None:
         time.sleep(IDLE_POLL_S)
 
 
-def _alerts(client: httpx.Client, first: int, last: int) -> list[dict[str, Any]]:
+def _alerts(client: httpx.Client, query: dict[str, Any]) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     while True:
         page = client.get(
-            "/api/v1/alerts",
-            params={"event_from": first, "event_to": last, "limit": PAGE, "offset": len(found)},
+            "/api/v1/alerts", params={**query, "limit": PAGE, "offset": len(found)}
         ).json()
         found.extend(page)
         if len(page) < PAGE:

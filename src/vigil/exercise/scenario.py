@@ -15,8 +15,15 @@ A scenario file (YAML) holds a list of scenarios:
           contained: true            # and a playbook contained it (optional)
 
 A replay step names a recording under the data folder (`--data`); its records are sent to
-Vigil as they are, in order. Scenarios for a labelled data set are made from its labels
-(`labelled`): each recording expects the tactic and technique its folder names.
+Vigil as they are, in order. A live-fire step runs a real tool against a test host whose logs
+Vigil reads (its syslog listener, a tailed file), as an argument list (never through a
+shell), and runs only when the run is told it may (`vigil exercise run --live-fire`):
+
+          - fire: [ip, netns, exec, attacker, nmap, -sS, -p, 1-1000, 10.0.0.2]
+            timeout_s: 120           # stopped past this (default 300)
+
+Scenarios for a labelled data set are made from its labels (`labelled`): each recording
+expects the tactic and technique its folder names.
 """
 
 from __future__ import annotations
@@ -45,18 +52,32 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 TECHNIQUE = re.compile(r"T\d{4}(\.\d{3})?")
 
 
+Argument = Annotated[str, Field(max_length=4096, pattern=r"^[^\x00]*$")]
+
+
 class Step(BaseModel):
+    """A recording to replay, or a command to fire (a real tool run against a test host,
+    whose logs reach Vigil through its listeners: live fire)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    replay: Annotated[str, Field(min_length=1, max_length=1000)]  # under the data folder
+    replay: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
     shift_time: bool = True  # its time stamps moved so its last record is now
+    fire: tuple[Argument, ...] | None = Field(default=None, min_length=1, max_length=256)
+    timeout_s: float = Field(default=300.0, gt=0, le=3600)  # a command still running is stopped
 
     @field_validator("replay")
     @classmethod
-    def _inside(cls, value: str) -> str:
-        if Path(value).is_absolute() or ".." in Path(value).parts:
+    def _inside(cls, value: str | None) -> str | None:
+        if value is not None and (Path(value).is_absolute() or ".." in Path(value).parts):
             raise ValueError("a replay names a recording under the data folder")
         return value
+
+    @model_validator(mode="after")
+    def _one(self) -> Step:
+        if (self.replay is None) == (self.fire is None):
+            raise ValueError("a step either replays a recording or fires a command")
+        return self
 
 
 class Expect(BaseModel):
@@ -87,6 +108,11 @@ class Scenario(BaseModel):
     def techniques(self) -> tuple[str, ...]:
         """What it tests: its techniques, else its tactics."""
         return self.expect.techniques or self.expect.tactics
+
+    @property
+    def live(self) -> bool:
+        """Whether it fires commands (live fire) rather than only replaying recordings."""
+        return any(step.fire is not None for step in self.steps)
 
 
 class _File(BaseModel):

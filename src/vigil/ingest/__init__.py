@@ -12,7 +12,7 @@ from typing import Any
 
 from vigil.errors import InputError
 from vigil.events import Event
-from vigil.ingest import auditd, evtx, jsonlog, syslog, zeek
+from vigil.ingest import auditd, evtx, jsonlog, syslog, weblog, zeek
 from vigil.ingest.base import FileReport, Input, Problem, file_input, maybe_gunzipped
 from vigil.ingest.shapes import BY_NAME as JSON_SHAPES
 
@@ -28,7 +28,7 @@ class Reader:
 # In the order formats are tried on a file's first bytes.
 READERS: dict[str, Reader] = {
     module.NAME: Reader(module.NAME, module.sniff, module.read, module.to_events)
-    for module in (evtx, jsonlog, zeek, auditd, syslog)
+    for module in (evtx, jsonlog, zeek, auditd, weblog, syslog)
 }
 # What `--log-format` accepts: a reader, or a JSON shape (read as JSON, every record taken as
 # that shape).

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import orjson
 
 from vigil.events import Event
-from vigil.ingest import syslog
+from vigil.ingest import syslog, weblog
 from vigil.ingest.base import FileReport
 from vigil.ingest.jsonlog import record_event
 from vigil.ingest.shapes import Classifier
@@ -35,8 +35,9 @@ def syslog_events(messages: Iterable[tuple[bytes, str, float]], report: FileRepo
 
 
 def line_events(lines: Iterable[tuple[bytes, int]], report: FileReport) -> list[Event]:
-    """Lines of a tailed file (data, offset) as events: JSON objects by their shape, anything
-    else as syslog. The record number is the line's byte offset in the file."""
+    """Lines of a tailed file (data, offset) as events: JSON objects by their shape, web
+    access log lines (common or combined format) as requests, anything else as syslog. The
+    record number is the line's byte offset in the file."""
     classifier = Classifier(report.forced)
     now = datetime.now(UTC)
     auth_log = "auth.log" in report.path
@@ -53,8 +54,12 @@ def line_events(lines: Iterable[tuple[bytes, int]], report: FileReport) -> list[
                 report.reject(offset, f"invalid JSON: {exc}", raw=data)
                 continue
             event = record_event(classifier, value, offset, stripped, report, format=NAME)
+        elif (
+            request := weblog.parse_line(text := stripped.decode("utf-8", "replace"))
+        ) is not None:
+            event = weblog.line_event(*request, offset, report, format=NAME)
         else:
-            fields, when = syslog.parse_line(stripped.decode("utf-8", "replace"), now)
+            fields, when = syslog.parse_line(text, now)
             if "message" not in fields:
                 report.reject(offset, "neither JSON nor syslog", raw=data)
                 continue

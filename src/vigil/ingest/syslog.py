@@ -7,6 +7,11 @@ Fields use syslog's own terms: `facility`, `severity`, `hostname`, `program` (AP
 and extension keys (`src`, `dst`, `suser`, ...); a Sysmon for Linux message adds the event's
 fields by their EVTX names (`EventID`, `Image`, `CommandLine`, ...).
 
+What well-known programs' messages hold is added too: sshd's login attempts (`outcome`,
+`user`, `src_ip`, `src_port`), dnsmasq's query log (`query`, `record_type`, `src_ip`: Sigma's
+dns category) and netfilter packet logs, from the kernel or ulogd (`src_ip`, `dst_ip`,
+`src_port`, `dst_port`, `protocol`, `tcp_flags`, `prefix`: Sigma's firewall category).
+
 RFC 3164 time stamps have no year: the year is the current one, or the one before when that
 would put the time more than a day in the future (a December log read in January).
 """
@@ -22,6 +27,7 @@ from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
 from vigil.events import Event
+from vigil.events.ecs import sshd_login
 from vigil.events.model import parse_time
 from vigil.ingest.base import FileReport, Input, batched, numbered_lines
 
@@ -89,6 +95,24 @@ LINUX_SERVICES = {
 _RFC3164_TIME = re.compile(r"([A-Z][a-z]{2}) +(\d{1,2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))? ")
 _TAG = re.compile(r"([^\s:\[]{1,64})(?:\[([^\]]{0,32})\])?: ?")
 _CEF_KEY = re.compile(r"(?:^|(?<=\s))([A-Za-z0-9_.\[\]-]{1,64})=")
+# dnsmasq's query log (log-queries): `[serial peer/port ]query[A] name from 10.0.0.1`
+_DNSMASQ_QUERY = re.compile(
+    r"query\[([A-Za-z0-9]{1,16})\] (<name unprintable>|\S{1,1100}) from ([0-9A-Fa-f.:]{2,45})"
+)
+# A netfilter packet log line's keys (the kernel's `log` and ulogd's LOGEMU write the same)
+_NETFILTER_KEYS = {
+    "IN": "in_interface",
+    "OUT": "out_interface",
+    "SRC": "src_ip",
+    "DST": "dst_ip",
+    "PROTO": "protocol",
+    "SPT": "src_port",
+    "DPT": "dst_port",
+    "LEN": "length",
+    "TTL": "ttl",
+}
+_NETFILTER_NUMBERS = {"src_port", "dst_port", "length", "ttl"}
+MAX_PACKET_LOG = 4096
 
 
 def sniff(head: bytes) -> bool:
@@ -314,7 +338,59 @@ def enrich(fields: dict[str, Any]) -> str | None:
         if sysmon is not None:
             fields.update(sysmon[0])
             return "sysmon" if sysmon[1] else "sysmon-truncated"
+    program = fields.get("program")
+    if program == "sshd":
+        login = sshd_login(message)
+        if login is not None:  # who tried to log in from where, for rules to count by
+            outcome, user, peer, port = login
+            fields.update(outcome=outcome, user=user, src_ip=peer)
+            if port is not None:
+                fields["src_port"] = port
+        return None
+    if program == "dnsmasq":
+        query = _DNSMASQ_QUERY.search(message[:1400])
+        if query is None:
+            return None
+        fields.update(record_type=query.group(1), query=query.group(2), src_ip=query.group(3))
+        return "dns"
+    if "IN=" in message and " SRC=" in message and " PROTO=" in message:
+        return "netfilter" if parse_netfilter(message, fields) else None
     return None
+
+
+def parse_netfilter(message: str, out: dict[str, Any]) -> bool:
+    """A netfilter packet log line (`PREFIX IN=eth0 OUT= SRC=... DST=... PROTO=TCP SPT=...
+    DPT=... SYN`, from the kernel or ulogd): its addresses, ports, protocol, TCP flags and
+    the rule's log prefix. False when it holds no source address."""
+    at = message.find("IN=")
+    prefix = message[:at].strip()
+    if prefix.startswith("[") and "]" in prefix:  # the kernel's uptime stamp
+        prefix = prefix[prefix.index("]") + 1 :].strip()
+    found: dict[str, Any] = {}
+    flags = []
+    for token in message[at : at + MAX_PACKET_LOG].split():
+        key, equals, value = token.partition("=")
+        if equals:
+            name = _NETFILTER_KEYS.get(key)
+            if name is None or name in found:
+                continue
+            if name in _NETFILTER_NUMBERS:
+                if value.isdigit():
+                    found[name] = int(value)
+            elif name == "protocol":
+                found[name] = value.lower()
+            elif value:
+                found[name] = value
+        elif token.isalpha() and token.isupper() and len(token) <= 4:
+            flags.append(token)  # SYN, ACK, FIN, RST, PSH, URG, ECE, CWR
+    if "src_ip" not in found:
+        return False
+    out.update(found)
+    if prefix:
+        out["prefix"] = prefix
+    if flags:
+        out["tcp_flags"] = " ".join(flags)
+    return True
 
 
 def tag(event: Event, kind: str | None, from_auth_log: bool = False) -> None:
@@ -328,6 +404,14 @@ def tag(event: Event, kind: str | None, from_auth_log: bool = False) -> None:
     if kind in ("sysmon", "sysmon-truncated"):
         event.dataset = "linux.sysmon"
         event.service = "sysmon"
+        return
+    if kind == "dns":  # a resolver's query log
+        event.dataset = "linux.dnsmasq"
+        event.service = ("syslog", "dnsmasq")
+        return
+    if kind == "netfilter":  # the firewall's packet log
+        event.dataset = "linux.netfilter"
+        event.service = ("syslog", "netfilter")
         return
     services = ["syslog"]
     program = str(fields.get("program") or "").lower()

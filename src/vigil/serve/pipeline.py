@@ -11,6 +11,7 @@ acknowledges the batch. After a crash it starts again from the last acknowledged
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import struct
@@ -353,8 +354,12 @@ class Detector:
     @staticmethod
     def _correlated(detection: Detection) -> Alert:
         refs = orjson.dumps(detection.details.get("events", []), default=str).decode()
-        host = {"host.name": detection.host} if detection.host else {}
-        return Alert(alert_id(detection, refs), detection, entities_in(host))
+        view: dict[str, Any] = {"host.name": detection.host} if detection.host else {}
+        # the addresses it counted by (a scanner, a password guesser, a tunnelling host)
+        addresses = [a for a in (detection.details.get("group") or {}).values() if _is_ip(a)]
+        if addresses:
+            view["related.ip"] = addresses
+        return Alert(alert_id(detection, refs), detection, entities_in(view))
 
 
 class Pipeline:
@@ -742,6 +747,14 @@ class Pipeline:
         while not self._stop.is_set():
             if not self.step(0.25):
                 self.idle()
+
+
+def _is_ip(value: Any) -> bool:
+    try:
+        ipaddress.ip_address(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 def _event_order(alert: Alert) -> float:
