@@ -8,7 +8,8 @@
 3. Benign baselines (windows/evtx-rs-benign-and-corrupt, network/wrccdc2018-zeek): the rules
    of Vigil's pack that fire on them (there should be none).
 
-Prints a table and ends with one JSON line. `--quick` skips the SigmaHQ-alone pass.
+Prints a table and ends with one JSON line. `--quick` skips the SigmaHQ-alone pass; `--missed`
+lists the labelled evtx-to-mitre-attack files no detection of the last rule set covers, by folder.
 Reads `../shared/data` (or VIGIL_DATA).
 """
 
@@ -58,14 +59,29 @@ def tactics_by_file(folder: Path, detections: Iterable[Any]) -> dict[str, set[st
     return out
 
 
-def evtx_coverage(rules: list[Path]) -> tuple[int, int]:
+def evtx_coverage(rules: list[Path]) -> tuple[int, int, list[str]]:
+    """Labelled files with a detection carrying their tactic, labelled files, the files missed."""
     loaded = load_rules(rules)
     found = tactics_by_file(EVTX, scan_inputs([EVTX], loaded, jobs=2).detections)
     rows = [r for r in labels(EVTX) if r["tactics"]]
-    hit = sum(
-        1 for r in rows if {tactic_shortname(t) for t in r["tactics"]} & found.get(r["file"], set())
-    )
-    return hit, len(rows)
+    missed = [
+        r["file"]
+        for r in rows
+        if not {tactic_shortname(t) for t in r["tactics"]} & found.get(r["file"], set())
+    ]
+    return len(rows) - len(missed), len(rows), missed
+
+
+def print_missed(missed: list[str]) -> None:
+    folders: dict[str, list[str]] = {}
+    for name in missed:
+        folder, _, file = name.rpartition("/")
+        folders.setdefault(folder, []).append(file)
+    console.print(f"[bold]{len(missed)} labelled files without a detection of their tactic[/]")
+    for folder, files in sorted(folders.items()):
+        console.print(f"{folder} ({len(files)})", highlight=False, soft_wrap=True)
+        for file in sorted(files):
+            console.print(f"    {file}", highlight=False, soft_wrap=True)
 
 
 def stratus_coverage(rules: list[Path]) -> tuple[int, int, int]:
@@ -81,6 +97,7 @@ def stratus_coverage(rules: list[Path]) -> tuple[int, int, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--missed", action="store_true")
     args = parser.parse_args()
     if not EVTX.is_dir():
         console.print(f"no {DATA}: the shared data is needed")
@@ -91,7 +108,7 @@ def main() -> int:
         sets = {"sigmahq": SIGMAHQ, **sets}
     for name, rules in sets.items():
         with console.status(f"evtx-to-mitre-attack, {name}…"):
-            hit, total = evtx_coverage(rules)
+            hit, total, missed = evtx_coverage(rules)
         figures[f"evtx_tactic_{name}"] = hit
         figures["evtx_labelled"] = total
         with console.status(f"Stratus, {name}…"):
@@ -99,6 +116,8 @@ def main() -> int:
         figures[f"stratus_tactic_{name}"] = by_tactic
         figures[f"stratus_any_{name}"] = anything
         figures["stratus_detonations"] = detonations
+    if args.missed:
+        print_missed(missed)
     with console.status("benign baselines, Vigil's pack…"):
         pack = load_rules([starter_rules()])
         fired = scan_inputs([p for p in BENIGN if p.exists()], pack, jobs=2).detections
