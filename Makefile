@@ -17,8 +17,9 @@ install: $(STAMP)
 
 # The servers the tests run for real (started by fixtures on free loopback ports): NATS
 # JetStream and PostgreSQL, nftables with iproute2 for the firewall connector's network
-# namespaces, and slapd for the directory connector; from Debian, installed when missing
-# (as root, as CI runs).
+# namespaces, slapd for the directory connector, and the live-fire lab's services (ulogd2,
+# openssh-server, nginx, dnsmasq, iodine) and attack tools (nmap, hydra, gobuster, curl); from
+# Debian, installed when missing (as root, as CI runs).
 SERVERS := $(VENV)/.servers
 $(SERVERS): $(STAMP)
 	@missing=""; \
@@ -27,6 +28,15 @@ $(SERVERS): $(STAMP)
 	command -v nft >/dev/null 2>&1 || missing="$$missing nftables"; \
 	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	command -v slapd >/dev/null 2>&1 || missing="$$missing slapd ldap-utils"; \
+	command -v ulogd >/dev/null 2>&1 || missing="$$missing ulogd2"; \
+	command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || missing="$$missing dnsmasq-base"; \
+	command -v iodined >/dev/null 2>&1 || [ -x /usr/sbin/iodined ] || missing="$$missing iodine"; \
+	for tool in nmap hydra gobuster curl; do \
+		command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; \
+	done; \
+	command -v logger >/dev/null 2>&1 || missing="$$missing bsdutils"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then echo "install as root:$$missing"; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -4,10 +4,11 @@ Stratus Red Team detonations are replayed over the HTTP API, their time stamps m
 and scored per technique, with a Navigator layer and a report written.
 
 The known answer, read from the data: with Vigil's own rules, the recordings detected are
-the three that hold an LSASS read-access handle from a non-system process (Sysmon 10) or a
-comsvcs MiniDump command line; the test finds them in the recordings by plain reading, not
-through Vigil. Served again without those rules, the same run falls under `--fail-under`
-and exits 1: the gate catches a rule removed."""
+the six that hold an LSASS read-access handle from a non-system process (Sysmon 10, or the
+object access audit 4656/4663), a comsvcs MiniDump command line, or a member added to an
+Exchange group that can grant DCSync; the test finds them in the recordings by plain reading,
+not through Vigil. Served again without those rules, the same run falls under
+`--fail-under` and exits 1: the gate catches a rule removed."""
 
 from __future__ import annotations
 
@@ -24,33 +25,60 @@ from vigil.exercise.recordings import records
 DATASET = "windows/evtx-to-mitre-attack"
 ONLY = "T1003-Credential dumping"
 T1003 = ("--labelled", DATASET, "--only", ONLY)
+FOLDER = "TA0006-Credential Access/T1003-Credential dumping/"
 DETECTED = {
-    "TA0006-Credential Access/T1003-Credential dumping/ID1-LSASS dump with LSASSY (SYSMON).evtx.gz",
-    "TA0006-Credential Access/T1003-Credential dumping/ID10-Mimikatz LSASS process dump.evtx.gz",
-    "TA0006-Credential Access/T1003-Credential dumping/"
-    "ID4688-4663-4656-LSASS dump with LSASSY (process).evtx.gz",
+    FOLDER + name
+    for name in (
+        "ID1-LSASS dump with LSASSY (SYSMON).evtx.gz",
+        "ID10-Mimikatz LSASS process dump.evtx.gz",
+        "ID4688-4663-4656-LSASS dump with LSASSY (process).evtx.gz",
+        "ID4663-Task Manager used to dump LSASS process.evtx.gz",
+        "ID4656-4663-4658 Mimikatz sekurlsa password dump.evtx.gz",
+        "ID4756-Exchange critical group change (DCsync).evtx.gz",
+    )
 }
-READ_ACCESS = {"0x1010", "0x1410", "0x1438", "0x143a", "0x1fffff"}
+READ_ACCESS = {"0x10", "0x1010", "0x1410", "0x1438", "0x143a", "0x1fffff"}
 SYSTEM = ("c:\\windows\\system32\\", "c:\\program files\\windows defender\\")
+# the processes of Windows itself that hold LSASS open (object access audit)
+OS_SERVICES = {"wininit.exe", "csrss.exe", "services.exe", "svchost.exe", "lsm.exe",
+               "wmiprvse.exe", "lsass.exe"}  # fmt: skip
+DCSYNC_GROUPS = {"exchange windows permissions", "exchange trusted subsystem"}
 
 
 def dumps_lsass(path: Path) -> bool:
-    """The recording holds an LSASS dump by reading, not by Vigil: a non-system process
-    opening lsass.exe for reading (Sysmon 10), or comsvcs' MiniDump on a command line."""
+    """The recording holds credential dumping, by reading, not by Vigil: a non-system
+    process opening lsass.exe for reading (Sysmon 10, or a Security 4656/4663 object access
+    by a process not of Windows), comsvcs' MiniDump on a command line, or a member added to an
+    Exchange group that can grant DCSync."""
     for line in records(path):
         event = orjson.loads(line).get("Event", {})
         data = event.get("EventData") or {}
         if not isinstance(data, dict):
             continue
+        event_id = str(event.get("System", {}).get("EventID"))
         command = str(data.get("CommandLine", "")).lower()
         if "comsvcs" in command and "minidump" in command:
             return True
         source = str(data.get("SourceImage", "")).lower()
         if (
-            str(event.get("System", {}).get("EventID")) == "10"
+            event_id == "10"
             and str(data.get("TargetImage", "")).lower().endswith("\\lsass.exe")
             and str(data.get("GrantedAccess", "")).lower() in READ_ACCESS
             and not source.startswith(SYSTEM)
+        ):
+            return True
+        process = str(data.get("ProcessName", "")).lower()
+        if (
+            event_id in ("4656", "4663")
+            and str(data.get("ObjectName", "")).lower().endswith("\\lsass.exe")
+            and str(data.get("AccessMask", "")).lower() in READ_ACCESS
+            and process.rsplit("\\", 1)[-1] not in OS_SERVICES
+            and "windows defender" not in process
+        ):
+            return True
+        if (
+            event_id in ("4728", "4732", "4756")
+            and str(data.get("TargetUserName", "")).lower() in DCSYNC_GROUPS
         ):
             return True
     return False
@@ -109,12 +137,31 @@ def test_an_exercise_scores_the_credential_dumping_recordings(tmp_path, data_roo
         served.stop()
     assert cloud.exit_code == 0, cloud.output
     # Stratus detonations, their CloudTrail moved to now: Vigil's pack finds all 35
-    # (tests/detect/test_starter_rules.py), each by an alert of its labelled tactic, but the
-    # seven it finds by a correlation (many secrets, instances, sessions...) are not counted
-    # here: a correlation's alert is on no one event of the ingest (its event_offset is None)
+    # (tests/detect/test_starter_rules.py), each by an alert of its labelled tactic; seven by
+    # a correlation (many secrets, instances, sessions...), whose alert is on the event that
+    # completed it
     aws = json.loads((tmp_path / "aws" / "results.json").read_text())
-    assert aws["tested"] == 35
+    assert (aws["tested"], aws["detected"], aws["passed"]) == (35, 35, 35)
     assert {s["name"]: s["rules"] for s in aws["scenarios"] if s["detected"]} == {
+        "aws.credential-access.ec2-get-password-data.json": [
+            "EC2 Windows Password Data Requested for Many Instances"
+        ],
+        "aws.credential-access.ec2-steal-instance-credentials.json": [
+            "EC2 Instance Credentials Used From an IAM User's Address"
+        ],
+        "aws.credential-access.secretsmanager-retrieve-secrets.json": [
+            "Many Secrets Manager Secrets Retrieved by One Identity"
+        ],
+        "aws.credential-access.ssm-retrieve-securestring-parameters.json": [
+            "SSM Parameters Listed Then Decrypted by One Identity"
+        ],
+        "aws.discovery.ec2-download-user-data.json": ["EC2 User Data Read for Many Instances"],
+        "aws.execution.ssm-start-session.json": [
+            "SSM Sessions Started on Several Instances by One Identity"
+        ],
+        "aws.lateral-movement.ec2-instance-connect.json": [
+            "EC2 Instance Connect SSH Keys Pushed to Several Instances"
+        ],
         "aws.credential-access.secretsmanager-batch-retrieve-secrets.json": [
             "Secrets Manager Secrets Retrieved in Batch by Filter"
         ],
@@ -192,21 +239,25 @@ def test_an_exercise_scores_the_credential_dumping_recordings(tmp_path, data_roo
     assert result.exit_code == 0, result.output
     found = json.loads((tmp_path / "out" / "results.json").read_text())
     assert {s["name"] for s in found["scenarios"] if s["detected"]} == DETECTED
-    assert (found["tested"], found["detected"]) == (19, 3)
+    assert (found["tested"], found["detected"]) == (19, 6)
     assert all(0 <= s["time_to_detect_s"] < 5 for s in found["scenarios"] if s["detected"])
     assert found["by_technique"]["T1003"]["rules"] == [
         "LSASS Memory Dumped With comsvcs MiniDump",
+        "Member Added to an Exchange Group That Can Grant DCSync",
         "Process Opens LSASS With Memory Read Access",
+        "Process Opens LSASS for Memory Read (Object Access Audit)",
     ]
-    (gap,) = found["gaps"]  # the 16 missed: three rules of the pack name T1003, none fired
-    assert (gap["technique"], gap["missed"], gap["rules"]) == ("T1003", 16, 3)
-    assert "windows/process_access" in gap["why"] and "windows/process_creation" in gap["why"]
+    (gap,) = found["gaps"]  # the 13 missed: five rules of the pack name T1003, none fired
+    assert (gap["technique"], gap["missed"], gap["rules"]) == ("T1003", 13, 5)
+    assert "windows/process_access" in gap["why"] and "windows/security" in gap["why"]
     layer = json.loads((tmp_path / "out" / "layer.json").read_text())
-    assert {(t["techniqueID"], t["score"]) for t in layer["techniques"]} == {("T1003", 16)}
+    assert {(t["techniqueID"], t["score"]) for t in layer["techniques"]} == {
+        ("T1003", 32)
+    }  # 6 of 19, in percent
     assert (
-        "19 scenarios, 3 detected, 3 passed (15.8%)" in (tmp_path / "out" / "report.md").read_text()
+        "19 scenarios, 6 detected, 6 passed (31.6%)" in (tmp_path / "out" / "report.md").read_text()
     )
-    assert "3/19" in (tmp_path / "out" / "report.html").read_text()  # the T1003 bar's label
+    assert "6/19" in (tmp_path / "out" / "report.html").read_text()  # the T1003 bar's label
 
     # the same exercise without the rules it needs: under the gate, exit 1
     bare = Served(tmp_path / "without")
@@ -223,4 +274,4 @@ def test_an_exercise_scores_the_credential_dumping_recordings(tmp_path, data_roo
     assert [(g["technique"], g["missed"], g["rules"]) for g in bare_gaps] == [("T1003", 19, 0)]
     assert bare_gaps[0]["why"] == "no rule loaded names T1003: one is missing"
     history = (tmp_path / "out" / "history.jsonl").read_text().splitlines()
-    assert [json.loads(line)["detected"] for line in history] == [3, 0]  # the trend
+    assert [json.loads(line)["detected"] for line in history] == [6, 0]  # the trend

@@ -298,6 +298,7 @@ def _live_alerts(
                 for a in _alerts(client, {"event_from": first, "event_to": last})
                 if a["id"] not in seen
             ]
+        found = [a for a in found if a["created"] >= began]  # not the scenario before's
         hits = [a for a in found if matches(a.get("tags") or [], scenario)]
         if hits or time.monotonic() >= deadline:
             return hits, found

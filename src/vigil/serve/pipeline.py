@@ -316,8 +316,9 @@ class Detector:
                     continue  # before a restart: in the windows already, not counted twice
                 fed = True
                 for fired in self.correlation.feed(hit):
-                    if fired.spec.output:
-                        found.append(self._correlated(correlation_detection(fired, detected_at)))
+                    if fired.spec.output:  # on the event that completed it
+                        detection = correlation_detection(fired, detected_at)
+                        found.append(self._correlated(detection, offset if offset >= 0 else None))
         if self.indicators is not None:
             sightings = [
                 IntelScan.sighting(a.detection) for a in found if a.detection.kind == "indicator"
@@ -352,14 +353,14 @@ class Detector:
             self.rejects.add(items)
 
     @staticmethod
-    def _correlated(detection: Detection) -> Alert:
+    def _correlated(detection: Detection, offset: int | None) -> Alert:
         refs = orjson.dumps(detection.details.get("events", []), default=str).decode()
         view: dict[str, Any] = {"host.name": detection.host} if detection.host else {}
         # the addresses it counted by (a scanner, a password guesser, a tunnelling host)
         addresses = [a for a in (detection.details.get("group") or {}).values() if _is_ip(a)]
         if addresses:
             view["related.ip"] = addresses
-        return Alert(alert_id(detection, refs), detection, entities_in(view))
+        return Alert(alert_id(detection, refs), detection, entities_in(view), offset=offset)
 
 
 class Pipeline:
