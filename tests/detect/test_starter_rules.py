@@ -267,14 +267,13 @@ def test_vigil_scan_uses_the_pack_on_request(run_cli, need_data, tmp_path) -> No
 
 def test_the_pack_on_the_benign_baselines(starter, need_data) -> None:
     """Real benign Windows logs (Security, System, Sysmon: a Process Monitor session reading
-    LSASS among them) raise nothing. WRCCDC 2018's Zeek logs raise the one known false
-    positive left: its three management hosts map the ADMIN$ share of three servers each,
-    261 times; a mapping alone cannot tell them from an intruder's without the hosts' roles
-    (the spread correlation stays quiet: three hosts each, under its four)."""
+    LSASS among them) and WRCCDC 2018's Zeek logs raise nothing: there, three management
+    hosts map the ADMIN$ share of three servers each, 261 times, which a mapping alone cannot
+    tell from an intruder's; the spread correlation alerts from four hosts, and stays quiet."""
     windows = scan_inputs([need_data("windows", "evtx-rs-benign-and-corrupt")], starter, jobs=2)
     assert [d.rule_title for d in windows.detections] == []
     zeek = scan_inputs([need_data("network", "wrccdc2018-zeek")], starter, jobs=2).detections
-    assert Counter(d.rule_title for d in zeek) == {"Administrative Share Mapped Over SMB": 261}
+    assert [d.rule_title for d in zeek] == []
 
 
 def test_admin_shares_mapped_on_four_hosts_by_one_is_lateral_spread(starter, tmp_path) -> None:
@@ -308,7 +307,6 @@ def test_admin_shares_mapped_on_four_hosts_by_one_is_lateral_spread(starter, tmp
         + "\n"
     )
     found = Counter((d.rule_title, d.kind) for d in scan_inputs([log], starter).detections)
-    assert found == {
-        ("Administrative Share Mapped Over SMB", "sigma"): 8,  # each mapping
+    assert found == {  # a mapping alone does not alert
         ("Administrative Shares Mapped on Many Hosts", "correlation"): 1,  # 10.0.0.66 only
     }

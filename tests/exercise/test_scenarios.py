@@ -6,11 +6,12 @@ from __future__ import annotations
 import itertools
 from datetime import datetime
 
+import httpx
 import orjson
 import pytest
 
 from vigil.errors import Invalid
-from vigil.exercise import Expect, Scenario, Step, labelled, load, matches
+from vigil.exercise import Expect, Scenario, Step, labelled, load, matches, run
 from vigil.exercise.recordings import records, shifted
 
 DATASET = "windows/evtx-to-mitre-attack"
@@ -130,3 +131,47 @@ def test_the_html_report_draws_its_charts_and_escapes_what_the_data_names() -> N
     assert "script" not in parsed.seen and "b" not in parsed.seen  # data is text, not markup
     assert "&lt;script&gt;" in page and "1/2" in page and "1/1" in page
     assert "3 scenarios, 2 detected, 2 passed (66.7%), MTTD 0.80 s" in page
+
+
+def test_an_otrf_zip_is_replayed_member_by_member_its_flat_times_moved(need_data) -> None:
+    root = need_data("windows", "otrf-security-datasets").parent.parent
+    mordor = "windows/otrf-security-datasets"
+    zipped = root / mordor / "credential_access/host/cmd_lsass_memory_dumpert_syscalls.zip"
+    lines = records(zipped)
+    assert len(lines) == 118  # `unzip -p ... | wc -l`: one JSON line an event
+    now = 1_800_000_000.0
+    moved = [orjson.loads(r)["TimeCreated"] for r in shifted(lines, now)]
+    stamps = [datetime.fromisoformat(t).timestamp() for t in moved]
+    # from 10:56:05.751 to 10:56:18.955 in the recording: the same 13.204 s, ending now
+    assert max(stamps) == pytest.approx(now) and min(stamps) == pytest.approx(now - 13.204)
+    scenarios = list(labelled(root, mordor))
+    assert len(scenarios) == 44  # of 45, one names no technique (T0000)
+    assert all("T0000" not in s.expect.techniques for s in scenarios)
+
+
+def test_a_step_replays_or_fires_and_fire_needs_consent(tmp_path) -> None:
+    path = tmp_path / "s.yml"
+    fire = GOOD.replace('{replay: "windows/x.evtx.gz"}', "{fire: [nmap, -sS, 10.0.0.2]}")
+    path.write_text(fire)
+    (scenario,) = load(path)
+    assert scenario.live and scenario.steps[0].fire == ("nmap", "-sS", "10.0.0.2")
+    for bad in (
+        GOOD.replace('{replay: "windows/x.evtx.gz"}', "{replay: x, fire: [nmap]}"),
+        GOOD.replace('{replay: "windows/x.evtx.gz"}', "{shift_time: false}"),
+        GOOD.replace('{replay: "windows/x.evtx.gz"}', "{fire: []}"),
+    ):
+        path.write_text(bad)
+        with pytest.raises(Invalid, match="steps"):
+            load(path)
+    # without consent nothing is run: the scenario is kept with the reason
+    asked: list[str] = []
+
+    def vigil(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        return httpx.Response(200, json=[])
+
+    client = httpx.Client(base_url="http://vigil", transport=httpx.MockTransport(vigil))
+    result = run(client, [scenario], data=tmp_path)
+    (outcome,) = result.outcomes
+    assert outcome.problem is not None and "--live-fire" in outcome.problem
+    assert outcome.fired == [] and asked == ["/api/v1/rules"] and result.tested == []

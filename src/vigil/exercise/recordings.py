@@ -1,15 +1,18 @@
 """A recording's records as Vigil's HTTP intake takes them, one JSON text each: an EVTX file
 (plain or gzip'd) as evtx-rs JSON documents (what SigmaHQ's samples hold), JSON lines as
-they are, a JSON array or a CloudTrail file (`{"Records": [...]}`) element by element.
+they are, a JSON array or a CloudTrail file (`{"Records": [...]}`) element by element, a zip
+archive (OTRF's Security Datasets) member by member.
 
 `shifted` moves a recording's time stamps so its last record is now (an EVTX record's
-`SystemTime`, CloudTrail's `eventTime`, Zeek's `ts`), its spacing kept: a replay then
+`SystemTime`, CloudTrail's `eventTime`, Zeek's `ts`, a flat record's `@timestamp` and
+kin), its spacing kept: a replay then
 looks like an attack happening, to correlation windows and risk that decays with time."""
 
 from __future__ import annotations
 
 import gzip
 import io
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,8 +39,30 @@ def _bytes(path: Path) -> bytes:
 
 
 def records(path: Path) -> list[bytes]:
-    """The recording's records, in order (Invalid when it is none of the kinds read)."""
+    """The recording's records, in order (Invalid when it is none of the kinds read); a zip
+    archive's (as OTRF's Security Datasets come), member after member."""
     data = _bytes(path)
+    if data[:4] == b"PK\x03\x04":
+        return [r for member in _members(path, data) for r in _records(path, member)]
+    return _records(path, data)
+
+
+def _members(path: Path, data: bytes) -> list[bytes]:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = [
+                i.filename
+                for i in archive.infolist()
+                if not i.is_dir() and not i.filename.startswith("__MACOSX/")
+            ]
+            if sum(archive.getinfo(n).file_size for n in names) > MAX_RECORDING_BYTES:
+                raise Invalid(f"{path}: inflates past {MAX_RECORDING_BYTES:,} bytes")
+            return [archive.read(name) for name in sorted(names)]
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise Invalid(f"{path}: not a readable zip archive: {exc}") from None
+
+
+def _records(path: Path, data: bytes) -> list[bytes]:
     if data[:8] == b"ElfFile\x00":
         from evtx import PyEvtxParser
 
@@ -65,34 +90,41 @@ def records(path: Path) -> list[bytes]:
     return lines
 
 
-def _stamp(doc: dict[str, Any]) -> tuple[dict[str, Any], str, str] | None:
-    """Where a record holds its time: (the dict, the key, the kind: iso or epoch)."""
+# Flat records (Mordor's, Winlogbeat's, NXLog's): every time stamp they carry, moved alike
+FLAT_TIMES = ("@timestamp", "TimeCreated", "EventTime", "EventReceivedTime", "timestamp")
+
+
+def _stamps(doc: dict[str, Any]) -> list[tuple[dict[str, Any], str, str]]:
+    """Where a record holds its time, the one read first: (the dict, the key, the kind: iso
+    or epoch) each."""
     system = doc.get("Event", {}).get("System") if isinstance(doc.get("Event"), dict) else None
     if isinstance(system, dict):
         created = system.get("TimeCreated", {}).get("#attributes")
         if isinstance(created, dict) and isinstance(created.get("SystemTime"), str):
-            return created, "SystemTime", "iso"
+            return [(created, "SystemTime", "iso")]
     if isinstance(doc.get("eventTime"), str):
-        return doc, "eventTime", "iso"
+        return [(doc, "eventTime", "iso")]
     if isinstance(doc.get("ts"), int | float) and not isinstance(doc.get("ts"), bool):
-        return doc, "ts", "epoch"
-    return None
+        return [(doc, "ts", "epoch")]
+    return [(doc, key, "iso") for key in FLAT_TIMES if isinstance(doc.get(key), str)]
 
 
 def shifted(lines: list[bytes], now: float) -> list[bytes]:
     """The records with their time stamps moved so the latest is `now`; records without a
     time stamp Vigil reads are left as they are."""
     docs = [orjson.loads(line) for line in lines]
-    places = [_stamp(d) if isinstance(d, dict) else None for d in docs]
-    times = [parse_time(place[0][place[1]]) if place is not None else None for place in places]
+    places = [_stamps(d) if isinstance(d, dict) else [] for d in docs]
+    times = [parse_time(place[0][0][place[0][1]]) if place else None for place in places]
     known = [t for t in times if t is not None]
     if not known:
         return lines
     delta = now - max(known)
     out = []
-    for doc, place, when in zip(docs, places, times, strict=True):
-        if place is not None and when is not None:
-            holder, key, kind = place
+    for doc, place in zip(docs, places, strict=True):
+        for holder, key, kind in place:
+            when = parse_time(holder[key])
+            if when is None:
+                continue
             moved = when + delta
             holder[key] = (
                 moved

@@ -158,7 +158,8 @@ def labelled(data: Path, dataset: str = "windows/evtx-to-mitre-attack") -> Itera
         named = (tactic_shortname(t) for t in row.get("tactics") or ())
         tactics = tuple(dict.fromkeys(t for t in named if t is not None))
         given = row.get("techniques") or row.get("technique_ids") or ()
-        techniques = tuple(t for t in given if TECHNIQUE.fullmatch(t))  # ATT&CK's, not AWS's
+        # ATT&CK's, not AWS's; not OTRF's T0000 (no technique named)
+        techniques = tuple(t for t in given if TECHNIQUE.fullmatch(t) and t != "T0000")
         if not tactics and not techniques:
             continue
         yield Scenario(

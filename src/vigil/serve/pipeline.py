@@ -318,7 +318,8 @@ class Detector:
                 for fired in self.correlation.feed(hit):
                     if fired.spec.output:  # on the event that completed it
                         detection = correlation_detection(fired, detected_at)
-                        found.append(self._correlated(detection, offset if offset >= 0 else None))
+                        at = offset if offset >= 0 else None
+                        found.append(self._correlated(detection, at, fired.hits))
         if self.indicators is not None:
             sightings = [
                 IntelScan.sighting(a.detection) for a in found if a.detection.kind == "indicator"
@@ -353,13 +354,16 @@ class Detector:
             self.rejects.add(items)
 
     @staticmethod
-    def _correlated(detection: Detection, offset: int | None) -> Alert:
+    def _correlated(detection: Detection, offset: int | None, hits: Sequence[Hit]) -> Alert:
         refs = orjson.dumps(detection.details.get("events", []), default=str).decode()
         view: dict[str, Any] = {"host.name": detection.host} if detection.host else {}
-        # the addresses it counted by (a scanner, a password guesser, a tunnelling host)
-        addresses = [a for a in (detection.details.get("group") or {}).values() if _is_ip(a)]
+        # the addresses it counted by (a scanner, a password guesser, a tunnelling host),
+        # then those its events name (the hosts one mapped the shares of...)
+        group = (detection.details.get("group") or {}).values()
+        named = (value for hit in hits for value in hit.fields.values())
+        addresses = [a for a in dict.fromkeys(map(str, (*group, *named))) if _is_ip(a)]
         if addresses:
-            view["related.ip"] = addresses
+            view["related.ip"] = addresses[:MAX_CORRELATED_ADDRESSES]
         return Alert(alert_id(detection, refs), detection, entities_in(view), offset=offset)
 
 
@@ -748,6 +752,9 @@ class Pipeline:
         while not self._stop.is_set():
             if not self.step(0.25):
                 self.idle()
+
+
+MAX_CORRELATED_ADDRESSES = 50  # a correlation's IP entities at most
 
 
 def _is_ip(value: Any) -> bool:
