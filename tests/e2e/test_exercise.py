@@ -43,6 +43,7 @@ SYSTEM = ("c:\\windows\\system32\\", "c:\\program files\\windows defender\\")
 OS_SERVICES = {"wininit.exe", "csrss.exe", "services.exe", "svchost.exe", "lsm.exe",
                "wmiprvse.exe", "lsass.exe"}  # fmt: skip
 DCSYNC_GROUPS = {"exchange windows permissions", "exchange trusted subsystem"}
+OTRF = "windows/otrf-security-datasets"
 
 
 def dumps_lsass(path: Path) -> bool:
@@ -79,6 +80,21 @@ def dumps_lsass(path: Path) -> bool:
         if (
             event_id in ("4728", "4732", "4756")
             and str(data.get("TargetUserName", "")).lower() in DCSYNC_GROUPS
+        ):
+            return True
+    return False
+
+
+def reads_lsass(path: Path) -> bool:
+    """An OTRF recording (flat events) holds a Sysmon 10 read of LSASS by a process not of
+    Windows: plain reading."""
+    for line in records(path):
+        event = orjson.loads(line)
+        if (
+            str(event.get("EventID")) == "10"
+            and str(event.get("TargetImage", "")).lower().endswith("\\lsass.exe")
+            and str(event.get("GrantedAccess", "")).lower() in READ_ACCESS
+            and not str(event.get("SourceImage", "")).lower().startswith(SYSTEM)
         ):
             return True
     return False
@@ -133,9 +149,33 @@ def test_an_exercise_scores_the_credential_dumping_recordings(tmp_path, data_roo
         cloud = exercise(
             run_cli, served, data_root, tmp_path / "aws", "--labelled", "cloud/stratus-red-team"
         )
+        mordor = exercise(
+            run_cli,
+            served,
+            data_root,
+            tmp_path / "otrf",
+            "--labelled",
+            OTRF,
+            "--only",
+            "credential",
+        )
     finally:
         served.stop()
     assert cloud.exit_code == 0, cloud.output
+    # OTRF's Security Datasets (zip archives of flat JSON events): of the eight credential
+    # access recordings, the one holding an LSASS read by a non-system process (Dumpert's
+    # syscalls, Sysmon 10: read here, not through Vigil) is the one found
+    assert mordor.exit_code == 0, mordor.output
+    otrf = json.loads((tmp_path / "otrf" / "results.json").read_text())
+    by_hand = {
+        s.name
+        for s in labelled(data_root, OTRF)
+        if "credential" in s.id and reads_lsass(data_root / str(s.steps[0].replay))
+    }
+    assert otrf["tested"] == 8 and by_hand == {
+        "credential_access/host/cmd_lsass_memory_dumpert_syscalls.zip"
+    }
+    assert {s["name"] for s in otrf["scenarios"] if s["detected"]} == by_hand
     # Stratus detonations, their CloudTrail moved to now: Vigil's pack finds all 35
     # (tests/detect/test_starter_rules.py), each by an alert of its labelled tactic; seven by
     # a correlation (many secrets, instances, sessions...), whose alert is on the event that
