@@ -13,6 +13,7 @@ not through Vigil. Served again without those rules, the same run falls under
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import orjson
@@ -44,6 +45,8 @@ OS_SERVICES = {"wininit.exe", "csrss.exe", "services.exe", "svchost.exe", "lsm.e
                "wmiprvse.exe", "lsass.exe"}  # fmt: skip
 DCSYNC_GROUPS = {"exchange windows permissions", "exchange trusted subsystem"}
 OTRF = "windows/otrf-security-datasets"
+APT29_DAY1 = Path(__file__).resolve().parents[2] / "scenarios" / "otrf-apt29-day1.yml"
+WEBDAV_RULE = "proxy_downloadcradle_webdav.yml"
 
 
 def dumps_lsass(path: Path) -> bool:
@@ -140,6 +143,8 @@ def test_an_exercise_scores_the_credential_dumping_recordings(tmp_path, data_roo
         )
     )
     served = Served(tmp_path / "with", env={"VIGIL_STARTER_RULES": "true"})
+    webdav = data_root / "sigma" / "rules" / "web" / "proxy_generic" / WEBDAV_RULE
+    shutil.copy(webdav, served.rules)  # SigmaHQ's, for the APT29 day's Zeek
     served.start()
     try:
         result = exercise(
@@ -149,6 +154,7 @@ def test_an_exercise_scores_the_credential_dumping_recordings(tmp_path, data_roo
         cloud = exercise(
             run_cli, served, data_root, tmp_path / "aws", "--labelled", "cloud/stratus-red-team"
         )
+        apt29 = exercise(run_cli, served, data_root, tmp_path / "apt29", str(APT29_DAY1))
         mordor = exercise(
             run_cli,
             served,
@@ -165,6 +171,23 @@ def test_an_exercise_scores_the_credential_dumping_recordings(tmp_path, data_roo
     # OTRF's Security Datasets (zip archives of flat JSON events): of the eight credential
     # access recordings, the one holding an LSASS read by a non-system process (Dumpert's
     # syscalls, Sysmon 10: read here, not through Vigil) is the one found
+    # OTRF's APT29 day 1 as Zeek saw it, its 26 logs replayed together: the exfiltration to
+    # the attacker's WebDAV share (GET requests of Windows' WebDAV client to 192.168.0.4,
+    # `grep WebDAV-MiniRedir SCRANTON_http.log`) is found, in an incident
+    assert apt29.exit_code == 0, apt29.output
+    (day,) = json.loads((tmp_path / "apt29" / "results.json").read_text())["scenarios"]
+    http = data_root / "network/otrf-apt29-zeek/day1/zeek/individual_zeek_logs/SCRANTON_http.log"
+    fetched = [
+        r
+        for r in map(orjson.loads, http.read_bytes().splitlines())
+        if r.get("user_agent", "").startswith("Microsoft-WebDAV-MiniRedir/")
+        and r["method"] == "GET"
+    ]
+    assert len(fetched) == 2 and {r["id_resp_h"] for r in fetched} == {"192.168.0.4"}
+    assert day["passed"] and day["rules"] == ["Windows WebDAV User Agent"] and day["incident"]
+    lines = [ln for log in http.parent.glob("*.log") for ln in log.read_bytes().splitlines()]
+    assert day["records"] == sum(1 for line in lines if line.strip()) == 2140  # every record
+    assert day["time_to_detect_s"] < 5
     assert mordor.exit_code == 0, mordor.output
     otrf = json.loads((tmp_path / "otrf" / "results.json").read_text())
     by_hand = {

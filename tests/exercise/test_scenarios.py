@@ -11,8 +11,9 @@ import orjson
 import pytest
 
 from vigil.errors import Invalid
+from vigil.events import parse_time
 from vigil.exercise import Expect, Scenario, Step, labelled, load, matches, run
-from vigil.exercise.recordings import records, shifted
+from vigil.exercise.recordings import latest, records, shifted
 
 DATASET = "windows/evtx-to-mitre-attack"
 LSASS = "TA0006-Credential Access/T1003-Credential dumping/ID10-Mimikatz LSASS process dump.evtx.gz"
@@ -175,3 +176,16 @@ def test_a_step_replays_or_fires_and_fire_needs_consent(tmp_path) -> None:
     (outcome,) = result.outcomes
     assert outcome.problem is not None and "--live-fire" in outcome.problem
     assert outcome.fired == [] and asked == ["/api/v1/rules"] and result.tested == []
+
+
+def test_recordings_replayed_together_keep_their_timeline(need_data) -> None:
+    root = need_data("cloud", "stratus-red-team")
+    early = records(root / STRATUS)
+    late = records(root / "aws.defense-evasion.cloudtrail-stop.json")
+    first, second = latest(early), latest(late)
+    assert first is not None and second is not None and first != second
+    now = 1_800_000_000.0
+    newest = max(first, second)
+    moved = [max(parse_time(orjson.loads(r)["eventTime"]) for r in shifted(lines, now, newest))
+             for lines in (early, late)]  # fmt: skip
+    assert moved == pytest.approx([now - (newest - first), now - (newest - second)])

@@ -109,16 +109,27 @@ def _stamps(doc: dict[str, Any]) -> list[tuple[dict[str, Any], str, str]]:
     return [(doc, key, "iso") for key in FLAT_TIMES if isinstance(doc.get(key), str)]
 
 
-def shifted(lines: list[bytes], now: float) -> list[bytes]:
-    """The records with their time stamps moved so the latest is `now`; records without a
-    time stamp Vigil reads are left as they are."""
+def latest(lines: list[bytes]) -> float | None:
+    """The latest time stamp of the records, if they carry any."""
+    known = [t for t in _times([orjson.loads(line) for line in lines]) if t is not None]
+    return max(known) if known else None
+
+
+def _times(docs: list[Any]) -> list[float | None]:
+    places = [_stamps(d) if isinstance(d, dict) else [] for d in docs]
+    return [parse_time(place[0][0][place[0][1]]) if place else None for place in places]
+
+
+def shifted(lines: list[bytes], now: float, last: float | None = None) -> list[bytes]:
+    """The records with their time stamps moved so the latest is `now` (or so that `last`,
+    the latest of several recordings replayed together, is: their timeline kept); records
+    without a time stamp Vigil reads are left as they are."""
     docs = [orjson.loads(line) for line in lines]
     places = [_stamps(d) if isinstance(d, dict) else [] for d in docs]
-    times = [parse_time(place[0][0][place[0][1]]) if place else None for place in places]
-    known = [t for t in times if t is not None]
+    known = [t for t in _times(docs) if t is not None]
     if not known:
         return lines
-    delta = now - max(known)
+    delta = now - (max(known) if last is None else last)
     out = []
     for doc, place in zip(docs, places, strict=True):
         for holder, key, kind in place:
@@ -135,4 +146,4 @@ def shifted(lines: list[bytes], now: float) -> list[bytes]:
     return out
 
 
-__all__ = ["records", "shifted"]
+__all__ = ["latest", "records", "shifted"]

@@ -32,7 +32,7 @@ import httpx
 
 from vigil.errors import Invalid, Unavailable, VigilError
 from vigil.events.records import tags_match
-from vigil.exercise.recordings import records, shifted
+from vigil.exercise.recordings import latest, records, shifted
 from vigil.exercise.scenario import Scenario
 
 CHUNK = 5_000  # records a request
@@ -209,6 +209,9 @@ def _one(client: httpx.Client, scenario: Scenario, data: Path, live_fire: bool) 
     last: int | None = None
     try:
         recorded = {n: records(data / s.replay) for n, s in enumerate(scenario.steps) if s.replay}
+        # the recordings replayed together keep their timeline: the latest record is now
+        stamps = [latest(recorded[n]) for n, s in enumerate(scenario.steps) if s.replay]
+        newest = max((t for t in stamps if t is not None), default=None)
         began = time.time()
         for number, step in enumerate(scenario.steps):
             if step.fire is not None:
@@ -216,7 +219,7 @@ def _one(client: httpx.Client, scenario: Scenario, data: Path, live_fire: bool) 
                 continue
             lines = recorded[number]
             outcome.records += len(lines)
-            sent = _send(client, shifted(lines, time.time()) if step.shift_time else lines)
+            sent = _send(client, shifted(lines, began, newest) if step.shift_time else lines)
             first = sent[0] if first is None else first
             last = sent[1] if sent[1] is not None else last
     except VigilError as exc:
