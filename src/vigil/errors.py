@@ -7,6 +7,7 @@ in one place (`vigil.api.app`), never by reading the message."""
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
 
 
 class VigilError(Exception):
@@ -81,10 +82,7 @@ def storage_problem(exc: BaseException) -> StorageUnavailable | None:
     """What an error means for storage, when one of its causes is the data folder's file
     system refusing writes (full, read-only, not writable, failing): a StorageFull or an
     Unavailable to raise or report; None when the error has another cause."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in _causes(exc):
         if isinstance(current, StorageUnavailable):
             return current
         if isinstance(current, OSError) and current.errno is not None:
@@ -101,9 +99,18 @@ def storage_problem(exc: BaseException) -> StorageUnavailable | None:
             if code & 0xFF in _SQLITE_UNWRITABLE:
                 reason = _SQLITE_UNWRITABLE[code & 0xFF]
                 return StorageUnavailable(f"the state database is {reason} ({current})", 10.0)
+    return None
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The error, then what caused it, in turn (each once)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
         # SQLAlchemy keeps the driver's error as `orig`
         current = getattr(current, "orig", None) or current.__cause__ or current.__context__
-    return None
 
 
 # The longest wait between retries while the bus or a server is out of reach: work resumes
@@ -118,11 +125,4 @@ def outage(exc: BaseException) -> Unavailable | None:
     storage = storage_problem(exc)
     if storage is not None:
         return storage
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, Unavailable):
-            return current
-        current = current.__cause__ or current.__context__
-    return None
+    return next((c for c in _causes(exc) if isinstance(c, Unavailable)), None)

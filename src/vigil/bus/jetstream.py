@@ -39,14 +39,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 import nats
-from nats.errors import (
-    ConnectionClosedError,
-    ConnectionReconnectingError,
-    NoRespondersError,
-    NoServersError,
-    OutboundBufferLimitError,
-    StaleConnectionError,
-)
+import nats.errors
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType
 from nats.js.errors import NotFoundError, ServiceUnavailableError
@@ -70,12 +63,12 @@ class BusUnavailable(Unavailable):
 # What NATS raises while it cannot be reached (restarting, reconnecting, JetStream not yet
 # ready): not a fault of what was asked, so it is raised as BusUnavailable, to wait and retry
 _OUTAGE = (
-    ConnectionClosedError,
-    ConnectionReconnectingError,
-    NoRespondersError,
-    NoServersError,
-    OutboundBufferLimitError,
-    StaleConnectionError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.NoRespondersError,
+    nats.errors.NoServersError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.StaleConnectionError,
     ServiceUnavailableError,
 )
 
