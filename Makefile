@@ -21,7 +21,7 @@ install: $(STAMP)
 # openssh-server, nginx, dnsmasq, iodine) and attack tools (nmap, hydra, gobuster, curl); from
 # Debian, installed when missing (as root, as CI runs).
 SERVERS := $(VENV)/.servers
-$(SERVERS): $(STAMP)
+$(SERVERS): $(STAMP) Makefile
 	@missing=""; \
 	command -v nats-server >/dev/null 2>&1 || missing="$$missing nats-server"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
