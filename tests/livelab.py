@@ -24,6 +24,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,7 +49,7 @@ table inet vigil_lab {
 ULOGD = """
 [global]
 logfile="%(folder)s/ulogd-daemon.log"
-loglevel=5
+loglevel=3
 plugin="%(plugins)s/ulogd_inppkt_NFLOG.so"
 plugin="%(plugins)s/ulogd_raw2packet_BASE.so"
 plugin="%(plugins)s/ulogd_filter_IFINDEX.so"
@@ -126,6 +127,7 @@ class LiveLab:
         self.namespaces: list[str] = []
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs = {n: folder / f"{n}.log" for n in ("firewall", "access", "dns")}
+        self._said: Any = None  # the services' own messages
 
     def attacker(self, name: str) -> tuple[str, str, str]:
         return self.attackers[name]
@@ -208,21 +210,25 @@ class LiveLab:
 
     def _run(self, command: list[str], **kwargs) -> subprocess.Popen[bytes]:
         kwargs.setdefault("stdout", subprocess.DEVNULL)
-        kwargs.setdefault("stderr", (self.folder / "services.log").open("ab"))
-        process = subprocess.Popen(command, **kwargs)
+        if "stderr" not in kwargs:
+            kwargs["stderr"] = self._said = self._said or (self.folder / "services.log").open("ab")
+        # their logs' time stamps carry no zone: written in UTC, as Vigil reads them
+        process = subprocess.Popen(command, env={**os.environ, "TZ": "UTC"}, **kwargs)
         self.processes.append(process)
         return process
 
     def _ready(self) -> None:
-        """Until the services answer from the bystander's side (and ulogd logs)."""
-        namespace, _, address = self.attacker("bystander")
+        """Until sshd and nginx answer from the bystander's side and ulogd has started."""
+        started = self.folder / "ulogd-daemon.log"
         deadline = time.monotonic() + 30
-        while not all(self.connects("bystander", port) for port in (22, 80)):
+        while not (
+            all(self.connects("bystander", port) for port in (22, 80))
+            and "entering main loop" in (started.read_text() if started.exists() else "")
+        ):
             if time.monotonic() > deadline:
                 said = (self.folder / "services.log").read_text(errors="replace")[-3000:]
                 raise AssertionError(f"the lab's services did not come up: {said}")
             time.sleep(0.2)
-        del namespace, address
 
     def connects(self, name: str, port: int) -> bool:
         """Whether a TCP connection from attacker `name` reaches the test host's port."""
@@ -248,3 +254,5 @@ class LiveLab:
                 process.kill()
         for namespace in self.namespaces:
             subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
+        if self._said is not None:
+            self._said.close()

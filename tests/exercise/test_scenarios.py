@@ -4,6 +4,8 @@ recording; an alert matches by technique (its sub-techniques too) or tactic."""
 from __future__ import annotations
 
 import itertools
+import sys
+import time
 from datetime import datetime
 
 import httpx
@@ -189,3 +191,34 @@ def test_recordings_replayed_together_keep_their_timeline(need_data) -> None:
     moved = [max(parse_time(orjson.loads(r)["eventTime"]) for r in shifted(lines, now, newest))
              for lines in (early, late)]  # fmt: skip
     assert moved == pytest.approx([now - (newest - first), now - (newest - second)])
+
+
+def test_a_fire_step_runs_its_arguments_as_given_and_is_stopped_in_time(tmp_path) -> None:
+    said = "import sys; print(repr(sys.argv[1:]), file=sys.stderr)"
+    sleeper = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', " \
+        "'import time; time.sleep(30)']); time.sleep(30)"  # fmt: skip
+    scenario = Scenario(
+        id="live",
+        name="live",
+        steps=(
+            Step(fire=(sys.executable, "-c", said, "; id", "$(id)", "`id`")),
+            Step(fire=(sys.executable, "-c", sleeper), timeout_s=1.0),
+        ),
+        expect=Expect(techniques=("T1046",), within_s=0.5),
+    )
+    client = httpx.Client(
+        base_url="http://vigil",
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, json=[])),
+    )
+    started = time.monotonic()
+    (outcome,) = run(client, [scenario], data=tmp_path, live_fire=True).outcomes
+    assert time.monotonic() - started < 10  # the sleeper and its child stopped at 1 s
+    literal, stopped = outcome.fired
+    assert literal["exit"] == 0 and literal["said"] == "['; id', '$(id)', '`id`']"  # no shell
+    assert stopped["stopped"] and stopped["exit"] is None
+    assert outcome.problem is None and not outcome.detected
+    missing = Scenario(
+        id="m", name="m", steps=(Step(fire=("/nonexistent/nmap",)),), expect=scenario.expect
+    )
+    (gone,) = run(client, [missing], data=tmp_path, live_fire=True).outcomes
+    assert gone.problem is not None and "cannot run '/nonexistent/nmap'" in gone.problem

@@ -40,7 +40,7 @@ def test_sshd_login_attempts_name_outcome_user_and_source(need_data) -> None:
         e for e in events if e.fields["message"] == "Invalid user support from 95.152.57.58"
     )
     assert (first.fields["outcome"], first.fields["user"], first.fields["src_ip"]) == (
-        "failure",
+        "invalid-user",
         "support",
         "95.152.57.58",
     )
@@ -178,3 +178,36 @@ def test_web_attacks_in_an_access_log(pack) -> None:
     assert found["Web Content Discovery"] >= 1
     assert found["Shell Command in a Web Request"] == 1  # the shell, not the search
     assert _scan_lines(pack, wordlist[:29])["Web Content Discovery"] == 0
+
+
+def test_a_client_cannot_name_another_address_through_what_it_sends() -> None:
+    """What a client chooses (a user name, a query name, a request an application logs) never
+    decides the source address rules count by and playbooks block."""
+    user, query, extra, request, udp = events_of(
+        "Dec  3 16:13:01 h sshd[7]: Failed password for invalid user a from 10.0.0.1 port 22 "
+        "from 203.0.113.66 port 5555 ssh2",
+        "Dec  3 16:13:02 dnsmasq[8]: query[A] evil from 10.0.0.1 from 203.0.113.67",
+        "Dec  3 16:13:02 dnsmasq[8]: 7 203.0.113.68/3333 query[A] evil from 10.0.0.1 from 10.0.0.2",
+        "Dec  3 16:13:03 web nginx: GET /IN=x SRC=10.0.0.1 DST=10.0.0.2 PROTO=TCP DPT=22",
+        "Dec  3 16:13:04 fw kernel: [1.5] DROP IN=e OUT= SRC=198.51.100.1 DST=192.0.2.1 "
+        "PROTO=UDP SPT=1 DPT=2 DF",
+    )
+    assert (user.fields["src_ip"], user.fields["user"]) == (
+        "203.0.113.66",
+        "a from 10.0.0.1 port 22",
+    )
+    assert user.ecs["source.ip"] == "203.0.113.66"
+    assert query.fields["src_ip"] == "203.0.113.67"
+    assert extra.fields["src_ip"] == "203.0.113.68"  # log-queries=extra: dnsmasq's own word
+    assert request.dataset == "syslog" and "src_ip" not in request.fields
+    assert udp.fields["src_ip"] == "198.51.100.1" and "tcp_flags" not in udp.fields  # DF: IP's
+
+
+def test_an_unknown_user_is_one_attempt_not_two() -> None:
+    invalid, failed = events_of(
+        "Dec  3 16:13:01 h sshd[7]: Invalid user admin from 203.0.113.5 port 4242",
+        "Dec  3 16:13:01 h sshd[7]: Failed password for invalid user admin from 203.0.113.5 "
+        "port 4242 ssh2",
+    )
+    assert invalid.fields["outcome"] == "invalid-user" and failed.fields["outcome"] == "failure"
+    assert invalid.ecs["event.outcome"] == failed.ecs["event.outcome"] == "failure"

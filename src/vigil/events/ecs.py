@@ -114,20 +114,31 @@ def _basename(value: Any) -> str:
     return text.replace("\\", "/").rsplit("/", 1)[-1]
 
 
-# sshd's messages about logins (the outcome, user and peer of each attempt); linear patterns.
+# sshd's messages about logins (the outcome, user and peer of each attempt), matched from the
+# message's start; the peer is the one sshd writes last, at the end: a user name sent by the
+# client (`a from 10.0.0.1 port 22`) cannot name another. Bounded: no nested quantifiers.
+_SSHD_END = r" from (\S{1,64}) port (\d{1,5})(?: ssh2)?(?: \[preauth\])?$"
 _SSHD = (
-    (re.compile(r"Accepted \S+ for (\S+) from (\S+) port (\d+)"), "success"),
-    (re.compile(r"Failed \S+ for (?:invalid user )?(\S*) from (\S+) port (\d+)"), "failure"),
-    (re.compile(r"Invalid user (\S*) from (\S+)(?: port (\d+))?"), "failure"),
+    (re.compile(r"Accepted \S{1,64} for (\S{1,256}) from (\S{1,64}) port (\d{1,5})"), "success"),
+    (re.compile(r"Failed \S{1,64} for (?:invalid user )?(.{0,256})" + _SSHD_END), "failure"),
+    # the attempt's own `Failed ... for invalid user` line counts it: this one says who
+    (
+        re.compile(
+            r"Invalid user (.{0,256}) from (\S{1,64})(?: port (\d{1,5}))?(?: \[preauth\])?$"
+        ),
+        "invalid-user",
+    ),
 )
 
 
 def sshd_login(text: str) -> tuple[str, str, str, int | None] | None:
     """An sshd message about a login attempt as (outcome, user, peer, port), else None:
-    `Failed password for invalid user admin from 1.2.3.4 port 2222 ssh2` and its kin."""
+    `Failed password for invalid user admin from 1.2.3.4 port 2222 ssh2` and its kin. The
+    outcome is success, failure (an attempt refused) or invalid-user (sshd naming an unknown
+    user, before that attempt's failure)."""
     text = text[:2048]
     for pattern, outcome in _SSHD:
-        found = pattern.search(text)
+        found = pattern.match(text)
         if found:
             port = int(found.group(3)) if found.group(3) else None
             return outcome, found.group(1), found.group(2), port
@@ -141,7 +152,7 @@ def _sshd(value: Any) -> dict[str, Any]:
     outcome, user, peer, port = login
     out: dict[str, Any] = {
         "event.category": "authentication",
-        "event.outcome": outcome,
+        "event.outcome": "success" if outcome == "success" else "failure",
         "user.name": user,
         "source.ip": _ip(peer),
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import io
 import zipfile
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,9 @@ def _members(path: Path, data: bytes) -> list[bytes]:
             if sum(archive.getinfo(n).file_size for n in names) > MAX_RECORDING_BYTES:
                 raise Invalid(f"{path}: inflates past {MAX_RECORDING_BYTES:,} bytes")
             return [archive.read(name) for name in sorted(names)]
-    except (zipfile.BadZipFile, OSError) as exc:
+    # unsupported compression (NotImplementedError), encrypted (RuntimeError), corrupt
+    except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError, EOFError,
+            zlib.error) as exc:  # fmt: skip
         raise Invalid(f"{path}: not a readable zip archive: {exc}") from None
 
 

@@ -20,6 +20,9 @@ response engine stamps it); a scenario passes when all it expects happened in ti
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import statistics
 import subprocess
 import time
@@ -38,6 +41,8 @@ from vigil.exercise.scenario import Scenario
 CHUNK = 5_000  # records a request
 PAGE = 1_000  # alerts a request
 IDLE_POLL_S = 0.05
+# A shell's exits for a command not found (127) or not executable (126): nothing was fired
+NOT_RUN = (126, 127)
 
 
 @dataclass
@@ -210,7 +215,9 @@ def _one(client: httpx.Client, scenario: Scenario, data: Path, live_fire: bool) 
     try:
         recorded = {n: records(data / s.replay) for n, s in enumerate(scenario.steps) if s.replay}
         # the recordings replayed together keep their timeline: the latest record is now
-        stamps = [latest(recorded[n]) for n, s in enumerate(scenario.steps) if s.replay]
+        stamps = [
+            latest(recorded[n]) for n, s in enumerate(scenario.steps) if s.shift_time and s.replay
+        ]
         newest = max((t for t in stamps if t is not None), default=None)
         began = time.time()
         for number, step in enumerate(scenario.steps):
@@ -257,28 +264,45 @@ def _one(client: httpx.Client, scenario: Scenario, data: Path, live_fire: bool) 
 
 
 def _fire(command: Sequence[str], timeout_s: float) -> dict[str, Any]:
-    """Run a live-fire command (an argument list, no shell); what it did, for the report."""
+    """Run a live-fire command (an argument list, no shell) in a process group of its own,
+    stopped whole past `timeout_s` and when it ends (a tool's forked workers or daemon with
+    it); what it did, for the report. A command that cannot run is the scenario's problem."""
     started = time.monotonic()
     shown = " ".join(command)[:500]
     try:
-        done = subprocess.run(
+        process = subprocess.Popen(
             list(command),
-            capture_output=True,
-            timeout=timeout_s,
-            check=False,
             stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
-    except subprocess.TimeoutExpired:
-        return {"command": shown, "exit": None, "seconds": round(timeout_s, 3), "stopped": True}
     except OSError as exc:
         raise Invalid(f"cannot run {command[0]!r}: {exc}") from None
-    said = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    stopped = False
+    try:
+        _, said = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        stopped = True
+        _stop_group(process)
+        _, said = process.communicate()
+    finally:
+        _stop_group(process)
+    if process.returncode in NOT_RUN:
+        raise Invalid(f"{command[0]!r} could not run what it was given (exit {process.returncode})")
+    lines = said.decode("utf-8", "replace").strip().splitlines()
     return {
         "command": shown,
-        "exit": done.returncode,
+        "exit": None if stopped else process.returncode,
         "seconds": round(time.monotonic() - started, 3),
-        "said": said[-1][:300] if said else "",
+        "stopped": stopped,
+        "said": lines[-1][:300] if lines else "",
     }
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _live_alerts(

@@ -95,10 +95,18 @@ LINUX_SERVICES = {
 _RFC3164_TIME = re.compile(r"([A-Z][a-z]{2}) +(\d{1,2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))? ")
 _TAG = re.compile(r"([^\s:\[]{1,64})(?:\[([^\]]{0,32})\])?: ?")
 _CEF_KEY = re.compile(r"(?:^|(?<=\s))([A-Za-z0-9_.\[\]-]{1,64})=")
-# dnsmasq's query log (log-queries): `[serial peer/port ]query[A] name from 10.0.0.1`
+# dnsmasq's query log (log-queries): `[serial peer/port ]query[A] name from 10.0.0.1`. The
+# name is the client's: the asker is the address dnsmasq writes first (log-queries=extra) or
+# last, never one inside the name (`evil from 10.0.0.9`). Bounded, one backtrack at most.
 _DNSMASQ_QUERY = re.compile(
-    r"query\[([A-Za-z0-9]{1,16})\] (<name unprintable>|\S{1,1100}) from ([0-9A-Fa-f.:]{2,45})"
+    r"(?:\d{1,10} ([0-9A-Fa-f.:]{2,45})/\d{1,5} )?query\[([A-Za-z0-9]{1,16})\] "
+    r"(.{1,1100}) from ([0-9A-Fa-f.:]{2,45})$"
 )
+# Programs whose messages are netfilter packet logs: the kernel's, ulogd's (LOGEMU lines have
+# no tag: the rule's prefix stands where a program would); not any program's text that
+# looks like one (an application logging what a client sent)
+_PACKET_LOGGERS = {None, "kernel", "ulogd"}
+_TCP_FLAGS = frozenset({"SYN", "ACK", "FIN", "RST", "PSH", "URG", "ECE", "CWR"})
 # A netfilter packet log line's keys (the kernel's `log` and ulogd's LOGEMU write the same)
 _NETFILTER_KEYS = {
     "IN": "in_interface",
@@ -348,12 +356,13 @@ def enrich(fields: dict[str, Any]) -> str | None:
                 fields["src_port"] = port
         return None
     if program == "dnsmasq":
-        query = _DNSMASQ_QUERY.search(message[:1400])
+        query = _DNSMASQ_QUERY.match(message[:1400])
         if query is None:
             return None
-        fields.update(record_type=query.group(1), query=query.group(2), src_ip=query.group(3))
+        peer, record_type, name, asker = query.groups()
+        fields.update(record_type=record_type, query=name, src_ip=peer or asker)
         return "dns"
-    if "IN=" in message and " SRC=" in message and " PROTO=" in message:
+    if program in _PACKET_LOGGERS and "IN=" in message and " SRC=" in message:
         return "netfilter" if parse_netfilter(message, fields) else None
     return None
 
@@ -381,14 +390,14 @@ def parse_netfilter(message: str, out: dict[str, Any]) -> bool:
                 found[name] = value.lower()
             elif value:
                 found[name] = value
-        elif token.isalpha() and token.isupper() and len(token) <= 4:
-            flags.append(token)  # SYN, ACK, FIN, RST, PSH, URG, ECE, CWR
-    if "src_ip" not in found:
+        elif token in _TCP_FLAGS:
+            flags.append(token)
+    if "src_ip" not in found or "protocol" not in found:
         return False
     out.update(found)
     if prefix:
         out["prefix"] = prefix
-    if flags:
+    if flags and found["protocol"] == "tcp":  # not the IP header's (DF, CE, MF)
         out["tcp_flags"] = " ".join(flags)
     return True
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 from vigil.events import Event
+from vigil.events.model import parse_time
 from vigil.ingest.base import FileReport, Input, batched, numbered_lines
+from vigil.ingest.syslog import MONTHS
 
 NAME = "weblog"
 DATASET = "webserver.access"
@@ -69,11 +70,20 @@ def parse_line(text: str) -> tuple[dict[str, Any], float | None] | None:
         fields["cs-referer"] = referer
     if agent is not None and agent != "-":
         fields["cs-user-agent"] = agent
-    try:
-        when: float | None = datetime.strptime(stamp, "%d/%b/%Y:%H:%M:%S %z").timestamp()
-    except ValueError:
-        when = None
-    return fields, when
+    return fields, _time(stamp)
+
+
+def _time(stamp: str) -> float | None:
+    """`03/Dec/2026:16:13:01 +0100` (month names in English whatever the locale), read by
+    the one time parser (its range checks); None when it is not one."""
+    if len(stamp) != 26 or stamp[2] != "/" or stamp[6] != "/" or stamp[20] != " ":
+        return None
+    month = MONTHS.get(stamp[3:6])
+    if month is None:
+        return None
+    zone = stamp[21:]
+    iso = f"{stamp[7:11]}-{month:02d}-{stamp[:2]}T{stamp[12:20]}{zone[:3]}:{zone[3:]}"
+    return parse_time(iso)
 
 
 # (line number, fields, time)

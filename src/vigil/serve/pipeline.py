@@ -766,7 +766,8 @@ def _is_ip(value: Any) -> bool:
 
 
 def _event_order(alert: Alert) -> float:
-    """Alerts of one batch by their event's offset; correlations (no event) after them."""
+    """Alerts of one batch by their event's offset (a correlation's: the event that completed
+    it); those of no event (an import) after them."""
     return alert.offset if alert.offset is not None else math.inf
 
 

@@ -339,7 +339,10 @@ class StageRunner:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.step(0.25)
+            try:
+                self.step(0.25)
+            except Exception as exc:  # acknowledging or setting aside while one by one
+                self._unreachable(exc)
 
 
 def _reason(exc: BaseException) -> str:
