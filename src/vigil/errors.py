@@ -125,4 +125,21 @@ def outage(exc: BaseException) -> Unavailable | None:
     storage = storage_problem(exc)
     if storage is not None:
         return storage
-    return next((c for c in _causes(exc) if isinstance(c, Unavailable)), None)
+    for cause in _causes(exc):
+        if isinstance(cause, Unavailable):
+            return cause
+        if _database_out_of_reach(cause):
+            return Unavailable(f"the database cannot be reached now ({cause})", 5.0)
+    return None
+
+
+def _database_out_of_reach(exc: BaseException) -> bool:
+    """PostgreSQL refusing, dropping or shutting the connection (psycopg's OperationalError,
+    a connection SQLAlchemy found dead): the server's state, not the records'. Read by name:
+    the database driver is not this module's to import."""
+    if getattr(exc, "connection_invalidated", False) is True:
+        return True
+    return any(
+        kind.__name__ == "OperationalError" and kind.__module__.startswith("psycopg")
+        for kind in type(exc).__mro__
+    )
