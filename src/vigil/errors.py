@@ -118,6 +118,12 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 OUTAGE_BACKOFF = 5.0
 
 
+def retry_wait(tries: int, longest: float) -> float:
+    """How long to wait before the next try, after `tries` failures in a row: doubling from
+    a second, never past `longest`."""
+    return min(longest, 0.5 * 2.0 ** min(tries, 6))
+
+
 def outage(exc: BaseException) -> Unavailable | None:
     """What an error means when something the work needs cannot be reached or written now
     (the data folder, the bus, a server): not a fault of the records being processed, which

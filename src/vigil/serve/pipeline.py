@@ -11,7 +11,6 @@ acknowledges the batch. After a crash it starts again from the last acknowledged
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 import struct
@@ -32,9 +31,15 @@ from vigil.detect.core import DetectionCore, correlation_detection
 from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import CorrelationEngine, Hit, LoadedRules
 from vigil.detect.workers import WorkerError, WorkerPool
-from vigil.errors import OUTAGE_BACKOFF, StorageUnavailable, outage, storage_problem
+from vigil.errors import (
+    OUTAGE_BACKOFF,
+    StorageUnavailable,
+    outage,
+    retry_wait,
+    storage_problem,
+)
 from vigil.events import Event
-from vigil.events.entities import entities_in, entities_of
+from vigil.events.entities import entities_in, entities_of, entity_values
 from vigil.events.flows import flow_of, flows_record
 from vigil.events.records import Alert, alert_id, detected_now
 from vigil.ingest import FileReport
@@ -361,7 +366,8 @@ class Detector:
         # then those its events name (the hosts one mapped the shares of...)
         group = (detection.details.get("group") or {}).values()
         named = (value for hit in hits for value in hit.fields.values())
-        addresses = [a for a in dict.fromkeys(map(str, (*group, *named))) if _is_ip(a)]
+        found = (ip for value in (*group, *named) for ip in entity_values("ip", value))
+        addresses = list(dict.fromkeys(found))
         if addresses:
             view["related.ip"] = addresses[:MAX_CORRELATED_ADDRESSES]
         return Alert(alert_id(detection, refs), detection, entities_in(view), offset=offset)
@@ -631,12 +637,12 @@ class Pipeline:
                 log.warning("detection stage waits for storage: %s", storage)
             self.storage = storage
             self.problem = str(storage)
-            wait = min(MAX_BACKOFF, 0.5 * 2 ** min(self.consecutive, 6))
+            wait = retry_wait(self.consecutive, MAX_BACKOFF)
         elif (waiting := outage(exc)) is not None:  # the bus or a server out of reach
             if str(waiting) != self.problem:
                 log.warning("detection stage waits: %s", waiting)
             self.problem = str(waiting)
-            wait = min(OUTAGE_BACKOFF, 0.5 * 2 ** min(self.consecutive, 6))
+            wait = retry_wait(self.consecutive, OUTAGE_BACKOFF)
         elif self._isolating:
             lo, hi = self._isolating[0]
             if hi - lo > 1:
@@ -755,14 +761,6 @@ class Pipeline:
 
 
 MAX_CORRELATED_ADDRESSES = 50  # a correlation's IP entities at most
-
-
-def _is_ip(value: Any) -> bool:
-    try:
-        ipaddress.ip_address(str(value))
-    except ValueError:
-        return False
-    return True
 
 
 def _event_order(alert: Alert) -> float:

@@ -35,7 +35,7 @@ from vigil.config import Settings
 from vigil.correlate import Settings as CorrelateSettings
 from vigil.correlate.stage import IncidentStage
 from vigil.correlate.store import IncidentStore
-from vigil.errors import OUTAGE_BACKOFF, outage, storage_problem
+from vigil.errors import OUTAGE_BACKOFF, outage, retry_wait, storage_problem
 from vigil.respond.engine import Responder
 from vigil.respond.stage import AlertResponseStage, IncidentResponseStage
 from vigil.store.alerts import AlertStore
@@ -251,7 +251,7 @@ class StageRunner:
         if self.problem != f"{self.name} waiting: {reason}":
             log.warning("stage %s cannot use its stream (retrying): %s", self.name, reason)
         self.problem = f"{self.name} waiting: {reason}"
-        self._stop.wait(min(OUTAGE_BACKOFF, 0.25 * 2 ** min(self.consecutive, 6)))
+        self._stop.wait(retry_wait(self.consecutive, OUTAGE_BACKOFF))
 
     def wait_for(self, offset: int, timeout: float) -> bool:
         """Wait until every record before `offset` is processed (by the thread)."""
@@ -292,7 +292,7 @@ class StageRunner:
         if waiting is not None:
             self.problem = f"waiting: {waiting}"
             longest = MAX_BACKOFF if storage_problem(exc) is not None else OUTAGE_BACKOFF
-            self._stop.wait(min(longest, 0.5 * 2 ** min(self.consecutive, 6)))
+            self._stop.wait(retry_wait(self.consecutive, longest))
             return
         first, reason = records[0][0], _reason(exc)
         tries = self._strikes[first] = self._strikes.get(first, 0) + 1
