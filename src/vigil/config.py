@@ -73,6 +73,16 @@ class ApiSettings(BaseModel):
     max_records: Annotated[int, Field(gt=0)] = 100_000  # events in one ingest request
     rate_per_token: Annotated[float, Field(gt=0)] | None = None  # requests/s; None: no limit
     docs: bool = True  # serve /docs and /openapi.json
+    tls_cert: Path | None = None  # PEM: serve HTTPS (the console's cookies are then Secure)
+    tls_key: Path | None = None
+
+
+class ConsoleSettings(BaseModel):
+    """The web console (`/console`): sessions made from API tokens."""
+
+    enabled: bool = True
+    idle_s: Annotated[float, Field(gt=0)] = 1800.0  # a session ends after this long unused
+    max_s: Annotated[float, Field(gt=0)] = 43200.0  # and this long after sign-in at most
 
 
 class HuntSettings(BaseModel):
@@ -283,6 +293,7 @@ class Settings(BaseSettings):
     starter_rules: bool = True  # Vigil's own rules (vigil/rules), loaded beside `rules`
     indicators: bool = True  # match the live indicators of the store
     api: ApiSettings = ApiSettings()
+    console: ConsoleSettings = ConsoleSettings()
     pipeline: PipelineSettings = PipelineSettings()
     listeners: ListenerSettings = ListenerSettings()
     correlate: CorrelateSettings = CorrelateSettings()

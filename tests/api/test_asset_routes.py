@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from vigil.api.auth import TokenStore
-from vigil.api.server import build_app
+from vigil.web.server import build_app
 from vigil.assets import Inventory
 from vigil.config import Settings
 from vigil.correlate import AlertIn

@@ -17,7 +17,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.generation import GenerationMode
 
 from vigil.api.auth import TokenStore
-from vigil.api.server import build_app
+from vigil.web.server import build_app
 from vigil.config import Settings
 from vigil.detect.sigma import load_rules
 from vigil.serve.service import Service

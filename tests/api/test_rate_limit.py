@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from vigil.api.auth import TokenStore
-from vigil.api.server import build_app
+from vigil.web.server import build_app
 from vigil.config import Settings
 from vigil.detect.sigma import load_rules
 from vigil.serve.service import Service

@@ -10,7 +10,7 @@ import orjson
 from fastapi.testclient import TestClient
 
 from vigil.api.auth import TokenStore
-from vigil.api.server import build_app
+from vigil.web.server import build_app
 from vigil.config import Settings
 from vigil.ingest import FileReport, discover, read_events
 from vigil.serve.service import Service

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from vigil.api.auth import TokenStore
-from vigil.api.server import build_app
+from vigil.web.server import build_app
 from vigil.config import Settings
 from vigil.detect import Detection
 from vigil.scan import scan_inputs

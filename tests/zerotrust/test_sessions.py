@@ -13,7 +13,7 @@ from joserfc.jwk import KeySet
 
 from servers import Inbox, in_thread
 from vigil.api.auth import TokenStore
-from vigil.api.server import build_app
+from vigil.web.server import build_app
 from vigil.config import Settings
 from vigil.respond.audit import AuditLog
 from vigil.serve.service import Service

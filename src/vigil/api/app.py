@@ -148,6 +148,7 @@ def create_app(
         require=require,
         bearer=bearer,
     )
+    app.state.context = context  # what the console's pages are built from too
     for domain in DOMAINS:
         app.include_router(domain.router(context))
     if metrics is not None:

@@ -72,7 +72,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run Vigil continuously: ingest, detection, alerts, event store and the API."""
-    from vigil.api.server import serve as run_service
+    from vigil.web.server import serve as run_service
 
     overrides: dict[str, Any] = {"data_dir": data_dir}
     if rules:

@@ -214,6 +214,17 @@ class IncidentStore:
         out["tasks"] = self.tasks(incident_id)
         return out
 
+    def open_by_level(self) -> dict[str, int]:
+        """Incidents not yet resolved (nor found false), counted by level."""
+        column = incident_table.c
+        query = (
+            select(column.level, func.count())
+            .where(column.status.not_in(("resolved", "false_positive")))
+            .group_by(column.level)
+        )
+        with self.engine.connect() as conn:
+            return {str(level): int(n) for level, n in conn.execute(query)}
+
     def count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(incident_table)).scalar() or 0)

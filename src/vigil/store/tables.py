@@ -342,6 +342,46 @@ api_token_table = Table(
 )
 
 
+# --- the console (vigil.web) ------------------------------------------------------------------
+
+# A signed-in browser: the cookie's secret is kept as its SHA-256; the session ends on sign-out,
+# after `expires`, after an idle time past `seen`, or when its token is revoked.
+console_session_table = Table(
+    "console_session",
+    metadata,
+    Column("id", String(64), primary_key=True),  # SHA-256 of the cookie's secret
+    Column("token_id", String(36), nullable=False, index=True),
+    Column("csrf", String(64), nullable=False),  # the forms' anti-forgery value
+    Column("created", Float, nullable=False),
+    Column("expires", Float, nullable=False, index=True),
+    Column("seen", Float, nullable=False),
+    Column("ended", Boolean, nullable=False, default=False),
+)
+
+# A hunt's notebook: its queries (with what they found) and the analysts' notes, in order.
+hunt_note_table = Table(
+    "hunt_note",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("hunt", String(128), nullable=False, index=True),
+    Column("kind", String(8), nullable=False),  # sql, sigma, note
+    Column("text", Text, nullable=False),
+    Column("author", String(256), nullable=False),
+    Column("created", Float, nullable=False),
+    Column("result", Text),  # JSON: columns, rows (the first ones), count, seconds
+)
+
+# An exercise's results as `vigil exercise run` reported them (results.json), for coverage.
+exercise_run_table = Table(
+    "exercise_run",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("name", String(256), nullable=False),
+    Column("results", Text, nullable=False),  # JSON
+)
+
+
 __all__ = [
     "alert_table",
     "api_token_table",
@@ -349,6 +389,8 @@ __all__ = [
     "asset_node_table",
     "audit_table",
     "case_entry_table",
+    "console_session_table",
+    "exercise_run_table",
     "entity_risk_table",
     "incident_alert_table",
     "incident_table",
@@ -357,6 +399,7 @@ __all__ = [
     "provenance_table",
     "run_step_table",
     "run_table",
+    "hunt_note_table",
     "saved_hunt_table",
     "sighting_table",
     "source_table",

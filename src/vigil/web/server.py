@@ -1,4 +1,5 @@
-"""Running `vigil serve`: the service, its API on uvicorn, and a clean stop on SIGINT/SIGTERM."""
+"""Running `vigil serve`: the service, its API and console on uvicorn (HTTPS when a
+certificate is configured), and a clean stop on SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -19,14 +20,18 @@ log = logging.getLogger("vigil.serve")
 
 
 def build_app(service: Service) -> Any:
-    """The FastAPI app over a service (started and stopped with the app)."""
+    """The FastAPI app over a service (started and stopped with the app): the API, and the
+    console under /console unless it is turned off."""
     from vigil.api.app import create_app
     from vigil.api.auth import TokenStore
+    from vigil.web.sessions import ConsoleSessions
+    from vigil.web.site import mount
 
     settings = service.settings
+    tokens = TokenStore(service.engine)
     app = create_app(
         service,
-        TokenStore(service.engine),
+        tokens,
         service.registry,
         max_body_bytes=settings.api.max_body_bytes,
         max_records=settings.api.max_records,
@@ -35,6 +40,11 @@ def build_app(service: Service) -> Any:
         docs=settings.api.docs,
         hunts_at_once=settings.hunt.concurrent,
     )
+    if settings.console.enabled:
+        sessions = ConsoleSessions(
+            service.engine, tokens, idle_s=settings.console.idle_s, max_s=settings.console.max_s
+        )
+        mount(app, app.state.context, sessions, secure=settings.api.tls_cert is not None)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
@@ -91,10 +101,14 @@ def serve(
         log_level="warning",
         access_log=False,
         lifespan="on",
+        timeout_graceful_shutdown=5,  # the console's live streams do not hold a stop
+        ssl_certfile=settings.api.tls_cert,
+        ssl_keyfile=settings.api.tls_key,
     )
     server = uvicorn.Server(config)
     if on_ready is not None:
-        url = f"http://{settings.api.host}:{settings.api.port}"
+        scheme = "https" if settings.api.tls_cert is not None else "http"
+        url = f"{scheme}://{settings.api.host}:{settings.api.port}"
         original = server.startup
 
         async def startup(sockets: Any = None) -> None:

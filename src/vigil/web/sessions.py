@@ -1,0 +1,155 @@
+"""Console sign-in: an API token exchanged for a session.
+
+The browser keeps a random session secret in a cookie (HttpOnly, SameSite=Strict, Secure
+under TLS); the state database keeps its SHA-256, the token it was made from and the value
+every form must send back (`csrf`). A session ends on sign-out, `max_s` after sign-in, after
+`idle_s` without a request, or as soon as its token is revoked: each lookup joins the token.
+A session found valid is believed for `KNOWN_S` without asking the database again, like
+tokens; signing out through this store ends it at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, bindparam, select
+
+from vigil.api.auth import Principal, TokenStore
+from vigil.errors import Forbidden
+from vigil.store import migrate
+from vigil.store.tables import api_token_table, console_session_table
+
+KNOWN_S = 1.0
+KNOWN_MOST = 10_000
+TOUCH_EVERY = 30.0  # `seen` is written at most this often per session
+CONSOLE_ROLES = frozenset(("admin", "analyst", "responder", "viewer"))
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: str  # the SHA-256 of the cookie's secret
+    principal: Principal
+    csrf: str
+    expires: float
+
+    def may(self, permission: str) -> bool:
+        return self.principal.may(permission)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class ConsoleSessions:
+    def __init__(
+        self, engine: Engine, tokens: TokenStore, *, idle_s: float = 1800.0, max_s: float = 43200.0
+    ) -> None:
+        self.engine = engine
+        self.tokens = tokens
+        self.idle_s = idle_s
+        self.max_s = max_s
+        migrate(engine)
+        self._known: dict[str, tuple[Session, float]] = {}
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._ended = 0  # sign-outs through this store (a lookup meanwhile is not remembered)
+        table, token = console_session_table.c, api_token_table.c
+        self._lookup = (
+            select(table.csrf, table.expires, table.seen, table.ended, token.id, token.name)
+            .add_columns(token.role, token.revoked)
+            .join_from(console_session_table, api_token_table, table.token_id == token.id)
+            .where(table.id == bindparam("id"))
+        )
+
+    def sign_in(self, token: str) -> tuple[str, Session]:
+        """A new session for a valid token of a role that may read the console: the
+        cookie's secret and the session. Raises Forbidden otherwise (one message for an
+        unknown and a revoked token)."""
+        principal = self.tokens.verify(token.strip())
+        if principal is None:
+            raise Forbidden("that token is not valid")
+        if principal.role not in CONSOLE_ROLES:
+            raise Forbidden(f"the {principal.role} role has no console")
+        secret = secrets.token_urlsafe(32)
+        now = time.time()
+        session = Session(_digest(secret), principal, secrets.token_urlsafe(32), now + self.max_s)
+        with self.engine.begin() as conn:
+            conn.execute(
+                console_session_table.insert(),
+                [
+                    {
+                        "id": session.id,
+                        "token_id": principal.id,
+                        "csrf": session.csrf,
+                        "created": now,
+                        "expires": session.expires,
+                        "seen": now,
+                        "ended": False,
+                    }
+                ],
+            )
+        return secret, session
+
+    def known(self, secret: str) -> Session | None:
+        """The session if it was found valid within `KNOWN_S` (no query: a coroutine may
+        call it); None when it must be looked up."""
+        found = self._known.get(_digest(secret)) if secret else None
+        if found is None or time.monotonic() - found[1] >= KNOWN_S:
+            return None
+        return found[0] if time.time() < found[0].expires else None
+
+    def find(self, secret: str) -> Session | None:
+        """The live session behind a cookie's secret, or None (unknown, signed out, expired,
+        idle too long, or its token revoked)."""
+        if not secret or len(secret) > 100:
+            return None
+        digest = _digest(secret)
+        asked, ended = time.monotonic(), self._ended
+        with self.engine.connect() as conn:
+            row = conn.execute(self._lookup, {"id": digest}).first()
+        now = time.time()
+        seen = max(self._seen.get(digest, 0.0), row.seen if row is not None else 0.0)
+        if (
+            row is None
+            or row.ended
+            or row.revoked
+            or now >= row.expires
+            or now - seen >= self.idle_s
+        ):
+            with self._lock:
+                self._known.pop(digest, None)
+            return None
+        session = Session(digest, Principal(row.id, row.name, row.role), row.csrf, row.expires)
+        with self._lock:
+            if ended == self._ended:
+                if len(self._known) >= KNOWN_MOST:
+                    self._known.clear()
+                self._known[digest] = (session, asked)
+        if now - seen >= TOUCH_EVERY:
+            self._seen[digest] = now
+            with self.engine.begin() as conn:
+                conn.execute(
+                    console_session_table.update()
+                    .where(console_session_table.c.id == digest)
+                    .values(seen=now)
+                )
+        return session
+
+    def sign_out(self, session_id: str) -> None:
+        with self._lock:
+            self._ended += 1
+            self._known.pop(session_id, None)
+        with self.engine.begin() as conn:
+            conn.execute(
+                console_session_table.update()
+                .where(console_session_table.c.id == session_id)
+                .values(ended=True)
+            )
+        with self._lock:
+            self._ended += 1
+            self._known.pop(session_id, None)
+            self._seen.pop(session_id, None)
