@@ -47,9 +47,9 @@ from rich.console import Console  # noqa: E402
 
 from figures import calibrate, report  # noqa: E402
 from vigil.api.auth import TokenStore  # noqa: E402
-from vigil.web.server import build_app  # noqa: E402
 from vigil.config import Settings  # noqa: E402
 from vigil.serve.service import Service  # noqa: E402
+from vigil.web.server import build_app  # noqa: E402
 from vigil.zerotrust.policy import AccessRequest  # noqa: E402
 
 console = Console(stderr=True)

@@ -9,12 +9,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from vigil.api.auth import TokenStore
-from vigil.web.server import build_app
 from vigil.assets import Inventory
 from vigil.config import Settings
 from vigil.correlate import AlertIn
 from vigil.events.records import Alert, Detection
 from vigil.serve.service import Service
+from vigil.web.server import build_app
 
 CMDB = b"hostname,ip,owner,criticality,exposure\ndb1,10.0.0.9,finance,crown-jewel,no\n"
 

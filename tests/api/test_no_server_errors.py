@@ -17,10 +17,10 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.generation import GenerationMode
 
 from vigil.api.auth import TokenStore
-from vigil.web.server import build_app
 from vigil.config import Settings
 from vigil.detect.sigma import load_rules
 from vigil.serve.service import Service
+from vigil.web.server import build_app
 
 EXAMPLES = int(os.environ.get("VIGIL_API_EXAMPLES", "20"))
 RULE = """\

@@ -9,10 +9,10 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from vigil.api.auth import TokenStore
-from vigil.web.server import build_app
 from vigil.config import Settings
 from vigil.detect.sigma import load_rules
 from vigil.serve.service import Service
+from vigil.web.server import build_app
 
 EVENT = b'{"EventID": 1, "Hostname": "pc1"}'
 

@@ -14,12 +14,12 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
 from vigil.api.auth import KNOWN_S, PERMISSIONS, ROLES, TokenStore
-from vigil.web.server import build_app
 from vigil.config import Settings
 from vigil.correlate import AlertIn
 from vigil.detect.sigma import load_rules
 from vigil.serve.service import Service
 from vigil.store.events import EventStore
+from vigil.web.server import build_app
 
 RULE = """\
 title: Whoami

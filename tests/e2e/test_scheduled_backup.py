@@ -10,11 +10,11 @@ import orjson
 from fastapi.testclient import TestClient
 
 from vigil.api.auth import TokenStore
-from vigil.web.server import build_app
 from vigil.config import Settings
 from vigil.ingest import FileReport, discover, read_events
 from vigil.serve.service import Service
 from vigil.store.backup import verify
+from vigil.web.server import build_app
 
 
 def _served(folder: Path, dest: Path) -> tuple[Service, dict[str, str]]:

@@ -16,11 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from vigil.api.auth import TokenStore
-from vigil.web.server import build_app
 from vigil.config import Settings
 from vigil.detect import Detection
 from vigil.scan import scan_inputs
 from vigil.serve.service import Service
+from vigil.web.server import build_app
 
 
 def documents(path: Path) -> list[dict[str, Any]]:

@@ -3,12 +3,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from console_client import Browser, browser
 
 from vigil.config import Settings
 from vigil.serve.service import Service
 from vigil.web.server import build_app
-
-from console_client import Browser, browser  # noqa: E402 (tests/web is on sys.path)
 
 
 @pytest.fixture

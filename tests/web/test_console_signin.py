@@ -46,7 +46,8 @@ def test_sign_in_sets_a_strict_http_only_cookie_and_csp(console) -> None:
 def test_bad_tokens_and_forged_sign_in_are_refused(console) -> None:
     form = console.get("/console/login")
     value = re.search(r'name="signin" value="([^"]+)"', form.text).group(1)
-    wrong = console.client.post("/console/login", data={"token": "vgl_" + "x" * 43, "signin": value})
+    forged = {"token": "vgl_" + "x" * 43, "signin": value}
+    wrong = console.client.post("/console/login", data=forged)
     assert wrong.status_code == 401 and "that token is not valid" in wrong.text
     value = re.search(r'name="signin" value="([^"]+)"', wrong.text).group(1)  # a fresh form
     ingest = console.client.post(

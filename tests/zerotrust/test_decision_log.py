@@ -16,12 +16,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from vigil.api.auth import TokenStore
-from vigil.web.server import build_app
 from vigil.bus import LocalStream
 from vigil.config import Settings
 from vigil.respond.audit import AuditLog
 from vigil.serve.service import Service
 from vigil.store import state_engine
+from vigil.web.server import build_app
 from vigil.zerotrust.log import DecisionLog
 from vigil.zerotrust.pdp import DecisionPoint
 from vigil.zerotrust.policy import AccessRequest, parse

@@ -13,10 +13,10 @@ from joserfc.jwk import KeySet
 
 from servers import Inbox, in_thread
 from vigil.api.auth import TokenStore
-from vigil.web.server import build_app
 from vigil.config import Settings
 from vigil.respond.audit import AuditLog
 from vigil.serve.service import Service
+from vigil.web.server import build_app
 from vigil.zerotrust.ssf import DEVICE_COMPLIANCE_CHANGE, SESSION_REVOKED
 
 POLICY = {
