@@ -18,7 +18,8 @@ install: $(STAMP)
 # The servers the tests run for real (started by fixtures on free loopback ports): NATS
 # JetStream and PostgreSQL, nftables with iproute2 for the firewall connector's network
 # namespaces, slapd for the directory connector, and the live-fire lab's services (ulogd2,
-# openssh-server, nginx, dnsmasq, iodine) and attack tools (nmap, hydra, gobuster, curl); from
+# openssh-server, nginx, dnsmasq, iodine) and attack tools (nmap, hydra, gobuster, curl), and
+# Chromium for the console's browser tests (Playwright drives Debian's build: no download); from
 # Debian, installed when missing (as root, as CI runs).
 SERVERS := $(VENV)/.servers
 $(SERVERS): $(STAMP) Makefile
@@ -37,6 +38,7 @@ $(SERVERS): $(STAMP) Makefile
 		command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; \
 	done; \
 	command -v logger >/dev/null 2>&1 || missing="$$missing bsdutils"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then echo "install as root:$$missing"; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -48,12 +50,12 @@ run: $(STAMP)
 		$(BIN)/vigil intel import $(DATA)/threat_intel/maltrail-subset \
 			$(DATA)/threat_intel/misp-feed-eset $(DATA)/threat_intel/stix21-oasis-examples \
 			$(DATA)/threat_intel/unit42-playbooks-stix20 && \
-		$(BIN)/vigil serve --demo $(foreach d,$(wildcard $(DATA)/sigma/rules*),--rules $(d)) \
+		$(BIN)/vigil serve --demo --console-token admin $(foreach d,$(wildcard $(DATA)/sigma/rules*),--rules $(d)) \
 			--feed $(DATA)/windows --feed $(DATA)/linux --feed $(DATA)/network \
 			--feed $(DATA)/cloud; \
 	else \
 		echo "Reference data not found in $(DATA): the server with its own rules and the demo."; \
-		$(BIN)/vigil serve --demo; \
+		$(BIN)/vigil serve --demo --console-token admin; \
 	fi
 
 lint: $(STAMP)

@@ -64,7 +64,7 @@ class Served:
         tokens = TokenStore(state_engine(self.data))
         self.tokens = {
             role: tokens.create(role, f"test-{role}")[0]
-            for role in ("admin", "ingest", "analyst", "viewer")
+            for role in ("admin", "ingest", "analyst", "viewer", "responder")
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.log = folder / "serve.log"
@@ -72,7 +72,7 @@ class Served:
     def auth(self, role: str = "admin", **headers: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}", **headers}
 
-    def start(self) -> Served:
+    def start(self, *args: str) -> Served:
         command = [
             sys.executable,
             "-m",
@@ -84,6 +84,7 @@ class Served:
             str(self.rules),
             "--port",
             str(self.port),
+            *args,
         ]
         env = {
             **os.environ,

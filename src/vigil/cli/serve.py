@@ -61,6 +61,14 @@ def serve(
             "--demo", help="Once started, replay the demo intrusion and show its incident."
         ),
     ] = False,
+    console_token: Annotated[
+        str | None,
+        typer.Option(
+            "--console-token",
+            help="Make a sign-in token of this role (e.g. analyst) for the console and print "
+            "it once started (revoke it with `vigil token revoke`).",
+        ),
+    ] = None,
     role: Annotated[
         Role | None,
         typer.Option(
@@ -92,6 +100,7 @@ def serve(
     for path in [*settings.rules, *feed]:
         if not path.exists():
             raise fail(f"no such file or directory: {path}")
+    sign_in = _console_token(settings, console_token) if console_token else None
     _check_listen(settings.api.host, settings.api.port, socket.SOCK_STREAM, "the API")
     listeners = settings.listeners
     takes_events = settings.role in ("all", "intake")
@@ -116,6 +125,14 @@ def serve(
             "`vigil token create --role ingest`.",
             highlight=False,
         )
+        if settings.console.enabled and settings.role in ("all", "api"):
+            err.print(f"The console: [bold]{url}/console/[/]", highlight=False)
+            if sign_in is not None:
+                err.print(
+                    f"Sign in with this {console_token} token (shown once): {sign_in}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
 
         def then() -> None:
             if demo:
@@ -136,6 +153,21 @@ def serve(
         raise fail(f"cannot use the data folder {settings.data_dir}: {exc}") from None
 
 
+def _console_token(settings: Any, role: str) -> str:
+    """A new token to sign in to the console with (kept hashed, like any token)."""
+    from vigil.api.auth import TokenStore
+    from vigil.store import state_engine
+    from vigil.web.sessions import CONSOLE_ROLES
+
+    if role not in CONSOLE_ROLES:
+        raise fail(f"--console-token: the console is for {', '.join(sorted(CONSOLE_ROLES))}")
+    try:
+        engine = state_engine(settings.database_url or settings.data_dir)
+        return TokenStore(engine).create(role, "console")[0]
+    except (SQLAlchemyError, OSError) as exc:
+        raise fail(f"cannot open the state database: {reason_of(exc)}") from None
+
+
 def _serve_demo(service: Any, url: str) -> None:
     """Replay the demo intrusion into the running server and show the incident it became."""
     from vigil.demo import DEMO_SECONDS, incident_view, replay
@@ -148,7 +180,8 @@ def _serve_demo(service: Any, url: str) -> None:
     view = incident_view(service, service.incident_store.get(found))
     err.print(incident_panel(view))
     err.print(
-        f"See it in the API: {url}/api/v1/incidents/{found} (docs: {url}/docs; a token: "
+        f"See it in the console: {url}/console/incidents/{found}, in the API: "
+        f"{url}/api/v1/incidents/{found} (docs: {url}/docs; a token: "
         "`vigil token create --role analyst`), or `vigil incident show " + found + "`.",
         highlight=False,
     )
