@@ -128,3 +128,55 @@ def test_static_files_are_the_pinned_ones(console) -> None:
     assert htmx.status_code == 200 and b"htmx" in htmx.content[:2000]
     assert "javascript" in htmx.headers["content-type"]
     assert console.get("/console/static/../server.py").status_code == 404
+
+
+def test_under_tls_the_cookie_is_secure(tmp_path) -> None:
+    from vigil.config import Settings
+    from vigil.serve.service import Service
+    from vigil.web.server import build_app
+
+    from console_client import browser
+
+    settings = Settings(
+        data_dir=tmp_path,
+        indicators=False,
+        starter_rules=False,
+        pipeline={"workers": 0},
+        api={"tls_cert": tmp_path / "cert.pem", "tls_key": tmp_path / "key.pem"},
+    )
+    service = Service(settings)
+    made = browser(build_app(service), service)
+    made.client.base_url = "https://testserver"
+    with made.client:
+        form = made.get("/console/login")
+        value = re.search(r'name="signin" value="([^"]+)"', form.text).group(1)
+        assert "secure" in form.headers["set-cookie"].lower()
+        done = made.client.post(
+            "/console/login",
+            data={"token": made.tokens["analyst"], "signin": value},
+            follow_redirects=False,
+        )
+        assert done.status_code == 303
+        assert "; secure" in done.headers["set-cookie"].lower()
+
+
+def test_the_console_can_be_turned_off(tmp_path) -> None:
+    from vigil.config import Settings
+    from vigil.serve.service import Service
+    from vigil.web.server import build_app
+
+    from console_client import browser
+
+    service = Service(
+        Settings(
+            data_dir=tmp_path,
+            indicators=False,
+            starter_rules=False,
+            pipeline={"workers": 0},
+            console={"enabled": False},
+        )
+    )
+    made = browser(build_app(service), service)
+    with made.client:
+        assert made.get("/console/login").status_code == 404
+        assert made.get("/health").status_code == 200
