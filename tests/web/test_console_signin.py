@@ -131,11 +131,11 @@ def test_static_files_are_the_pinned_ones(console) -> None:
 
 
 def test_under_tls_the_cookie_is_secure(tmp_path) -> None:
+    from console_client import browser
+
     from vigil.config import Settings
     from vigil.serve.service import Service
     from vigil.web.server import build_app
-
-    from console_client import browser
 
     settings = Settings(
         data_dir=tmp_path,
@@ -161,11 +161,11 @@ def test_under_tls_the_cookie_is_secure(tmp_path) -> None:
 
 
 def test_the_console_can_be_turned_off(tmp_path) -> None:
+    from console_client import browser
+
     from vigil.config import Settings
     from vigil.serve.service import Service
     from vigil.web.server import build_app
-
-    from console_client import browser
 
     service = Service(
         Settings(

@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from vigil.api.auth import Principal
-from vigil.api.context import Context
+from vigil.api.context import BIGINT, Context
 from vigil.errors import Unavailable
 from vigil.zerotrust.pdp import Decision
 from vigil.zerotrust.policy import AccessRequest
@@ -128,8 +128,34 @@ def router(context: Context) -> APIRouter:
         _: Annotated[Principal, Depends(require("playbooks:read"))],
         state: Annotated[str | None, Query(max_length=16)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0, le=BIGINT)] = 0,
     ) -> list[dict[str, Any]]:
-        return backend.grants.find(state=state, limit=limit)
+        return backend.grants.find(state=state, limit=limit, offset=offset)
+
+    @routes.get("/api/v1/access/decisions", tags=["zerotrust"])
+    def decisions(
+        _: Annotated[Principal, Depends(require("playbooks:read"))],
+        subject: Annotated[str | None, Query(max_length=256)] = None,
+        outcome: Literal["allow", "step_up", "deny"] | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+    ) -> dict[str, Any]:
+        """The latest decisions first, with their reasons (of `subject`, with `outcome`),
+        read back from the decision log: a page of the last 20,000 decisions at most
+        (`complete` false when older ones were not read; `more` when another page
+        follows)."""
+        return backend.decision_log.recent(
+            subject=subject, outcome=outcome, limit=limit, offset=offset
+        )
+
+    @routes.get("/api/v1/access/sessions", tags=["zerotrust"])
+    def sessions(
+        _: Annotated[Principal, Depends(require("playbooks:read"))],
+        subject: Annotated[str | None, Query(max_length=256)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        """The live sessions, verified continuously, the latest opened first."""
+        return backend.sessions.listed(subject=subject, limit=limit)
 
     @routes.post("/api/v1/access/grants/{grant_id}/decision", tags=["zerotrust"])
     async def decide_grant(

@@ -38,9 +38,17 @@ def router(context: Context) -> APIRouter:
         kind: str | None = None,
         event_from: Annotated[int | None, Query(ge=0, le=BIGINT)] = None,
         event_to: Annotated[int | None, Query(ge=0, le=BIGINT)] = None,
+        host: Annotated[str | None, Query(max_length=1024)] = None,
+        user: Annotated[str | None, Query(max_length=1024)] = None,
+        ip: Annotated[str | None, Query(max_length=64)] = None,
+        indicator: Annotated[str | None, Query(max_length=8192)] = None,
+        incident: Annotated[str | None, Query(max_length=64)] = None,
     ) -> list[dict[str, Any]]:
-        """Newest first. `event_from`/`event_to`: only the alerts on the events an ingest
-        took (its reply's `first_offset` and `last_offset`), as an exercise asks."""
+        """Newest first, each with its `entities` and the `incidents` it is in.
+        `event_from`/`event_to`: only the alerts on the events an ingest took (its reply's
+        `first_offset` and `last_offset`), as an exercise asks. `host`, `user`, `ip`: only
+        the alerts naming that entity; `indicator`: raised on that indicator's value;
+        `incident`: the alerts of that incident."""
         if (event_from is None) != (event_to is None):
             raise Invalid("event_from and event_to go together")
         return backend.alerts(
@@ -51,6 +59,11 @@ def router(context: Context) -> APIRouter:
             rule_id=rule_id,
             kind=kind,
             events=None if event_from is None or event_to is None else (event_from, event_to),
+            host=host,
+            user=user,
+            ip=ip,
+            indicator=indicator,
+            incident=incident,
         )
 
     @routes.get("/api/v1/alerts/{alert_id}", tags=["alerts"])
@@ -60,9 +73,6 @@ def router(context: Context) -> APIRouter:
         found = backend.alert(alert_id)
         if found is None:
             raise NotFound("no such alert")
-        host = found.get("host")  # what the inventory says of its host
-        found["assets"] = backend.asset_store.context([f"host:{host.lower()}"] if host else [])
-        found["incidents"] = backend.incident_store.incidents_of([alert_id])  # it is in
         return found
 
     @routes.get("/api/v1/rules", tags=["rules"])

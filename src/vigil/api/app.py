@@ -17,7 +17,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter
 
-from vigil.api import access, alerts, assets, hunts, incidents, ingest, intel, ops, respond
+from vigil.api import (
+    access,
+    alerts,
+    assets,
+    exercises,
+    hunts,
+    incidents,
+    ingest,
+    intel,
+    ops,
+    respond,
+)
 from vigil.api import tokens as token_routes  # `tokens` is create_app's TokenStore
 from vigil.api.auth import PREFIX, Principal, TokenStore
 from vigil.api.backend import Backend
@@ -52,7 +63,19 @@ STATUS: tuple[tuple[type[VigilError], int], ...] = (
 )
 # The routers, one module per domain (routes of a router keep their order in the app).
 # matched in this order: the decision route first, as enforcement points ask it on every request
-DOMAINS = (access, ops, ingest, alerts, hunts, intel, incidents, assets, respond, token_routes)
+DOMAINS = (
+    access,
+    ops,
+    ingest,
+    alerts,
+    hunts,
+    intel,
+    incidents,
+    assets,
+    exercises,
+    respond,
+    token_routes,
+)
 
 
 def status_of(exc: VigilError) -> int:

@@ -38,20 +38,7 @@ def router(context: Context) -> APIRouter:
         per_target: Annotated[int, Query(ge=1, le=100)] = 5,
     ) -> dict[str, Any]:
         """From the internet-exposed assets (or `from`) to the crown jewels (or `to`)."""
-        from vigil.assets.graph import AccessGraph, summary
-
-        store = backend.asset_store
-        starts, ends = (
-            start or store.ids_where("internet_exposed"),
-            end or store.ids_where("crown_jewel"),
-        )
-        found = backend.access_graph().attack_paths(starts, ends, per_target=per_target)
-        return {
-            "from": starts,
-            "to": ends,
-            "paths": [summary(p) for p in found],
-            "choke_points": AccessGraph.choke_points(found),
-        }
+        return backend.attack_paths(start, end, per_target=per_target)
 
     @routes.get("/api/v1/assets/blast-radius", tags=["assets"])
     def blast_radius(
@@ -59,11 +46,7 @@ def router(context: Context) -> APIRouter:
         _: Annotated[Principal, Depends(require("assets:read"))],
         depth: Annotated[int | None, Query(ge=1, le=100)] = None,
     ) -> dict[str, Any]:
-        graph = backend.access_graph()
-        if node not in graph.index:
-            raise NotFound(f"no relationship of {node!r} is known")
-        reach = graph.blast_radius(node, depth=depth)
-        return {"node": node, "reaches": len(reach), "moves": reach}
+        return backend.blast_radius(node, depth=depth)
 
     @routes.get("/api/v1/assets/privesc", tags=["assets"])
     def privesc(

@@ -16,6 +16,7 @@ What each role may do (`PERMISSIONS`):
     alerts:read        x     x        x        x
     rules:read         x     x        x        x
     indicators:read    x     x        x        x
+    indicators:write   x     x
     metrics:read       x     x        x        x
     incidents:read     x     x        x        x
     assets:read        x     x        x        x
@@ -26,6 +27,7 @@ What each role may do (`PERMISSIONS`):
     playbooks:approve  x              x
     hunts:run          x     x
     hunts:manage       x     x
+    exercises:write    x     x
     access:decide      x                                    pep
     tokens:manage      x
 """
@@ -52,6 +54,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "alerts:read": _READERS,
     "rules:read": _READERS,
     "indicators:read": _READERS,
+    "indicators:write": frozenset(("admin", "analyst")),  # add an indicator by hand
     "metrics:read": _READERS,
     "incidents:read": _READERS,
     "assets:read": _READERS,
@@ -62,6 +65,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "playbooks:approve": frozenset(("admin", "responder")),  # and the step's own roles
     "hunts:run": frozenset(("admin", "analyst")),
     "hunts:manage": frozenset(("admin", "analyst")),
+    "exercises:write": frozenset(("admin", "analyst")),  # report exercise results
     "access:decide": frozenset(("admin", "pep")),  # a policy enforcement point asks
     "tokens:manage": frozenset(("admin",)),
 }

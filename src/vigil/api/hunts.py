@@ -3,7 +3,7 @@
 
 import threading
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 from fastapi import APIRouter, Depends, Request, Response
@@ -31,6 +31,12 @@ class SavedHunt(BaseModel):
     query: str | None = Field(None, max_length=100_000)
     sigma: str | None = Field(None, max_length=1_000_000)
     every_seconds: int = Field(3600, ge=10, le=366 * 86400)
+
+
+class NotebookEntry(BaseModel):
+    kind: Literal["sql", "sigma", "note"]
+    text: str = Field(min_length=1, max_length=1_000_000)
+    since: str | None = Field(None, max_length=64)  # a Sigma rule's, as in a Sigma hunt
 
 
 class Hunts:
@@ -122,6 +128,38 @@ def router(context: Context) -> APIRouter:
         return backend.save_hunt(
             body.name, query=body.query, sigma=body.sigma, every_seconds=body.every_seconds
         )
+
+    @routes.get("/api/v1/hunts/saved/{name}/notebook", tags=["hunts"])
+    def notebook(
+        name: str, _: Annotated[Principal, Depends(require("hunts:run"))]
+    ) -> dict[str, Any]:
+        """The saved hunt with its notebook: its queries (each with what it found: columns,
+        the first rows, count, seconds; or the error) and notes, in order."""
+        return backend.hunt_notebook(name)
+
+    @routes.post("/api/v1/hunts/saved/{name}/notebook", status_code=201, tags=["hunts"])
+    async def add_to_notebook(
+        request: Request,
+        name: str,
+        body: NotebookEntry,
+        principal: Annotated[Principal, Depends(require("hunts:manage"))],
+    ) -> dict[str, Any]:
+        """A note, or a query (`sql`, or a `sigma` rule with `since`) run now as a hunt is
+        and kept with its result summary (or the error that stopped it)."""
+
+        def add(cancel: threading.Event | None = None) -> dict[str, Any]:
+            return backend.add_hunt_note(
+                name,
+                kind=body.kind,
+                text=body.text,
+                author=principal.name,
+                since=body.since,
+                cancel=cancel,
+            )
+
+        if body.kind == "note":  # nothing to run: no hunt place taken
+            return await anyio.to_thread.run_sync(add)
+        return await hunts.run(request, add)
 
     @routes.delete("/api/v1/hunts/saved/{name}", status_code=204, tags=["hunts"])
     def unsave(name: str, _: Annotated[Principal, Depends(require("hunts:manage"))]) -> Response:

@@ -2,7 +2,7 @@
 entities they involve, by risk, and the response figures (MTTD, MTTR)."""
 
 import io
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -38,27 +38,28 @@ def router(context: Context) -> APIRouter:
     @routes.get("/api/v1/incidents", tags=["incidents"])
     def incidents(
         _: Annotated[Principal, Depends(require("incidents:read"))],
-        status: str | None = None,
+        status: Annotated[str | None, Query(max_length=16)] = None,
+        level: Annotated[str | None, Query(max_length=16)] = None,
+        assignee: Annotated[str | None, Query(max_length=256)] = None,
+        entity: Annotated[str | None, Query(max_length=512)] = None,
+        sort: Literal["risk", "opened", "last", "alerts"] = "risk",
+        order: Literal["asc", "desc"] = "desc",
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
         offset: Annotated[int, Query(ge=0, le=BIGINT)] = 0,
     ) -> list[dict[str, Any]]:
-        return cases.ranked(status=status, limit=limit, offset=offset)
+        """Incidents, the riskiest first: `status` (or `open`: neither resolved nor false
+        positive), `level`, `assignee` and `entity` (`host:ws-1`) narrow them."""
+        return cases.ranked(
+            status=status, level=level, assignee=assignee, entity=entity, sort=sort,
+            order=order, limit=limit, offset=offset,
+        )  # fmt: skip
 
     @routes.get("/api/v1/incidents/{incident_id}", tags=["incidents"])
     def incident(
         incident_id: str, _: Annotated[Principal, Depends(require("incidents:read"))]
     ) -> dict[str, Any]:
-        found = cases.get(incident_id)
-        found["alerts_detail"] = [a for a in map(backend.alert, found["alert_ids"][:200]) if a]
-        found["assets"] = backend.asset_store.context(found["entities"])
-        # the playbook runs the incident or its alerts started
-        responder = backend.responder
-        found["runs"] = (
-            responder.runs(subjects=[incident_id, *found["alert_ids"][:1000]], limit=100)
-            if responder is not None
-            else []
-        )
-        return found
+        """The incident, its case, its first alerts, its assets and its playbook runs."""
+        return backend.incident(incident_id)
 
     @routes.post("/api/v1/incidents/{incident_id}/status", tags=["cases"])
     def set_status(

@@ -180,6 +180,22 @@ class AccessGraph:
             counts.update(set(path.nodes[1:-1]))
         return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]
 
+    def moves_among(
+        self, node_ids: Iterable[str], *, most: int = 1000
+    ) -> list[tuple[str, str, tuple[str, ...]]]:
+        """The moves between these nodes (at most `most`), with their kinds: the edges of a
+        drawing of part of the graph."""
+        wanted = {self.index[n]: n for n in node_ids if n in self.index}
+        out: list[tuple[str, str, tuple[str, ...]]] = []
+        for a, src in wanted.items():
+            for b in self.graph.successor_indices(a):
+                dst = wanted.get(b)
+                if dst is not None:
+                    out.append((src, dst, self.kinds(src, dst)))
+                    if len(out) >= most:
+                        return out
+        return out
+
     def _path(self, route: list[int]) -> Path:
         nodes = tuple(self.graph[i] for i in route)
         return Path(nodes, tuple(self.kinds(a, b) for a, b in pairwise(nodes)))

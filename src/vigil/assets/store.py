@@ -198,8 +198,8 @@ class AssetStore:
         with self.engine.connect() as conn:
             return [_node(row) for row in conn.execute(query.limit(limit).offset(offset))]
 
-    def node(self, node_id: str) -> dict[str, Any] | None:
-        """A node with its edges out and in."""
+    def node(self, node_id: str, *, most: int | None = None) -> dict[str, Any] | None:
+        """A node with its edges out and in (the first `most` of each way)."""
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(asset_node_table).where(asset_node_table.c.id == node_id)
@@ -207,8 +207,8 @@ class AssetStore:
             if row is None:
                 return None
             table = asset_edge_table.c
-            out = _edges(conn, table.src == node_id, table.dst)
-            into = _edges(conn, table.dst == node_id, table.src)
+            out = _edges(conn, table.src == node_id, table.dst, most)
+            into = _edges(conn, table.dst == node_id, table.src, most)
         return {**_node(row), "edges_out": out, "edges_in": into}
 
     def inventory(self, kinds: Iterable[str], *, source: str = "store") -> Inventory:
@@ -333,9 +333,9 @@ def _node(row: Any) -> dict[str, Any]:
     }
 
 
-def _edges(conn: Any, where: Any, other_end: Any) -> list[dict[str, Any]]:
+def _edges(conn: Any, where: Any, other_end: Any, most: int | None = None) -> list[dict[str, Any]]:
     query = select(asset_edge_table).where(where).order_by(asset_edge_table.c.kind, other_end)
-    return [_edge(row) for row in conn.execute(query)]
+    return [_edge(row) for row in conn.execute(query.limit(most))]
 
 
 def _edge(row: Any) -> dict[str, Any]:

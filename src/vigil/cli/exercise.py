@@ -55,15 +55,22 @@ def run(
             "without it such scenarios are skipped with the reason.",
         ),
     ] = False,
+    report: Annotated[
+        bool,
+        typer.Option(
+            help="Report the results to Vigil (its coverage page); a token whose role may "
+            "not (exercises:write) only gets a warning.",
+        ),
+    ] = True,
 ) -> None:
     """Send each scenario's recordings to Vigil (or fire its commands, with --live-fire), wait
     for it to detect, and score: detected or missed, time to detect, the rule. Writes
     results.json, layer.json (ATT&CK Navigator) and report.md to --out, with the trend across
-    runs."""
+    runs, and reports the results to Vigil for its coverage page (--no-report: not)."""
     import httpx
 
     from vigil import exercise
-    from vigil.exercise.run import NotAllowed
+    from vigil.exercise.run import NotAllowed, report_to
 
     if not token:
         raise fail("give a token: --token or VIGIL_TOKEN (vigil token create --role admin)")
@@ -97,7 +104,12 @@ def run(
             raise fail(f"{vigil}: {exc}") from None
         except NotAllowed as exc:
             raise fail(f"{exc} (a token of role admin: vigil token create --role admin)") from None
+        sources = [p.name for p in scenarios or ()] + list(labelled or ())
+        named = ", ".join(sources) + (f" (only {only})" if only else "")
+        unreported = report_to(client, result, name=named) if report else None
     paths = exercise.write(result, out_dir)
+    if unreported is not None:
+        err.print(f"warning: {escape(unreported)}")
     table = Table(title="By technique", title_justify="left")
     for column in ("technique", "tested", "detected", "rules"):
         table.add_column(column, overflow="fold")

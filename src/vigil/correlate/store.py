@@ -44,6 +44,8 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "false_positive": ("triaged",),
 }
 _STAMP = {"triaged": "triaged_at", "contained": "contained_at", "resolved": "resolved_at"}
+CLOSED = ("resolved", "false_positive")  # what `status=open` leaves out
+SORTS = ("risk", "opened", "last", "alerts")  # what `ranked` sorts by
 
 
 def clean_file_name(name: str) -> str:
@@ -180,11 +182,29 @@ class IncidentStore:
     # --- read ---------------------------------------------------------------------------
 
     def ranked(
-        self, *, status: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        *,
+        status: str | None = None,
+        level: str | None = None,
+        assignee: str | None = None,
+        entity: str | None = None,
+        sort: str = "risk",
+        order: str = "desc",
+        limit: int = 50,
+        offset: int = 0,
     ) -> list[dict[str, Any]]:
-        query = select(incident_table).order_by(incident_table.c.risk.desc())
-        if status is not None:
-            query = query.where(incident_table.c.status == status)
+        """Incidents, the riskiest first unless `sort` (risk, opened, last, alerts) and
+        `order` (asc, desc) say otherwise, ties by id. `status` is one of STATUSES or `open`
+        (neither resolved nor false positive); `entity` is `kind:value` (`host:ws-1`) or a
+        text any entity holds."""
+        if sort not in SORTS or order not in ("asc", "desc"):
+            raise Invalid(
+                f"sort by one of {', '.join(SORTS)}, asc or desc (not {sort!r} {order!r})"
+            )
+        column, ties = incident_table.c[sort], incident_table.c.id
+        query = _filtered(select(incident_table), status, level, assignee, entity).order_by(
+            *((column.asc(), ties.asc()) if order == "asc" else (column.desc(), ties.desc()))
+        )
         with self.engine.connect() as conn:
             rows = conn.execute(query.limit(limit).offset(offset)).mappings().all()
         return [_incident_dict(row) for row in rows]
@@ -225,9 +245,20 @@ class IncidentStore:
         with self.engine.connect() as conn:
             return {str(level): int(n) for level, n in conn.execute(query)}
 
-    def count(self) -> int:
+    def count(
+        self,
+        *,
+        status: str | None = None,
+        level: str | None = None,
+        assignee: str | None = None,
+        entity: str | None = None,
+    ) -> int:
+        """Incidents, or those `ranked` lists with the same filters."""
+        query = _filtered(
+            select(func.count()).select_from(incident_table), status, level, assignee, entity
+        )
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(incident_table)).scalar() or 0)
+            return int(conn.execute(query).scalar() or 0)
 
     def latest(self) -> float | None:
         """The time of the latest alert in any incident (event time), None with none."""
@@ -471,6 +502,29 @@ class IncidentStore:
             )
         )  # fmt: skip
         return int(result.inserted_primary_key[0])
+
+
+def _filtered(
+    query: Any, status: str | None, level: str | None, assignee: str | None, entity: str | None
+) -> Any:
+    """`query` over incidents, narrowed by `ranked`'s filters."""
+    column = incident_table.c
+    if status == "open":
+        query = query.where(column.status.not_in(CLOSED))
+    elif status is not None:
+        if status not in STATUSES:
+            raise Invalid(f"unknown status {status!r} (open, or one of {', '.join(STATUSES)})")
+        query = query.where(column.status == status)
+    if level is not None:
+        query = query.where(column.level == level)
+    if assignee is not None:
+        query = query.where(column.assignee == assignee)
+    if entity:
+        # the row keeps its entities as a JSON list of `kind:value` texts, lower-cased
+        text = entity.strip().lower()
+        wanted = orjson.dumps(text).decode() if ":" in text else text
+        query = query.where(column.entities.contains(wanted, autoescape=True))
+    return query
 
 
 def _mean(values: list[float]) -> float | None:

@@ -16,6 +16,7 @@ response engine stamps it); a scenario passes when all it expects happened in ti
     client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"})
     result = run(client, scenarios, data=Path("../shared/data"))
     result.coverage, result.mttd_s
+    report_to(client, result, name="nightly")  # to Vigil's coverage page
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from vigil.errors import Invalid, Unavailable, VigilError
 from vigil.events.records import tags_match
@@ -160,6 +162,29 @@ def run(
     if loaded.status_code == 200:
         result.gaps = gaps(result, loaded.json())
     return result
+
+
+def report_to(client: httpx.Client, result: Result, *, name: str) -> str | None:
+    """The results to the Vigil they were scored against (`POST /api/v1/exercises`), for its
+    coverage page: None once it took them, else why not (the token's role may not report
+    them, an older Vigil...). Never raises: the run is done and written whatever it says."""
+    try:
+        reply = client.post(
+            "/api/v1/exercises",
+            params={"name": name[:256]} if name else {},
+            content=orjson.dumps(result.as_dict()),
+            headers={"Content-Type": "application/json"},
+        )
+    except httpx.HTTPError as exc:
+        return f"the results could not be reported to {client.base_url}: {exc}"
+    if reply.status_code in (401, 403):
+        return (
+            f"Vigil did not take the results ({reply.status_code}): the token's role may not "
+            "report exercises (exercises:write: admin, analyst)"
+        )
+    if reply.status_code >= 300:
+        return f"Vigil did not take the results ({reply.status_code}): {reply.text[:200]}"
+    return None
 
 
 def gaps(result: Result, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -404,4 +429,4 @@ def _alerts(client: httpx.Client, query: dict[str, Any]) -> list[dict[str, Any]]
             return found
 
 
-__all__ = ["NotAllowed", "Outcome", "Result", "gaps", "matches", "run"]
+__all__ = ["NotAllowed", "Outcome", "Result", "gaps", "matches", "report_to", "run"]

@@ -483,6 +483,28 @@ class IndicatorStore:
         with self.engine.connect() as conn:
             return [_plain(row) for row in conn.execute(select(source_table))]
 
+    def recent(self, *, limit: int = 50, offset: int = 0) -> list[StoredIndicator]:
+        """The indicators most recently added first (a page), with every source's say."""
+        i = indicator_table.c
+        query = select(i.key).order_by(i.created.desc(), i.key).limit(limit).offset(offset)
+        with self.engine.connect() as conn:
+            keys = list(conn.execute(query).scalars())
+        found = self.get(keys)
+        return [found[key] for key in keys if key in found]
+
+    def recent_sightings(self, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        """Sightings, the latest first (a page): each with its indicator's type and value."""
+        s, i = sighting_table.c, indicator_table.c
+        query = (
+            select(sighting_table, i.type, i.value)
+            .join(indicator_table, i.key == s.key)
+            .order_by(s.last_seen.desc(), s.key, s.where, s.field)
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.engine.connect() as conn:
+            return [_plain(row) for row in conn.execute(query)]
+
     def sightings(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [

@@ -19,7 +19,7 @@ import orjson
 from vigil.bus import Stream
 from vigil.config import Settings
 from vigil.detect.sigma import LoadedRules, load_rules
-from vigil.errors import InputError, Overloaded, VigilError
+from vigil.errors import InputError, NotFound, Overloaded, VigilError
 from vigil.events.entities import entities_in, entities_of
 from vigil.events.records import Alert, Detection, alert_id, detected_now
 from vigil.hunt import HuntLimits
@@ -27,6 +27,7 @@ from vigil.store.alerts import AlertStore
 from vigil.store.hunts import HuntStore
 
 log = logging.getLogger("vigil.serve")
+NOTE_ROWS = 20  # the rows of a query's result its notebook entry keeps
 
 
 class Hunting:
@@ -95,6 +96,42 @@ class Hunting:
             "seconds": round(time.perf_counter() - started, 3),
             "truncated": len(detections) < len(found),
         }
+
+    # --- a saved hunt's notebook -------------------------------------------------------------
+
+    def note(
+        self,
+        name: str,
+        *,
+        kind: str,
+        text: str,
+        author: str,
+        since: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> dict[str, Any]:
+        """Add to a saved hunt's notebook: a `note`, or a query (`sql`, or a `sigma` rule
+        with `since`) run now as any hunt is and kept with what it found (columns, the first
+        NOTE_ROWS rows, count, seconds, truncated) or with the error that stopped it. NotFound
+        without the saved hunt; Overloaded when every hunt place is taken (nothing kept)."""
+        if self.hunts.get(name) is None:
+            raise NotFound(f"no saved hunt {name!r}")
+        if kind not in ("sql", "sigma", "note"):
+            raise InputError(f"a notebook entry is sql, sigma or note, not {kind!r}")
+        if not text.strip():
+            raise InputError("an empty notebook entry")
+        result: dict[str, Any] | None = None
+        if kind != "note":
+            try:
+                result = summary(
+                    self.sql(text, cancel=cancel)
+                    if kind == "sql"
+                    else self.sigma(text, since=since or None, cancel=cancel)
+                )
+            except Overloaded:
+                raise
+            except InputError as exc:  # a bad query, refused, or stopped: kept as tried
+                result = {"error": str(exc)}
+        return self.hunts.add_note(name, kind=kind, text=text, author=author, result=result)
 
     # --- saved hunts -----------------------------------------------------------------------
 
@@ -214,3 +251,21 @@ class Hunting:
         return retro_hunt(
             self.events_folder, loaded, since=start, limits=self.limits, cancel=cancel
         )
+
+
+def summary(found: dict[str, Any]) -> dict[str, Any]:
+    """What a notebook keeps of a hunt's answer (`Hunting.sql` or `Hunting.sigma`): its
+    columns, its first NOTE_ROWS rows, how many rows, its seconds and whether it was cut
+    off. A Sigma hunt's rows are its detections' time, rule, level, host and record."""
+    if "detections" in found:
+        columns = ["timestamp", "rule_title", "level", "host", "record_id"]
+        rows = [[d.get(c) for c in columns] for d in found["detections"]]
+    else:
+        columns, rows = found["columns"], found["rows"]
+    return {
+        "columns": columns,
+        "rows": rows[:NOTE_ROWS],
+        "count": len(rows),
+        "seconds": found["seconds"],
+        "truncated": found["truncated"],
+    }

@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -27,10 +28,10 @@ from vigil.correlate.store import IncidentStore
 from vigil.detect.ioc import IntelScan
 from vigil.detect.sigma import LoadedRules, load_rules, starter_rules
 from vigil.detect.workers import WorkerPool
-from vigil.errors import StorageFull, StorageUnavailable, Unavailable, VigilError
+from vigil.errors import NotFound, StorageFull, StorageUnavailable, Unavailable, VigilError
 from vigil.events.records import detected_now
 from vigil.ingest import Problem
-from vigil.intel.store import IndicatorStore
+from vigil.intel.store import IndicatorStore, StoredIndicator
 from vigil.respond.audit import AuditLog
 from vigil.respond.engine import Responder
 from vigil.serve.backups import ScheduledBackup
@@ -51,6 +52,7 @@ from vigil.serve.workers import analyzer_pool
 from vigil.store import migrate, state_engine
 from vigil.store.alerts import AlertStore
 from vigil.store.events import EventStore
+from vigil.store.exercises import FIGURES, ExerciseRuns
 from vigil.store.hunts import HuntStore
 from vigil.store.stages import StageStateStore
 from vigil.zerotrust import inventory
@@ -75,10 +77,38 @@ if TYPE_CHECKING:
 log = logging.getLogger("vigil.serve")
 IMPORT_WAIT_S = 10.0  # an alert import waits this long for its incidents
 GRAPH_FRESH_S = 60.0  # a process without the assets stage loads the graph again this often
+MANUAL = "manual"  # the source of the indicators analysts add by hand (each one's say)
+INCIDENT_ALERTS = 200  # an incident's detail shows its first alerts, this many
 
 
 def _storage_kind(problem: StorageUnavailable) -> str:
     return "storage full" if isinstance(problem, StorageFull) else "storage unavailable"
+
+
+def _indicator(found: StoredIndicator) -> dict[str, Any]:
+    """An indicator as the API and the console show it."""
+    return {
+        "type": found.type,
+        "value": found.value,
+        "score": round(found.score(), 1),
+        "live": bool(found.live_sources()),
+        "sightings": found.sightings,
+        "sources": [s.source for s in found.sources],
+        "created": found.created,
+        "last_sighting": found.last_sighting,
+    }
+
+
+def _read_back(stream: Any) -> dict[str, Any]:
+    """How the decision log reads its stream back (the latest decisions): by direct reads,
+    which move no consumer."""
+    if isinstance(stream, LocalStream):
+        log = stream.log
+        return {
+            "read": lambda start, most: log.read(start, max_records=most),
+            "bounds": lambda: (log.first, log.end),
+        }
+    return {"read": stream.get, "bounds": lambda: (0, stream.end)}
 
 
 class Service:
@@ -100,6 +130,7 @@ class Service:
         self.metrics = pipeline_metrics(self.registry)
         self.incident_store = IncidentStore(self.engine, evidence=folder / "evidence")
         self.asset_store = AssetStore(self.engine)
+        self.exercise_runs = ExerciseRuns(self.engine)
         self._graph: tuple[float, AccessGraph] | None = None  # loaded here, and when
         # the streams between the stages, as the registry names them (`vigil.serve.stages`):
         # segment logs in the data folder, or NATS JetStream
@@ -189,9 +220,11 @@ class Service:
         for (kind, value), risk, _ in self.incident_store.scores():
             self.knowledge.set_risk(kind, value, risk)
         audit = AuditLog(self.engine)
+        decisions = self.streams["decisions"]
         self.decision_log = DecisionLog(
-            self.streams["decisions"].publish,
+            decisions.publish,
             lambda batch: audit.append("vigil:zerotrust", "decisions.logged", "decisions", batch),
+            **_read_back(decisions),
         )
         policies = (
             load_policies(list(settings.zerotrust.policies))
@@ -466,6 +499,11 @@ class Service:
         rule_id: str | None = None,
         kind: str | None = None,
         events: tuple[int, int] | None = None,
+        host: str | None = None,
+        user: str | None = None,
+        ip: str | None = None,
+        indicator: str | None = None,
+        incident: str | None = None,
     ) -> list[dict[str, Any]]:
         return self.alert_store.list(
             limit=limit,
@@ -475,10 +513,51 @@ class Service:
             rule_id=rule_id,
             kind=kind,
             events=events,
+            host=host,
+            user=user,
+            ip=ip,
+            indicator=indicator,
+            incident=incident,
         )
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:
-        return self.alert_store.get(alert_id)
+        found = self.alert_store.get(alert_id)
+        if found is not None:  # what the inventory says of its host
+            host = found.get("host")
+            found["assets"] = self.asset_store.context([f"host:{host.lower()}"] if host else [])
+        return found
+
+    def incident(self, incident_id: str) -> dict[str, Any]:
+        found = self.incident_store.get(incident_id)
+        alert_ids = found["alert_ids"]
+        layers = self._layers
+        found["alerts_detail"] = [
+            {**alert, "layer": layers.get(alert["rule_id"], alert["kind"])}
+            for alert in self.alert_store.many(alert_ids[:INCIDENT_ALERTS])
+        ]
+        found["assets"] = self.asset_store.context(found["entities"])
+        responder = self.responder
+        found["runs"] = (
+            [
+                responder.run(run["id"])
+                for run in responder.runs(subjects=[incident_id, *alert_ids[:1000]], limit=50)
+            ]
+            if responder is not None
+            else []
+        )
+        return found
+
+    @cached_property
+    def _layers(self) -> dict[str, str]:
+        """Each loaded rule's logsource (`windows / process_creation`): an alert's layer."""
+        return {
+            r.rule_id: " / ".join(
+                part
+                for part in (r.logsource.product, r.logsource.category, r.logsource.service)
+                if part
+            )
+            for r in self.loaded.plan.rules
+        }
 
     # intake
     def check_intake(self, count: int = 1) -> None:
@@ -528,6 +607,26 @@ class Service:
     def run_due_hunts(self, now: float | None = None) -> int:
         return self.hunting.run_due(now)
 
+    def hunt_notebook(self, name: str, *, limit: int = 1000) -> dict[str, Any]:
+        found = self.hunts.get(name)
+        if found is None:
+            raise NotFound(f"no saved hunt {name!r}")
+        return {**found, "notebook": self.hunts.notebook(name, limit=limit)}
+
+    def add_hunt_note(
+        self,
+        name: str,
+        *,
+        kind: str,
+        text: str,
+        author: str,
+        since: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> dict[str, Any]:
+        return self.hunting.note(
+            name, kind=kind, text=text, author=author, since=since, cancel=cancel
+        )
+
     # stores
     def rules(self) -> list[dict[str, Any]]:
         return [
@@ -548,20 +647,43 @@ class Service:
         ]
 
     def indicators(self, value: str) -> list[dict[str, Any]]:
-        return [
-            {
-                "type": i.type,
-                "value": i.value,
-                "score": round(i.score(), 1),
-                "live": bool(i.live_sources()),
-                "sightings": i.sightings,
-                "sources": [s.source for s in i.sources],
-            }
-            for i in self.indicators_store.search(value)
-        ]
+        return [_indicator(i) for i in self.indicators_store.search(value)]
+
+    def recent_indicators(self, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        """The indicators most recently added first, as `indicators` gives them."""
+        return [_indicator(i) for i in self.indicators_store.recent(limit=limit, offset=offset)]
+
+    def sightings(self, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        """Indicators seen in events, the latest sighting first."""
+        rows = self.indicators_store.recent_sightings(limit=limit, offset=offset)
+        return [{k: v for k, v in row.items() if k != "key"} for row in rows]  # type, value
 
     def intel_stats(self) -> dict[str, Any]:
         return self.indicators_store.stats()
+
+    def add_indicator(
+        self,
+        type: str,
+        value: str,
+        *,
+        author: str,
+        confidence: int | None = None,
+        description: str | None = None,
+    ) -> dict[str, Any]:
+        from vigil.errors import InputError
+        from vigil.intel.model import Indicator, IndicatorValueError, canonical
+        from vigil.intel.store import indicator_key
+
+        try:
+            kind, canon = canonical(type, value)
+        except IndicatorValueError as exc:
+            raise InputError(f"not an indicator of type {type}: {exc}") from None
+        said = Indicator(
+            kind, canon, MANUAL, confidence, reference=author[:512], description=description
+        )
+        self.indicators_store.add([said])
+        key = indicator_key(kind, canon)
+        return _indicator(self.indicators_store.get([key])[key])
 
     def import_alerts(
         self, name: str, data: bytes, kind: str, mapping: list[str] | None = None
@@ -649,6 +771,37 @@ class Service:
             self._graph = (now, AccessGraph.from_store(self.engine))
         return self._graph[1]
 
+    def attack_paths(
+        self,
+        starts: Sequence[str] | None = None,
+        ends: Sequence[str] | None = None,
+        *,
+        per_target: int = 5,
+    ) -> dict[str, Any]:
+        """Attack paths from `starts` (default: the internet-exposed assets) to `ends`
+        (default: the crown jewels), shortest first, and the choke points they share."""
+        from vigil.assets.graph import summary
+
+        store = self.asset_store
+        froms = list(starts or store.ids_where("internet_exposed"))
+        tos = list(ends or store.ids_where("crown_jewel"))
+        found = self.access_graph().attack_paths(froms, tos, per_target=per_target)
+        return {
+            "from": froms,
+            "to": tos,
+            "paths": [summary(p) for p in found],
+            "choke_points": AccessGraph.choke_points(found),
+        }
+
+    def blast_radius(self, node: str, *, depth: int | None = None) -> dict[str, Any]:
+        """Every node an attacker holding `node` can reach (within `depth` moves), by id →
+        moves away; NotFound when no relationship of it is known."""
+        graph = self.access_graph()
+        if node not in graph.index:
+            raise NotFound(f"no relationship of {node!r} is known")
+        reach = graph.blast_radius(node, depth=depth)
+        return {"node": node, "reaches": len(reach), "moves": reach}
+
     def import_assets(self, data: bytes, name: str, format: str | None = None) -> dict[str, Any]:
         """A scan, inventory or IAM export into the inventory now, and onto the
         `relationships` stream, so the assets stage (here or in another process) has its
@@ -694,6 +847,23 @@ class Service:
         except (OSError, UnicodeDecodeError, VigilError) as exc:
             return {**out, "segments": [], "flows": [], "problem": f"{path}: {exc}"}
         return {**out, **yaml.safe_load(policy.to_yaml()), "problem": None}
+
+    def attack_coverage(self, *, everything: bool = False) -> dict[str, Any]:
+        """The ATT&CK matrix of the loaded rules and the latest exercise reported
+        (`vigil.intel.matrix`); `exercise`: that run's figures and gaps, None before any."""
+        from vigil.intel.matrix import gaps, matrix
+
+        latest = self.exercise_runs.latest()
+        results = latest["results"] if latest is not None else {}
+        found = matrix(self.loaded.plan.rules, results.get("by_technique"), everything=everything)
+        found["exercise"] = None
+        if latest is not None:
+            found["exercise"] = {
+                **{k: latest[k] for k in ("id", "at", "name")},
+                **{k: results.get(k) for k in FIGURES},
+                "gaps": gaps(results.get("gaps") or ()),
+            }
+        return found
 
     def risk_register(self) -> Register:
         """Every asset ranked with its reasons, and the roadmap (`vigil.assets.risk`)."""

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -88,9 +89,9 @@ alert_table = Table(
     metadata,
     Column("id", String(32), primary_key=True),
     Column("kind", String(16), nullable=False),
-    Column("rule_id", String(128), nullable=False, index=True),
+    Column("rule_id", String(128), nullable=False),
     Column("rule_title", Text, nullable=False),
-    Column("level", String(16), nullable=False, index=True),
+    Column("level", String(16), nullable=False),
     Column("tags", Text, nullable=False),
     Column("time", Float, index=True),
     Column("host", Text),
@@ -98,10 +99,27 @@ alert_table = Table(
     Column("record", Text),
     Column("event_offset", Integer),
     Column("detected_at", Text, nullable=False),
-    Column("created", Float, nullable=False, index=True),
+    Column("created", Float, nullable=False),
     Column("matched_fields", Text, nullable=False),
     Column("event", Text, nullable=False),
     Column("details", Text, nullable=False),
+    # newest first without a sort, all of them or of one level or rule (offsets read the
+    # index only)
+    Index("ix_alert_recent", "created", "id"),
+    Index("ix_alert_level_recent", "level", "created", "id"),
+    Index("ix_alert_rule_recent", "rule_id", "created", "id"),
+)
+
+# The entities an alert names (host, user, ip, hash, ..., and for an indicator alert the
+# indicator's value), lower case: the alerts page filters and pivots by them, newest first.
+alert_entity_table = Table(
+    "alert_entity",
+    metadata,
+    Column("alert_id", String(32), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("value", String(512), primary_key=True),
+    Column("created", Float, nullable=False),  # the alert's
+    Index("ix_alert_entity_recent", "kind", "value", "created", "alert_id"),
 )
 
 
@@ -383,6 +401,7 @@ exercise_run_table = Table(
 
 
 __all__ = [
+    "alert_entity_table",
     "alert_table",
     "api_token_table",
     "asset_edge_table",

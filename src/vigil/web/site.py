@@ -6,7 +6,8 @@ pages and its security headers."""
 import hmac
 import secrets
 import time
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, cast
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
@@ -112,8 +113,9 @@ def _cookie(response: Response, console: Console, name: str, value: str, age: in
 def _errors(app: FastAPI, console: Console) -> None:
     """Under /console, errors are pages (and a missing session a trip to sign-in); the
     API's own answers elsewhere are left as they are."""
-    api_http = app.exception_handlers[HTTPException]
-    api_vigil = app.exception_handlers[VigilError]
+    handler = Callable[[Request, Exception], Awaitable[Response]]  # the API's are coroutines
+    api_http = cast(handler, app.exception_handlers[HTTPException])
+    api_vigil = cast(handler, app.exception_handlers[VigilError])
 
     async def signin(request: Request, _: Exception) -> Response:
         target = f"{PREFIX}/login?next={quote(local(str(request.url.path) + _query(request)))}"

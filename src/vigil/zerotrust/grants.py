@@ -188,9 +188,12 @@ class Grants:
             active = list(self._active.values())
         return next((g for g in active if g.allows(request, at)), None)
 
-    def find(self, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def find(
+        self, *, state: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """Grants (in `state`), the latest asked first."""
         g = zt_grant_table.c
-        query = select(zt_grant_table).order_by(g.created.desc()).limit(limit)
+        query = select(zt_grant_table).order_by(g.created.desc(), g.id).limit(limit).offset(offset)
         if state:
             query = query.where(g.state == state)
         with self.engine.connect() as conn:

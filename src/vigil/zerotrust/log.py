@@ -10,6 +10,7 @@ must know its decision is kept (the HTTP API) waits for it.
     seq = log.append(decision)       # at once
     log.wait(seq)                    # on the durable stream when this returns
     await log.kept(seq)              # the same for a coroutine, holding no thread
+    log.recent(subject="alice")      # the latest decisions first, read back from the stream
 
 A range is anchored in the audit chain after its decisions are on the stream (within
 `ANCHOR_S`), so waiting for a decision does not wait for the chain, unless the chain cannot
@@ -30,6 +31,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
+
 from vigil.zerotrust.pdp import Decision
 
 log = logging.getLogger("vigil.zerotrust")
@@ -38,6 +41,10 @@ BATCH = 2000
 QUEUE = 100_000  # decisions waiting to be written; more and deciding waits
 ANCHOR_COUNT = 10_000  # decisions, at most, under one audit entry
 ANCHOR_S = 1.0  # and at most this old
+RECENT_SCAN = 20_000  # decisions read back, at most, to find a page of the latest
+READ_BACK = 1000  # decisions read from the stream at once, going back
+
+Read = Callable[[int, int], Sequence[tuple[int, bytes]]]  # (start, most) → (offset, record)s
 
 
 class DecisionLog:
@@ -47,9 +54,15 @@ class DecisionLog:
         anchor: Callable[[dict[str, Any]], Any] | None = None,
         *,
         most: int = QUEUE,
+        read: Read | None = None,
+        bounds: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
         self.publish = publish
         self.anchor = anchor
+        # reading the stream back (`recent`): its records from a position, and the first
+        # position it still keeps and the next it will write
+        self.read = read
+        self.bounds = bounds
         self._queue: queue.Queue[tuple[int, bytes]] = queue.Queue(most)
         self._seq = 0
         self._lock = threading.Lock()
@@ -109,6 +122,62 @@ class DecisionLog:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
             return False
+
+    def recent(
+        self,
+        *,
+        subject: str | None = None,
+        outcome: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        scan: int = RECENT_SCAN,
+    ) -> dict[str, Any]:
+        """The latest decisions first (of `subject`, with `outcome`), read back from the
+        stream: a page (`limit` after `offset` matches) of the last `scan` decisions at most.
+        {"decisions": [...], "more": another match follows, "scanned": decisions read,
+        "complete": the whole stream was read}."""
+        if self.read is None or self.bounds is None:
+            return {"decisions": [], "more": False, "scanned": 0, "complete": True}
+        first, position = self.bounds()
+        wanted = subject.lower() if subject else None
+        # most records are passed over unread: on the bytes as `Decision.to_bytes` writes
+        # them (lowered: the subject matches in any case, its ASCII letters at least)
+        marks = []
+        if outcome:
+            marks.append((False, b'"outcome":' + orjson.dumps(outcome)))
+        if wanted and wanted.isascii():
+            marks.append((True, b'"request":{"subject":' + orjson.dumps(wanted)))
+        found: list[dict[str, Any]] = []
+        skipped = scanned = 0
+        while position > first and scanned < scan and len(found) <= limit:
+            start = max(first, position - min(READ_BACK, scan - scanned))
+            records = [r for r in self.read(start, position - start) if r[0] < position]
+            if not records:
+                break
+            for at, data in reversed(records):
+                if len(found) > limit:  # one past the page: more follow
+                    break
+                scanned, position = scanned + 1, at
+                if any(mark not in (data.lower() if lowered else data) for lowered, mark in marks):
+                    continue
+                decision = orjson.loads(data)
+                if outcome and decision.get("outcome") != outcome:
+                    continue
+                asked = decision.get("request") or {}
+                if wanted and str(asked.get("subject", "")).lower() != wanted:
+                    continue
+                if skipped < offset:
+                    skipped += 1
+                else:
+                    found.append(decision)
+            else:
+                position = start  # the window read whole (what it lacks is gone)
+        return {
+            "decisions": found[:limit],
+            "more": len(found) > limit,
+            "scanned": scanned,
+            "complete": position <= first,
+        }
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -133,6 +133,14 @@ class Sessions:
             and (device is None or (s.request.device or "").lower() == device.lower())
         ]
 
+    def listed(self, *, subject: str | None = None, limit: int = 100) -> dict[str, Any]:
+        """The live sessions (of `subject`), the latest opened first: {"sessions": a page of
+        them as dicts, "total": how many are live}."""
+        now = time.time()
+        live = [s for s in self.active(subject=subject) if s.expires > now]
+        live.sort(key=lambda s: (-s.created, s.id))
+        return {"sessions": [dataclasses.asdict(s) for s in live[:limit]], "total": len(live)}
+
     def reevaluate(self, *, subject: str | None = None, device: str | None = None) -> list[str]:
         """Decide again the sessions of a subject or a device (neither: all); revoke those no
         longer allowed; the revoked ids."""

@@ -28,22 +28,23 @@
     var graph = window.cytoscape({
       container: element,
       elements: elements,
-      wheelSensitivity: 0.3,
       layout: { name: data.layout || "cose", animate: false, padding: 20,
                 directed: true, nodeDimensionsIncludeLabels: true },
       style: [
         { selector: "node", style: {
-            "label": "data(label)", "font-size": 10, "text-valign": "bottom", "text-margin-y": 3,
+            "font-size": 10, "text-valign": "bottom", "text-margin-y": 3,
             "background-color": function (n) { return COLOURS[n.data("kind")] || "#5d6b82"; },
             "width": 18, "height": 18, "color": "#1d2330",
             "text-wrap": "ellipsis", "text-max-width": 140 } },
+        { selector: "node[label]", style: { "label": "data(label)" } },
         { selector: "node.jewel", style: { "shape": "star", "width": 28, "height": 28,
             "background-color": COLOURS.jewel } },
         { selector: "node.start", style: { "border-width": 3, "border-color": "#e0561b" } },
         { selector: "node.focus", style: { "border-width": 3, "border-color": "#1d2330" } },
         { selector: "edge", style: {
             "width": 1.5, "line-color": "#aab3c5", "target-arrow-color": "#aab3c5",
-            "target-arrow-shape": "triangle", "curve-style": "bezier",
+            "target-arrow-shape": "triangle", "curve-style": "bezier" } },
+        { selector: "edge[label]", style: {
             "label": "data(label)", "font-size": 8, "color": "#6b7385",
             "text-rotation": "autorotate" } },
         { selector: "edge.path", style: { "line-color": "#b3132b", "target-arrow-color": "#b3132b",
