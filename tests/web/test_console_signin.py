@@ -180,3 +180,50 @@ def test_the_console_can_be_turned_off(tmp_path) -> None:
     with made.client:
         assert made.get("/console/login").status_code == 404
         assert made.get("/health").status_code == 200
+
+
+def test_bodies_are_bounded_before_anyone_is_known(console) -> None:
+    form = console.get("/console/login")
+    value = re.search(r'name="signin" value="([^"]+)"', form.text).group(1)
+    huge = console.client.post("/console/login", data={"token": "x" * (2 << 20), "signin": value})
+    assert huge.status_code == 413
+    console.sign_in("analyst")
+
+    def chunks():  # a file past the API's limit (32 MiB), sent without a declared length
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n\r\n'
+        for _ in range(40):
+            yield b"x" * (1 << 20)
+        yield b"\r\n--b--\r\n"
+
+    upload = console.client.post(
+        "/console/incidents/INC-x/evidence",
+        content=chunks(),
+        headers={"x-csrf-token": console.csrf, "content-type": "multipart/form-data; boundary=b"},
+    )
+    assert upload.status_code == 413
+
+
+def test_errors_under_the_console_are_pages(console) -> None:
+    console.sign_in("viewer")
+    for path, status in (("/console/nowhere", 404), ("/console/incidents?offset=-1", 400)):
+        answer = console.get(path)
+        assert answer.status_code == status, (path, answer.text)
+        assert answer.headers["content-type"].startswith("text/html")
+        assert "script-src 'self'" in answer.headers["content-security-policy"]
+    assert console.get("/api/v1/nowhere").json()["error"] == 404  # the API answers as ever
+
+
+def test_signing_in_again_ends_the_session_it_replaces(console) -> None:
+    console.sign_in("analyst")
+    old = console.client.cookies.get("vigil_session")
+    form = console.get("/console/login")
+    value = re.search(r'name="signin" value="([^"]+)"', form.text).group(1)
+    console.client.post(
+        "/console/login",
+        data={"token": console.tokens["viewer"], "signin": value},
+        follow_redirects=False,
+    )
+    assert console.get("/console/").status_code == 200
+    time.sleep(1.1)
+    console.client.cookies.set("vigil_session", old, path="/console")
+    assert console.get("/console/", follow_redirects=False).status_code == 303

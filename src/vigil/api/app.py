@@ -33,6 +33,7 @@ from vigil.api import tokens as token_routes  # `tokens` is create_app's TokenSt
 from vigil.api.auth import PREFIX, Principal, TokenStore
 from vigil.api.backend import Backend
 from vigil.api.context import Context
+from vigil.api.hunting import Hunts
 from vigil.api.rate import RateLimit
 from vigil.errors import (
     Conflict,
@@ -168,6 +169,7 @@ def create_app(
         limits=BodyLimits(max_body_bytes, max_records),
         rate=RateLimit(rate_per_token),
         hunts_at_once=hunts_at_once,
+        hunts=Hunts(hunts_at_once),
         require=require,
         bearer=bearer,
     )

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from vigil.api.auth import Principal, TokenStore
 from vigil.api.backend import Backend
+from vigil.api.hunting import Hunts
 from vigil.api.rate import RateLimit
 from vigil.errors import TooLarge
 from vigil.ingest.body import BodyLimits, read_body
@@ -26,6 +27,7 @@ class Context:
     limits: BodyLimits  # of a request body (`max_bytes`) and of the events in one
     rate: RateLimit  # requests per token (ingest)
     hunts_at_once: int
+    hunts: Hunts  # where hunts run (API and console share the places)
     # the auth dependency: `Depends(require("alerts:read"))` gives the caller's Principal
     # (401 without a valid token, 403 without the permission)
     require: Callable[[str], Callable[..., Awaitable[Principal]]]

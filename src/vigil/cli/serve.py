@@ -100,7 +100,6 @@ def serve(
     for path in [*settings.rules, *feed]:
         if not path.exists():
             raise fail(f"no such file or directory: {path}")
-    sign_in = _console_token(settings, console_token) if console_token else None
     _check_listen(settings.api.host, settings.api.port, socket.SOCK_STREAM, "the API")
     listeners = settings.listeners
     takes_events = settings.role in ("all", "intake")
@@ -129,7 +128,8 @@ def serve(
             err.print(f"The console: [bold]{url}/console/[/]", highlight=False)
             if sign_in is not None:
                 err.print(
-                    f"Sign in with this {console_token} token (shown once): {sign_in}",
+                    f"Sign in with this {console_token} token (shown once; revoked when this "
+                    f"server stops): {sign_in}",
                     highlight=False,
                     soft_wrap=True,
                 )
@@ -142,6 +142,8 @@ def serve(
 
         threading.Thread(target=then, name="vigil-serve-extras", daemon=True).start()
 
+    # made once the ports are known free and the rules loaded, revoked when the server stops
+    sign_in, sign_in_id = _console_token(settings, console_token) if console_token else (None, "")
     try:
         run_service(settings, loaded=loaded, on_ready=ready)
     except VigilError as exc:
@@ -151,10 +153,25 @@ def serve(
         raise fail(f"cannot open the state database: {problem or reason_of(exc)}") from None
     except OSError as exc:
         raise fail(f"cannot use the data folder {settings.data_dir}: {exc}") from None
+    finally:
+        if sign_in_id:
+            _revoke(settings, sign_in_id)
 
 
-def _console_token(settings: Any, role: str) -> str:
-    """A new token to sign in to the console with (kept hashed, like any token)."""
+def _revoke(settings: Any, token_id: str) -> None:
+    """The token `--console-token` made ends with the server (its sessions with it)."""
+    from vigil.api.auth import TokenStore
+    from vigil.store import state_engine
+
+    try:
+        TokenStore(state_engine(settings.database_url or settings.data_dir)).revoke(token_id)
+    except (SQLAlchemyError, OSError) as exc:
+        err.print(f"could not revoke the console token {token_id}: {reason_of(exc)}")
+
+
+def _console_token(settings: Any, role: str) -> tuple[str, str]:
+    """A new token to sign in to the console with (kept hashed, like any token), and its
+    id."""
     from vigil.api.auth import TokenStore
     from vigil.store import state_engine
     from vigil.web.sessions import CONSOLE_ROLES
@@ -163,7 +180,8 @@ def _console_token(settings: Any, role: str) -> str:
         raise fail(f"--console-token: the console is for {', '.join(sorted(CONSOLE_ROLES))}")
     try:
         engine = state_engine(settings.database_url or settings.data_dir)
-        return TokenStore(engine).create(role, "console")[0]
+        token, info = TokenStore(engine).create(role, "console (vigil serve)")
+        return token, info.id
     except (SQLAlchemyError, OSError) as exc:
         raise fail(f"cannot open the state database: {reason_of(exc)}") from None
 

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
 import jinja2
-from fastapi import Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
@@ -33,6 +33,11 @@ PREFIX = "/console"
 COOKIE = "vigil_session"
 LOGIN_COOKIE = "vigil_signin"  # the sign-in form's anti-forgery value (no session yet)
 HTMX = "htmx-2.0.11.min.js"
+# What a console form may hold: read before anything else (even before the session is
+# known), so it is small; the two uploads (evidence, exercise results) take the API's limit.
+FORM_BYTES = 1 << 20
+FORM_LIMITS = {"max_fields": 100, "max_files": 0, "max_part_size": FORM_BYTES}
+UPLOAD_LIMITS = {"max_fields": 10, "max_files": 1, "max_part_size": FORM_BYTES}
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none'; "
@@ -84,22 +89,43 @@ class Console:
     def backend(self) -> Any:
         return self.context.backend
 
+    def routes(self) -> APIRouter:
+        """A page's router: out of the OpenAPI document, its bodies small (see FORM_BYTES)."""
+        return APIRouter(
+            include_in_schema=False,
+            max_body_size=FORM_BYTES,
+            form_limits=FORM_LIMITS,  # type: ignore[arg-type]
+        )
+
+    def upload(self) -> dict[str, Any]:
+        """A route's keywords for a form with one file, as large as the API takes."""
+        return {"max_body_size": self.context.limits.max_bytes, "form_limits": UPLOAD_LIMITS}
+
     # --- who is asking -------------------------------------------------------------------
 
     async def session(self, request: Request) -> Session:
         """The signed-in session behind the request's cookie; SignIn without one."""
+        return await self._session(request, touch=True)
+
+    async def watching(self, request: Request) -> Session:
+        """As `session`, but the request does not count as use (a live stream open in a
+        tab does not keep an unattended session from its idle end)."""
+        return await self._session(request, touch=False)
+
+    async def _session(self, request: Request, *, touch: bool) -> Session:
         secret = request.cookies.get(COOKIE, "")
         found = self.sessions.known(secret)
         if found is None and secret:
-            found = await run_in_threadpool(self.sessions.find, secret)
+            found = await run_in_threadpool(self.sessions.find, secret, touch=touch)
         if found is None:
             raise SignIn()
         return found
 
-    def reader(self, permission: str) -> Callable[..., Awaitable[Session]]:
+    def reader(self, permission: str, *, touch: bool = True) -> Callable[..., Awaitable[Session]]:
         """A page's dependency: a session whose role holds `permission` (403 otherwise)."""
+        who = self.session if touch else self.watching
 
-        async def check(session: Annotated[Session, Depends(self.session)]) -> Session:
+        async def check(session: Annotated[Session, Depends(who)]) -> Session:
             if not session.may(permission):
                 raise HTTPException(403, f"the {session.principal.role} role may not {permission}")
             return session

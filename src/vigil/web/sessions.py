@@ -65,19 +65,28 @@ class ConsoleSessions:
             .where(table.id == bindparam("id"))
         )
 
-    def sign_in(self, token: str) -> tuple[str, Session]:
+    def sign_in(self, token: str, replacing: str = "") -> tuple[str, Session]:
         """A new session for a valid token of a role that may read the console: the
         cookie's secret and the session. Raises Forbidden otherwise (one message for an
-        unknown and a revoked token)."""
+        unknown and a revoked token). The session of the cookie it replaces (`replacing`,
+        its secret) ends, and sessions long over are deleted."""
         principal = self.tokens.verify(token.strip())
         if principal is None:
             raise Forbidden("that token is not valid")
         if principal.role not in CONSOLE_ROLES:
             raise Forbidden(f"the {principal.role} role has no console")
+        if replacing:
+            self.sign_out(_digest(replacing))
         secret = secrets.token_urlsafe(32)
         now = time.time()
         session = Session(_digest(secret), principal, secrets.token_urlsafe(32), now + self.max_s)
+        table = console_session_table.c
         with self.engine.begin() as conn:
+            conn.execute(
+                console_session_table.delete().where(
+                    (table.expires < now) | (table.ended & (table.seen < now - self.max_s))
+                )
+            )
             conn.execute(
                 console_session_table.insert(),
                 [
@@ -102,9 +111,9 @@ class ConsoleSessions:
             return None
         return found[0] if time.time() < found[0].expires else None
 
-    def find(self, secret: str) -> Session | None:
+    def find(self, secret: str, *, touch: bool = True) -> Session | None:
         """The live session behind a cookie's secret, or None (unknown, signed out, expired,
-        idle too long, or its token revoked)."""
+        idle too long, or its token revoked). `touch`: the request counts as use."""
         if not secret or len(secret) > 100:
             return None
         digest = _digest(secret)
@@ -129,7 +138,9 @@ class ConsoleSessions:
                 if len(self._known) >= KNOWN_MOST:
                     self._known.clear()
                 self._known[digest] = (session, asked)
-        if now - seen >= TOUCH_EVERY:
+        if touch and now - seen >= TOUCH_EVERY:
+            if len(self._seen) >= KNOWN_MOST:
+                self._seen.clear()  # `seen` is in the database too: memory only saves writes
             self._seen[digest] = now
             with self.engine.begin() as conn:
                 conn.execute(

@@ -12,8 +12,10 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vigil.api.context import Context
 from vigil.errors import Forbidden, NotFound, VigilError
@@ -46,7 +48,7 @@ def mount(app: FastAPI, context: Context, sessions: ConsoleSessions, *, secure: 
 
 
 def _frame(console: Console) -> APIRouter:
-    routes = APIRouter(include_in_schema=False)
+    routes = console.routes()
     sessions = console.sessions
 
     @routes.get("/")
@@ -73,7 +75,9 @@ def _frame(console: Console) -> APIRouter:
         if not same_origin(request):
             raise HTTPException(403, "the form's anti-forgery value is missing or wrong")
         try:
-            secret, session = await run_in_threadpool(sessions.sign_in, token)
+            secret, session = await run_in_threadpool(
+                sessions.sign_in, token, request.cookies.get(COOKIE, "")
+            )
         except Forbidden as exc:
             value = secrets.token_urlsafe(24)
             page = console.render(
@@ -138,6 +142,26 @@ def _errors(app: FastAPI, console: Console) -> None:
     def _problem(request: Request, status: int, detail: str) -> Response:
         return console.render(request, None, "problem.html", status, code=status, detail=detail)
 
+    api_invalid = cast(handler, app.exception_handlers[RequestValidationError])
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        if not request.url.path.startswith(PREFIX) or not isinstance(exc, RequestValidationError):
+            return await api_invalid(request, exc)
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
+            for e in exc.errors()
+        )
+        return _problem(request, 400, f"the request is not valid ({problems})")
+
+    async def routing(request: Request, exc: Exception) -> Response:
+        """Starlette's own answers (no such page, method not allowed, body too large)."""
+        assert isinstance(exc, StarletteHTTPException)
+        if request.url.path.startswith(PREFIX):
+            return _problem(request, exc.status_code, str(exc.detail))
+        return await api_http(request, HTTPException(exc.status_code, exc.detail, exc.headers))
+
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(StarletteHTTPException, routing)
     app.add_exception_handler(SignIn, signin)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(VigilError, vigil_error)

@@ -48,7 +48,7 @@ CRITICALITY = ("", "low", "medium", "high", "crown-jewel")
 
 
 def router(console: Console) -> APIRouter:
-    routes = APIRouter(include_in_schema=False)
+    routes = console.routes()
     reader = console.reader("alerts:read")
     indicators = console.writer("indicators:write")
     assets = console.writer("assets:write")

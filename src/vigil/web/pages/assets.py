@@ -121,7 +121,7 @@ def paths_drawing(found: dict[str, Any]) -> dict[str, Any]:
 
 
 def router(console: Console) -> APIRouter:
-    routes = APIRouter(include_in_schema=False)
+    routes = console.routes()
     reader = console.reader("assets:read")
 
     @routes.get(f"{PREFIX}/assets")

@@ -64,7 +64,7 @@ def history(runs: list[dict[str, Any]]) -> dict[str, list[tuple[str, float | Non
 
 
 def router(console: Console) -> APIRouter:
-    routes = APIRouter(include_in_schema=False)
+    routes = console.routes()
     reader = console.reader("rules:read")  # as GET /api/v1/coverage and /api/v1/exercises
     writer = console.writer("exercises:write")  # as POST /api/v1/exercises
 
@@ -109,7 +109,7 @@ def router(console: Console) -> APIRouter:
             limit=RUNS,
         )
 
-    @routes.post(f"{PAGE}/exercises")
+    @routes.post(f"{PAGE}/exercises", **console.upload())
     async def report(
         request: Request, session: Annotated[Session, Depends(writer)]
     ) -> RedirectResponse:

@@ -15,7 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
-from vigil.api.hunts import Hunts, SavedHunt
+from vigil.api.hunts import SavedHunt
 from vigil.errors import InputError, NotFound, Unavailable
 from vigil.web.console import PREFIX, Console
 from vigil.web.sessions import Session
@@ -37,11 +37,11 @@ SIGMA_COLUMNS = ("timestamp", "rule_title", "level", "host", "record_id")
 
 
 def router(console: Console) -> APIRouter:
-    routes = APIRouter(include_in_schema=False)
+    routes = console.routes()
     reader = console.reader("hunts:run")
     runner = console.writer("hunts:run")
     manager = console.writer("hunts:manage")
-    hunts = Hunts(console.context.hunts_at_once)
+    hunts = console.context.hunts  # the API's places: one limit for both
 
     def page(request: Request, session: Session, status: int = 200, **values: Any) -> HTMLResponse:
         shown = {"sql": "", "sigma": "", "since": "", "result": None, "problem": "",

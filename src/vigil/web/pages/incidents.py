@@ -17,7 +17,7 @@ from starlette.datastructures import UploadFile
 from vigil.api.context import BIGINT
 from vigil.api.respond import RUN_ID, STEP_ID
 from vigil.correlate.store import SORTS, STATUSES, TRANSITIONS, clean_file_name
-from vigil.errors import Invalid, TooLarge, Unavailable
+from vigil.errors import Invalid, Unavailable
 from vigil.web.console import PREFIX, Console
 from vigil.web.sessions import Session
 
@@ -38,7 +38,7 @@ FINISHED = ("done", "failed", "denied")  # the runs undo takes (as the engine's 
 
 
 def router(console: Console) -> APIRouter:
-    routes = APIRouter(include_in_schema=False)
+    routes = console.routes()
     reader = console.reader("incidents:read")
     cases = console.writer("cases:write")
     approver = console.writer("playbooks:approve")
@@ -206,17 +206,9 @@ def router(console: Console) -> APIRouter:
         store().complete_task(incident_id, task_id, session.principal.name)
         return back(incident_id, "#tasks")
 
-    def small_enough(request: Request) -> None:
-        """Before the form is read: a body declared larger than the API takes is refused."""
-        most = console.context.limits.max_bytes
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > most:
-            raise TooLarge(f"a file larger than {most:,} bytes")
-
-    @routes.post(f"{PREFIX}/incidents/{{incident_id}}/evidence")
+    @routes.post(f"{PREFIX}/incidents/{{incident_id}}/evidence", **console.upload())
     async def add_evidence(
         request: Request,
-        _: Annotated[None, Depends(small_enough)],
         session: Annotated[Session, Depends(cases)],
         incident_id: Annotated[str, Path(max_length=64)],
     ) -> RedirectResponse:

@@ -23,7 +23,7 @@ def link(request: Request, **changed: int) -> str:
 
 
 def router(console: Console) -> APIRouter:
-    routes = APIRouter(include_in_schema=False)
+    routes = console.routes()
     reader = console.reader("indicators:read")  # as the API's indicator routes
 
     @routes.get(f"{PREFIX}/intel")

@@ -12,12 +12,15 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, StreamingResponse
 
-from vigil.web.console import PREFIX, Console
+from vigil.errors import Overloaded
+from vigil.web.console import COOKIE, PREFIX, Console
 from vigil.web.sessions import Session
 
 LEVELS = ("critical", "high", "medium", "low", "informational")
 TICK_S = 2.0  # between live updates
 STREAM_S = 60.0  # a stream ends after this; the browser opens the next one itself
+STREAMS_PER_SESSION = 4  # live streams open at once (tabs)
+STREAMS_MOST = 64  # for the whole server
 
 
 class Rates:
@@ -44,6 +47,38 @@ class Rates:
             return dict(self._rates)
 
 
+class Live:
+    """What every open overview shows, computed once a tick whatever the number of
+    streams, and the streams open (bounded per session and in all)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.rates = Rates()
+        self._lock = threading.Lock()
+        self._last: tuple[float, dict[str, Any]] | None = None
+        self.open: dict[str, int] = {}  # session id: streams
+
+    def figures(self) -> dict[str, Any]:
+        with self._lock:
+            if self._last is None or time.monotonic() - self._last[0] >= TICK_S * 0.9:
+                self._last = (time.monotonic(), figures(self.console, self.rates))
+            return self._last[1]
+
+    def enter(self, session: Session) -> None:
+        if sum(self.open.values()) >= STREAMS_MOST:
+            raise Overloaded("too many live views are open on this server", retry_after=STREAM_S)
+        if self.open.get(session.id, 0) >= STREAMS_PER_SESSION:
+            raise Overloaded("this session has too many live views open", retry_after=STREAM_S)
+        self.open[session.id] = self.open.get(session.id, 0) + 1
+
+    def leave(self, session: Session) -> None:
+        left = self.open.get(session.id, 1) - 1
+        if left > 0:
+            self.open[session.id] = left
+        else:
+            self.open.pop(session.id, None)
+
+
 def figures(console: Console, rates: Rates) -> dict[str, Any]:
     """What the live part of the overview shows."""
     backend = console.backend
@@ -63,9 +98,10 @@ def figures(console: Console, rates: Rates) -> dict[str, Any]:
 
 
 def router(console: Console) -> APIRouter:
-    routes = APIRouter(include_in_schema=False)
+    routes = console.routes()
     reader = console.reader("incidents:read")
-    rates = Rates()
+    watcher = console.reader("incidents:read", touch=False)
+    live = Live(console)
 
     @routes.get(f"{PREFIX}/")
     def overview(request: Request, session: Annotated[Session, Depends(reader)]) -> HTMLResponse:
@@ -75,7 +111,7 @@ def router(console: Console) -> APIRouter:
             request,
             session,
             "overview.html",
-            live=figures(console, rates),
+            live=live.figures(),
             metrics=metrics,
             mttd=list(metrics["mttd_by_day"].items()),
             mttr=list(metrics["mttr_by_day"].items()),
@@ -84,23 +120,33 @@ def router(console: Console) -> APIRouter:
 
     @routes.get(f"{PREFIX}/stream")
     async def stream(
-        request: Request, session: Annotated[Session, Depends(reader)]
+        request: Request, session: Annotated[Session, Depends(watcher)]
     ) -> StreamingResponse:
-        """Server-sent events: `overview`, the live figures as HTML, every TICK_S."""
+        """Server-sent events: `overview`, the live figures as HTML, every TICK_S, while
+        the session lives (checked each tick; the stream does not count as use)."""
         template = console.env.get_template("overview_live.html")
+        secret = request.cookies.get(COOKIE, "")
+        live.enter(session)
 
         async def events() -> AsyncIterator[str]:
-            ends = time.monotonic() + STREAM_S
-            yield "retry: 3000\n\n"
-            while time.monotonic() < ends and not await request.is_disconnected():
-                live = await run_in_threadpool(figures, console, rates)
-                html = template.render(live=live, session=session, csrf=session.csrf)
-                data = "".join(f"data: {line}\n" for line in html.splitlines())
-                yield f"event: overview\n{data}\n"
-                await asyncio.sleep(TICK_S)
+            try:
+                ends = time.monotonic() + STREAM_S
+                yield "retry: 3000\n\n"
+                while time.monotonic() < ends and not await request.is_disconnected():
+                    now = console.sessions.known(secret) or await run_in_threadpool(
+                        console.sessions.find, secret, touch=False
+                    )
+                    if now is None:
+                        yield "event: ended\ndata: signed out\n\n"
+                        return
+                    shown = await run_in_threadpool(live.figures)
+                    html = template.render(live=shown, session=session, csrf=session.csrf)
+                    data = "".join(f"data: {line}\n" for line in html.splitlines())
+                    yield f"event: overview\n{data}\n"
+                    await asyncio.sleep(TICK_S)
+            finally:
+                live.leave(session)
 
-        return StreamingResponse(
-            events(), media_type="text/event-stream", headers={"cache-control": "no-store"}
-        )
+        return StreamingResponse(events(), media_type="text/event-stream")
 
     return routes

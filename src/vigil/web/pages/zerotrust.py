@@ -34,7 +34,7 @@ def shown(grants: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def router(console: Console) -> APIRouter:
-    routes = APIRouter(include_in_schema=False)
+    routes = console.routes()
     reader = console.reader("playbooks:read")  # as the API's grant, decision, session lists
     approver = console.writer("playbooks:approve")  # as POST /api/v1/access/grants/{id}/decision
 
