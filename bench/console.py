@@ -151,21 +151,28 @@ def pages(client: Any) -> dict[str, str]:
     """The pages timed: every page, and the heavy cases of the big ones."""
     incident = client.get("/api/v1/incidents?limit=1").json()[0]["id"]
     alert = client.get("/api/v1/alerts?limit=1&offset=5000").json()[0]
+    host = client.get("/api/v1/assets?kind=host&limit=1").json()[0]["id"]
     return {
         "overview": "/console/",
         "incidents": "/console/incidents",
         "incidents_open_by_opened": "/console/incidents?status=open&sort=opened&order=asc",
         "incidents_far_page": "/console/incidents?offset=9000",
+        "incidents_by_entity": "/console/incidents?entity=host:ws-0042.corp.local",
         "incident": f"/console/incidents/{incident}",
         "alerts": "/console/alerts",
         "alerts_by_host": "/console/alerts?host=ws-0042.corp.local",
         "alerts_by_user": "/console/alerts?user=user0042",
         "alerts_by_rule": f"/console/alerts?rule={alert['rule_id']}",
         "alerts_far_page": "/console/alerts?offset=100000",
+        "alerts_of_incident": f"/console/alerts?incident={incident}",
         "alert": f"/console/alerts/{alert['id']}",
         "hunt": "/console/hunt",
+        "hunt_notebook": "/console/hunt/bench",
         "coverage": "/console/coverage",
+        "coverage_exercises": "/console/coverage/exercises",
+        "risk_register": "/console/coverage/risk",
         "assets": "/console/assets",
+        "asset": f"/console/assets/{host}",
         "zerotrust": "/console/zerotrust",
         "intel": "/console/intel",
     }
@@ -191,6 +198,17 @@ def main() -> None:
     shutil.copytree(folder, scratch)  # the runs' own writes (sessions, stages) stay out of it
     service = Service(Settings(data_dir=scratch, indicators=False, pipeline={"workers": 0}))
     token = TokenStore(service.engine).create("admin", "bench")[0]
+    # an inventory of the alerts' hosts (20 crown jewels) and a saved hunt, so that the
+    # asset, risk and notebook pages have something to show
+    inventory = "hostname,ip,owner,criticality\n" + "".join(
+        f"ws-{i:04d}.corp.local,10.9.{i >> 8}.{i & 255},team{i % 40},"
+        f"{'crown-jewel' if i % 100 == 0 else 'medium'}\n"
+        for i in range(HOSTS)
+    )
+    service.import_assets(inventory.encode(), "cmdb.csv")
+    service.save_hunt(
+        "bench", query="SELECT count(*) FROM events", sigma=None, every_seconds=86_400
+    )
     figures: dict[str, Any] = {"alerts": alerts, "incidents": incidents}
     p50: dict[str, float] = {}
     p99: dict[str, float] = {}

@@ -77,12 +77,21 @@ class Register:
         }
 
 
+CONTEXT_CHUNK = 5000  # entities per inventory query (well under any database's bound)
+
+
 def incidents_by_asset(store: AssetStore, incidents: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """Open incidents (as the incident store lists them) → how many name each asset."""
+    """Open incidents (as the incident store lists them) → how many name each asset. The
+    inventory is asked once for all their entities (in chunks), not once an incident."""
+    named = [set(incident["entities"]) for incident in incidents]
+    every = sorted(set().union(*named)) if named else []
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(every), CONTEXT_CHUNK):
+        found.update(store.context(every[start : start + CONTEXT_CHUNK]))
     counts: dict[str, int] = defaultdict(int)
-    for incident in incidents:
-        for found in store.context(incident["entities"]).values():
-            counts[found["asset"]] += 1
+    for entities in named:
+        for asset in {found[e]["asset"] for e in entities if e in found}:
+            counts[asset] += 1
     return dict(counts)
 
 
@@ -94,6 +103,7 @@ def assess(
     store: AssetStore, *, covered: Iterable[str], incidents: Mapping[str, int] | None = None
 ) -> Register:
     covered = {t.upper() for t in covered}
+    parents = {t.partition(".")[0] for t in covered}  # a sub-technique covers its parent
     incidents = incidents or {}
     nodes = {n["id"]: n for n in store.nodes(limit=10_000_000)}
     edges = store.edges()
@@ -149,7 +159,7 @@ def assess(
         if worst:
             factors["vulnerability"] = 1.0 + worst / 5.0
         matter = TECHNIQUES[node["kind"]]
-        missing = [t for t in matter if not covers(covered, t)]
+        missing = [t for t in matter if t not in covered and t not in parents]
         factors["detection"] = 1.0 + len(missing) / len(matter)
         if missing:
             reasons.append(

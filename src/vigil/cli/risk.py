@@ -42,7 +42,7 @@ def report(
     loaded = load_rule_set(folders, None, False)
     covered = set(rule_techniques(loaded.plan.rules))
     store = AssetStore(engine)
-    opened = IncidentStore(engine).ranked(status="open", limit=100_000)
+    opened = IncidentStore(engine).open_entities(limit=100_000)
     incidents = incidents_by_asset(store, opened)
     with err.status("Assessing every asset…"):
         register = assess(store, covered=covered, incidents=incidents)

@@ -247,6 +247,19 @@ class IncidentStore:
         with self.engine.connect() as conn:
             return {str(level): int(n) for level, n in conn.execute(query)}
 
+    def open_entities(self, limit: int = 100_000) -> list[dict[str, Any]]:
+        """The entities of the incidents still open, riskiest first: [{"id", "entities"}]
+        (only that column read: what the risk register counts)."""
+        c = incident_table.c
+        query = (
+            select(c.id, c.entities)
+            .where(c.status.not_in(("resolved", "false_positive")))
+            .order_by(c.risk.desc(), c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [{"id": i, "entities": orjson.loads(e)} for i, e in conn.execute(query)]
+
     def count(
         self,
         *,

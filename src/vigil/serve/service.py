@@ -76,6 +76,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vigil.serve")
 IMPORT_WAIT_S = 10.0  # an alert import waits this long for its incidents
+REGISTER_FRESH_S = 30.0  # the risk register is made again when this old
 GRAPH_FRESH_S = 60.0  # a process without the assets stage loads the graph again this often
 MANUAL = "manual"  # the source of the indicators analysts add by hand (each one's say)
 INCIDENT_ALERTS = 200  # an incident's detail shows its first alerts, this many
@@ -131,6 +132,8 @@ class Service:
         self.incident_store = IncidentStore(self.engine, evidence=folder / "evidence")
         self.asset_store = AssetStore(self.engine)
         self.exercise_runs = ExerciseRuns(self.engine)
+        self._register: tuple[float, tuple[Any, ...], Register] | None = None
+        self._register_lock = threading.Lock()
         self._graph: tuple[float, AccessGraph] | None = None  # loaded here, and when
         # the streams between the stages, as the registry names them (`vigil.serve.stages`):
         # segment logs in the data folder, or NATS JetStream
@@ -866,10 +869,39 @@ class Service:
         return found
 
     def risk_register(self) -> Register:
-        """Every asset ranked with its reasons, and the roadmap (`vigil.assets.risk`)."""
+        """Every asset ranked with its reasons, and the roadmap (`vigil.assets.risk`). It
+        reads the whole inventory and every open incident (most of a second with 10,000 of
+        them), so it is made again only when one of them changed (`_register_version`) or
+        when `REGISTER_FRESH_S` old, by one caller at a time."""
+        with self._register_lock:
+            now, version = time.monotonic(), self._register_version()
+            kept = self._register
+            if kept is None or kept[1] != version or now - kept[0] > REGISTER_FRESH_S:
+                kept = self._register = (now, version, self._assess())
+            return kept[2]
+
+    def _register_version(self) -> tuple[Any, ...]:
+        """What the register is made from, in a few figures: changed when it changes."""
+        from sqlalchemy import func, select
+
+        from vigil.store.tables import asset_edge_table, asset_node_table, incident_table
+
+        queries = [
+            select(func.count(), func.max(table.c[stamp]))
+            for table, stamp in (
+                (asset_node_table, "last_seen"),
+                (asset_edge_table, "last_seen"),
+                (incident_table, "updated"),
+            )
+        ]
+        with self.engine.connect() as conn:
+            figures = tuple(tuple(conn.execute(query).one()) for query in queries)
+        return (*figures, len(self.loaded.plan.rules))
+
+    def _assess(self) -> Register:
         from vigil.intel.attack import rule_techniques
 
-        opened = self.incident_store.ranked(status="open", limit=100_000)
+        opened = self.incident_store.open_entities(limit=100_000)
         incidents = incidents_by_asset(self.asset_store, opened)
         covered = set(rule_techniques(self.loaded.plan.rules))
         return assess(self.asset_store, covered=covered, incidents=incidents)
