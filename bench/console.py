@@ -219,6 +219,9 @@ def main() -> None:
         client.post("/console/login", data={"token": token, "signin": signin.group(1)})
         api = TestClient(client.app, base_url="http://127.0.0.1")
         api.headers["Authorization"] = f"Bearer {token}"
+        # the stages take up what the import published before any page is timed
+        service.drain(300)
+        time.sleep(2)
         for name, path in pages(api).items():
             first = client.get(path)
             if first.status_code != 200:
