@@ -83,6 +83,11 @@ class ConsoleSettings(BaseModel):
     enabled: bool = True
     idle_s: Annotated[float, Field(gt=0)] = 1800.0  # a session ends after this long unused
     max_s: Annotated[float, Field(gt=0)] = 43200.0  # and this long after sign-in at most
+    # behind a TLS-terminating proxy: cookies Secure though Vigil itself speaks HTTP (None:
+    # Secure exactly when Vigil serves HTTPS), and the origin browsers post from when the
+    # proxy does not pass the Host they asked for ("https://vigil.example.org")
+    secure_cookies: bool | None = None
+    origins: list[str] = []
 
 
 class HuntSettings(BaseModel):

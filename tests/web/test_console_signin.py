@@ -227,3 +227,41 @@ def test_signing_in_again_ends_the_session_it_replaces(console) -> None:
     time.sleep(1.1)
     console.client.cookies.set("vigil_session", old, path="/console")
     assert console.get("/console/", follow_redirects=False).status_code == 303
+
+
+def test_behind_a_tls_proxy_cookies_are_secure_and_its_origin_is_taken(tmp_path) -> None:
+    from console_client import browser
+
+    from vigil.config import Settings
+    from vigil.serve.service import Service
+    from vigil.web.server import build_app
+
+    settings = Settings(
+        data_dir=tmp_path,
+        indicators=False,
+        starter_rules=False,
+        pipeline={"workers": 0},
+        console={"secure_cookies": True, "origins": ["https://vigil.example.org"]},
+    )
+    service = Service(settings)
+    made = browser(build_app(service), service)
+    made.client.base_url = "https://testserver"
+    with made.client:
+        made.sign_in("analyst")
+        page = made.get("/console/")
+        assert page.headers["strict-transport-security"].startswith("max-age=")
+        proxied = made.client.post(
+            "/console/logout",
+            data={"csrf": made.csrf},
+            headers={"origin": "https://vigil.example.org"},
+            follow_redirects=False,
+        )
+        assert proxied.status_code == 303  # the proxy's origin is this console's
+        made.sign_in("analyst")
+        other = made.client.post(
+            "/console/logout",
+            data={"csrf": made.csrf},
+            headers={"origin": "https://other.example.org"},
+            follow_redirects=False,
+        )
+        assert other.status_code == 403

@@ -71,7 +71,8 @@ class SignIn(Exception):
 class Console:
     context: Context
     sessions: ConsoleSessions
-    secure: bool  # cookies marked Secure (served over TLS)
+    secure: bool  # cookies marked Secure (served over TLS, or behind a TLS proxy)
+    origins: tuple[str, ...] = ()  # origins posts may come from besides this Host
     env: jinja2.Environment = field(init=False)
 
     def __post_init__(self) -> None:
@@ -146,9 +147,9 @@ class Console:
             ):
                 value = (await request.form()).get("csrf", "")
                 sent = value if isinstance(value, str) else ""
-            if not hmac.compare_digest(sent.encode(), session.csrf.encode()) or not same_origin(
-                request
-            ):
+            if not hmac.compare_digest(
+                sent.encode(), session.csrf.encode()
+            ) or not self.same_origin(request):
                 raise HTTPException(403, "the form's anti-forgery value is missing or wrong")
             if not session.may(permission):
                 raise HTTPException(403, f"the {session.principal.role} role may not {permission}")
@@ -176,18 +177,20 @@ class Console:
         )
         return HTMLResponse(page, status_code=status)
 
+    def same_origin(self, request: Request) -> bool:
+        """A request without Origin (an older browser, a same-origin GET) passes; one with
+        an Origin must name this Host, or one of the `origins` configured (a proxy that
+        does not pass the Host it was asked for)."""
+        origin = request.headers.get("origin")
+        if origin is None:
+            return True
+        if origin in self.origins:
+            return True
+        return origin != "null" and urlsplit(origin).netloc == request.headers.get("host", "")
+
     def back(self, to: str) -> RedirectResponse:
         """After a form: to the page it came from (POST, redirect, GET)."""
         return RedirectResponse(to, status_code=303)
-
-
-def same_origin(request: Request) -> bool:
-    """A request without Origin (an older browser, a same-origin GET) passes; one with an
-    Origin must name this host."""
-    origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        return origin is None
-    return urlsplit(origin).netloc == request.headers.get("host", "")
 
 
 def local(target: str) -> str:
@@ -202,8 +205,11 @@ class SecurityHeaders:
     """The console's answers carry the Content-Security-Policy and the other browser
     guards; static files may be cached."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, hsts: bool = False) -> None:
         self.app = app
+        self.headers = dict(HEADERS)
+        if hsts:  # served over TLS (here or by a proxy): browsers keep to it for a year
+            self.headers["strict-transport-security"] = "max-age=31536000"
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
@@ -219,7 +225,7 @@ class SecurityHeaders:
                     for k, v in message.get("headers", [])
                     if not (static and k.lower() == b"cache-control")
                 ]
-                for name, value in HEADERS.items():
+                for name, value in self.headers.items():
                     if static and name == "cache-control":
                         value = "public, max-age=86400"
                     headers.append((name.encode(), value.encode()))

@@ -44,7 +44,10 @@ def build_app(service: Service) -> Any:
         sessions = ConsoleSessions(
             service.engine, tokens, idle_s=settings.console.idle_s, max_s=settings.console.max_s
         )
-        mount(app, app.state.context, sessions, secure=settings.api.tls_cert is not None)
+        secure = settings.console.secure_cookies
+        if secure is None:
+            secure = settings.api.tls_cert is not None
+        mount(app, app.state.context, sessions, secure=secure, origins=settings.console.origins)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:

@@ -6,7 +6,7 @@ pages and its security headers."""
 import hmac
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, cast
 from urllib.parse import quote
 
@@ -29,21 +29,27 @@ from vigil.web.console import (
     SecurityHeaders,
     SignIn,
     local,
-    same_origin,
 )
 from vigil.web.sessions import ConsoleSessions, Session
 
 
-def mount(app: FastAPI, context: Context, sessions: ConsoleSessions, *, secure: bool) -> Console:
+def mount(
+    app: FastAPI,
+    context: Context,
+    sessions: ConsoleSessions,
+    *,
+    secure: bool,
+    origins: Sequence[str] = (),
+) -> Console:
     """The console on the API's app: its pages under /console, its files under
     /console/static, its error pages and security headers."""
-    console = Console(context, sessions, secure)
+    console = Console(context, sessions, secure, tuple(origins))
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.include_router(_frame(console))
     for page in pages.ROUTERS:
         app.include_router(page(console))
     _errors(app, console)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, hsts=secure)
     return console
 
 
@@ -72,7 +78,7 @@ def _frame(console: Console) -> APIRouter:
         expected = request.cookies.get(LOGIN_COOKIE, "")
         if not expected or not hmac.compare_digest(signin.encode(), expected.encode()):
             raise HTTPException(403, "the sign-in form has expired: load it again")
-        if not same_origin(request):
+        if not console.same_origin(request):
             raise HTTPException(403, "the form's anti-forgery value is missing or wrong")
         try:
             secret, session = await run_in_threadpool(

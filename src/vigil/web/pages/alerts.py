@@ -9,6 +9,7 @@ and quick-adds of an indicator or an asset from it. Reads are `Backend.alerts` a
 import csv
 import io
 import ipaddress
+import re
 import time
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -153,7 +154,8 @@ def router(console: Console) -> APIRouter:
         owner: Annotated[str, Form(max_length=256)] = "",
     ) -> RedirectResponse:
         """The alert's host into the inventory: a one-row CMDB export, imported as POST
-        /api/v1/assets/import does (the source named after the alert)."""
+        /api/v1/assets/import does. The source is named after the host, so adding it again
+        (corrected) replaces that one row and retires nothing else."""
         await run_in_threadpool(found, alert_id)
         if criticality not in CRITICALITY:
             raise InputError(f"criticality is one of {', '.join(c for c in CRITICALITY if c)}")
@@ -162,8 +164,9 @@ def router(console: Console) -> APIRouter:
         sheet.writerow(["hostname", "ip", "criticality", "owner", "description"])
         sheet.writerow([hostname.strip(), ip.strip(), criticality, owner.strip(),
                         f"added by {session.principal.name} from alert {alert_id}"])  # fmt: skip
+        source = "console-" + re.sub(r"[^a-z0-9._-]", "_", hostname.strip().lower())[:200]
         report = await run_in_threadpool(
-            console.backend.import_assets, out.getvalue().encode(), f"alert-{alert_id}.csv", "csv"
+            console.backend.import_assets, out.getvalue().encode(), f"{source}.csv", "csv"
         )
         if not report["nodes"]:
             reasons = "; ".join(r["reason"] for r in report.get("reasons", [])) or "no asset"
