@@ -54,6 +54,8 @@ def test_a_case_is_worked_from_the_command_line(run_cli, incident_id, tmp_path) 
 
     shown = json.loads(run_cli("incident", "show", incident_id, "--json").stdout)
     assert shown["status"] == "triaged" and shown["assignee"] == "bo"
+    still_open = run_cli("incident", "list", "--status", "open", "--json").stdout.splitlines()
+    assert [json.loads(line)["id"] for line in still_open] == [incident_id]
     assert shown["tasks"] == [{"id": int(task_id), "title": "reset alice's password", "done": True}]
     assert [e["kind"] for e in shown["timeline"]] == [
         "status", "assign", "note", "task", "done", "evidence",

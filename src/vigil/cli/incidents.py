@@ -45,7 +45,10 @@ def _author() -> str:
 
 @incident_app.command("list")
 def incident_list(
-    status: Annotated[str | None, typer.Option(help="Only incidents in this status.")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help="Only incidents in this status (open: neither resolved nor false)."),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, help="Incidents shown at most.")] = 20,
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
@@ -53,8 +56,8 @@ def incident_list(
     """Incidents by risk."""
     from vigil.correlate import STATUSES
 
-    if status is not None and status not in STATUSES:
-        raise fail(f"unknown status {status!r} (use {', '.join(STATUSES)})")
+    if status is not None and status != "open" and status not in STATUSES:
+        raise fail(f"unknown status {status!r} (use open, {', '.join(STATUSES)})")
     rows = _incidents(data_dir).ranked(status=status, limit=limit)
     if as_json:
         for row in rows:

@@ -82,7 +82,8 @@ def router(console: Console) -> APIRouter:
                 "last": grant_offset + len(grants),
             },
             live=backend.sessions.listed(limit=SESSIONS),
-            segments=backend.segments(),
+            # as GET /api/v1/segments: its own permission
+            segments=backend.segments() if session.may("assets:read") else None,
         )
 
     @routes.post(f"{PREFIX}/zerotrust/grants/{{grant_id}}")
