@@ -168,7 +168,6 @@ def create_app(
         registry=registry,
         limits=BodyLimits(max_body_bytes, max_records),
         rate=RateLimit(rate_per_token),
-        hunts_at_once=hunts_at_once,
         hunts=Hunts(hunts_at_once),
         require=require,
         bearer=bearer,

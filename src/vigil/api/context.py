@@ -26,7 +26,6 @@ class Context:
     registry: CollectorRegistry  # what `/metrics` renders
     limits: BodyLimits  # of a request body (`max_bytes`) and of the events in one
     rate: RateLimit  # requests per token (ingest)
-    hunts_at_once: int
     hunts: Hunts  # where hunts run (API and console share the places)
     # the auth dependency: `Depends(require("alerts:read"))` gives the caller's Principal
     # (401 without a valid token, 403 without the permission)

@@ -132,9 +132,8 @@ class AlertStore:
 
     def get(self, alert_id: str) -> dict[str, Any] | None:
         """An alert, with its `entities` and the `incidents` it is in."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(alert_table).where(alert_table.c.id == alert_id)).first()
-            return _described(conn, [row])[0] if row is not None else None
+        found = self.many([alert_id])
+        return found[0] if found else None
 
     def many(self, alert_ids: Sequence[str]) -> builtins.list[dict[str, Any]]:
         """These alerts in the order given (an unknown id is left out), each as `get` gives

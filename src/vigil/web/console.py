@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import jinja2
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -191,6 +191,13 @@ class Console:
     def back(self, to: str) -> RedirectResponse:
         """After a form: to the page it came from (POST, redirect, GET)."""
         return RedirectResponse(to, status_code=303)
+
+
+def relink(request: Request, **changed: object) -> str:
+    """This page with some query values changed, the others kept (an empty value or a
+    zero offset left out): a second pager's links."""
+    query = {**request.query_params, **{k: str(v) for k, v in changed.items()}}
+    return f"{request.url.path}?{urlencode({k: v for k, v in query.items() if v not in ('', '0')})}"
 
 
 def local(target: str) -> str:

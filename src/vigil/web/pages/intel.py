@@ -3,23 +3,16 @@ counts and last update, and the sightings of indicators in events, the latest fi
 
 # No `from __future__ import annotations`: FastAPI reads the routes' signatures.
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from vigil.api.context import BIGINT
-from vigil.web.console import PREFIX, Console
+from vigil.web.console import PREFIX, Console, relink
 from vigil.web.sessions import Session
 
 PAGE = 50  # indicators per page
 SIGHTINGS = 50  # sightings per page
-
-
-def link(request: Request, **changed: int) -> str:
-    """This page with some query values changed (others kept; a zero offset dropped)."""
-    query = {**request.query_params, **{k: str(v) for k, v in changed.items()}}
-    return f"{request.url.path}?{urlencode({k: v for k, v in query.items() if v not in ('', '0')})}"
 
 
 def router(console: Console) -> APIRouter:
@@ -49,10 +42,10 @@ def router(console: Console) -> APIRouter:
             stats=backend.intel_stats(),
             sightings=sightings,
             sighting_pages={
-                "previous": link(request, sighting_offset=max(0, sighting_offset - SIGHTINGS))
+                "previous": relink(request, sighting_offset=max(0, sighting_offset - SIGHTINGS))
                 if sighting_offset
                 else None,
-                "next": link(request, sighting_offset=sighting_offset + SIGHTINGS)
+                "next": relink(request, sighting_offset=sighting_offset + SIGHTINGS)
                 if len(sightings) >= SIGHTINGS
                 else None,
                 "first": sighting_offset + 1 if sightings else 0,

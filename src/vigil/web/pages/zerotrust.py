@@ -5,14 +5,13 @@ would block."""
 
 # No `from __future__ import annotations`: FastAPI reads the routes' signatures.
 from typing import Annotated, Any, Literal
-from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from vigil.web.console import PREFIX, Console
+from vigil.web.console import PREFIX, Console, relink
 from vigil.web.sessions import Session
 
 PAGE = 50  # decisions per page
@@ -20,12 +19,6 @@ GRANTS = 50  # grants per page
 SESSIONS = 100  # live sessions shown
 GRANT_STATES = ("waiting", "active", "expired", "denied", "revoked")
 OUTCOMES = ("allow", "step_up", "deny")
-
-
-def link(request: Request, **changed: object) -> str:
-    """This page with some query values changed (others kept; an empty one dropped)."""
-    query = {**request.query_params, **{k: str(v) for k, v in changed.items()}}
-    return f"{request.url.path}?{urlencode({k: v for k, v in query.items() if v not in ('', '0')})}"
 
 
 def shown(grants: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -58,7 +51,7 @@ def router(console: Console) -> APIRouter:
             backend.grants.find(state=grant_state or None, limit=GRANTS, offset=grant_offset)
         )
         waiting = shown(backend.grants.find(state="waiting", limit=GRANTS))
-        previous = link(request, grant_offset=max(0, grant_offset - GRANTS))
+        previous = relink(request, grant_offset=max(0, grant_offset - GRANTS))
         return console.render(
             request,
             session,
@@ -75,7 +68,7 @@ def router(console: Console) -> APIRouter:
             grant_states=GRANT_STATES,
             grant_pages={
                 "previous": previous if grant_offset else None,
-                "next": link(request, grant_offset=grant_offset + GRANTS)
+                "next": relink(request, grant_offset=grant_offset + GRANTS)
                 if len(grants) >= GRANTS
                 else None,
                 "first": grant_offset + 1 if grants else 0,
