@@ -34,12 +34,15 @@ What each role may do (`PERMISSIONS`):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from sqlalchemy import Engine, bindparam, select
 
@@ -69,6 +72,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "access:decide": frozenset(("admin", "pep")),  # a policy enforcement point asks
     "tokens:manage": frozenset(("admin",)),
 }
+T = TypeVar("T")
 PREFIX = "vgl_"
 TOUCH_EVERY = 60.0
 KNOWN_S = 1.0  # how long a token found valid is believed without asking the database
@@ -99,14 +103,62 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class Believed(Generic[T]):
+    """What was found valid, believed for `seconds` without asking the database again (a
+    coroutine may ask: no query, no wait). A withdrawal made through its owner (a token
+    revoked, a session ended) holds at once: what it names is forgotten, and a lookup that
+    overlapped it is not kept."""
+
+    def __init__(self, seconds: float = KNOWN_S, most: int = KNOWN_MOST) -> None:
+        self.seconds = seconds
+        self.most = most  # past it, the memory starts afresh
+        self._found: dict[str, tuple[T, float]] = {}  # key: what, when asked
+        self._lock = threading.Lock()
+        self._withdrawals = 0
+
+    def get(self, key: str) -> T | None:
+        found = self._found.get(key)
+        if found is None or time.monotonic() - found[1] >= self.seconds:
+            return None
+        return found[0]
+
+    def asking(self) -> tuple[float, int]:
+        """Taken before a lookup, for `keep`: when, and the withdrawals so far."""
+        return time.monotonic(), self._withdrawals
+
+    def keep(self, key: str, value: T, asked: tuple[float, int]) -> None:
+        with self._lock:
+            if asked[1] == self._withdrawals:  # no withdrawal while it was looked up
+                if len(self._found) >= self.most:
+                    self._found.clear()
+                self._found[key] = (value, asked[0])
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._found.pop(key, None)
+
+    @contextlib.contextmanager
+    def withdrawing(self, named: Callable[[str, T], bool]) -> Iterator[None]:
+        """Around a withdrawal's write: what `named` names is forgotten before and after
+        it, and no lookup overlapping it is kept."""
+        self._withdraw(named)
+        try:
+            yield
+        finally:
+            self._withdraw(named)
+
+    def _withdraw(self, named: Callable[[str, T], bool]) -> None:
+        with self._lock:
+            self._withdrawals += 1
+            self._found = {k: v for k, v in self._found.items() if not named(k, v[0])}
+
+
 class TokenStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         migrate(engine)
         self._touched: dict[str, float] = {}
-        self._known: dict[str, tuple[Principal, float]] = {}  # digest: principal, when checked
-        self._lock = threading.Lock()  # over `_known` and `_revocations`
-        self._revocations = 0  # revocations made through this store
+        self._known: Believed[Principal] = Believed()  # digest: principal
         self._by_hash = select(api_token_table).where(api_token_table.c.hash == bindparam("h"))
 
     def create(self, role: str, name: str) -> tuple[str, TokenInfo]:
@@ -134,29 +186,21 @@ class TokenStore:
     def known(self, token: str) -> Principal | None:
         """The token's principal if it was found valid within `KNOWN_S`, without asking the
         database (so a coroutine may call it); None when it must be verified."""
-        found = self._known.get(_digest(token)) if token.startswith(PREFIX) else None
-        if found is None or time.monotonic() - found[1] >= KNOWN_S:
-            return None
-        return found[0]
+        return self._known.get(_digest(token)) if token.startswith(PREFIX) else None
 
     def verify(self, token: str) -> Principal | None:
         if not token.startswith(PREFIX) or not 20 <= len(token) <= 100:
             return None
         digest = _digest(token)
-        asked, revocations = time.monotonic(), self._revocations  # before the query
+        asked = self._known.asking()  # before the query
         with self.engine.connect() as conn:
             row = conn.execute(self._by_hash, {"h": digest}).first()
         if row is None or row.revoked:
-            with self._lock:
-                self._known.pop(digest, None)
+            self._known.forget(digest)
             return None
         principal = Principal(row.id, row.name, row.role)
-        with self._lock:
-            # a revocation while the row was read may be of this token: not remembered
-            if revocations == self._revocations:
-                if len(self._known) >= KNOWN_MOST:
-                    self._known.clear()
-                self._known[digest] = (principal, asked)
+        # a revocation while the row was read may be of this token: not remembered
+        self._known.keep(digest, principal, asked)
         now = time.time()
         if now - self._touched.get(row.id, 0.0) >= TOUCH_EVERY:
             self._touched[row.id] = now
@@ -169,17 +213,14 @@ class TokenStore:
         return principal
 
     def revoke(self, token_id: str) -> bool:
-        with self._lock:  # a verify reading the row meanwhile does not remember it
-            self._revocations += 1
-        with self.engine.begin() as conn:
+        # a verify reading the row meanwhile does not remember it
+        revoked = self._known.withdrawing(lambda _, principal: principal.id == token_id)
+        with revoked, self.engine.begin() as conn:
             result = conn.execute(
                 api_token_table.update()
                 .where(api_token_table.c.id == token_id)
                 .values(revoked=True)
             )
-        with self._lock:
-            self._revocations += 1
-            self._known = {d: k for d, k in self._known.items() if k[0].id != token_id}
         return bool(result.rowcount)
 
     def list(self) -> list[TokenInfo]:

@@ -4,27 +4,24 @@ The browser keeps a random session secret in a cookie (HttpOnly, SameSite=Strict
 under TLS); the state database keeps its SHA-256, the token it was made from and the value
 every form must send back (`csrf`). A session ends on sign-out, `max_s` after sign-in, after
 `idle_s` without a request, or as soon as its token is revoked: each lookup joins the token.
-A session found valid is believed for `KNOWN_S` without asking the database again, like
-tokens; signing out through this store ends it at once.
+A session found valid is believed for `KNOWN_S` without asking the database again (the
+same `Believed` as tokens); signing out through this store ends it at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, bindparam, select
 
-from vigil.api.auth import Principal, TokenStore
+from vigil.api.auth import KNOWN_MOST, Believed, Principal, TokenStore
 from vigil.errors import Forbidden
 from vigil.store import migrate
 from vigil.store.tables import api_token_table, console_session_table
 
-KNOWN_S = 1.0
-KNOWN_MOST = 10_000
 TOUCH_EVERY = 30.0  # `seen` is written at most this often per session
 CONSOLE_ROLES = frozenset(("admin", "analyst", "responder", "viewer"))
 
@@ -53,10 +50,8 @@ class ConsoleSessions:
         self.idle_s = idle_s
         self.max_s = max_s
         migrate(engine)
-        self._known: dict[str, tuple[Session, float]] = {}
+        self._known: Believed[Session] = Believed()  # session id: the session
         self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
-        self._ended = 0  # sign-outs through this store (a lookup meanwhile is not remembered)
         table, token = console_session_table.c, api_token_table.c
         self._lookup = (
             select(table.csrf, table.expires, table.seen, table.ended, token.id, token.name)
@@ -107,9 +102,7 @@ class ConsoleSessions:
         """The session if it was found valid within `KNOWN_S` (no query: a coroutine may
         call it); None when it must be looked up."""
         found = self._known.get(_digest(secret)) if secret else None
-        if found is None or time.monotonic() - found[1] >= KNOWN_S:
-            return None
-        return found[0] if time.time() < found[0].expires else None
+        return found if found is not None and time.time() < found.expires else None
 
     def find(self, secret: str, *, touch: bool = True) -> Session | None:
         """The live session behind a cookie's secret, or None (unknown, signed out, expired,
@@ -117,7 +110,7 @@ class ConsoleSessions:
         if not secret or len(secret) > 100:
             return None
         digest = _digest(secret)
-        asked, ended = time.monotonic(), self._ended
+        asked = self._known.asking()  # a sign-out meanwhile: not remembered
         with self.engine.connect() as conn:
             row = conn.execute(self._lookup, {"id": digest}).first()
         now = time.time()
@@ -129,15 +122,10 @@ class ConsoleSessions:
             or now >= row.expires
             or now - seen >= self.idle_s
         ):
-            with self._lock:
-                self._known.pop(digest, None)
+            self._known.forget(digest)
             return None
         session = Session(digest, Principal(row.id, row.name, row.role), row.csrf, row.expires)
-        with self._lock:
-            if ended == self._ended:
-                if len(self._known) >= KNOWN_MOST:
-                    self._known.clear()
-                self._known[digest] = (session, asked)
+        self._known.keep(digest, session, asked)
         if touch and now - seen >= TOUCH_EVERY:
             if len(self._seen) >= KNOWN_MOST:
                 self._seen.clear()  # `seen` is in the database too: memory only saves writes
@@ -151,16 +139,11 @@ class ConsoleSessions:
         return session
 
     def sign_out(self, session_id: str) -> None:
-        with self._lock:
-            self._ended += 1
-            self._known.pop(session_id, None)
-        with self.engine.begin() as conn:
+        ended = self._known.withdrawing(lambda key, _: key == session_id)
+        with ended, self.engine.begin() as conn:
             conn.execute(
                 console_session_table.update()
                 .where(console_session_table.c.id == session_id)
                 .values(ended=True)
             )
-        with self._lock:
-            self._ended += 1
-            self._known.pop(session_id, None)
-            self._seen.pop(session_id, None)
+        self._seen.pop(session_id, None)
