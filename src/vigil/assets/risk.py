@@ -77,17 +77,11 @@ class Register:
         }
 
 
-CONTEXT_CHUNK = 5000  # entities per inventory query (well under any database's bound)
-
-
 def incidents_by_asset(store: AssetStore, incidents: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """Open incidents (as the incident store lists them) → how many name each asset. The
-    inventory is asked once for all their entities (in chunks), not once an incident."""
+    inventory is asked once for all their entities, not once an incident."""
     named = [set(incident["entities"]) for incident in incidents]
-    every = sorted(set().union(*named)) if named else []
-    found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(every), CONTEXT_CHUNK):
-        found.update(store.context(every[start : start + CONTEXT_CHUNK]))
+    found = store.context(set().union(*named)) if named else {}
     counts: dict[str, int] = defaultdict(int)
     for entities in named:
         for asset in {found[e]["asset"] for e in entities if e in found}:

@@ -44,6 +44,9 @@ def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
         yield items[start : start + CHUNK]
 
 
+CONTEXT_CHUNK = 5000  # node ids per query of `context`
+
+
 class AssetStore:
     def __init__(self, engine: Engine) -> None:
         migrate(engine)
@@ -251,11 +254,18 @@ class AssetStore:
             addresses = [i for i in ids if i.startswith("address:")]
             if addresses:
                 edge = asset_edge_table.c
-                tied = conn.execute(
-                    select(edge.dst, edge.src)
-                    .where(edge.kind == "has_address", edge.dst.in_(addresses))
-                    .order_by(edge.dst, edge.src)
-                )
+                tied = [
+                    pair
+                    for at in range(0, len(addresses), CONTEXT_CHUNK)
+                    for pair in conn.execute(
+                        select(edge.dst, edge.src)
+                        .where(
+                            edge.kind == "has_address",
+                            edge.dst.in_(addresses[at : at + CONTEXT_CHUNK]),
+                        )
+                        .order_by(edge.dst, edge.src)
+                    )
+                ]
                 hosts: dict[str, list[str]] = {}
                 for address, host in tied:
                     hosts.setdefault(address, []).append(host)
@@ -264,9 +274,16 @@ class AssetStore:
                     named = sorted(found, key=lambda h: (h[5:] == address[8:], h))
                     if named[0] not in ids:
                         ids[named[0]] = ids.pop(address)
-            rows = conn.execute(
-                select(asset_node_table).where(asset_node_table.c.id.in_(list(ids)))
-            ).all()
+            wanted = list(ids)
+            rows = [  # in chunks: any number of entities, under any database's bound
+                row
+                for at in range(0, len(wanted), CONTEXT_CHUNK)
+                for row in conn.execute(
+                    select(asset_node_table).where(
+                        asset_node_table.c.id.in_(wanted[at : at + CONTEXT_CHUNK])
+                    )
+                )
+            ]
         out = {}
         for row in rows:
             node = _node(row)
